@@ -1,0 +1,67 @@
+// Reading LLaMA checkpoints: Hugging Face folders (config.json + safetensors, single or sharded) and llama2.c
+// `.bin` files. Everything is returned in Hugging Face tensor names and rotary layout.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "saliq/llama_config.h"
+
+namespace saliq {
+
+// Named tensors, read on demand (a Hugging Face folder serves them from the mmap, so a block's weights are only
+// paged in when that block is reached).
+class TensorSource {
+public:
+    virtual ~TensorSource() = default;
+    virtual bool has(const std::string& name) const = 0;
+    // Throws FormatError naming the checkpoint and the tensor when it is absent.
+    virtual at::Tensor get(const std::string& name) const = 0;
+    virtual std::vector<std::string> names() const = 0;
+    virtual std::string origin() const = 0;  // file or folder, for messages
+};
+
+std::shared_ptr<TensorSource> make_memory_source(std::map<std::string, at::Tensor> tensors, std::string origin);
+// `dir`/model.safetensors.index.json (sharded) or `dir`/model.safetensors; validates every shard's header.
+std::shared_ptr<TensorSource> open_safetensors_folder(const std::string& dir);
+
+struct Checkpoint {
+    std::string path;
+    std::string format;           // "hf" or "llama2c"
+    LlamaConfig config;
+    std::shared_ptr<TensorSource> tensors;
+    std::string tokenizer_path;   // tokenizer.model found beside the weights, or the one given; may be empty
+};
+
+// A folder is read as Hugging Face, a file as llama2.c. `tokenizer_path` overrides the folder's tokenizer.model.
+Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer_path = "");
+Checkpoint read_llama2c(const std::string& bin_path);
+
+// llama2.c (Meta) rotates adjacent pairs (2i, 2i+1) within a head, Hugging Face rotates halves (i, i + d/2):
+// this permutes the rows of wq/wk ([n_heads * head_dim, in]) from the former to the latter, and back.
+at::Tensor permute_rotary_rows_to_hf(const at::Tensor& weight, int64_t n_heads);
+at::Tensor permute_rotary_rows_to_meta(const at::Tensor& weight, int64_t n_heads);
+
+// Tensor names of a LLaMA model in Hugging Face spelling (the one place they are spelled).
+namespace hf_names {
+std::string layer_prefix(int64_t layer);                  // "model.layers.3."
+extern const char* const kEmbed;                          // model.embed_tokens.weight
+extern const char* const kFinalNorm;                      // model.norm.weight
+extern const char* const kLmHead;                         // lm_head.weight
+extern const char* const kLinearNames[7];                 // self_attn.q_proj ... mlp.down_proj
+extern const char* const kInputNorm;                      // input_layernorm.weight
+extern const char* const kPostNorm;                       // post_attention_layernorm.weight
+}  // namespace hf_names
+
+// Every tensor a LLaMA checkpoint with this config must hold, in file order.
+std::vector<std::string> llama_tensor_names(const LlamaConfig& config);
+
+// Writes config.json, model.safetensors (the given dtype) and tokenizer.model into `out_dir`, atomically.
+void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, const TensorSource& tensors,
+                     const std::string& tokenizer_path, bool force);
+
+}  // namespace saliq

@@ -1,0 +1,67 @@
+// Read-only memory mapping and atomic writes (temp name, then rename): no half-written file ever looks complete.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <string>
+
+namespace saliq {
+
+class MappedFile {
+public:
+    // Maps the whole file read-only. Throws IoError when it cannot be opened or mapped.
+    static std::shared_ptr<const MappedFile> open(const std::string& path);
+    ~MappedFile();
+    MappedFile(const MappedFile&) = delete;
+    MappedFile& operator=(const MappedFile&) = delete;
+
+    const uint8_t* data() const { return data_; }
+    uint64_t size() const { return size_; }
+    const std::string& path() const { return path_; }
+
+private:
+    MappedFile(std::string path, const uint8_t* data, uint64_t size);
+    std::string path_;
+    const uint8_t* data_;
+    uint64_t size_;
+};
+
+// Writes `path` through `write` into a temporary sibling, flushes, then renames over `path`.
+// On any exception the temporary is removed and `path` is untouched.
+void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write);
+
+// Reads a whole (small) file into a string. Throws IoError.
+std::string read_text_file(const std::string& path);
+
+// A sibling temporary name unique to this process: "<path>.tmp-<pid>".
+std::string temporary_sibling(const std::string& path);
+
+// An output folder built under a temporary sibling name and renamed into place by commit(). Refuses a final
+// path that exists and is not empty unless `force` (then the old folder is replaced only once the new is complete).
+// Destroyed without commit(), it removes the temporary folder: an interrupted run leaves nothing that looks done.
+class StagingDir {
+public:
+    StagingDir(std::string final_path, bool force);
+    ~StagingDir();
+    StagingDir(const StagingDir&) = delete;
+    StagingDir& operator=(const StagingDir&) = delete;
+
+    const std::string& path() const { return staging_; }        // write files here
+    std::string file(const std::string& name) const { return staging_ + "/" + name; }
+    const std::string& final_path() const { return final_; }
+    void commit();
+
+private:
+    std::string final_;
+    std::string staging_;
+    bool committed_ = false;
+};
+
+bool path_exists(const std::string& path);
+bool is_directory(const std::string& path);
+uint64_t file_size(const std::string& path);
+
+}  // namespace saliq

@@ -1,0 +1,101 @@
+// The LLaMA forward pass in LibTorch: embedding, decoder blocks (RMSNorm, RoPE, grouped-query causal attention,
+// SwiGLU MLP), final norm and head. Blocks are plain structs so the quantization pipeline can drive them one at a
+// time and swap their linears.
+#pragma once
+
+#include <array>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+
+#include "saliq/checkpoint.h"
+#include "saliq/llama_config.h"
+
+namespace saliq {
+
+// Where and in which precision the model computes.
+struct ModelOptions {
+    std::string device = "cpu";  // "cpu" or "cuda" / "cuda:N"
+    std::string dtype = "auto";  // "fp32", "bf16", "fp16"; auto = fp32 on CPU, bf16 on CUDA
+};
+
+// Resolves and checks ModelOptions (CUDA present, fp16 not on CPU). Throws ConfigError.
+at::TensorOptions resolve_model_options(const ModelOptions& options);
+
+// A linear map y = x W^T. Methods replace the dense one with quantized variants behind this interface.
+class Linear {
+public:
+    virtual ~Linear() = default;
+    virtual at::Tensor forward(const at::Tensor& x) const = 0;  // [..., in] -> [..., out]
+    virtual at::Tensor weight() const = 0;                      // the effective dense weight [out, in]
+    virtual int64_t in_features() const = 0;
+    virtual int64_t out_features() const = 0;
+};
+
+class DenseLinear : public Linear {
+public:
+    explicit DenseLinear(at::Tensor weight);  // [out, in]
+    at::Tensor forward(const at::Tensor& x) const override;
+    at::Tensor weight() const override { return weight_; }
+    int64_t in_features() const override;
+    int64_t out_features() const override;
+
+private:
+    at::Tensor weight_;  // [out, in]
+};
+
+enum LinearIndex { kQProj = 0, kKProj, kVProj, kOProj, kGateProj, kUpProj, kDownProj, kNumLinears };
+
+struct DecoderBlock {
+    at::Tensor input_norm;  // [H]
+    at::Tensor post_norm;   // [H]
+    std::array<std::shared_ptr<Linear>, kNumLinears> linears;  // order of hf_names::kLinearNames
+};
+
+// Rotary tables in Hugging Face layout (rotate halves).
+struct Rope {
+    at::Tensor cos;  // [T_max, head_dim]
+    at::Tensor sin;  // [T_max, head_dim]
+};
+
+Rope make_rope(const LlamaConfig& config, int64_t max_len, const at::TensorOptions& options);
+at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// One decoder block on hidden states [B, T, H] (positions 0..T-1, causal).
+at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
+                         const at::Tensor& hidden);
+
+// Reads block `layer` from the checkpoint (dense linears), checking every shape, converted to `options`.
+DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& config, int64_t layer,
+                        const at::TensorOptions& options);
+
+class LlamaModel {
+public:
+    // Loads all weights. Throws FormatError for missing tensors or wrong shapes.
+    static std::unique_ptr<LlamaModel> load(const Checkpoint& checkpoint, const ModelOptions& options);
+
+    const LlamaConfig& config() const { return config_; }
+    const at::TensorOptions& options() const { return options_; }
+    int64_t n_layers() const { return static_cast<int64_t>(blocks_.size()); }
+    DecoderBlock& block(int64_t i) { return blocks_.at(static_cast<size_t>(i)); }
+    const DecoderBlock& block(int64_t i) const { return blocks_.at(static_cast<size_t>(i)); }
+
+    at::Tensor embed(const at::Tensor& ids) const;                          // [B, T] int64 -> [B, T, H]
+    at::Tensor run_block(int64_t i, const at::Tensor& hidden) const;        // [B, T, H] -> [B, T, H]
+    at::Tensor head(const at::Tensor& hidden) const;                        // [B, T, H] -> logits [B, T, V] fp32
+    at::Tensor forward(const at::Tensor& ids) const;                        // [B, T] -> logits [B, T, V] fp32
+    const Rope& rope() const { return rope_; }
+
+private:
+    LlamaConfig config_;
+    at::TensorOptions options_;
+    at::Tensor embed_tokens_;  // [V, H]
+    at::Tensor final_norm_;    // [H]
+    at::Tensor lm_head_;       // [V, H] (the embedding when tied)
+    std::vector<DecoderBlock> blocks_;
+    Rope rope_;
+};
+
+}  // namespace saliq

@@ -1,0 +1,44 @@
+#include "saliq/generate.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include "saliq/error.h"
+#include "saliq/model.h"
+#include "saliq/tokenizer.h"
+
+namespace saliq {
+
+std::vector<int32_t> generate_greedy(const LlamaModel& model, const std::vector<int32_t>& prompt_ids,
+                                     int64_t max_tokens, int32_t stop_a, int32_t stop_b) {
+    if (prompt_ids.empty()) throw ConfigError("generation needs at least one prompt token");
+    c10::InferenceMode guard;
+    std::vector<int64_t> sequence(prompt_ids.begin(), prompt_ids.end());
+    std::vector<int32_t> generated;
+    const int64_t context = model.config().max_position_embeddings;
+    // Recomputes the whole prefix each step (no KV cache): simple and exact, fine for a probe.
+    while (static_cast<int64_t>(generated.size()) < max_tokens && static_cast<int64_t>(sequence.size()) < context) {
+        at::Tensor ids = at::tensor(sequence, at::kLong).unsqueeze(0);
+        at::Tensor logits = model.forward(ids);  // [1, T, V]
+        const int32_t next = static_cast<int32_t>(logits[0][-1].argmax().item<int64_t>());
+        if (next == stop_a || next == stop_b) break;
+        generated.push_back(next);
+        sequence.push_back(next);
+    }
+    return generated;
+}
+
+std::string generate_text(const LlamaModel& model, const Tokenizer& tokenizer, const std::string& prompt,
+                          int64_t max_tokens) {
+    std::vector<int32_t> ids = {tokenizer.bos_id()};
+    if (!prompt.empty()) {
+        const auto body = tokenizer.encode(prompt);
+        ids.insert(ids.end(), body.begin(), body.end());
+    }
+    const auto out = generate_greedy(model, ids, max_tokens, tokenizer.eos_id(), tokenizer.bos_id());
+    std::vector<int32_t> all(ids.begin() + 1, ids.end());
+    all.insert(all.end(), out.begin(), out.end());
+    return tokenizer.decode(all);
+}
+
+}  // namespace saliq

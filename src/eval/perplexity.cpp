@@ -1,0 +1,63 @@
+#include "saliq/perplexity.h"
+
+#include <chrono>
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include "saliq/error.h"
+#include "saliq/model.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+
+PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int32_t>& tokens,
+                                     const PerplexityOptions& options, const ProgressFn& progress) {
+    const int64_t seqlen = options.seqlen;
+    if (seqlen < 2) throw ConfigError("--seqlen must be at least 2");
+    if (seqlen > model.config().max_position_embeddings)
+        throw ConfigError(strprintf("--seqlen %lld exceeds the model's max_position_embeddings %lld",
+                                    (long long)seqlen, (long long)model.config().max_position_embeddings));
+    if (options.batch_size < 1) throw ConfigError("--batch-size must be at least 1");
+    int64_t n_windows = static_cast<int64_t>(tokens.size()) / seqlen;
+    if (n_windows == 0)
+        throw ConfigError(strprintf("the text has %zu tokens, fewer than one window of --seqlen %lld",
+                                    tokens.size(), (long long)seqlen));
+    if (options.max_windows > 0) n_windows = std::min(n_windows, options.max_windows);
+
+    c10::InferenceMode guard;
+    const auto start = std::chrono::steady_clock::now();
+    at::Tensor all = at::from_blob(const_cast<int32_t*>(tokens.data()), {n_windows, seqlen}, at::kInt).to(at::kLong);
+    double nll_sum = 0.0;
+    for (int64_t w = 0; w < n_windows; w += options.batch_size) {
+        const int64_t b = std::min(options.batch_size, n_windows - w);
+        at::Tensor ids = all.narrow(0, w, b);
+        at::Tensor logits = model.forward(ids);                                   // [b, T, V] fp32
+        at::Tensor pred = logits.narrow(1, 0, seqlen - 1).reshape({-1, logits.size(2)});
+        at::Tensor target = ids.narrow(1, 1, seqlen - 1).reshape({-1}).to(logits.device());
+        at::Tensor loss = at::cross_entropy_loss(pred, target, {}, at::Reduction::Sum);
+        const double batch_nll = loss.to(at::kDouble).item<double>();
+        if (!std::isfinite(batch_nll))
+            throw NumericError(strprintf("perplexity: non-finite loss in windows %lld..%lld (model produced NaN/Inf)",
+                                         (long long)w, (long long)(w + b - 1)));
+        nll_sum += batch_nll;
+        if (progress) {
+            const double elapsed =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            const int64_t done = w + b;
+            const double running = std::exp(nll_sum / static_cast<double>(done * (seqlen - 1)));
+            if (!progress({"perplexity", done, n_windows, elapsed, strprintf("ppl %.4f", running)})) throw Cancelled{};
+        }
+    }
+    PerplexityResult result;
+    result.n_windows = n_windows;
+    result.tokens_scored = n_windows * (seqlen - 1);
+    result.nll_sum = nll_sum;
+    result.ppl = std::exp(nll_sum / static_cast<double>(result.tokens_scored));
+    result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    result.tokens_per_second = static_cast<double>(n_windows * seqlen) / std::max(result.seconds, 1e-9);
+    return result;
+}
+
+}  // namespace saliq

@@ -1,0 +1,96 @@
+#include <filesystem>
+#include <fstream>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "saliq/checkpoint.h"
+#include "saliq/error.h"
+#include "saliq/file.h"
+#include "saliq/safetensors.h"
+
+namespace saliq {
+
+namespace hf_names {
+std::string layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
+const char* const kEmbed = "model.embed_tokens.weight";
+const char* const kFinalNorm = "model.norm.weight";
+const char* const kLmHead = "lm_head.weight";
+const char* const kLinearNames[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                     "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+const char* const kInputNorm = "input_layernorm.weight";
+const char* const kPostNorm = "post_attention_layernorm.weight";
+}  // namespace hf_names
+
+std::vector<std::string> llama_tensor_names(const LlamaConfig& config) {
+    std::vector<std::string> names = {hf_names::kEmbed};
+    for (int64_t i = 0; i < config.n_layers; ++i) {
+        const std::string p = hf_names::layer_prefix(i);
+        names.push_back(p + hf_names::kInputNorm);
+        for (const char* linear : hf_names::kLinearNames) names.push_back(p + linear + ".weight");
+        names.push_back(p + hf_names::kPostNorm);
+    }
+    names.push_back(hf_names::kFinalNorm);
+    if (!config.tie_word_embeddings) names.push_back(hf_names::kLmHead);
+    return names;
+}
+
+at::Tensor permute_rotary_rows_to_hf(const at::Tensor& weight, int64_t n_heads) {
+    const int64_t rows = weight.size(0);
+    const int64_t cols = weight.size(1);
+    const int64_t half = rows / n_heads / 2;
+    return weight.reshape({n_heads, half, 2, cols}).transpose(1, 2).reshape({rows, cols}).contiguous();
+}
+
+at::Tensor permute_rotary_rows_to_meta(const at::Tensor& weight, int64_t n_heads) {
+    const int64_t rows = weight.size(0);
+    const int64_t cols = weight.size(1);
+    const int64_t half = rows / n_heads / 2;
+    return weight.reshape({n_heads, 2, half, cols}).transpose(1, 2).reshape({rows, cols}).contiguous();
+}
+
+Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer_path) {
+    if (!path_exists(path)) throw IoError(path, "no such file or folder");
+    Checkpoint ckpt;
+    if (is_directory(path)) {
+        const std::string config_path = path + "/config.json";
+        if (!path_exists(config_path))
+            throw FormatError(path, "not a Hugging Face model folder: config.json is missing");
+        nlohmann::json json;
+        try {
+            json = nlohmann::json::parse(read_text_file(config_path));
+        } catch (const nlohmann::json::exception& e) {
+            throw FormatError(config_path, std::string("not valid JSON: ") + e.what());
+        }
+        ckpt.path = path;
+        ckpt.format = "hf";
+        ckpt.config = llama_config_from_json(json, config_path);
+        ckpt.tensors = open_safetensors_folder(path);
+        if (path_exists(path + "/tokenizer.model")) ckpt.tokenizer_path = path + "/tokenizer.model";
+    } else {
+        ckpt = read_llama2c(path);
+    }
+    if (!tokenizer_path.empty()) {
+        if (!path_exists(tokenizer_path)) throw IoError(tokenizer_path, "tokenizer file does not exist");
+        ckpt.tokenizer_path = tokenizer_path;
+    }
+    return ckpt;
+}
+
+void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, const TensorSource& tensors,
+                     const std::string& tokenizer_path, bool force) {
+    StagingDir staging(out_dir, force);
+    NamedTensors named;
+    for (const auto& name : llama_tensor_names(config)) named.emplace_back(name, tensors.get(name));
+    write_safetensors(staging.file("model.safetensors"), named, {{"format", "pt"}});
+    const std::string config_text = llama_config_to_json(config).dump(2) + "\n";
+    write_file_atomic(staging.file("config.json"), [&](std::ostream& out) { out << config_text; });
+    if (!tokenizer_path.empty()) {
+        std::error_code ec;
+        std::filesystem::copy_file(tokenizer_path, staging.file("tokenizer.model"), ec);
+        if (ec) throw IoError(tokenizer_path, "cannot copy tokenizer: " + ec.message());
+    }
+    staging.commit();
+}
+
+}  // namespace saliq

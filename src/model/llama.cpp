@@ -1,0 +1,148 @@
+#include <cmath>
+#include <limits>
+
+#include <ATen/ATen.h>
+
+#include "saliq/error.h"
+#include "saliq/model.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+namespace {
+
+at::Tensor rotate_half(const at::Tensor& x) {
+    const int64_t half = x.size(-1) / 2;
+    return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+    return x * cos + rotate_half(x) * sin;
+}
+
+at::Tensor checked(const TensorSource& tensors, const std::string& name, const std::vector<int64_t>& shape,
+                   const at::TensorOptions& options) {
+    at::Tensor t = tensors.get(name);
+    if (t.sizes().vec() != shape)
+        throw FormatError(tensors.origin(), "tensor '" + name + "' has shape " + shape_to_string(t.sizes().vec()) +
+                                                ", the config implies " + shape_to_string(shape));
+    at::Tensor out = t.to(options.dtype()).to(options.device());
+    // Never hand out a view of a read-only mmap: callers may train or modify weights in place.
+    if (out.data_ptr() == t.data_ptr()) out = out.clone();
+    if (!at::isfinite(out).all().item<bool>())
+        throw FormatError(tensors.origin(), "tensor '" + name + "' contains NaN or Inf values");
+    return out;
+}
+
+}  // namespace
+
+at::TensorOptions resolve_model_options(const ModelOptions& options) {
+    at::Device device(at::kCPU);
+    try {
+        device = at::Device(options.device);
+    } catch (const std::exception&) {
+        throw ConfigError("unknown device '" + options.device + "' (expected cpu or cuda)");
+    }
+    if (device.is_cuda() && !at::hasCUDA())
+        throw ConfigError("--device cuda asked for, but this saliq build or machine has no CUDA");
+    at::ScalarType dtype;
+    if (options.dtype == "auto") dtype = device.is_cuda() ? at::kBFloat16 : at::kFloat;
+    else if (options.dtype == "fp32") dtype = at::kFloat;
+    else if (options.dtype == "bf16") dtype = at::kBFloat16;
+    else if (options.dtype == "fp16") dtype = at::kHalf;
+    else throw ConfigError("unknown dtype '" + options.dtype + "' (expected fp32, bf16, fp16 or auto)");
+    if (dtype == at::kHalf && device.is_cpu())
+        throw ConfigError("fp16 compute is not available on CPU (LibTorch has no fp16 CPU matmul); "
+                          "use --dtype fp32 or bf16 (fp16 checkpoints are converted on load)");
+    return at::TensorOptions().dtype(dtype).device(device);
+}
+
+at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
+                         const at::Tensor& hidden) {
+    const int64_t B = hidden.size(0), T = hidden.size(1);
+    const int64_t nh = config.n_heads, nkv = config.n_kv_heads, d = config.head_dim, rep = nh / nkv;
+
+    at::Tensor x = rms_norm(hidden, block.input_norm, config.rms_norm_eps);
+    at::Tensor q = block.linears[kQProj]->forward(x).view({B, T, nh, d}).transpose(1, 2);    // [B, nh, T, d]
+    at::Tensor k = block.linears[kKProj]->forward(x).view({B, T, nkv, d}).transpose(1, 2);   // [B, nkv, T, d]
+    at::Tensor v = block.linears[kVProj]->forward(x).view({B, T, nkv, d}).transpose(1, 2);   // [B, nkv, T, d]
+    const at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
+    q = apply_rope(q, cos, sin);
+    k = apply_rope(k, cos, sin);
+
+    // Grouped-query attention without copying K/V: query head h uses kv head h / rep.
+    q = q.reshape({B, nkv, rep * T, d}) * (1.0 / std::sqrt(static_cast<double>(d)));
+    at::Tensor scores = at::matmul(q, k.transpose(-1, -2)).view({B, nkv, rep, T, T});
+    if (scores.scalar_type() != at::kFloat) scores = scores.to(at::kFloat);  // softmax in fp32
+    at::Tensor mask = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(hidden.device())).triu(1);
+    scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+    at::Tensor probs = at::softmax(scores, -1).to(hidden.scalar_type()).view({B, nkv, rep * T, T});
+    at::Tensor attn = at::matmul(probs, v)                       // [B, nkv, rep*T, d]
+                          .view({B, nh, T, d})
+                          .transpose(1, 2)
+                          .reshape({B, T, nh * d});
+    at::Tensor h = hidden + block.linears[kOProj]->forward(attn);
+
+    at::Tensor y = rms_norm(h, block.post_norm, config.rms_norm_eps);
+    at::Tensor mlp = at::silu(block.linears[kGateProj]->forward(y)) * block.linears[kUpProj]->forward(y);
+    return h + block.linears[kDownProj]->forward(mlp);
+}
+
+DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, int64_t layer,
+                        const at::TensorOptions& options) {
+    const std::string p = hf_names::layer_prefix(layer);
+    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim,
+                  kvd = c.n_kv_heads * c.head_dim;
+    const std::vector<int64_t> shapes[kNumLinears] = {{qd, H}, {kvd, H}, {kvd, H}, {H, qd}, {I, H}, {I, H}, {H, I}};
+    DecoderBlock block;
+    block.input_norm = checked(tensors, p + hf_names::kInputNorm, {H}, options);
+    block.post_norm = checked(tensors, p + hf_names::kPostNorm, {H}, options);
+    for (int i = 0; i < kNumLinears; ++i)
+        block.linears[i] = std::make_shared<DenseLinear>(
+            checked(tensors, p + hf_names::kLinearNames[i] + ".weight", shapes[i], options));
+    return block;
+}
+
+std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const ModelOptions& model_options) {
+    auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
+    const LlamaConfig& c = checkpoint.config;
+    const TensorSource& tensors = *checkpoint.tensors;
+    model->config_ = c;
+    model->options_ = resolve_model_options(model_options);
+    model->embed_tokens_ = checked(tensors, hf_names::kEmbed, {c.vocab_size, c.hidden_size}, model->options_);
+    model->final_norm_ = checked(tensors, hf_names::kFinalNorm, {c.hidden_size}, model->options_);
+    model->lm_head_ = c.tie_word_embeddings
+                          ? model->embed_tokens_
+                          : checked(tensors, hf_names::kLmHead, {c.vocab_size, c.hidden_size}, model->options_);
+    for (int64_t i = 0; i < c.n_layers; ++i) model->blocks_.push_back(load_block(tensors, c, i, model->options_));
+    model->rope_ = make_rope(c, c.max_position_embeddings, model->options_);
+    return model;
+}
+
+at::Tensor LlamaModel::embed(const at::Tensor& ids) const {
+    if (ids.numel() > 0) {
+        const int64_t lo = ids.min().item<int64_t>(), hi = ids.max().item<int64_t>();
+        if (lo < 0 || hi >= config_.vocab_size)
+            throw ConfigError(strprintf("token id %lld is outside the model's vocabulary of %lld (wrong tokenizer?)",
+                                        (long long)(lo < 0 ? lo : hi), (long long)config_.vocab_size));
+    }
+    return at::embedding(embed_tokens_, ids.to(options_.device()));
+}
+
+at::Tensor LlamaModel::run_block(int64_t i, const at::Tensor& hidden) const {
+    if (hidden.size(1) > rope_.cos.size(0))
+        throw ConfigError(strprintf("sequence length %lld exceeds the model's max_position_embeddings %lld",
+                                    (long long)hidden.size(1), (long long)rope_.cos.size(0)));
+    return block_forward(block(i), config_, rope_, hidden);
+}
+
+at::Tensor LlamaModel::head(const at::Tensor& hidden) const {
+    return at::linear(rms_norm(hidden, final_norm_, config_.rms_norm_eps), lm_head_).to(at::kFloat);
+}
+
+at::Tensor LlamaModel::forward(const at::Tensor& ids) const {
+    at::Tensor h = embed(ids);
+    for (int64_t i = 0; i < n_layers(); ++i) h = run_block(i, h);
+    return head(h);
+}
+
+}  // namespace saliq

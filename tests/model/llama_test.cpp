@@ -1,0 +1,161 @@
+#include "saliq/model.h"
+
+#include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
+
+#include "model_fixture.h"
+#include "saliq/error.h"
+#include "saliq/generate.h"
+#include "saliq/tokenizer.h"
+#include "test_utils.h"
+
+namespace saliq {
+namespace {
+
+// llama2.c's documented greedy output of stories260K from BOS.
+const char* kStoriesGreedy =
+    "Once upon a time, there was a little girl named Lily. She loved to play outside in the park. One day, she saw "
+    "a big, red ball. She wanted to play with it, but it was too high.\nLily's mom said, \"Lily, let's go to the "
+    "park.\"";
+
+// An independent reference in llama2.c's conventions: weights in Meta row order, RoPE on adjacent pairs,
+// per-head loops. Agreement with LlamaModel checks the HF permutation, RoPE, GQA and the causal mask together.
+at::Tensor reference_logits(const LlamaConfig& c, const std::map<std::string, at::Tensor>& hf, const at::Tensor& ids) {
+    const int64_t T = ids.size(0), d = c.head_dim, rep = c.n_heads / c.n_kv_heads;
+    auto norm = [&](const at::Tensor& x, const at::Tensor& w) {
+        return x / at::sqrt(x.pow(2).mean({-1}, true) + c.rms_norm_eps) * w;
+    };
+    auto rope_pairs = [&](const at::Tensor& x /*[T, heads, d]*/) {
+        at::Tensor out = x.clone();
+        for (int64_t t = 0; t < T; ++t)
+            for (int64_t i = 0; i < d / 2; ++i) {
+                const double angle = t * std::pow(c.rope_theta, -2.0 * i / d);
+                at::Tensor a = x.select(0, t).select(-1, 2 * i), b = x.select(0, t).select(-1, 2 * i + 1);
+                out.select(0, t).select(-1, 2 * i).copy_(a * std::cos(angle) - b * std::sin(angle));
+                out.select(0, t).select(-1, 2 * i + 1).copy_(a * std::sin(angle) + b * std::cos(angle));
+            }
+        return out;
+    };
+    at::Tensor h = hf.at(hf_names::kEmbed).index_select(0, ids);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const std::string p = hf_names::layer_prefix(l);
+        at::Tensor wq = permute_rotary_rows_to_meta(hf.at(p + "self_attn.q_proj.weight"), c.n_heads);
+        at::Tensor wk = permute_rotary_rows_to_meta(hf.at(p + "self_attn.k_proj.weight"), c.n_kv_heads);
+        at::Tensor x = norm(h, hf.at(p + hf_names::kInputNorm));
+        at::Tensor q = rope_pairs(at::matmul(x, wq.t()).view({T, c.n_heads, d}));
+        at::Tensor k = rope_pairs(at::matmul(x, wk.t()).view({T, c.n_kv_heads, d}));
+        at::Tensor v = at::matmul(x, hf.at(p + "self_attn.v_proj.weight").t()).view({T, c.n_kv_heads, d});
+        at::Tensor att = at::zeros({T, c.n_heads, d});
+        for (int64_t head = 0; head < c.n_heads; ++head)
+            for (int64_t t = 0; t < T; ++t) {
+                at::Tensor keys = k.narrow(0, 0, t + 1).select(1, head / rep);  // [t+1, d]
+                at::Tensor scores = at::matmul(keys, q[t][head]) / std::sqrt(static_cast<double>(d));
+                at::Tensor w = at::softmax(scores, 0);
+                att[t][head] = at::matmul(w, v.narrow(0, 0, t + 1).select(1, head / rep));
+            }
+        h = h + at::matmul(att.view({T, -1}), hf.at(p + "self_attn.o_proj.weight").t());
+        at::Tensor y = norm(h, hf.at(p + hf_names::kPostNorm));
+        at::Tensor g = at::matmul(y, hf.at(p + "mlp.gate_proj.weight").t());
+        at::Tensor u = at::matmul(y, hf.at(p + "mlp.up_proj.weight").t());
+        h = h + at::matmul(g * at::sigmoid(g) * u, hf.at(p + "mlp.down_proj.weight").t());
+    }
+    const at::Tensor& head = c.tie_word_embeddings ? hf.at(hf_names::kEmbed) : hf.at(hf_names::kLmHead);
+    return at::matmul(norm(h, hf.at(hf_names::kFinalNorm)), head.t());
+}
+
+TEST(LlamaModel, MatchesIndependentReferenceWithGqa) {
+    c10::InferenceMode guard;
+    for (bool tied : {false, true}) {
+        const LlamaConfig c = test::tiny_config(tied);
+        const auto weights = test::random_weights(c, tied ? 1 : 2);
+        auto model = LlamaModel::load(test::memory_checkpoint(c, weights), {});
+        at::Tensor ids = at::randint(0, c.vocab_size, {12}, at::kLong);
+        at::Tensor ours = model->forward(ids.unsqueeze(0))[0];
+        at::Tensor ref = reference_logits(c, weights, ids);
+        EXPECT_LT((ours - ref).abs().max().item<double>(), 1e-4) << "tied=" << tied;
+    }
+}
+
+TEST(LlamaModel, BatchedWindowsEqualSingleWindows) {
+    c10::InferenceMode guard;
+    const LlamaConfig c = test::tiny_config();
+    auto model = LlamaModel::load(test::memory_checkpoint(c, test::random_weights(c)), {});
+    at::Tensor ids = at::randint(0, c.vocab_size, {3, 10}, at::kLong);
+    at::Tensor batched = model->forward(ids);
+    for (int64_t b = 0; b < 3; ++b)
+        EXPECT_LT((batched[b] - model->forward(ids.narrow(0, b, 1))[0]).abs().max().item<double>(), 1e-5);
+}
+
+TEST(LlamaModel, Bf16StaysCloseToFp32) {
+    c10::InferenceMode guard;
+    const LlamaConfig c = test::tiny_config();
+    const auto weights = test::random_weights(c);
+    ModelOptions bf16;
+    bf16.dtype = "bf16";
+    auto m32 = LlamaModel::load(test::memory_checkpoint(c, weights), {});
+    auto m16 = LlamaModel::load(test::memory_checkpoint(c, weights), bf16);
+    at::Tensor ids = at::randint(0, c.vocab_size, {1, 16}, at::kLong);
+    at::Tensor a = m32->forward(ids), b = m16->forward(ids);
+    EXPECT_EQ(b.scalar_type(), at::kFloat);  // logits always come back as fp32
+    const double rel = ((a - b).norm() / a.norm()).item<double>();
+    EXPECT_LT(rel, 0.05);
+    EXPECT_GT(rel, 0.0);  // it really computed in bf16
+}
+
+TEST(LlamaModel, Fp16OnCpuIsRefusedWithAHint) {
+    const LlamaConfig c = test::tiny_config();
+    ModelOptions fp16;
+    fp16.dtype = "fp16";
+    try {
+        LlamaModel::load(test::memory_checkpoint(c, test::random_weights(c)), fp16);
+        FAIL();
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("bf16"), std::string::npos);
+    }
+    ModelOptions bad;
+    bad.device = "tpu";
+    EXPECT_THROW(LlamaModel::load(test::memory_checkpoint(c, test::random_weights(c)), bad), ConfigError);
+}
+
+TEST(LlamaModel, WrongShapeAndNonFiniteWeightsAreNamed) {
+    const LlamaConfig c = test::tiny_config();
+    auto weights = test::random_weights(c);
+    weights["model.layers.1.mlp.up_proj.weight"] = at::zeros({3, 3});
+    try {
+        LlamaModel::load(test::memory_checkpoint(c, weights), {});
+        FAIL();
+    } catch (const FormatError& e) {
+        EXPECT_NE(std::string(e.what()).find("model.layers.1.mlp.up_proj.weight"), std::string::npos);
+        EXPECT_NE(std::string(e.what()).find("[40, 32]"), std::string::npos);
+    }
+    weights = test::random_weights(c);
+    weights["model.norm.weight"][3] = NAN;
+    EXPECT_THROW(LlamaModel::load(test::memory_checkpoint(c, weights), {}), FormatError);
+    weights = test::random_weights(c);
+    weights.erase("lm_head.weight");
+    EXPECT_THROW(LlamaModel::load(test::memory_checkpoint(c, weights), {}), FormatError);
+}
+
+TEST(LlamaModel, OutOfVocabularyIdsAreRefused) {
+    const LlamaConfig c = test::tiny_config();
+    auto model = LlamaModel::load(test::memory_checkpoint(c, test::random_weights(c)), {});
+    EXPECT_THROW(model->forward(at::full({1, 4}, c.vocab_size, at::kLong)), ConfigError);
+}
+
+TEST(Stories260K, GreedyDecodingReproducesLlama2cThroughBothLoaders) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    Checkpoint bin = read_llama2c(test::stories_bin());
+    auto model = LlamaModel::load(bin, {});
+    const std::string text = generate_text(*model, *tok, "", 120);
+    EXPECT_EQ(text.rfind(kStoriesGreedy, 0), 0u) << text;
+
+    test::TempDir dir;
+    write_hf_folder(dir.file("hf"), bin.config, *bin.tensors, test::stories_tokenizer(), false);
+    Checkpoint hf = load_checkpoint(dir.file("hf"));
+    EXPECT_EQ(hf.tokenizer_path, dir.file("hf") + "/tokenizer.model");
+    auto hf_model = LlamaModel::load(hf, {});
+    EXPECT_EQ(generate_text(*hf_model, *tok, "", 120), text);
+}
+
+}  // namespace
+}  // namespace saliq

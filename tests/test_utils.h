@@ -1,0 +1,79 @@
+// Shared helpers for the saliq test suite.
+#pragma once
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+
+#include "saliq/corpus.h"
+
+namespace saliq::test {
+
+inline std::string data_path(const std::string& relative) { return saliq::data_dir() + "/" + relative; }
+inline std::string stories_bin() { return data_path("models/stories260K/stories260K.bin"); }
+inline std::string stories_tokenizer() { return data_path("models/stories260K/tok512.model"); }
+
+// A fresh empty folder under the system temp dir, removed when the object dies.
+class TempDir {
+public:
+    TempDir() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "saliq-test-XXXXXX").string();
+        std::vector<char> buffer(pattern.begin(), pattern.end());
+        buffer.push_back('\0');
+        if (mkdtemp(buffer.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        path_ = buffer.data();
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path_, ec);
+    }
+    const std::string& path() const { return path_; }
+    std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+private:
+    std::string path_;
+};
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+    std::ofstream out(path, std::ios::binary);
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+inline std::string read_bytes(const std::string& path) {
+    std::ifstream in(path, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+struct CommandResult {
+    int exit_code = -1;
+    std::string output;  // stdout and stderr together
+};
+
+// Runs the saliq binary with `args` (a shell-quoted string) and captures its output and exit code.
+inline CommandResult run_saliq(const std::string& args) {
+    const std::string command = std::string(SALIQ_BINARY) + " " + args + " 2>&1";
+    CommandResult result;
+    FILE* pipe = popen(command.c_str(), "r");
+    if (pipe == nullptr) return result;
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0) result.output.append(buffer, n);
+    const int status = pclose(pipe);
+    result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return result;
+}
+
+// Builds a safetensors file by hand (header JSON given verbatim) for malformed-input tests.
+inline std::string safetensors_bytes(const std::string& header, const std::string& data, int64_t header_len = -1) {
+    const uint64_t n = header_len >= 0 ? static_cast<uint64_t>(header_len) : header.size();
+    std::string out(8, '\0');
+    for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
+    return out + header + data;
+}
+
+}  // namespace saliq::test
