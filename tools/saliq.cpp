@@ -10,13 +10,17 @@
 #include <nlohmann/json.hpp>
 
 #include "saliq/checkpoint.h"
+#include "saliq/calibration.h"
 #include "saliq/corpus.h"
 #include "saliq/error.h"
+#include "saliq/export.h"
+#include "saliq/inspect.h"
 #include "saliq/file.h"
 #include "saliq/generate.h"
 #include "saliq/log.h"
 #include "saliq/model.h"
 #include "saliq/perplexity.h"
+#include "saliq/quantize.h"
 #include "saliq/strings.h"
 #include "saliq/threads.h"
 #include "saliq/tokenizer.h"
@@ -125,6 +129,7 @@ struct EvalArgs {
     int64_t seqlen = 2048;
     int64_t max_windows = -1;
     int64_t batch_size = 1;
+    std::string eval_range = "0:1";
     std::string json_path;
 };
 
@@ -137,7 +142,8 @@ int run_eval(const ModelArgs& margs, const EvalArgs& eargs) {
         throw IoError(eargs.text_file, "text file does not exist");
     LoadedModel loaded = load_model(margs);
     const auto t0 = std::chrono::steady_clock::now();
-    const auto tokens = perplexity_tokens(source, *loaded.tokenizer, eargs.seqlen);
+    const TokenRange range = TokenRange::parse(eargs.eval_range);
+    const auto tokens = perplexity_tokens(source, *loaded.tokenizer, eargs.seqlen, range.begin, range.end);
     const double tokenize_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     log_info(strprintf("%s: %zu tokens (tokenized in %.2f s)", source.c_str(), tokens.size(), tokenize_s));
     PerplexityOptions options;
@@ -146,8 +152,9 @@ int run_eval(const ModelArgs& margs, const EvalArgs& eargs) {
     options.batch_size = eargs.batch_size;
     const PerplexityResult r = evaluate_perplexity(*loaded.model, tokens, options, progress_printer());
     std::printf("model      %s\n", margs.model.c_str());
-    std::printf("dataset    %s (seqlen %lld, %lld windows, %lld tokens scored)\n", source.c_str(),
-                (long long)eargs.seqlen, (long long)r.n_windows, (long long)r.tokens_scored);
+    std::printf("dataset    %s%s (seqlen %lld, %lld windows, %lld tokens scored)\n", source.c_str(),
+                range.whole() ? "" : (" range " + range.to_string()).c_str(), (long long)eargs.seqlen,
+                (long long)r.n_windows, (long long)r.tokens_scored);
     std::printf("perplexity %.6f\n", r.ppl);
     std::printf("time       %.2f s (%.0f tokens/s)\n", r.seconds, r.tokens_per_second);
     if (!eargs.json_path.empty()) {
@@ -155,6 +162,7 @@ int run_eval(const ModelArgs& margs, const EvalArgs& eargs) {
             {"model", margs.model},
             {"format", loaded.checkpoint.format},
             {"dataset", source},
+            {"eval_range", range.to_string()},
             {"seqlen", eargs.seqlen},
             {"windows", r.n_windows},
             {"tokens_scored", r.tokens_scored},
@@ -168,6 +176,90 @@ int run_eval(const ModelArgs& margs, const EvalArgs& eargs) {
         };
         write_json(eargs.json_path, json);
     }
+    return 0;
+}
+
+std::string command_line(int argc, char** argv) {
+    std::string out;
+    for (int i = 0; i < argc; ++i) {
+        if (i) out += ' ';
+        out += argv[i];
+    }
+    return out;
+}
+
+struct QuantizeArgs {
+    QuantizeOptions options;
+    std::string calib_range = "0:1";
+    std::string out;
+    bool force = false;
+};
+
+int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string& command) {
+    set_compute_threads(margs.threads);
+    QuantizeOptions& o = qargs.options;
+    o.model.device = margs.device;
+    o.model.dtype = margs.dtype;
+    o.calib.range = TokenRange::parse(qargs.calib_range);
+    o.spec.validate();
+    const Checkpoint ckpt = load_checkpoint(margs.model, margs.tokenizer);
+    if (ckpt.tokenizer_path.empty())
+        throw ConfigError("no tokenizer: " + margs.model + " has no tokenizer.model beside it; pass --tokenizer");
+    const auto tokenizer = Tokenizer::load(ckpt.tokenizer_path);
+    log_info(strprintf("quantizing %s with %s, %s, calibration %s %lldx%lld", margs.model.c_str(), o.method.c_str(),
+                       o.spec.describe().c_str(), o.calib.source.c_str(), (long long)o.calib.nsamples,
+                       (long long)o.calib.seqlen));
+    GptqFolderWriter writer(qargs.out, ckpt, o, qargs.force);
+    const QuantizeResult result = quantize_model(
+        ckpt, *tokenizer, o, [&](const BlockResult& b) { writer.add_block(b); }, progress_printer());
+    writer.finish(result, {{"command_line", command}, {"threads", compute_threads()}});
+    double worst = 0.0;
+    std::string worst_name;
+    for (const auto& b : result.blocks)
+        for (const auto& l : b.linears)
+            if (l.rel_error > worst) worst = l.rel_error, worst_name = l.name;
+    const auto info = inspect_checkpoint(load_checkpoint(qargs.out));
+    std::printf("quantized  %s -> %s\n", margs.model.c_str(), qargs.out.c_str());
+    std::printf("method     %s, %s\n", o.method.c_str(), o.spec.describe().c_str());
+    std::printf("worst      %s rel. error %.4e\n", worst_name.c_str(), worst);
+    std::printf("size       %s model.safetensors, %.3f bits/weight in linears\n",
+                human_bytes(info["file_bytes"].get<uint64_t>()).c_str(),
+                info["bits_per_weight"]["linear"].get<double>());
+    std::printf("time       %.2f s\n", result.seconds);
+    return 0;
+}
+
+int run_inspect(const std::string& path, const std::string& tokenizer, bool as_json) {
+    const auto info = inspect_checkpoint(load_checkpoint(path, tokenizer));
+    if (as_json) {
+        std::cout << info.dump(2) << std::endl;
+        return 0;
+    }
+    const auto& c = info["config"];
+    std::printf("path          %s (%s)\n", path.c_str(), info["format"].get<std::string>().c_str());
+    std::printf("architecture  llama: %lld layers, hidden %lld, intermediate %lld, heads %lld (kv %lld), head_dim %lld, "
+                "vocab %lld, context %lld%s\n",
+                (long long)c["num_hidden_layers"], (long long)c["hidden_size"], (long long)c["intermediate_size"],
+                (long long)c["num_attention_heads"], (long long)c["num_key_value_heads"], (long long)c["head_dim"],
+                (long long)c["vocab_size"], (long long)c["max_position_embeddings"],
+                c["tie_word_embeddings"].get<bool>() ? ", tied embeddings" : "");
+    if (info.contains("quantization")) {
+        const auto& q = info["quantization"];
+        std::printf("quantization  %d-bit, group %lld, %s, %s%s, %lld linears packed\n", q["bits"].get<int>(),
+                    (long long)q["group_size"], q["symmetric"].get<bool>() ? "symmetric" : "asymmetric",
+                    q["checkpoint_format"].get<std::string>().c_str(), q["desc_act"].get<bool>() ? ", act-order" : "",
+                    (long long)q["quantized_linears"]);
+    } else {
+        std::printf("quantization  none\n");
+    }
+    std::printf("parameters    %lld (linear %lld, other %lld)\n", (long long)info["parameters"]["total"],
+                (long long)info["parameters"]["linear"], (long long)info["parameters"]["other"]);
+    std::printf("bytes         %s tensors (linear %s, other %s)\n",
+                human_bytes(info["bytes"]["tensors"].get<uint64_t>()).c_str(),
+                human_bytes(info["bytes"]["linear"].get<uint64_t>()).c_str(),
+                human_bytes(info["bytes"]["other"].get<uint64_t>()).c_str());
+    std::printf("bits/weight   %.3f in linears, %.3f overall\n", info["bits_per_weight"]["linear"].get<double>(),
+                info["bits_per_weight"]["overall"].get<double>());
     return 0;
 }
 
@@ -208,7 +300,46 @@ int main(int argc, char** argv) {
     eval->add_option("--max-windows", eval_args.max_windows, "score at most N windows (-1: all)")
         ->capture_default_str();
     eval->add_option("--batch-size", eval_args.batch_size, "windows per forward pass")->capture_default_str();
+    eval->add_option("--eval-range", eval_args.eval_range,
+                     "score only this fraction of the token stream (c4: of the documents), e.g. 0.5:1 to hold out "
+                     "calibration data")
+        ->capture_default_str();
     eval->add_option("--json", eval_args.json_path, "also write the result as JSON to this file");
+
+    ModelArgs quant_model;
+    QuantizeArgs quant_args;
+    QuantizeOptions& qo = quant_args.options;
+    CLI::App* quantize = app.add_subcommand("quantize", "quantize a model block by block and write a packed folder");
+    add_model_options(quantize, quant_model);
+    std::string methods_help = "quantization method:";
+    for (const auto& m : quant_methods()) methods_help += std::string(" ") + m.name + " (" + m.description + ");";
+    quantize->add_option("--method", qo.method, methods_help)->capture_default_str();
+    quantize->add_option("--bits", qo.spec.bits, "bits per weight: 2, 3, 4 or 8")->capture_default_str();
+    quantize->add_option("--group-size", qo.spec.group_size, "input columns per group (-1: one group per row)")
+        ->capture_default_str();
+    quantize->add_flag("--sym,!--asym", qo.spec.symmetric, "symmetric quantization (default: asymmetric)");
+    quantize->add_option("--calib", qo.calib.source, "calibration text: wikitext2, c4, ptb, tinystories or a file")
+        ->capture_default_str();
+    quantize->add_option("--nsamples", qo.calib.nsamples, "calibration windows")->capture_default_str();
+    quantize->add_option("--seqlen", qo.calib.seqlen, "tokens per calibration window")->capture_default_str();
+    quantize->add_option("--seed", qo.calib.seed, "seed of the window draw")->capture_default_str();
+    quantize->add_option("--calib-range", quant_args.calib_range,
+                         "draw windows only from this fraction of the text (c4: of the documents), e.g. 0:0.5")
+        ->capture_default_str();
+    quantize->add_option("--batch-size", qo.batch_size, "windows per forward pass")->capture_default_str();
+    quantize->add_option("--damp", qo.gptq.damp, "GPTQ: dampening, fraction of mean(diag(H))")->capture_default_str();
+    quantize->add_option("--block-size", qo.gptq.block_size, "GPTQ: lazy-batch width in columns")->capture_default_str();
+    quantize->add_flag("--act-order", qo.gptq.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
+    quantize->add_flag("!--no-true-sequential", qo.gptq.true_sequential,
+                       "GPTQ: collect all Hessians from the FP block instead of group by group");
+    quantize->add_option("--out,-o", quant_args.out, "output folder")->required();
+    quantize->add_flag("--force", quant_args.force, "replace an existing non-empty output folder");
+
+    std::string inspect_path, inspect_tokenizer;
+    bool inspect_json = false;
+    CLI::App* inspect = app.add_subcommand("inspect", "print a checkpoint's architecture, quantization and size");
+    inspect->add_option("path", inspect_path, "model folder or llama2.c .bin")->required();
+    inspect->add_flag("--json", inspect_json, "print JSON");
 
     ModelArgs gen_model;
     std::string prompt;
@@ -235,6 +366,8 @@ int main(int argc, char** argv) {
         if (*convert) return run_convert(from_llama2c, convert_tokenizer, convert_out, force);
         if (*eval) return run_eval(eval_model, eval_args);
         if (*generate) return run_generate(gen_model, prompt, max_tokens);
+        if (*quantize) return run_quantize(quant_model, quant_args, command_line(argc, argv));
+        if (*inspect) return run_inspect(inspect_path, inspect_tokenizer, inspect_json);
     } catch (const ConfigError& e) {
         log_error(e.what());
         return 2;

@@ -11,6 +11,8 @@
 
 #include "saliq/llama_config.h"
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace saliq {
 
 // Named tensors, read on demand (a Hugging Face folder serves them from the mmap, so a block's weights are only
@@ -29,13 +31,26 @@ std::shared_ptr<TensorSource> make_memory_source(std::map<std::string, at::Tenso
 // `dir`/model.safetensors.index.json (sharded) or `dir`/model.safetensors; validates every shard's header.
 std::shared_ptr<TensorSource> open_safetensors_folder(const std::string& dir);
 
+// quantization_config of a GPTQ-packed folder.
+struct PackedInfo {
+    int bits = 0;                 // 0: not packed
+    int64_t group_size = -1;
+    bool symmetric = false;
+    bool desc_act = false;
+    bool zeros_v2 = false;        // checkpoint_format "gptq_v2": zero points stored without the v1 "- 1"
+};
+
 struct Checkpoint {
     std::string path;
-    std::string format;           // "hf" or "llama2c"
+    std::string format;           // "hf", "gptq" (packed HF folder) or "llama2c"
     LlamaConfig config;
+    PackedInfo packed;
     std::shared_ptr<TensorSource> tensors;
     std::string tokenizer_path;   // tokenizer.model found beside the weights, or the one given; may be empty
 };
+
+// Parses a config.json "quantization_config" object (GPTQ). Throws FormatError naming `source`.
+PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string& source);
 
 // A folder is read as Hugging Face, a file as llama2.c. `tokenizer_path` overrides the folder's tokenizer.model.
 Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer_path = "");

@@ -31,7 +31,9 @@ std::vector<std::string> c4_documents(const std::string& path);
 //   c4: 256 windows of `seqlen`, each a random slice of a random document ([BOS] + text) with >= seqlen tokens,
 //       drawn with std::mt19937_64 seeded with 0 (the GPTQ protocol, on our 2,000-document subset);
 //   anything else: [BOS] + encode(corpus_text).
-std::vector<int32_t> perplexity_tokens(const std::string& name_or_path, const Tokenizer& tokenizer, int64_t seqlen);
+// `begin`/`end` restrict it to a fraction of the stream (c4: of the documents), to hold out calibration data.
+std::vector<int32_t> perplexity_tokens(const std::string& name_or_path, const Tokenizer& tokenizer, int64_t seqlen,
+                                       double begin = 0.0, double end = 1.0);
 
 // Uniform integer in [lo, hi] from a 64-bit Mersenne Twister, by rejection (no implementation-defined
 // std::uniform_int_distribution), so window choices are the same on every platform.

@@ -12,6 +12,7 @@
 
 #include "saliq/checkpoint.h"
 #include "saliq/llama_config.h"
+#include "saliq/quantizer.h"
 
 namespace saliq {
 
@@ -46,6 +47,21 @@ private:
     at::Tensor weight_;  // [out, in]
 };
 
+// A linear whose weight is a dequantized QuantizedTensor (the fake-quantized model, and packed folders on load).
+class QuantizedLinear : public Linear {
+public:
+    QuantizedLinear(QuantizedTensor q, const at::TensorOptions& options);
+    at::Tensor forward(const at::Tensor& x) const override;
+    at::Tensor weight() const override { return weight_; }
+    int64_t in_features() const override { return weight_.size(1); }
+    int64_t out_features() const override { return weight_.size(0); }
+    const QuantizedTensor& quantized() const { return q_; }
+
+private:
+    QuantizedTensor q_;
+    at::Tensor weight_;  // [out, in] dequantized, compute dtype
+};
+
 enum LinearIndex { kQProj = 0, kKProj, kVProj, kOProj, kGateProj, kUpProj, kDownProj, kNumLinears };
 
 struct DecoderBlock {
@@ -67,9 +83,10 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
                          const at::Tensor& hidden);
 
-// Reads block `layer` from the checkpoint (dense linears), checking every shape, converted to `options`.
-DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& config, int64_t layer,
-                        const at::TensorOptions& options);
+// Reads block `layer` from the checkpoint, checking every shape, converted to `options`. Linears stored GPTQ-packed
+// (`packed.bits` > 0 and a `.qweight` present) become QuantizedLinear; the rest are dense.
+DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& config, const PackedInfo& packed,
+                        int64_t layer, const at::TensorOptions& options);
 
 class LlamaModel {
 public:

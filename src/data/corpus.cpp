@@ -147,15 +147,22 @@ std::vector<std::string> c4_documents(const std::string& path) {
     return docs;
 }
 
-std::vector<int32_t> perplexity_tokens(const std::string& name_or_path, const Tokenizer& tokenizer, int64_t seqlen) {
+std::vector<int32_t> perplexity_tokens(const std::string& name_or_path, const Tokenizer& tokenizer, int64_t seqlen,
+                                       double begin, double end) {
     if (name_or_path != "c4") {
         std::vector<int32_t> tokens = {tokenizer.bos_id()};
         const auto body = tokenizer.encode(corpus_text(name_or_path));
         tokens.insert(tokens.end(), body.begin(), body.end());
-        return tokens;
+        const auto n = static_cast<double>(tokens.size());
+        const auto lo = static_cast<std::ptrdiff_t>(begin * n), hi = static_cast<std::ptrdiff_t>(end * n);
+        return std::vector<int32_t>(tokens.begin() + lo, tokens.begin() + hi);
     }
     const std::string path = corpus_path("c4");
-    const auto docs = c4_documents(path);
+    auto docs = c4_documents(path);
+    const auto n = static_cast<double>(docs.size());
+    docs = std::vector<std::string>(docs.begin() + static_cast<std::ptrdiff_t>(begin * n),
+                                    docs.begin() + static_cast<std::ptrdiff_t>(end * n));
+    if (docs.empty()) throw ConfigError("the evaluation range of c4 holds no document");
     Rng rng(kC4Seed);
     std::vector<int32_t> tokens;
     tokens.reserve(static_cast<size_t>(kC4Windows * seqlen));

@@ -49,6 +49,31 @@ at::Tensor permute_rotary_rows_to_meta(const at::Tensor& weight, int64_t n_heads
     return weight.reshape({n_heads, 2, half, cols}).transpose(1, 2).reshape({rows, cols}).contiguous();
 }
 
+PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string& source) {
+    if (!q.is_object()) throw FormatError(source, "quantization_config is not an object");
+    const std::string method = q.value("quant_method", std::string());
+    if (method != "gptq")
+        throw FormatError(source, "quantization_config.quant_method '" + method +
+                                      "' is not supported (saliq reads GPTQ-packed folders)");
+    PackedInfo info;
+    if (!q.contains("bits") || !q["bits"].is_number_integer())
+        throw FormatError(source, "quantization_config.bits is missing or not an integer");
+    info.bits = q["bits"].get<int>();
+    if (info.bits != 2 && info.bits != 3 && info.bits != 4 && info.bits != 8)
+        throw FormatError(source, "quantization_config.bits " + std::to_string(info.bits) + " is not 2, 3, 4 or 8");
+    if (q.contains("group_size")) {
+        if (!q["group_size"].is_number_integer()) throw FormatError(source, "quantization_config.group_size is not an integer");
+        info.group_size = q["group_size"].get<int64_t>();
+    }
+    info.symmetric = q.value("sym", true);
+    info.desc_act = q.value("desc_act", false);
+    const std::string format = q.value("checkpoint_format", std::string("gptq"));
+    if (format != "gptq" && format != "gptq_v2")
+        throw FormatError(source, "quantization_config.checkpoint_format '" + format + "' is not gptq or gptq_v2");
+    info.zeros_v2 = format == "gptq_v2";
+    return info;
+}
+
 Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer_path) {
     if (!path_exists(path)) throw IoError(path, "no such file or folder");
     Checkpoint ckpt;
@@ -66,6 +91,10 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
         ckpt.format = "hf";
         ckpt.config = llama_config_from_json(json, config_path);
         ckpt.tensors = open_safetensors_folder(path);
+        if (json.contains("quantization_config") && !json["quantization_config"].is_null()) {
+            ckpt.packed = parse_quantization_config(json["quantization_config"], config_path);
+            ckpt.format = "gptq";
+        }
         if (path_exists(path + "/tokenizer.model")) ckpt.tokenizer_path = path + "/tokenizer.model";
     } else {
         ckpt = read_llama2c(path);

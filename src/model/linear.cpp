@@ -11,4 +11,9 @@ at::Tensor DenseLinear::forward(const at::Tensor& x) const { return at::linear(x
 int64_t DenseLinear::in_features() const { return weight_.size(1); }
 int64_t DenseLinear::out_features() const { return weight_.size(0); }
 
+QuantizedLinear::QuantizedLinear(QuantizedTensor q, const at::TensorOptions& options)
+    : q_(std::move(q)), weight_(q_.dequantize().to(options.dtype()).to(options.device())) {}
+
+at::Tensor QuantizedLinear::forward(const at::Tensor& x) const { return at::linear(x, weight_); }
+
 }  // namespace saliq

@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include "saliq/error.h"
+#include "saliq/gptq_pack.h"
 #include "saliq/model.h"
 #include "saliq/strings.h"
 
@@ -87,7 +88,7 @@ at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, c
     return h + block.linears[kDownProj]->forward(mlp);
 }
 
-DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, int64_t layer,
+DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const PackedInfo& packed, int64_t layer,
                         const at::TensorOptions& options) {
     const std::string p = hf_names::layer_prefix(layer);
     const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim,
@@ -96,9 +97,22 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, int64
     DecoderBlock block;
     block.input_norm = checked(tensors, p + hf_names::kInputNorm, {H}, options);
     block.post_norm = checked(tensors, p + hf_names::kPostNorm, {H}, options);
-    for (int i = 0; i < kNumLinears; ++i)
-        block.linears[i] = std::make_shared<DenseLinear>(
-            checked(tensors, p + hf_names::kLinearNames[i] + ".weight", shapes[i], options));
+    for (int i = 0; i < kNumLinears; ++i) {
+        const std::string name = p + hf_names::kLinearNames[i];
+        if (packed.bits > 0 && tensors.has(name + ".qweight")) {
+            QuantSpec spec;
+            spec.bits = packed.bits;
+            spec.group_size = packed.group_size;
+            spec.symmetric = packed.symmetric;
+            GptqTensors t{tensors.get(name + ".qweight"), tensors.get(name + ".qzeros"), tensors.get(name + ".scales"),
+                          tensors.get(name + ".g_idx")};
+            QuantizedTensor q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2,
+                                            tensors.origin() + " (" + name + ")");
+            block.linears[i] = std::make_shared<QuantizedLinear>(std::move(q), options);
+        } else {
+            block.linears[i] = std::make_shared<DenseLinear>(checked(tensors, name + ".weight", shapes[i], options));
+        }
+    }
     return block;
 }
 
@@ -113,7 +127,8 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
     model->lm_head_ = c.tie_word_embeddings
                           ? model->embed_tokens_
                           : checked(tensors, hf_names::kLmHead, {c.vocab_size, c.hidden_size}, model->options_);
-    for (int64_t i = 0; i < c.n_layers; ++i) model->blocks_.push_back(load_block(tensors, c, i, model->options_));
+    for (int64_t i = 0; i < c.n_layers; ++i)
+        model->blocks_.push_back(load_block(tensors, c, checkpoint.packed, i, model->options_));
     model->rope_ = make_rope(c, c.max_position_embeddings, model->options_);
     return model;
 }

@@ -1,0 +1,36 @@
+// The GPTQ / AutoGPTQ packed layout (methods_formats_eval.md section 2.3), for 2/3/4/8 bits.
+//   qweight [ceil(in*bits/32), out] int32: codes of each output column packed along the input dim, LSB first;
+//   qzeros  [G, ceil(out*bits/32)] int32: zero points packed along the output dim;
+//   scales  [G, out] fp16;  g_idx [in] int32.
+// Values form one continuous LSB-first bit stream per column (per row for qzeros), which is GPTQ's layout for
+// 2/4/8 bits and its 3-bit layout (ten and two-thirds values per word). When in*bits (or out*bits) is not a multiple
+// of 32 the last word is zero-padded; no GPTQ kernel accepts such shapes, but saliq reads them back.
+// Zero points: "gptq" (v1) stores z - 1, "gptq_v2" stores z as-is (saliq writes v2 for asymmetric weights).
+#pragma once
+
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+#include "saliq/quantizer.h"
+
+namespace saliq {
+
+struct GptqTensors {
+    at::Tensor qweight;  // [ceil(in*bits/32), out] int32
+    at::Tensor qzeros;   // [G, ceil(out*bits/32)] int32
+    at::Tensor scales;   // [G, out] fp16
+    at::Tensor g_idx;    // [in] int32
+};
+
+// Packs values [rows, cols] (integers in [0, 2^bits)) along dim 0 into int32 words: [ceil(rows*bits/32), cols].
+at::Tensor pack_bits(const at::Tensor& values, int bits);
+// Inverse of pack_bits for `rows` values per column: returns [rows, cols] uint8.
+at::Tensor unpack_bits(const at::Tensor& packed, int bits, int64_t rows);
+
+GptqTensors gptq_pack(const QuantizedTensor& q, bool zeros_v2);
+// Rebuilds the quantized tensor; throws FormatError(origin) on inconsistent shapes or out-of-range zero points.
+QuantizedTensor gptq_unpack(const GptqTensors& packed, const QuantSpec& spec, int64_t in, int64_t out,
+                            bool zeros_v2, const std::string& origin);
+
+}  // namespace saliq

@@ -1,0 +1,63 @@
+// Uniform affine group quantization: groups of `group_size` consecutive input columns of each output row, one
+// scale and integer zero point per (row, group); w_hat = s * (q - z), q in [0, 2^bits - 1].
+// One implementation that every method (RTN, GPTQ, LWC, ApiQ) and the packed format reuse.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+namespace saliq {
+
+struct QuantSpec {
+    int bits = 2;
+    int64_t group_size = 64;  // -1: one group per row
+    bool symmetric = false;
+
+    int64_t maxq() const { return (int64_t{1} << bits) - 1; }
+    // Groups per row for rows of `in` columns (the last group may be shorter).
+    int64_t n_groups(int64_t in) const;
+    int64_t effective_group(int64_t in) const { return group_size < 0 ? in : group_size; }
+    // Throws ConfigError for unsupported bits or group sizes.
+    void validate() const;
+    std::string describe() const;  // "W2 g64 asym"
+};
+
+// A quantized [out, in] weight. scales and zeros are per (row, group); g_idx maps each input column to its group
+// (k / g in natural order; a permutation of that under GPTQ act-order).
+struct QuantizedTensor {
+    at::Tensor codes;   // [out, in] uint8, values in [0, maxq]
+    at::Tensor scales;  // [out, G] fp32 (values representable in fp16: the packed format stores fp16)
+    at::Tensor zeros;   // [out, G] fp32, integer-valued, in [0, maxq]
+    at::Tensor g_idx;   // [in] int64
+    QuantSpec spec;
+
+    int64_t out_features() const;
+    int64_t in_features() const;
+    at::Tensor dequantize() const;  // [out, in] fp32
+};
+
+// Group index of each column in natural order: [in] int64 with k / g.
+at::Tensor natural_group_index(int64_t in, const QuantSpec& spec);
+
+// Expands per-group values [out, G] to per-column values [out, in] through g_idx.
+at::Tensor expand_groups(const at::Tensor& per_group, const at::Tensor& g_idx);
+
+// Scale and zero of a set of rows from their min and max (the GPTQ repository's convention: the range is widened to
+// include 0; an all-zero row gets [-1, 1]; symmetric uses z = 2^(bits-1)). xmin/xmax: [rows] or [rows, G].
+// Scales are rounded to fp16 precision so the packed file reproduces them exactly.
+void minmax_scale_zero(const at::Tensor& xmin, const at::Tensor& xmax, const QuantSpec& spec, at::Tensor& scale,
+                       at::Tensor& zero);
+
+// Codes for w [rows, cols] under per-column scale/zero [rows, cols] (or broadcastable): clamp(round(w/s) + z).
+at::Tensor quantize_codes(const at::Tensor& w, const at::Tensor& scale, const at::Tensor& zero, int64_t maxq);
+
+// Round-to-nearest with min-max groups: the RTN method and the fit every other method starts from.
+QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& spec);
+
+// Packs codes computed elsewhere (e.g. by GPTQ) with their group parameters.
+QuantizedTensor make_quantized(const at::Tensor& weight, const at::Tensor& scales, const at::Tensor& zeros,
+                               const at::Tensor& g_idx, const QuantSpec& spec);
+
+}  // namespace saliq

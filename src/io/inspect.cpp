@@ -1,0 +1,50 @@
+#include "saliq/inspect.h"
+
+#include <ATen/ATen.h>
+
+#include "saliq/file.h"
+
+namespace saliq {
+
+nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
+    const LlamaConfig& c = ckpt.config;
+    int64_t params_total = 0, params_linear = 0;
+    uint64_t bytes_total = 0, bytes_linear = 0;
+    const int64_t qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
+    const int64_t linear_shapes[7][2] = {{qd, c.hidden_size}, {kvd, c.hidden_size}, {kvd, c.hidden_size},
+                                         {c.hidden_size, qd}, {c.intermediate_size, c.hidden_size},
+                                         {c.intermediate_size, c.hidden_size}, {c.hidden_size, c.intermediate_size}};
+    int64_t n_quantized = 0;
+    for (int64_t layer = 0; layer < c.n_layers; ++layer)
+        for (int i = 0; i < 7; ++i) {
+            const std::string base = hf_names::layer_prefix(layer) + hf_names::kLinearNames[i];
+            params_linear += linear_shapes[i][0] * linear_shapes[i][1];
+            if (ckpt.tensors->has(base + ".qweight")) ++n_quantized;
+        }
+    for (const auto& name : ckpt.tensors->names()) {
+        const at::Tensor t = ckpt.tensors->get(name);
+        const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
+        bytes_total += bytes;
+        const bool linear = name.find(".self_attn.") != std::string::npos || name.find(".mlp.") != std::string::npos;
+        if (linear) bytes_linear += bytes;
+        if (!linear) params_total += t.numel();  // linears are counted by shape above, packed or not
+    }
+    params_total += params_linear;
+    nlohmann::json out = {{"path", ckpt.path}, {"format", ckpt.format}, {"config", llama_config_to_json(c)}};
+    out["parameters"] = {{"total", params_total}, {"linear", params_linear}, {"other", params_total - params_linear}};
+    out["bytes"] = {{"tensors", bytes_total}, {"linear", bytes_linear}, {"other", bytes_total - bytes_linear}};
+    out["bits_per_weight"] = {{"linear", 8.0 * static_cast<double>(bytes_linear) / static_cast<double>(params_linear)},
+                              {"overall", 8.0 * static_cast<double>(bytes_total) / static_cast<double>(params_total)}};
+    if (ckpt.packed.bits > 0)
+        out["quantization"] = {{"bits", ckpt.packed.bits},
+                               {"group_size", ckpt.packed.group_size},
+                               {"symmetric", ckpt.packed.symmetric},
+                               {"desc_act", ckpt.packed.desc_act},
+                               {"checkpoint_format", ckpt.packed.zeros_v2 ? "gptq_v2" : "gptq"},
+                               {"quantized_linears", n_quantized}};
+    if (is_directory(ckpt.path) && path_exists(ckpt.path + "/model.safetensors"))
+        out["file_bytes"] = file_size(ckpt.path + "/model.safetensors");
+    return out;
+}
+
+}  // namespace saliq

@@ -1,0 +1,90 @@
+#include "saliq/gptq_pack.h"
+
+#include <ATen/ATen.h>
+
+#include "saliq/error.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+
+at::Tensor pack_bits(const at::Tensor& values, int bits) {
+    const at::Tensor v = values.to(at::kCPU).to(at::kLong).contiguous();
+    const int64_t rows = v.size(0), cols = v.size(1);
+    const int64_t words = (rows * bits + 31) / 32;
+    at::Tensor packed = at::zeros({words, cols}, at::kLong);
+    const int64_t* src = v.data_ptr<int64_t>();
+    int64_t* dst = packed.data_ptr<int64_t>();
+    const uint64_t mask = (uint64_t{1} << bits) - 1;
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t bit = r * bits, word = bit / 32, shift = bit % 32;
+        for (int64_t c = 0; c < cols; ++c) {
+            const uint64_t value = static_cast<uint64_t>(src[r * cols + c]) & mask;
+            dst[word * cols + c] |= static_cast<int64_t>((value << shift) & 0xffffffffull);
+            if (shift + bits > 32) dst[(word + 1) * cols + c] |= static_cast<int64_t>(value >> (32 - shift));
+        }
+    }
+    // Words are unsigned 32-bit patterns stored in int32 (the format's dtype).
+    return packed.to(at::kInt);
+}
+
+at::Tensor unpack_bits(const at::Tensor& packed, int bits, int64_t rows) {
+    const at::Tensor p = packed.to(at::kCPU).to(at::kInt).contiguous();
+    const int64_t cols = p.size(1);
+    at::Tensor out = at::empty({rows, cols}, at::kByte);
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(p.data_ptr<int32_t>());
+    uint8_t* dst = out.data_ptr<uint8_t>();
+    const uint64_t mask = (uint64_t{1} << bits) - 1;
+    for (int64_t r = 0; r < rows; ++r) {
+        const int64_t bit = r * bits, word = bit / 32, shift = bit % 32;
+        for (int64_t c = 0; c < cols; ++c) {
+            uint64_t value = static_cast<uint64_t>(src[word * cols + c]) >> shift;
+            if (shift + bits > 32) value |= static_cast<uint64_t>(src[(word + 1) * cols + c]) << (32 - shift);
+            dst[r * cols + c] = static_cast<uint8_t>(value & mask);
+        }
+    }
+    return out;
+}
+
+GptqTensors gptq_pack(const QuantizedTensor& q, bool zeros_v2) {
+    GptqTensors out;
+    out.qweight = pack_bits(q.codes.t(), q.spec.bits);                 // [in, out] codes packed along in
+    at::Tensor z = q.zeros.t().to(at::kLong);                          // [G, out]
+    if (!zeros_v2) z = z - 1;                                          // v1 offset; the caller picks v2 for asym
+    if (!zeros_v2 && z.min().item<int64_t>() < 0)
+        throw ConfigError("zero point 0 cannot be stored in the v1 GPTQ layout; write gptq_v2 (asymmetric)");
+    out.qzeros = pack_bits(z.t(), q.spec.bits).t().contiguous();       // packed along out
+    out.scales = q.scales.t().to(at::kHalf).contiguous();              // [G, out]
+    out.g_idx = q.g_idx.to(at::kInt).to(at::kCPU).contiguous();
+    return out;
+}
+
+QuantizedTensor gptq_unpack(const GptqTensors& p, const QuantSpec& spec, int64_t in, int64_t out, bool zeros_v2,
+                            const std::string& origin) {
+    const int bits = spec.bits;
+    const int64_t G = p.scales.dim() == 2 ? p.scales.size(0) : -1;
+    auto expect = [&](const at::Tensor& t, std::vector<int64_t> shape, const char* what) {
+        if (t.sizes().vec() != shape)
+            throw FormatError(origin, std::string(what) + " has shape " + shape_to_string(t.sizes().vec()) +
+                                          ", expected " + shape_to_string(shape));
+    };
+    expect(p.qweight, {(in * bits + 31) / 32, out}, "qweight");
+    if (G <= 0) throw FormatError(origin, "scales must be a 2-D [groups, out] tensor");
+    expect(p.scales, {G, out}, "scales");
+    expect(p.qzeros, {G, (out * bits + 31) / 32}, "qzeros");
+    expect(p.g_idx, {in}, "g_idx");
+    QuantizedTensor q;
+    q.spec = spec;
+    q.codes = unpack_bits(p.qweight, bits, in).t().contiguous();            // [out, in]
+    at::Tensor z = unpack_bits(p.qzeros.t().contiguous(), bits, out).to(at::kLong);  // [out, G]
+    if (!zeros_v2) z = z + 1;
+    if (z.max().item<int64_t>() > spec.maxq())
+        throw FormatError(origin, "zero point out of range for " + std::to_string(bits) + "-bit codes");
+    q.zeros = z.to(at::kFloat).contiguous();
+    q.scales = p.scales.to(at::kFloat).t().contiguous();
+    q.g_idx = p.g_idx.to(at::kLong).contiguous();
+    if (q.g_idx.min().item<int64_t>() < 0 || q.g_idx.max().item<int64_t>() >= G)
+        throw FormatError(origin, "g_idx refers to a group outside the scales");
+    return q;
+}
+
+}  // namespace saliq

@@ -1,0 +1,96 @@
+#include "saliq/quantizer.h"
+
+#include <ATen/ATen.h>
+
+#include "saliq/error.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+
+int64_t QuantSpec::n_groups(int64_t in) const {
+    const int64_t g = effective_group(in);
+    return (in + g - 1) / g;
+}
+
+void QuantSpec::validate() const {
+    if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
+        throw ConfigError(strprintf("unsupported bit width %d (saliq quantizes to 2, 3, 4 or 8 bits)", bits));
+    if (group_size == 0 || group_size < -1)
+        throw ConfigError(strprintf("group size %lld is invalid (use a positive size such as 32, 64, 128, or -1 for "
+                                    "one group per row)",
+                                    (long long)group_size));
+}
+
+std::string QuantSpec::describe() const {
+    return strprintf("W%d %s %s", bits, group_size < 0 ? "per-row" : ("g" + std::to_string(group_size)).c_str(),
+                     symmetric ? "sym" : "asym");
+}
+
+int64_t QuantizedTensor::out_features() const { return codes.size(0); }
+int64_t QuantizedTensor::in_features() const { return codes.size(1); }
+
+at::Tensor QuantizedTensor::dequantize() const {
+    const at::Tensor s = expand_groups(scales, g_idx);
+    const at::Tensor z = expand_groups(zeros, g_idx);
+    return s * (codes.to(at::kFloat) - z);
+}
+
+at::Tensor natural_group_index(int64_t in, const QuantSpec& spec) {
+    return at::div(at::arange(in, at::kLong), spec.effective_group(in), "floor");
+}
+
+at::Tensor expand_groups(const at::Tensor& per_group, const at::Tensor& g_idx) {
+    return per_group.index_select(1, g_idx.to(per_group.device()));
+}
+
+void minmax_scale_zero(const at::Tensor& xmin_in, const at::Tensor& xmax_in, const QuantSpec& spec, at::Tensor& scale,
+                       at::Tensor& zero) {
+    const double maxq = static_cast<double>(spec.maxq());
+    at::Tensor xmin = at::clamp_max(xmin_in.to(at::kFloat), 0.0);
+    at::Tensor xmax = at::clamp_min(xmax_in.to(at::kFloat), 0.0);
+    if (spec.symmetric) {
+        xmax = at::maximum(xmin.abs(), xmax);
+        xmin = at::where(xmin < 0, -xmax, xmin);
+    }
+    const at::Tensor both_zero = (xmin == 0) & (xmax == 0);
+    xmin = at::where(both_zero, at::full_like(xmin, -1.0), xmin);
+    xmax = at::where(both_zero, at::full_like(xmax, 1.0), xmax);
+    scale = ((xmax - xmin) / maxq).to(at::kHalf).to(at::kFloat);
+    // fp16 rounding can only underflow for absurdly small ranges; keep the scale positive.
+    scale = at::clamp_min(scale, 6.1e-5);
+    if (spec.symmetric) zero = at::full_like(scale, (maxq + 1.0) / 2.0);
+    else zero = at::clamp(at::round(-xmin / scale), 0.0, maxq);
+}
+
+at::Tensor quantize_codes(const at::Tensor& w, const at::Tensor& scale, const at::Tensor& zero, int64_t maxq) {
+    return at::clamp(at::round(w.to(at::kFloat) / scale) + zero, 0, static_cast<double>(maxq)).to(at::kByte);
+}
+
+QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& spec) {
+    spec.validate();
+    const int64_t out = weight.size(0), in = weight.size(1), g = spec.effective_group(in), G = spec.n_groups(in);
+    at::Tensor w = weight.to(at::kFloat);
+    // Pad the short last group with copies of its first column: min/max stay those of the real columns.
+    at::Tensor padded = w;
+    if (G * g != in) {
+        at::Tensor fill = w.narrow(1, (G - 1) * g, 1).expand({out, G * g - in});
+        padded = at::cat({w, fill}, 1);
+    }
+    at::Tensor grouped = padded.view({out, G, g});
+    at::Tensor scale, zero;
+    minmax_scale_zero(std::get<0>(grouped.min(2)), std::get<0>(grouped.max(2)), spec, scale, zero);  // [out, G]
+    return make_quantized(w, scale, zero, natural_group_index(in, spec), spec);
+}
+
+QuantizedTensor make_quantized(const at::Tensor& weight, const at::Tensor& scales, const at::Tensor& zeros,
+                               const at::Tensor& g_idx, const QuantSpec& spec) {
+    QuantizedTensor q;
+    q.spec = spec;
+    q.scales = scales.to(at::kFloat).contiguous();
+    q.zeros = zeros.to(at::kFloat).contiguous();
+    q.g_idx = g_idx.to(at::kLong).to(weight.device()).contiguous();
+    q.codes = quantize_codes(weight, expand_groups(q.scales, q.g_idx), expand_groups(q.zeros, q.g_idx), spec.maxq());
+    return q;
+}
+
+}  // namespace saliq
