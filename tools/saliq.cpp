@@ -274,7 +274,9 @@ int run_generate(const ModelArgs& margs, const std::string& prompt, int64_t max_
 int main(int argc, char** argv) {
     CLI::App app{"saliq: 2-bit post-training quantization of LLaMA models (ApiQ with saliency-aware retraining)"};
     app.require_subcommand(1);
-    app.fallthrough();  // global flags (-v, -q, --log-level) may follow the subcommand
+    app.fallthrough();
+    // A repeated option takes its last value, so a command line can override a config file or a script's default.
+    app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // global flags (-v, -q, --log-level) may follow the subcommand
     app.set_version_flag("--version", "saliq 0.1.0");
     std::string log_level;
     bool verbose = false, quiet = false;

@@ -45,7 +45,7 @@ at::Tensor natural_group_index(int64_t in, const QuantSpec& spec);
 at::Tensor expand_groups(const at::Tensor& per_group, const at::Tensor& g_idx);
 
 // Scale and zero of a set of rows from their min and max (the GPTQ repository's convention: the range is widened to
-// include 0; an all-zero row gets [-1, 1]; symmetric uses z = 2^(bits-1)). xmin/xmax: [rows] or [rows, G].
+// include 0; an all-zero row gets [-1, 1]; symmetric uses [-max|x|, max|x|] and z = 2^(bits-1)). xmin/xmax: [rows] or [rows, G].
 // Scales are rounded to fp16 precision so the packed file reproduces them exactly.
 void minmax_scale_zero(const at::Tensor& xmin, const at::Tensor& xmax, const QuantSpec& spec, at::Tensor& scale,
                        at::Tensor& zero);

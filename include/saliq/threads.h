@@ -2,7 +2,8 @@
 
 namespace saliq {
 
-// Sets LibTorch's intra-op thread count; n <= 0 means every core (1.13 and 2.x pick different defaults).
+// Sets LibTorch's intra-op thread count; n <= 0 means $SALIQ_THREADS, else every core (1.13 and 2.x pick
+// different defaults, so we always set it).
 void set_compute_threads(int n);
 int compute_threads();
 

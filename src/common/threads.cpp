@@ -1,5 +1,6 @@
 #include "saliq/threads.h"
 
+#include <cstdlib>
 #include <thread>
 
 #include <ATen/Parallel.h>
@@ -7,6 +8,10 @@
 namespace saliq {
 
 void set_compute_threads(int n) {
+    if (n <= 0) {
+        const char* env = std::getenv("SALIQ_THREADS");
+        n = env != nullptr ? std::atoi(env) : 0;
+    }
     if (n <= 0) n = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
     at::set_num_threads(n);
 }

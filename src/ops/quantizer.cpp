@@ -49,8 +49,10 @@ void minmax_scale_zero(const at::Tensor& xmin_in, const at::Tensor& xmax_in, con
     at::Tensor xmin = at::clamp_max(xmin_in.to(at::kFloat), 0.0);
     at::Tensor xmax = at::clamp_min(xmax_in.to(at::kFloat), 0.0);
     if (spec.symmetric) {
+        // GPTQ mirrors the range only when xmin < 0, which halves the usable grid of an all-positive group;
+        // we always mirror it.
         xmax = at::maximum(xmin.abs(), xmax);
-        xmin = at::where(xmin < 0, -xmax, xmin);
+        xmin = -xmax;
     }
     const at::Tensor both_zero = (xmin == 0) & (xmax == 0);
     xmin = at::where(both_zero, at::full_like(xmin, -1.0), xmin);

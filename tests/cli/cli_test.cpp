@@ -106,3 +106,77 @@ TEST(Cli, GenerateFollowsThePrompt) {
 
 }  // namespace
 }  // namespace saliq
+
+namespace saliq {
+namespace {
+
+std::string quantize_args(const std::string& out) {
+    return "quantize " + stories_args() + " --calib tinystories --calib-range 0:0.5 --nsamples 4 --seqlen 64 --out " +
+           out;
+}
+
+TEST(CliQuantize, WritesAFolderThatInspectAndEvalRead) {
+    TempDir dir;
+    const std::string out = dir.file("q");
+    auto r = run_saliq(quantize_args(out) + " --method gptq --bits 2 --group-size 32 -q");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("bits/weight"), std::string::npos) << r.output;
+    const auto manifest = nlohmann::json::parse(test::read_bytes(out + "/saliq_manifest.json"));
+    EXPECT_EQ(manifest["method"], "gptq");
+    EXPECT_EQ(manifest["calibration"]["window_starts"].size(), 4u);
+    EXPECT_EQ(manifest["layers"].size(), 35u);
+    EXPECT_EQ(manifest["files"]["model.safetensors"]["sha256"].get<std::string>().size(), 64u);
+    r = run_saliq("inspect " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("2-bit, group 32"), std::string::npos) << r.output;
+    r = run_saliq("eval -m " + out + " --dataset tinystories --seqlen 128 --max-windows 2 --eval-range 0.5:1");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST(CliQuantize, RefusesBadRequestsWithClearMessages) {
+    TempDir dir;
+    auto r = run_saliq(quantize_args(dir.file("a")) + " --bits 5");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("unsupported bit width 5"), std::string::npos) << r.output;
+    r = run_saliq(quantize_args(dir.file("b")) + " --group-size 256");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("larger than the rows"), std::string::npos) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("b")));
+    test::write_bytes(dir.file("keep.txt"), "x");
+    std::filesystem::create_directory(dir.file("full"));
+    test::write_bytes(dir.file("full/notes.txt"), "mine");
+    r = run_saliq(quantize_args(dir.file("full")) + " --bits 4");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--force"), std::string::npos) << r.output;
+    EXPECT_EQ(test::read_bytes(dir.file("full/notes.txt")), "mine");
+    r = run_saliq(quantize_args(dir.file("full")) + " --bits 4 --force -q");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("full/notes.txt")));
+    r = run_saliq(quantize_args(dir.file("c")) + " --calib " + dir.file("keep.txt"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("calibration set too small"), std::string::npos) << r.output;
+}
+
+TEST(CliQuantize, NonFiniteWeightsExitWithFormatError) {
+    TempDir dir;
+    const std::string hf = convert_stories(dir);
+    // Overwrite one float of layer 2's up projection with NaN, in place inside model.safetensors.
+    std::string bytes = test::read_bytes(hf + "/model.safetensors");
+    uint64_t header = 0;
+    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+    const auto json = nlohmann::json::parse(bytes.substr(8, header));
+    const uint64_t offset = 8 + header + json["model.layers.2.mlp.up_proj.weight"]["data_offsets"][0].get<uint64_t>();
+    const float nan = NAN;
+    std::memcpy(&bytes[offset], &nan, 4);
+    test::write_bytes(hf + "/model.safetensors", bytes);
+    const auto r = run_saliq("quantize -m " + hf +
+                             " --calib tinystories --nsamples 2 --seqlen 64 --bits 2 --group-size 32 --out " +
+                             dir.file("q"));
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_NE(r.output.find("model.layers.2.mlp.up_proj.weight"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("NaN"), std::string::npos) << r.output;
+    EXPECT_FALSE(std::filesystem::exists(dir.file("q")));
+}
+
+}  // namespace
+}  // namespace saliq

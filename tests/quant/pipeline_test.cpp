@@ -1,0 +1,171 @@
+#include "saliq/quantize.h"
+
+#include <ATen/ATen.h>
+
+#include "model_fixture.h"
+#include "saliq/error.h"
+#include "saliq/export.h"
+#include "saliq/file.h"
+#include "saliq/perplexity.h"
+#include "saliq/tokenizer.h"
+#include "test_utils.h"
+
+namespace saliq {
+namespace {
+
+QuantizeOptions small_options(const std::string& method, int bits, int64_t group) {
+    QuantizeOptions o;
+    o.method = method;
+    o.spec.bits = bits;
+    o.spec.group_size = group;
+    o.calib.source = "tinystories";
+    o.calib.nsamples = 8;
+    o.calib.seqlen = 64;
+    o.calib.range = TokenRange::parse("0:0.5");
+    o.error_windows = 4;
+    return o;
+}
+
+// Quantizes into `out`, and also returns the fake-quantized in-memory model built from the same blocks.
+std::unique_ptr<LlamaModel> quantize_to(const Checkpoint& ckpt, const Tokenizer& tok, const QuantizeOptions& o,
+                                        const std::string& out, QuantizeResult* result_out = nullptr) {
+    auto model = LlamaModel::load(ckpt, {});
+    GptqFolderWriter writer(out, ckpt, o, false);
+    const QuantizeResult result = quantize_model(ckpt, tok, o, [&](const BlockResult& b) {
+        writer.add_block(b);
+        for (int i = 0; i < kNumLinears; ++i)
+            model->block(b.layer).linears[i] = std::make_shared<QuantizedLinear>(b.linears[i].q, model->options());
+    });
+    writer.finish(result, {});
+    if (result_out) *result_out = result;
+    return model;
+}
+
+double heldout_ppl(const LlamaModel& model, const Tokenizer& tok) {
+    PerplexityOptions p;
+    p.seqlen = 128;
+    p.max_windows = 24;
+    return evaluate_perplexity(model, perplexity_tokens("tinystories", tok, 128, 0.5, 1.0), p).ppl;
+}
+
+TEST(Pipeline, PackedFolderScoresLikeTheInMemoryFakeQuantModel) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    Checkpoint ckpt = read_llama2c(test::stories_bin());
+    ckpt.tokenizer_path = test::stories_tokenizer();
+    test::TempDir dir;
+    for (const auto& [method, act_order] : std::vector<std::pair<std::string, bool>>{{"rtn", false}, {"gptq", true}}) {
+        QuantizeOptions o = small_options(method, 2, 32);
+        o.gptq.act_order = act_order;
+        const std::string out = dir.file("q-" + method);
+        auto fake = quantize_to(ckpt, *tok, o, out);
+        const Checkpoint packed = load_checkpoint(out);
+        EXPECT_EQ(packed.format, "gptq");
+        EXPECT_EQ(packed.packed.bits, 2);
+        EXPECT_TRUE(packed.packed.zeros_v2);
+        EXPECT_EQ(packed.packed.desc_act, act_order);
+        auto reloaded = LlamaModel::load(packed, {});
+        const double a = heldout_ppl(*fake, *tok), b = heldout_ppl(*reloaded, *tok);
+        EXPECT_NEAR(a, b, 1e-5 * a) << method;
+        EXPECT_TRUE(path_exists(out + "/saliq_manifest.json"));
+        EXPECT_TRUE(path_exists(out + "/tokenizer.model"));
+    }
+}
+
+TEST(Pipeline, GptqReconstructsBetterThanRtn) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = read_llama2c(test::stories_bin());
+    test::TempDir dir;
+    QuantizeResult rtn, gptq;
+    quantize_to(ckpt, *tok, small_options("rtn", 3, 32), dir.file("rtn"), &rtn);
+    quantize_to(ckpt, *tok, small_options("gptq", 3, 32), dir.file("gptq"), &gptq);
+    double rtn_err = 0, gptq_err = 0;
+    int gptq_wins = 0, total = 0;
+    for (size_t b = 0; b < rtn.blocks.size(); ++b) {
+        rtn_err += rtn.blocks[b].block_error;
+        gptq_err += gptq.blocks[b].block_error;
+        for (size_t l = 0; l < rtn.blocks[b].linears.size(); ++l, ++total)
+            gptq_wins += gptq.blocks[b].linears[l].rel_error < rtn.blocks[b].linears[l].rel_error;
+    }
+    EXPECT_LT(gptq_err, rtn_err);
+    EXPECT_GE(gptq_wins, total * 3 / 4) << gptq_wins << "/" << total;
+}
+
+TEST(Pipeline, CalibrationWindowsAreRecordedAndDeterministic) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = read_llama2c(test::stories_bin());
+    QuantizeOptions o = small_options("rtn", 4, 32);
+    const auto a = quantize_model(ckpt, *tok, o);
+    const auto b = quantize_model(ckpt, *tok, o);
+    EXPECT_EQ(a.calib.starts, b.calib.starts);
+    EXPECT_EQ(a.calib.starts.size(), 8u);
+    for (size_t l = 0; l < a.blocks[0].linears.size(); ++l)
+        EXPECT_EQ(a.blocks[0].linears[l].rel_error, b.blocks[0].linears[l].rel_error);
+    o.calib.seed = 1;
+    EXPECT_NE(quantize_model(ckpt, *tok, o).calib.starts, a.calib.starts);
+}
+
+TEST(Pipeline, CancelledRunLeavesNoOutputBehind) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = read_llama2c(test::stories_bin());
+    test::TempDir dir;
+    const QuantizeOptions o = small_options("rtn", 2, 32);
+    const std::string out = dir.file("q");
+    try {
+        GptqFolderWriter writer(out, ckpt, o, false);
+        quantize_model(
+            ckpt, *tok, o, [&](const BlockResult& b) { writer.add_block(b); },
+            [](const ProgressEvent& e) { return e.done < 2; });
+        FAIL() << "expected cancellation";
+    } catch (const Cancelled&) {
+    }
+    EXPECT_FALSE(path_exists(out));
+    int entries = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+        (void)e;
+        ++entries;
+    }
+    EXPECT_EQ(entries, 0);
+}
+
+TEST(Pipeline, BadRequestsAreRefused) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = read_llama2c(test::stories_bin());
+    QuantizeOptions o = small_options("rtn", 2, 128);  // q_proj rows have 64 inputs
+    try {
+        quantize_model(ckpt, *tok, o);
+        FAIL();
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("larger than the rows"), std::string::npos) << e.what();
+    }
+    o = small_options("rtn", 5, 32);
+    EXPECT_THROW(quantize_model(ckpt, *tok, o), ConfigError);
+    o = small_options("awq", 2, 32);
+    EXPECT_THROW(quantize_model(ckpt, *tok, o), ConfigError);
+    o = small_options("rtn", 2, 32);
+    test::TempDir dir;
+    test::write_bytes(dir.file("short.txt"), "Lily saw a cat.");
+    o.calib.source = dir.file("short.txt");
+    try {
+        quantize_model(ckpt, *tok, o);
+        FAIL();
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("calibration set too small"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Pipeline, NonFiniteWeightsAreRefused) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    LlamaConfig c = test::tiny_config();
+    c.vocab_size = 512;
+    auto weights = test::random_weights(c);
+    weights["model.layers.1.self_attn.v_proj.weight"][0][0] = INFINITY;
+    try {
+        quantize_model(test::memory_checkpoint(c, weights), *tok, small_options("rtn", 2, 32));
+        FAIL();
+    } catch (const FormatError& e) {
+        EXPECT_NE(std::string(e.what()).find("v_proj"), std::string::npos) << e.what();
+    }
+}
+
+}  // namespace
+}  // namespace saliq
