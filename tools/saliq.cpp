@@ -21,6 +21,7 @@
 #include "saliq/model.h"
 #include "saliq/perplexity.h"
 #include "saliq/quantize.h"
+#include "saliq/saliency.h"
 #include "saliq/strings.h"
 #include "saliq/threads.h"
 #include "saliq/tokenizer.h"
@@ -35,6 +36,7 @@ struct ModelArgs {
     std::string device = "cpu";
     std::string dtype = "auto";
     int threads = 0;
+    bool no_adapter = false;
 };
 
 void add_model_options(CLI::App* cmd, ModelArgs& args) {
@@ -44,6 +46,7 @@ void add_model_options(CLI::App* cmd, ModelArgs& args) {
     cmd->add_option("--dtype", args.dtype, "compute dtype: fp32, bf16, fp16 or auto (fp32 on CPU, bf16 on CUDA)")
         ->capture_default_str();
     cmd->add_option("--threads", args.threads, "CPU threads (0: all cores)")->capture_default_str();
+    cmd->add_flag("--no-adapter", args.no_adapter, "ignore LoRA adapters stored beside the weights");
 }
 
 struct LoadedModel {
@@ -66,10 +69,14 @@ LoadedModel load_model(const ModelArgs& args) {
     ModelOptions options;
     options.device = args.device;
     options.dtype = args.dtype;
+    options.use_adapter = !args.no_adapter;
     const auto start = std::chrono::steady_clock::now();
     loaded.model = LlamaModel::load(loaded.checkpoint, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     const auto& c = loaded.checkpoint.config;
+    if (!loaded.checkpoint.adapter_path.empty())
+        log_info(args.no_adapter ? "LoRA adapters present but not applied (--no-adapter)"
+                                 : strprintf("LoRA adapters applied (scale %.4g)", loaded.checkpoint.adapter_scale));
     log_info(strprintf("loaded %s (%s): %lld layers, hidden %lld, heads %lld/%lld, vocab %lld, %s on %s, %d threads, "
                        "%.2f s",
                        args.model.c_str(), loaded.checkpoint.format.c_str(), (long long)c.n_layers,
@@ -193,7 +200,34 @@ struct QuantizeArgs {
     std::string calib_range = "0:1";
     std::string out;
     bool force = false;
+    bool resume = false;
+    std::vector<std::string> stages;   // "wpt:15" "opt:5"
+    bool saliency = false;
+    std::string fisher_path;
+    bool plain_l2 = false;
+    std::string fisher_calib = "c4";
+    int64_t fisher_nsamples = 100;
+    int64_t fisher_seqlen = 512;
 };
+
+std::vector<TrainStage> parse_stages(const std::vector<std::string>& specs) {
+    std::vector<TrainStage> stages;
+    for (const auto& spec : specs) {
+        const auto colon = spec.find(':');
+        TrainStage stage;
+        stage.name = spec.substr(0, colon);
+        try {
+            if (colon == std::string::npos) throw std::invalid_argument(spec);
+            size_t used = 0;
+            stage.epochs = std::stoll(spec.substr(colon + 1), &used);
+            if (used != spec.size() - colon - 1) throw std::invalid_argument(spec);
+        } catch (const std::logic_error&) {
+            throw ConfigError("--stages takes STAGE:EPOCHS items such as wpt:15 opt:5, got '" + spec + "'");
+        }
+        stages.push_back(stage);
+    }
+    return stages;
+}
 
 int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string& command) {
     set_compute_threads(margs.threads);
@@ -201,18 +235,52 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     o.model.device = margs.device;
     o.model.dtype = margs.dtype;
     o.calib.range = TokenRange::parse(qargs.calib_range);
+    o.apiq.stages = parse_stages(qargs.stages);
+    o.saliency.enabled = qargs.saliency;
+    o.saliency.weighted = !qargs.plain_l2;
+    o.saliency.fisher_path = qargs.fisher_path;
+    o.apiq.seed = o.calib.seed;
     o.spec.validate();
+    if (o.saliency.enabled && o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant")
+        throw ConfigError("--saliency works with --method apiq-bw, apiq-lw or omniquant, not " + o.method);
+    if (o.saliency.reg_method != "before_lora" && o.saliency.reg_method != "after_lora")
+        throw ConfigError("--reg-method must be before_lora or after_lora");
+    if (!o.saliency.fisher_path.empty() && !path_exists(o.saliency.fisher_path))
+        throw IoError(o.saliency.fisher_path, "Fisher file does not exist");
     const Checkpoint ckpt = load_checkpoint(margs.model, margs.tokenizer);
     if (ckpt.tokenizer_path.empty())
         throw ConfigError("no tokenizer: " + margs.model + " has no tokenizer.model beside it; pass --tokenizer");
     const auto tokenizer = Tokenizer::load(ckpt.tokenizer_path);
+    GptqFolderWriter writer(qargs.out, ckpt, o, qargs.force, qargs.resume);
+    nlohmann::json extra = {{"command_line", command}, {"threads", compute_threads()}};
+    if (o.saliency.enabled && o.saliency.weighted && o.saliency.fisher_path.empty()) {
+        // No Fisher file given: compute it first, kept with the partial state so a resumed run reuses it.
+        const std::string fisher_path = writer.partial_dir() + "/fisher.safetensors";
+        FisherOptions fo;
+        fo.calib.source = qargs.fisher_calib;
+        fo.calib.nsamples = qargs.fisher_nsamples;
+        fo.calib.seqlen = qargs.fisher_seqlen;
+        fo.calib.seed = o.calib.seed;
+        fo.model = o.model;
+        if (!path_exists(fisher_path)) {
+            log_info(strprintf("saliency: diagonal Fisher from %s, %lld x %lld", fo.calib.source.c_str(),
+                               (long long)fo.calib.nsamples, (long long)fo.calib.seqlen));
+            const auto t0 = std::chrono::steady_clock::now();
+            const auto fisher = compute_fisher(ckpt, *tokenizer, fo, progress_printer());
+            write_fisher(fisher_path, fisher, fo);
+            extra["fisher"] = {{"calib", fo.calib.source}, {"nsamples", fo.calib.nsamples},
+                               {"seqlen", fo.calib.seqlen},
+                               {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
+                               {"summary", fisher_summary(fisher)}};
+        }
+        o.saliency.fisher_path = fisher_path;
+    }
     log_info(strprintf("quantizing %s with %s, %s, calibration %s %lldx%lld", margs.model.c_str(), o.method.c_str(),
                        o.spec.describe().c_str(), o.calib.source.c_str(), (long long)o.calib.nsamples,
                        (long long)o.calib.seqlen));
-    GptqFolderWriter writer(qargs.out, ckpt, o, qargs.force);
-    const QuantizeResult result = quantize_model(
-        ckpt, *tokenizer, o, [&](const BlockResult& b) { writer.add_block(b); }, progress_printer());
-    writer.finish(result, {{"command_line", command}, {"threads", compute_threads()}});
+    const QuantizeResult result = quantize_model(ckpt, *tokenizer, o, &writer, progress_printer());
+    if (o.saliency.enabled) extra["fisher_file"] = qargs.fisher_path.empty() ? "computed" : qargs.fisher_path;
+    writer.finish(result, extra);
     double worst = 0.0;
     std::string worst_name;
     for (const auto& b : result.blocks)
@@ -226,6 +294,30 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
                 human_bytes(info["file_bytes"].get<uint64_t>()).c_str(),
                 info["bits_per_weight"]["linear"].get<double>());
     std::printf("time       %.2f s\n", result.seconds);
+    return 0;
+}
+
+int run_saliency(const ModelArgs& margs, FisherOptions& fo, const std::string& calib_range, const std::string& out) {
+    set_compute_threads(margs.threads);
+    fo.model.device = margs.device;
+    fo.model.dtype = margs.dtype;
+    fo.calib.range = TokenRange::parse(calib_range);
+    const Checkpoint ckpt = load_checkpoint(margs.model, margs.tokenizer);
+    if (ckpt.tokenizer_path.empty())
+        throw ConfigError("no tokenizer: " + margs.model + " has no tokenizer.model beside it; pass --tokenizer");
+    const auto tokenizer = Tokenizer::load(ckpt.tokenizer_path);
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto fisher = compute_fisher(ckpt, *tokenizer, fo, progress_printer());
+    write_fisher(out, fisher, fo);
+    double total = 0.0, top = 0.0;
+    for (const auto& [name, s] : fisher_summary(fisher).items()) {
+        total += s["sum"].get<double>();
+        top += s["top1pct_mass"].get<double>() * s["sum"].get<double>();
+    }
+    std::printf("fisher     %s (%zu tensors, %s, %lld x %lld tokens)\n", out.c_str(), fisher.size(),
+                fo.calib.source.c_str(), (long long)fo.calib.nsamples, (long long)fo.calib.seqlen);
+    std::printf("mass       total %.4e, %.1f%% in the top 1%% of weights\n", total, total > 0 ? 100.0 * top / total : 0.0);
+    std::printf("time       %.2f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     return 0;
 }
 
@@ -278,6 +370,7 @@ int main(int argc, char** argv) {
     // A repeated option takes its last value, so a command line can override a config file or a script's default.
     app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);  // global flags (-v, -q, --log-level) may follow the subcommand
     app.set_version_flag("--version", "saliq 0.1.0");
+    app.set_config("--config", "", "read options from a TOML/INI file ([quantize], [eval] ... sections)");
     std::string log_level;
     bool verbose = false, quiet = false;
     app.add_option("--log-level", log_level, "debug, info, warn, error or off (env SALIQ_LOG_LEVEL)");
@@ -334,8 +427,56 @@ int main(int argc, char** argv) {
     quantize->add_flag("--act-order", qo.gptq.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
     quantize->add_flag("!--no-true-sequential", qo.gptq.true_sequential,
                        "GPTQ: collect all Hessians from the FP block instead of group by group");
+    ApiqOptions& ao = qo.apiq;
+    quantize->add_option("--lora-rank", ao.lora_rank, "ApiQ: LoRA rank r")->capture_default_str();
+    quantize->add_option("--lora-alpha", ao.lora_alpha, "ApiQ: LoRA alpha (scale alpha/r)")->capture_default_str();
+    quantize->add_option("--lwc-lr", ao.lwc_lr, "learning rate of the clipping factors (default: ApiQ 5e-3, "
+                                                "OmniQuant 1e-2)");
+    quantize->add_option("--lora-lr", ao.lora_lr, "ApiQ: learning rate of the LoRA adapters")->capture_default_str();
+    quantize->add_option("--weight-decay", ao.weight_decay, "AdamW weight decay (default: ApiQ 0.1, OmniQuant 0)");
+    quantize->add_option("--epochs", ao.epochs, "epochs per block without --stages (ApiQ: 20)")->capture_default_str();
+    quantize->add_option("--stages", quant_args.stages,
+                         "training stages in order, STAGE:EPOCHS with STAGE opt (MSE), wpt (lambda R) or mixed "
+                         "(MSE + lambda R); default opt:EPOCHS, or wpt:15 opt:5 with --saliency");
+    quantize->add_option("--train-batch", ao.train_batch, "windows per optimizer step")->capture_default_str();
+    quantize->add_flag("--aug-loss,!--no-aug-loss", ao.aug_loss,
+                       "also match the FP block applied to the quantized input (ApiQ's aug loss)")
+        ->capture_default_str();
+    quantize->add_flag("--saliency", quant_args.saliency,
+                       "add the saliency-weighted regularizer lambda * sum F (W_eff - W)^2");
+    quantize->add_option("--fisher", quant_args.fisher_path,
+                         "diagonal Fisher file from `saliq saliency` (default: computed first)");
+    quantize->add_flag("--plain-l2", quant_args.plain_l2, "regularize with F = 1 (plain L2) instead of the Fisher");
+    quantize->add_option("--lambda", qo.saliency.lambda, "regularizer weight lambda")->capture_default_str();
+    quantize->add_option("--lambda-multiplier", qo.saliency.lambda_multiplier, "block i uses lambda * m^i")
+        ->capture_default_str();
+    quantize->add_option("--reg-method", qo.saliency.reg_method,
+                         "W_eff: before_lora (Q(W)) or after_lora (Q(W) + s B A)")
+        ->capture_default_str();
+    quantize->add_option("--fisher-calib", quant_args.fisher_calib, "data for the computed Fisher")
+        ->capture_default_str();
+    quantize->add_option("--fisher-nsamples", quant_args.fisher_nsamples, "sequences for the computed Fisher")
+        ->capture_default_str();
+    quantize->add_option("--fisher-seqlen", quant_args.fisher_seqlen, "tokens per Fisher sequence")
+        ->capture_default_str();
     quantize->add_option("--out,-o", quant_args.out, "output folder")->required();
-    quantize->add_flag("--force", quant_args.force, "replace an existing non-empty output folder");
+    quantize->add_flag("--force", quant_args.force, "replace an existing output folder or interrupted run");
+    quantize->add_flag("--resume", quant_args.resume,
+                       "continue an interrupted run (same options) from its first unfinished block");
+
+    ModelArgs sal_model;
+    FisherOptions fisher_options;
+    std::string sal_range = "0:1", sal_out;
+    CLI::App* saliency = app.add_subcommand("saliency", "diagonal empirical Fisher of every quantizable weight");
+    add_model_options(saliency, sal_model);
+    saliency->add_option("--calib", fisher_options.calib.source, "wikitext2, c4, ptb, tinystories or a text file")
+        ->capture_default_str();
+    saliency->add_option("--nsamples", fisher_options.calib.nsamples, "sequences")->capture_default_str();
+    saliency->add_option("--seqlen", fisher_options.calib.seqlen, "tokens per sequence")->capture_default_str();
+    saliency->add_option("--seed", fisher_options.calib.seed, "seed of the window draw")->capture_default_str();
+    saliency->add_option("--calib-range", sal_range, "fraction of the text (c4: documents) to draw from")
+        ->capture_default_str();
+    saliency->add_option("--out,-o", sal_out, "output .safetensors")->required();
 
     std::string inspect_path, inspect_tokenizer;
     bool inspect_json = false;
@@ -370,6 +511,7 @@ int main(int argc, char** argv) {
         if (*generate) return run_generate(gen_model, prompt, max_tokens);
         if (*quantize) return run_quantize(quant_model, quant_args, command_line(argc, argv));
         if (*inspect) return run_inspect(inspect_path, inspect_tokenizer, inspect_json);
+        if (*saliency) return run_saliency(sal_model, fisher_options, sal_range, sal_out);
     } catch (const ConfigError& e) {
         log_error(e.what());
         return 2;

@@ -30,6 +30,7 @@ public:
 std::shared_ptr<TensorSource> make_memory_source(std::map<std::string, at::Tensor> tensors, std::string origin);
 // `dir`/model.safetensors.index.json (sharded) or `dir`/model.safetensors; validates every shard's header.
 std::shared_ptr<TensorSource> open_safetensors_folder(const std::string& dir);
+std::shared_ptr<TensorSource> open_safetensors_file(const std::string& path);
 
 // quantization_config of a GPTQ-packed folder.
 struct PackedInfo {
@@ -47,6 +48,10 @@ struct Checkpoint {
     PackedInfo packed;
     std::shared_ptr<TensorSource> tensors;
     std::string tokenizer_path;   // tokenizer.model found beside the weights, or the one given; may be empty
+    // LoRA adapters in PEFT layout (adapter_config.json + adapter_model.safetensors) beside the weights, if any.
+    std::string adapter_path;
+    std::shared_ptr<TensorSource> adapter;
+    double adapter_scale = 0.0;   // lora_alpha / r (or / sqrt(r) with use_rslora)
 };
 
 // Parses a config.json "quantization_config" object (GPTQ). Throws FormatError naming `source`.

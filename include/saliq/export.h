@@ -1,6 +1,10 @@
 // Writing a quantized model: a GPTQ-compatible Hugging Face folder (config.json with quantization_config,
-// model.safetensors with qweight/qzeros/scales/g_idx, tokenizer.model) plus saliq_manifest.json, built in a
-// staging folder and renamed into place only when complete.
+// model.safetensors with qweight/qzeros/scales/g_idx, tokenizer.model), LoRA adapters in PEFT layout
+// (adapter_config.json, adapter_model.safetensors), learned clipping factors (lwc.safetensors) and
+// saliq_manifest.json.
+//
+// Finished blocks are kept in "<out>.partial/" as they finish, so a killed run can --resume; the final folder is
+// assembled under a temporary name and renamed into place only when complete.
 #pragma once
 
 #include <memory>
@@ -10,31 +14,37 @@
 
 #include "saliq/checkpoint.h"
 #include "saliq/quantize.h"
-#include "saliq/safetensors.h"
 
 namespace saliq {
 
-class StagingDir;
-
-class GptqFolderWriter {
+class GptqFolderWriter : public BlockStore {
 public:
-    // Refuses an `out_dir` that already holds files unless `force`.
-    GptqFolderWriter(const std::string& out_dir, const Checkpoint& source, const QuantizeOptions& options, bool force);
-    ~GptqFolderWriter();
+    // Refuses an `out_dir` that already holds files unless `force`. A leftover "<out>.partial" is continued with
+    // `resume` (its settings must match), discarded with `force`, and refused otherwise.
+    GptqFolderWriter(const std::string& out_dir, const Checkpoint& source, const QuantizeOptions& options, bool force,
+                     bool resume = false);
+    ~GptqFolderWriter() override;
 
-    // Packs one finished block (called by the pipeline as each block ends).
-    void add_block(const BlockResult& block);
-    // Writes every file and the manifest, then moves the folder into place. `extra` is merged into the manifest.
+    bool has(int64_t layer) const override;
+    BlockResult load(int64_t layer) const override;
+    void save(const BlockResult& block) override;
+
+    // Writes every file and the manifest, moves the folder into place, removes the partial state.
     void finish(const QuantizeResult& result, const nlohmann::json& extra);
 
+    const std::string& partial_dir() const { return partial_; }
+
 private:
+    std::string block_path(int64_t layer) const;
     const Checkpoint& source_;
     QuantizeOptions options_;
-    std::unique_ptr<StagingDir> staging_;
-    std::map<std::string, at::Tensor> packed_;  // tensor name -> packed tensor
+    std::string out_;
+    std::string partial_;
+    bool force_;
 };
 
-// "W2 g64 asym" quantization_config for config.json.
 nlohmann::json gptq_quantization_config(const QuantizeOptions& options);
+// The settings that decide a run's output: a resumed run must match them.
+nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& options);
 
 }  // namespace saliq

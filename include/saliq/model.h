@@ -20,6 +20,7 @@ namespace saliq {
 struct ModelOptions {
     std::string device = "cpu";  // "cpu" or "cuda" / "cuda:N"
     std::string dtype = "auto";  // "fp32", "bf16", "fp16"; auto = fp32 on CPU, bf16 on CUDA
+    bool use_adapter = true;     // apply LoRA adapters found beside the weights
 };
 
 // Resolves and checks ModelOptions (CUDA present, fp16 not on CPU). Throws ConfigError.
@@ -62,6 +63,26 @@ private:
     at::Tensor weight_;  // [out, in] dequantized, compute dtype
 };
 
+// A base linear plus a LoRA branch: y = base(x) + scale * (x A^T) B^T (PEFT's forward; scale = alpha / r).
+class LoraLinear : public Linear {
+public:
+    LoraLinear(std::shared_ptr<Linear> base, at::Tensor lora_a, at::Tensor lora_b, double scale);
+    at::Tensor forward(const at::Tensor& x) const override;
+    at::Tensor weight() const override;  // base weight + scale * B A
+    int64_t in_features() const override { return base_->in_features(); }
+    int64_t out_features() const override { return base_->out_features(); }
+    const std::shared_ptr<Linear>& base() const { return base_; }
+    const at::Tensor& lora_a() const { return lora_a_; }
+    const at::Tensor& lora_b() const { return lora_b_; }
+    double scale() const { return scale_; }
+
+private:
+    std::shared_ptr<Linear> base_;
+    at::Tensor lora_a_;  // [r, in]
+    at::Tensor lora_b_;  // [out, r]
+    double scale_;
+};
+
 enum LinearIndex { kQProj = 0, kKProj, kVProj, kOProj, kGateProj, kUpProj, kDownProj, kNumLinears };
 
 struct DecoderBlock {
@@ -85,8 +106,10 @@ at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, c
 
 // Reads block `layer` from the checkpoint, checking every shape, converted to `options`. Linears stored GPTQ-packed
 // (`packed.bits` > 0 and a `.qweight` present) become QuantizedLinear; the rest are dense.
+// With `adapter`, linears that have PEFT lora_A/lora_B tensors there are wrapped in LoraLinear.
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& config, const PackedInfo& packed,
-                        int64_t layer, const at::TensorOptions& options);
+                        int64_t layer, const at::TensorOptions& options, const TensorSource* adapter = nullptr,
+                        double adapter_scale = 0.0);
 
 class LlamaModel {
 public:

@@ -26,6 +26,37 @@ struct GptqOptions {
     bool true_sequential = true;  // [k,v,q] -> [o] -> [up,gate] -> [down], each seeing quantized predecessors
 };
 
+// Saliency-aware regularizer (Cao & Aref 2025): R = sum over the block's linears of F * (W_eff - W)^2.
+struct SaliencyOptions {
+    bool enabled = false;
+    std::string fisher_path;           // safetensors of diagonal Fisher per linear weight (HF names)
+    bool weighted = true;              // false: plain L2 (F = 1)
+    std::string reg_method = "before_lora";  // W_eff = Q(W) ("before_lora") or Q(W) + s B A ("after_lora")
+    double lambda = 0.1;
+    double lambda_multiplier = 1.0;    // block i uses lambda * multiplier^i
+};
+
+// One training stage of the block objective: "opt" (MSE only), "wpt" (lambda R only), "mixed" (MSE + lambda R).
+struct TrainStage {
+    std::string name;
+    int64_t epochs = 0;
+};
+
+// ApiQ (Liao et al. 2024) / OmniQuant LWC training settings.
+struct ApiqOptions {
+    int64_t lora_rank = 64;
+    double lora_alpha = 16.0;
+    double lwc_lr = -1.0;              // < 0: the method's default (ApiQ 5e-3, OmniQuant 1e-2)
+    double lora_lr = 5e-4;
+    double weight_decay = -1.0;        // < 0: the method's default (ApiQ 0.1, OmniQuant 0)
+    std::vector<TrainStage> stages;    // empty: opt for `epochs` (plain), or wpt 15 + opt 5 with saliency
+    int64_t epochs = 20;
+    int64_t train_batch = 1;           // windows per optimizer step (ApiQ: 1)
+    bool aug_loss = true;              // also match the FP block applied to the quantized chain's input
+    std::string train_dtype = "auto";  // fp32 on CPU, bf16 on CUDA; fp16 adds dynamic loss scaling
+    uint64_t seed = 0;                 // LoRA initialisation: block i uses seed * 1000003 + i
+};
+
 struct QuantizeOptions {
     std::string method = "rtn";
     QuantSpec spec;
@@ -34,12 +65,19 @@ struct QuantizeOptions {
     int64_t batch_size = 8;       // windows per forward pass inside the pipeline
     int64_t error_windows = 16;   // calibration windows used to measure each layer's reconstruction error
     GptqOptions gptq;
+    ApiqOptions apiq;
+    SaliencyOptions saliency;
 };
 
 // One quantized linear of a finished block.
 struct LinearResult {
     std::string name;             // model.layers.3.mlp.up_proj
     QuantizedTensor q;
+    at::Tensor lora_a;            // [r, in] fp32, undefined without LoRA
+    at::Tensor lora_b;            // [out, r] fp32
+    double lora_scale = 0.0;      // alpha / r
+    at::Tensor lwc_up;            // [out, G] learned clipping logits, undefined without LWC
+    at::Tensor lwc_low;           // [out, G]
     double rel_error = 0.0;       // ||X (W - Q)^T||^2 / ||X W^T||^2 on calibration inputs
 };
 
@@ -58,8 +96,15 @@ struct QuantizeResult {
     double seconds = 0.0;
 };
 
-// Receives each block as soon as it is finished (the export layer writes it to disk).
-using BlockSink = std::function<void(const BlockResult&)>;
+// Keeps finished blocks (the export layer writes them to disk as they finish), and hands back the ones an
+// interrupted run already finished so the pipeline can resume after them.
+class BlockStore {
+public:
+    virtual ~BlockStore() = default;
+    virtual bool has(int64_t layer) const = 0;
+    virtual BlockResult load(int64_t layer) const = 0;
+    virtual void save(const BlockResult& block) = 0;
+};
 
 struct MethodInfo {
     const char* name;
@@ -69,7 +114,12 @@ const std::vector<MethodInfo>& quant_methods();
 
 // Runs the pipeline: calibration windows -> embedding -> for each block: load its FP weights from the checkpoint,
 // quantize with the method, propagate the quantized block's outputs. Only one block's weights are resident.
+// Blocks the store already has are not quantized again: their saved weights are installed and the activations
+// move on through them, so a resumed run ends exactly where an uninterrupted one would.
 QuantizeResult quantize_model(const Checkpoint& checkpoint, const Tokenizer& tokenizer, const QuantizeOptions& options,
-                              const BlockSink& sink = nullptr, const ProgressFn& progress = nullptr);
+                              BlockStore* store = nullptr, const ProgressFn& progress = nullptr);
+
+// A finished linear's inference form: QuantizedLinear, wrapped in LoraLinear when it has adapters.
+std::shared_ptr<Linear> inference_linear(const LinearResult& result, const at::TensorOptions& options);
 
 }  // namespace saliq

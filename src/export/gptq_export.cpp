@@ -8,11 +8,15 @@
 #include "saliq/export.h"
 #include "saliq/file.h"
 #include "saliq/gptq_pack.h"
+#include "saliq/log.h"
+#include "saliq/safetensors.h"
 #include "saliq/sha256.h"
 #include "saliq/strings.h"
 
 namespace saliq {
 namespace {
+
+namespace fs = std::filesystem;
 
 std::string utc_now() {
     const std::time_t now = std::time(nullptr);
@@ -20,6 +24,20 @@ std::string utc_now() {
     std::strftime(buffer, sizeof(buffer), "%Y-%m-%dT%H:%M:%SZ", std::gmtime(&now));
     return buffer;
 }
+
+const char* const kPackedSuffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx"};
+
+std::string peft_key(const std::string& linear, const char* which) {
+    return "base_model.model." + linear + ".lora_" + which + ".weight";
+}
+
+nlohmann::json stages_json(const std::vector<TrainStage>& stages) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& s : stages) out.push_back({{"stage", s.name}, {"epochs", s.epochs}});
+    return out;
+}
+
+bool uses_adapters(const QuantizeOptions& o) { return o.method == "apiq-bw" || o.method == "apiq-lw"; }
 
 }  // namespace
 
@@ -38,67 +56,221 @@ nlohmann::json gptq_quantization_config(const QuantizeOptions& o) {
             {"saliq_method", o.method}};
 }
 
+nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& o) {
+    nlohmann::json f = {{"model", source.path},
+                        {"method", o.method},
+                        {"bits", o.spec.bits},
+                        {"group_size", o.spec.group_size},
+                        {"symmetric", o.spec.symmetric},
+                        {"calib", {{"source", o.calib.source}, {"nsamples", o.calib.nsamples},
+                                   {"seqlen", o.calib.seqlen}, {"seed", o.calib.seed},
+                                   {"range", o.calib.range.to_string()}}},
+                        {"device", o.model.device},
+                        {"dtype", o.model.dtype},
+                        {"batch_size", o.batch_size},
+                        {"error_windows", o.error_windows}};
+    if (o.method == "gptq")
+        f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
+                     {"true_sequential", o.gptq.true_sequential}};
+    if (o.method == "omniquant" || uses_adapters(o)) {
+        f["apiq"] = {{"lora_rank", o.apiq.lora_rank}, {"lora_alpha", o.apiq.lora_alpha}, {"lwc_lr", o.apiq.lwc_lr},
+                     {"lora_lr", o.apiq.lora_lr}, {"weight_decay", o.apiq.weight_decay},
+                     {"stages", stages_json(o.apiq.stages)}, {"epochs", o.apiq.epochs},
+                     {"train_batch", o.apiq.train_batch}, {"aug_loss", o.apiq.aug_loss},
+                     {"train_dtype", o.apiq.train_dtype}, {"seed", o.apiq.seed}};
+        f["saliency"] = {{"enabled", o.saliency.enabled}, {"weighted", o.saliency.weighted},
+                         {"reg_method", o.saliency.reg_method}, {"lambda", o.saliency.lambda},
+                         {"lambda_multiplier", o.saliency.lambda_multiplier}};
+    }
+    return f;
+}
+
 GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint& source,
-                                   const QuantizeOptions& options, bool force)
-    : source_(source), options_(options), staging_(std::make_unique<StagingDir>(out_dir, force)) {}
+                                   const QuantizeOptions& options, bool force, bool resume)
+    : source_(source), options_(options), out_(out_dir), force_(force) {
+    while (out_.size() > 1 && out_.back() == '/') out_.pop_back();
+    partial_ = out_ + ".partial";
+    std::error_code ec;
+    if (fs::exists(out_, ec) && (!fs::is_directory(out_, ec) || !fs::is_empty(out_, ec)) && !force)
+        throw ConfigError("output folder " + out_ + " already holds files; pass --force to replace it");
+    const nlohmann::json fingerprint = run_fingerprint(source, options);
+    if (fs::exists(partial_, ec)) {
+        if (resume) {
+            nlohmann::json saved;
+            try {
+                saved = nlohmann::json::parse(read_text_file(partial_ + "/state.json"));
+            } catch (const nlohmann::json::exception&) {
+                throw FormatError(partial_ + "/state.json", "unreadable state of the interrupted run; use --force");
+            }
+            if (saved.value("fingerprint", nlohmann::json()) != fingerprint)
+                throw ConfigError("the interrupted run in " + partial_ +
+                                  " used other settings; rerun with the same options, or --force to start over");
+            return;
+        }
+        if (!force)
+            throw ConfigError("an interrupted run left " + partial_ +
+                              "; pass --resume to continue it or --force to start over");
+        fs::remove_all(partial_, ec);
+    } else if (resume) {
+        log_warn("--resume: no interrupted run at " + partial_ + "; starting from the first block");
+    }
+    if (!fs::create_directories(partial_, ec) && ec)
+        throw IoError(partial_, "cannot create the partial-state folder: " + ec.message());
+    const std::string state = nlohmann::json{{"fingerprint", fingerprint}}.dump(2) + "\n";
+    write_file_atomic(partial_ + "/state.json", [&](std::ostream& out) { out << state; });
+}
 
 GptqFolderWriter::~GptqFolderWriter() = default;
 
-void GptqFolderWriter::add_block(const BlockResult& block) {
+std::string GptqFolderWriter::block_path(int64_t layer) const {
+    return partial_ + strprintf("/block_%04lld.safetensors", (long long)layer);
+}
+
+bool GptqFolderWriter::has(int64_t layer) const { return path_exists(block_path(layer)); }
+
+void GptqFolderWriter::save(const BlockResult& block) {
     const bool v2 = !options_.spec.symmetric;
+    NamedTensors tensors;
+    nlohmann::json meta = {{"layer", block.layer},
+                           {"block_error", block.block_error},
+                           {"seconds", block.seconds},
+                           {"method_stats", block.method_stats},
+                           {"linears", nlohmann::json::array()}};
     for (const auto& lr : block.linears) {
-        GptqTensors t = gptq_pack(lr.q, v2);
+        const GptqTensors t = gptq_pack(lr.q, v2);
         // Round-trip check before anything reaches disk: a packing bug must never produce a plausible file.
-        QuantizedTensor back = gptq_unpack(t, lr.q.spec, lr.q.in_features(), lr.q.out_features(), v2, lr.name);
+        const QuantizedTensor back = gptq_unpack(t, lr.q.spec, lr.q.in_features(), lr.q.out_features(), v2, lr.name);
         if (!at::equal(back.codes, lr.q.codes.to(at::kCPU)) || !at::equal(back.zeros, lr.q.zeros.to(at::kCPU)) ||
-            !at::equal(back.scales, lr.q.scales.to(at::kCPU)))
+            !at::equal(back.scales, lr.q.scales.to(at::kCPU)) || !at::equal(back.g_idx, lr.q.g_idx.to(at::kCPU)))
             throw Error("internal: packed weights of " + lr.name + " do not unpack to the quantized values");
-        packed_[lr.name + ".qweight"] = t.qweight;
-        packed_[lr.name + ".qzeros"] = t.qzeros;
-        packed_[lr.name + ".scales"] = t.scales;
-        packed_[lr.name + ".g_idx"] = t.g_idx;
+        tensors.emplace_back(lr.name + ".qweight", t.qweight);
+        tensors.emplace_back(lr.name + ".qzeros", t.qzeros);
+        tensors.emplace_back(lr.name + ".scales", t.scales);
+        tensors.emplace_back(lr.name + ".g_idx", t.g_idx);
+        if (lr.lora_a.defined()) {
+            tensors.emplace_back(lr.name + ".lora_A", lr.lora_a.to(at::kFloat));
+            tensors.emplace_back(lr.name + ".lora_B", lr.lora_b.to(at::kFloat));
+        }
+        if (lr.lwc_up.defined()) {
+            tensors.emplace_back(lr.name + ".lwc_up", lr.lwc_up.to(at::kFloat));
+            tensors.emplace_back(lr.name + ".lwc_low", lr.lwc_low.to(at::kFloat));
+        }
+        meta["linears"].push_back({{"name", lr.name}, {"rel_error", lr.rel_error}, {"lora_scale", lr.lora_scale}});
     }
+    write_safetensors(block_path(block.layer), tensors, {{"saliq_block", meta.dump()}});
+}
+
+BlockResult GptqFolderWriter::load(int64_t layer) const {
+    const std::string path = block_path(layer);
+    auto reader = SafetensorsReader::open(path);
+    nlohmann::json meta;
+    try {
+        meta = nlohmann::json::parse(reader->metadata().at("saliq_block"));
+    } catch (const std::exception&) {
+        throw FormatError(path, "missing or unreadable block metadata; use --force to start over");
+    }
+    const bool v2 = !options_.spec.symmetric;
+    BlockResult block;
+    block.layer = meta.at("layer").get<int64_t>();
+    block.block_error = meta.at("block_error").get<double>();
+    block.seconds = meta.at("seconds").get<double>();
+    block.method_stats = meta.at("method_stats");
+    for (const auto& l : meta.at("linears")) {
+        LinearResult lr;
+        lr.name = l.at("name").get<std::string>();
+        lr.rel_error = l.at("rel_error").get<double>();
+        lr.lora_scale = l.at("lora_scale").get<double>();
+        GptqTensors t{reader->tensor(lr.name + ".qweight"), reader->tensor(lr.name + ".qzeros"),
+                      reader->tensor(lr.name + ".scales"), reader->tensor(lr.name + ".g_idx")};
+        const int64_t in = t.g_idx.size(0), out = t.scales.size(1);
+        lr.q = gptq_unpack(t, options_.spec, in, out, v2, path);
+        if (reader->has(lr.name + ".lora_A")) {
+            lr.lora_a = reader->tensor(lr.name + ".lora_A").clone();
+            lr.lora_b = reader->tensor(lr.name + ".lora_B").clone();
+        }
+        if (reader->has(lr.name + ".lwc_up")) {
+            lr.lwc_up = reader->tensor(lr.name + ".lwc_up").clone();
+            lr.lwc_low = reader->tensor(lr.name + ".lwc_low").clone();
+        }
+        block.linears.push_back(std::move(lr));
+    }
+    return block;
 }
 
 void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json& extra) {
     const LlamaConfig& c = source_.config;
-    NamedTensors tensors;
+    StagingDir staging(out_, force_);
+    std::vector<std::shared_ptr<SafetensorsReader>> blocks;
+    std::map<std::string, size_t> owner;
+    for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+        if (!has(layer)) throw Error("internal: block " + std::to_string(layer) + " was never saved");
+        blocks.push_back(SafetensorsReader::open(block_path(layer)));
+        for (const auto& e : blocks.back()->entries()) owner[e.name] = blocks.size() - 1;
+    }
+    auto packed = [&](const std::string& name) { return blocks[owner.at(name)]->tensor(name); };
+
+    NamedTensors tensors, adapters, clipping;
     for (const auto& name : llama_tensor_names(c)) {
         const std::string base = name.substr(0, name.size() - std::string(".weight").size());
-        if (packed_.count(base + ".qweight")) {
-            for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"})
-                tensors.emplace_back(base + suffix, packed_.at(base + suffix));
+        if (owner.count(base + ".qweight")) {
+            for (const char* suffix : kPackedSuffixes) tensors.emplace_back(base + suffix, packed(base + suffix));
+            if (owner.count(base + ".lora_A")) {
+                adapters.emplace_back(peft_key(base, "A"), packed(base + ".lora_A"));
+                adapters.emplace_back(peft_key(base, "B"), packed(base + ".lora_B"));
+            }
+            if (owner.count(base + ".lwc_up")) {
+                clipping.emplace_back(base + ".lwc_up", packed(base + ".lwc_up"));
+                clipping.emplace_back(base + ".lwc_low", packed(base + ".lwc_low"));
+            }
         } else {
             if (name.find(".self_attn.") != std::string::npos || name.find(".mlp.") != std::string::npos)
                 throw Error("internal: " + base + " was never quantized");
             tensors.emplace_back(name, source_.tensors->get(name));  // embeddings, norms, head: stored as they came
         }
     }
-    write_safetensors(staging_->file("model.safetensors"), tensors,
+    write_safetensors(staging.file("model.safetensors"), tensors,
                       {{"format", "pt"}, {"quantized_by", "saliq"}, {"gptq_bits", std::to_string(options_.spec.bits)},
                        {"gptq_group_size", std::to_string(options_.spec.group_size)}});
+    if (!adapters.empty()) {
+        write_safetensors(staging.file("adapter_model.safetensors"), adapters, {{"format", "pt"}});
+        const nlohmann::json adapter_config = {
+            {"peft_type", "LORA"},
+            {"task_type", "CAUSAL_LM"},
+            {"base_model_name_or_path", source_.path},
+            {"r", options_.apiq.lora_rank},
+            {"lora_alpha", options_.apiq.lora_alpha},
+            {"lora_dropout", 0.0},
+            {"target_modules", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}},
+            {"bias", "none"},
+            {"fan_in_fan_out", false},
+            {"modules_to_save", nullptr},
+            {"init_lora_weights", true},
+            {"use_rslora", false},
+            {"use_dora", false},
+            {"rank_pattern", nlohmann::json::object()},
+            {"alpha_pattern", nlohmann::json::object()},
+            {"layers_to_transform", nullptr},
+            {"inference_mode", true},
+            {"revision", nullptr}};
+        const std::string text = adapter_config.dump(2) + "\n";
+        write_file_atomic(staging.file("adapter_config.json"), [&](std::ostream& out) { out << text; });
+    }
+    if (!clipping.empty()) write_safetensors(staging.file("lwc.safetensors"), clipping, {{"format", "pt"}});
 
     nlohmann::json config = llama_config_to_json(c);
     config["quantization_config"] = gptq_quantization_config(options_);
     const std::string config_text = config.dump(2) + "\n";
-    write_file_atomic(staging_->file("config.json"), [&](std::ostream& out) { out << config_text; });
+    write_file_atomic(staging.file("config.json"), [&](std::ostream& out) { out << config_text; });
     if (!source_.tokenizer_path.empty()) {
         std::error_code ec;
-        std::filesystem::copy_file(source_.tokenizer_path, staging_->file("tokenizer.model"), ec);
+        fs::copy_file(source_.tokenizer_path, staging.file("tokenizer.model"), ec);
         if (ec) throw IoError(source_.tokenizer_path, "cannot copy tokenizer: " + ec.message());
     }
 
     nlohmann::json manifest = {{"saliq_version", "0.1.0"}, {"created", utc_now()}};
     manifest["source_model"] = {{"path", source_.path}, {"format", source_.format}, {"config", llama_config_to_json(c)}};
     manifest["method"] = options_.method;
-    manifest["quantization"] = {{"bits", options_.spec.bits},
-                                {"group_size", options_.spec.group_size},
-                                {"symmetric", options_.spec.symmetric}};
-    if (options_.method == "gptq")
-        manifest["gptq"] = {{"damp", options_.gptq.damp},
-                            {"block_size", options_.gptq.block_size},
-                            {"act_order", options_.gptq.act_order},
-                            {"true_sequential", options_.gptq.true_sequential}};
+    manifest["settings"] = run_fingerprint(source_, options_);
     manifest["calibration"] = {{"source", options_.calib.source},
                                {"nsamples", options_.calib.nsamples},
                                {"seqlen", options_.calib.seqlen},
@@ -107,27 +279,29 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
                                {"range_tokens", result.calib.stream_tokens},
                                {"window_starts", result.calib.starts}};
     if (!result.calib.offsets.empty()) manifest["calibration"]["window_offsets"] = result.calib.offsets;
-    manifest["compute"] = {{"device", options_.model.device}, {"dtype", options_.model.dtype},
-                           {"batch_size", options_.batch_size}};
-    nlohmann::json layers = nlohmann::json::array(), blocks = nlohmann::json::array();
+    nlohmann::json layers = nlohmann::json::array(), block_log = nlohmann::json::array();
     for (const auto& b : result.blocks) {
-        blocks.push_back({{"layer", b.layer}, {"block_error", b.block_error}, {"seconds", b.seconds},
-                          {"method_stats", b.method_stats}});
+        block_log.push_back({{"layer", b.layer}, {"block_error", b.block_error}, {"seconds", b.seconds},
+                             {"method_stats", b.method_stats}});
         for (const auto& lr : b.linears) layers.push_back({{"name", lr.name}, {"rel_error", lr.rel_error}});
     }
-    manifest["blocks"] = blocks;
+    manifest["blocks"] = block_log;
     manifest["layers"] = layers;
     manifest["timings"] = {{"calibration_seconds", result.calib_seconds}, {"quantize_seconds", result.seconds}};
     for (auto it = extra.begin(); it != extra.end(); ++it) manifest[it.key()] = it.value();
     nlohmann::json files = nlohmann::json::object();
-    for (const char* name : {"model.safetensors", "config.json", "tokenizer.model"}) {
-        const std::string path = staging_->file(name);
+    for (const char* name : {"model.safetensors", "adapter_model.safetensors", "adapter_config.json",
+                             "lwc.safetensors", "config.json", "tokenizer.model"}) {
+        const std::string path = staging.file(name);
         if (path_exists(path)) files[name] = {{"bytes", file_size(path)}, {"sha256", sha256_file(path)}};
     }
     manifest["files"] = files;
     const std::string manifest_text = manifest.dump(2) + "\n";
-    write_file_atomic(staging_->file("saliq_manifest.json"), [&](std::ostream& out) { out << manifest_text; });
-    staging_->commit();
+    write_file_atomic(staging.file("saliq_manifest.json"), [&](std::ostream& out) { out << manifest_text; });
+    blocks.clear();
+    staging.commit();
+    std::error_code ec;
+    fs::remove_all(partial_, ec);
 }
 
 }  // namespace saliq

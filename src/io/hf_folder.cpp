@@ -1,3 +1,4 @@
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -74,6 +75,33 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
     return info;
 }
 
+namespace {
+
+void load_adapter(Checkpoint& ckpt, const std::string& dir) {
+    const std::string config_path = dir + "/adapter_config.json";
+    nlohmann::json a;
+    try {
+        a = nlohmann::json::parse(read_text_file(config_path));
+    } catch (const nlohmann::json::exception& e) {
+        throw FormatError(config_path, std::string("not valid JSON: ") + e.what());
+    }
+    if (a.value("peft_type", std::string()) != "LORA")
+        throw FormatError(config_path, "peft_type must be LORA");
+    if (!a.contains("r") || !a["r"].is_number_integer() || a["r"].get<int64_t>() <= 0)
+        throw FormatError(config_path, "'r' must be a positive integer");
+    if (!a.contains("lora_alpha") || !a["lora_alpha"].is_number())
+        throw FormatError(config_path, "'lora_alpha' must be a number");
+    if (a.value("use_dora", false)) throw FormatError(config_path, "DoRA adapters are not supported");
+    const double r = static_cast<double>(a["r"].get<int64_t>());
+    ckpt.adapter_scale = a["lora_alpha"].get<double>() / (a.value("use_rslora", false) ? std::sqrt(r) : r);
+    const std::string weights = dir + "/adapter_model.safetensors";
+    if (!path_exists(weights)) throw FormatError(dir, "adapter_config.json without adapter_model.safetensors");
+    ckpt.adapter = open_safetensors_file(weights);
+    ckpt.adapter_path = dir;
+}
+
+}  // namespace
+
 Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer_path) {
     if (!path_exists(path)) throw IoError(path, "no such file or folder");
     Checkpoint ckpt;
@@ -96,6 +124,7 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
             ckpt.format = "gptq";
         }
         if (path_exists(path + "/tokenizer.model")) ckpt.tokenizer_path = path + "/tokenizer.model";
+        if (path_exists(path + "/adapter_config.json")) load_adapter(ckpt, path);
     } else {
         ckpt = read_llama2c(path);
     }

@@ -61,6 +61,14 @@ std::shared_ptr<TensorSource> make_memory_source(std::map<std::string, at::Tenso
     return std::make_shared<MemorySource>(std::move(tensors), std::move(origin));
 }
 
+std::shared_ptr<TensorSource> open_safetensors_file(const std::string& path) {
+    auto source = std::make_shared<SafetensorsFolderSource>(path);
+    auto reader = SafetensorsReader::open(path);
+    source->add_shard(reader);
+    for (const auto& entry : reader->entries()) source->route(entry.name, 0);
+    return source;
+}
+
 std::shared_ptr<TensorSource> open_safetensors_folder(const std::string& dir) {
     auto source = std::make_shared<SafetensorsFolderSource>(dir);
     const std::string index_path = dir + "/model.safetensors.index.json";
@@ -97,12 +105,7 @@ std::shared_ptr<TensorSource> open_safetensors_folder(const std::string& dir) {
         }
         return source;
     }
-    if (path_exists(single_path)) {
-        auto reader = SafetensorsReader::open(single_path);
-        source->add_shard(reader);
-        for (const auto& entry : reader->entries()) source->route(entry.name, 0);
-        return source;
-    }
+    if (path_exists(single_path)) return open_safetensors_file(single_path);
     throw FormatError(dir, "no model.safetensors or model.safetensors.index.json in this folder "
                            "(saliq reads safetensors checkpoints; convert .bin/.pth files first)");
 }

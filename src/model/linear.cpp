@@ -16,4 +16,16 @@ QuantizedLinear::QuantizedLinear(QuantizedTensor q, const at::TensorOptions& opt
 
 at::Tensor QuantizedLinear::forward(const at::Tensor& x) const { return at::linear(x, weight_); }
 
+LoraLinear::LoraLinear(std::shared_ptr<Linear> base, at::Tensor lora_a, at::Tensor lora_b, double scale)
+    : base_(std::move(base)), lora_a_(std::move(lora_a)), lora_b_(std::move(lora_b)), scale_(scale) {}
+
+at::Tensor LoraLinear::forward(const at::Tensor& x) const {
+    return base_->forward(x) + at::linear(at::linear(x, lora_a_), lora_b_) * scale_;
+}
+
+at::Tensor LoraLinear::weight() const {
+    return base_->weight() + (at::matmul(lora_b_.to(at::kFloat), lora_a_.to(at::kFloat)) * scale_)
+                                 .to(base_->weight().scalar_type());
+}
+
 }  // namespace saliq

@@ -89,7 +89,7 @@ at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, c
 }
 
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const PackedInfo& packed, int64_t layer,
-                        const at::TensorOptions& options) {
+                        const at::TensorOptions& options, const TensorSource* adapter, double adapter_scale) {
     const std::string p = hf_names::layer_prefix(layer);
     const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim,
                   kvd = c.n_kv_heads * c.head_dim;
@@ -112,6 +112,20 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
         } else {
             block.linears[i] = std::make_shared<DenseLinear>(checked(tensors, name + ".weight", shapes[i], options));
         }
+        const std::string key_a = "base_model.model." + name + ".lora_A.weight";
+        if (adapter != nullptr && adapter->has(key_a)) {
+            const std::string key_b = "base_model.model." + name + ".lora_B.weight";
+            const at::Tensor a = adapter->get(key_a), b = adapter->get(key_b);
+            if (a.dim() != 2 || b.dim() != 2 || a.size(1) != shapes[i][1] || b.size(0) != shapes[i][0] ||
+                b.size(1) != a.size(0))
+                throw FormatError(adapter->origin(), "LoRA tensors of " + name + " have shapes " +
+                                                         shape_to_string(a.sizes().vec()) + " and " +
+                                                         shape_to_string(b.sizes().vec()) + ", which do not fit " +
+                                                         shape_to_string(shapes[i]));
+            block.linears[i] = std::make_shared<LoraLinear>(block.linears[i], checked(*adapter, key_a, a.sizes().vec(), options),
+                                                            checked(*adapter, key_b, b.sizes().vec(), options),
+                                                            adapter_scale);
+        }
     }
     return block;
 }
@@ -128,7 +142,9 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
                           ? model->embed_tokens_
                           : checked(tensors, hf_names::kLmHead, {c.vocab_size, c.hidden_size}, model->options_);
     for (int64_t i = 0; i < c.n_layers; ++i)
-        model->blocks_.push_back(load_block(tensors, c, checkpoint.packed, i, model->options_));
+        model->blocks_.push_back(load_block(tensors, c, checkpoint.packed, i, model->options_,
+                                            model_options.use_adapter ? checkpoint.adapter.get() : nullptr,
+                                            checkpoint.adapter_scale));
     model->rope_ = make_rope(c, c.max_position_embeddings, model->options_);
     return model;
 }

@@ -29,12 +29,18 @@ class QuantMethod {
 public:
     virtual ~QuantMethod() = default;
     virtual bool needs_fp_chain() const { return false; }
-    // Replaces every linear of `block` by a QuantizedLinear. Returns method statistics for the manifest.
+    // Replaces every linear of `block` by its quantized form. Returns method statistics for the manifest.
     virtual nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& context) = 0;
+    // The finished linears of the last block, when they carry more than a QuantizedLinear shows (adapters, clipping
+    // factors). Empty: the pipeline reads the QuantizedLinear of each slot.
+    virtual std::vector<LinearResult> take_results() { return {}; }
 };
 
 std::unique_ptr<QuantMethod> make_rtn_method();
 std::unique_ptr<QuantMethod> make_gptq_method();
+std::unique_ptr<QuantMethod> make_omniquant_method();
+std::unique_ptr<QuantMethod> make_apiq_bw_method();
+std::unique_ptr<QuantMethod> make_apiq_lw_method();
 
 // A linear that reports each input it sees, then computes like the wrapped one (forward hooks).
 class CapturingLinear : public Linear {

@@ -24,6 +24,9 @@ const std::vector<MethodEntry>& registry() {
     static const std::vector<MethodEntry> entries = {
         {{"rtn", "round-to-nearest with min-max groups (no calibration)"}, make_rtn_method},
         {{"gptq", "GPTQ: Hessian-aware column-by-column rounding with error feedback"}, make_gptq_method},
+        {{"omniquant", "OmniQuant LWC: learned weight clipping per block, no adapters"}, make_omniquant_method},
+        {{"apiq-bw", "ApiQ block-wise: learned clipping + LoRA matching each FP block's outputs"}, make_apiq_bw_method},
+        {{"apiq-lw", "ApiQ layer-wise: learned clipping + LoRA matching each FP layer's outputs"}, make_apiq_lw_method},
     };
     return entries;
 }
@@ -53,7 +56,51 @@ void check_shapes(const LlamaConfig& c, const QuantSpec& spec) {
                                         (long long)spec.group_size, names[i], (long long)rows[i]));
 }
 
+// Quantizes one block with the method and measures each linear's and the block's reconstruction error on the
+// first `n_err` windows.
+BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock& block, const DecoderBlock& fp_block,
+                               const BlockContext& context, int64_t n_err) {
+    const LlamaConfig& config = *context.config;
+    std::vector<std::vector<at::Tensor>> seen(kNumLinears);
+    DecoderBlock hooked = fp_block;
+    for (int i = 0; i < kNumLinears; ++i)
+        hooked.linears[i] = std::make_shared<CapturingLinear>(
+            fp_block.linears[i], [&seen, i](const at::Tensor& x) { seen[i].push_back(x.reshape({-1, x.size(-1)})); });
+    const at::Tensor err_inputs = context.inputs->narrow(0, 0, n_err);
+    const at::Tensor fp_out = block_forward(hooked, config, *context.rope, err_inputs);
+
+    BlockResult result;
+    result.layer = layer;
+    result.method_stats = method.quantize_block(block, context);
+    std::vector<LinearResult> linears = method.take_results();
+    for (int i = 0; i < kNumLinears; ++i) {
+        const std::string name = hf_names::layer_prefix(layer) + hf_names::kLinearNames[i];
+        LinearResult lr;
+        if (!linears.empty()) {
+            lr = linears.at(static_cast<size_t>(i));
+        } else {
+            const auto* q = dynamic_cast<const QuantizedLinear*>(block.linears[i].get());
+            if (q == nullptr) throw Error("internal: method " + context.options->method + " left " + name + " unquantized");
+            lr.q = q->quantized();
+        }
+        lr.name = name;
+        const at::Tensor X = at::cat(seen[i], 0).to(at::kFloat);
+        const at::Tensor W = fp_block.linears[i]->weight().to(at::kFloat);
+        lr.rel_error = relative_error(at::matmul(X, block.linears[i]->weight().to(at::kFloat).t()), at::matmul(X, W.t()));
+        result.linears.push_back(std::move(lr));
+    }
+    result.block_error = relative_error(block_forward(block, config, *context.rope, err_inputs), fp_out);
+    return result;
+}
+
 }  // namespace
+
+std::shared_ptr<Linear> inference_linear(const LinearResult& result, const at::TensorOptions& options) {
+    std::shared_ptr<Linear> base = std::make_shared<QuantizedLinear>(result.q, options);
+    if (!result.lora_a.defined()) return base;
+    return std::make_shared<LoraLinear>(base, result.lora_a.to(options), result.lora_b.to(options),
+                                        result.lora_scale);
+}
 
 const std::vector<MethodInfo>& quant_methods() {
     static const std::vector<MethodInfo> infos = [] {
@@ -77,7 +124,7 @@ at::Tensor BlockContext::run(const DecoderBlock& block, const at::Tensor& x) con
 }
 
 QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer, const QuantizeOptions& o,
-                              const BlockSink& sink, const ProgressFn& progress) {
+                              BlockStore* store, const ProgressFn& progress) {
     o.spec.validate();
     if (ckpt.packed.bits > 0)
         throw ConfigError(ckpt.path + " is already quantized (" + std::to_string(ckpt.packed.bits) +
@@ -119,16 +166,6 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
         const auto block_start = std::chrono::steady_clock::now();
         DecoderBlock block = load_block(*ckpt.tensors, config, PackedInfo{}, layer, options);
         const DecoderBlock fp_block = block;
-
-        // Inputs of every linear of the FP block on a few windows, to measure each layer's reconstruction error.
-        std::vector<std::vector<at::Tensor>> seen(kNumLinears);
-        DecoderBlock hooked = fp_block;
-        for (int i = 0; i < kNumLinears; ++i)
-            hooked.linears[i] = std::make_shared<CapturingLinear>(
-                fp_block.linears[i], [&seen, i](const at::Tensor& x) { seen[i].push_back(x.reshape({-1, x.size(-1)})); });
-        const at::Tensor err_inputs = hidden.narrow(0, 0, n_err);
-        const at::Tensor fp_out = block_forward(hooked, config, rope, err_inputs);
-
         BlockContext context;
         context.layer = layer;
         context.config = &config;
@@ -136,31 +173,28 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
         context.inputs = &hidden;
         context.fp_inputs = hidden_fp.defined() ? &hidden_fp : nullptr;
         context.options = &o;
-        BlockResult block_result;
-        block_result.layer = layer;
-        block_result.method_stats = method->quantize_block(block, context);
 
-        for (int i = 0; i < kNumLinears; ++i) {
-            const auto* q = dynamic_cast<const QuantizedLinear*>(block.linears[i].get());
-            const std::string name = hf_names::layer_prefix(layer) + hf_names::kLinearNames[i];
-            if (q == nullptr) throw Error("internal: method " + o.method + " left " + name + " unquantized");
-            const at::Tensor X = at::cat(seen[i], 0).to(at::kFloat);
-            const at::Tensor W = fp_block.linears[i]->weight().to(at::kFloat);
-            LinearResult lr;
-            lr.name = name;
-            lr.q = q->quantized();
-            lr.rel_error = relative_error(at::matmul(X, q->weight().to(at::kFloat).t()), at::matmul(X, W.t()));
-            block_result.linears.push_back(std::move(lr));
+        BlockResult block_result;
+        const bool restored = store != nullptr && store->has(layer);
+        if (restored) {
+            block_result = store->load(layer);
+            for (int i = 0; i < kNumLinears; ++i)
+                block.linears[i] = inference_linear(block_result.linears[static_cast<size_t>(i)], options);
+            log_info(strprintf("%s restored from the interrupted run", hf_names::layer_prefix(layer).c_str()));
+        } else {
+            block_result = quantize_one_block(*method, layer, block, fp_block, context, n_err);
+            block_result.seconds = seconds_since(block_start);
         }
-        block_result.block_error = relative_error(block_forward(block, config, rope, err_inputs), fp_out);
 
         if (hidden_fp.defined()) hidden_fp = context.run(fp_block, hidden_fp);
         hidden = context.run(block, hidden);
         if (!at::isfinite(hidden).all().item<bool>())
             throw NumericError(strprintf("block %lld produced NaN/Inf activations after quantization", (long long)layer));
-        block_result.seconds = seconds_since(block_start);
-        if (sink) sink(block_result);
-        for (auto& lr : block_result.linears) lr.q = QuantizedTensor{};  // the sink has it; keep only the numbers
+        if (store != nullptr && !restored) store->save(block_result);
+        for (auto& lr : block_result.linears) {  // the store has the tensors; keep only the numbers
+            lr.q = QuantizedTensor{};
+            lr.lora_a = lr.lora_b = lr.lwc_up = lr.lwc_low = at::Tensor();
+        }
         result.blocks.push_back(block_result);
         if (progress &&
             !progress({"quantize", layer + 1, config.n_layers, seconds_since(start),

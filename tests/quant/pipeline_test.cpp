@@ -30,12 +30,18 @@ QuantizeOptions small_options(const std::string& method, int bits, int64_t group
 std::unique_ptr<LlamaModel> quantize_to(const Checkpoint& ckpt, const Tokenizer& tok, const QuantizeOptions& o,
                                         const std::string& out, QuantizeResult* result_out = nullptr) {
     auto model = LlamaModel::load(ckpt, {});
-    GptqFolderWriter writer(out, ckpt, o, false);
-    const QuantizeResult result = quantize_model(ckpt, tok, o, [&](const BlockResult& b) {
-        writer.add_block(b);
-        for (int i = 0; i < kNumLinears; ++i)
-            model->block(b.layer).linears[i] = std::make_shared<QuantizedLinear>(b.linears[i].q, model->options());
-    });
+    // A store that also installs each finished block into the in-memory model.
+    struct Recorder : GptqFolderWriter {
+        Recorder(const std::string& out, const Checkpoint& c, const QuantizeOptions& o, LlamaModel& m)
+            : GptqFolderWriter(out, c, o, false), model(m) {}
+        void save(const BlockResult& b) override {
+            GptqFolderWriter::save(b);
+            for (int i = 0; i < kNumLinears; ++i)
+                model.block(b.layer).linears[i] = inference_linear(b.linears[static_cast<size_t>(i)], model.options());
+        }
+        LlamaModel& model;
+    } writer(out, ckpt, o, *model);
+    const QuantizeResult result = quantize_model(ckpt, tok, o, &writer);
     writer.finish(result, {});
     if (result_out) *result_out = result;
     return model;
@@ -104,7 +110,7 @@ TEST(Pipeline, CalibrationWindowsAreRecordedAndDeterministic) {
     EXPECT_NE(quantize_model(ckpt, *tok, o).calib.starts, a.calib.starts);
 }
 
-TEST(Pipeline, CancelledRunLeavesNoOutputBehind) {
+TEST(Pipeline, CancelledRunLeavesNoFinishedLookingOutput) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     const Checkpoint ckpt = read_llama2c(test::stories_bin());
     test::TempDir dir;
@@ -112,19 +118,17 @@ TEST(Pipeline, CancelledRunLeavesNoOutputBehind) {
     const std::string out = dir.file("q");
     try {
         GptqFolderWriter writer(out, ckpt, o, false);
-        quantize_model(
-            ckpt, *tok, o, [&](const BlockResult& b) { writer.add_block(b); },
-            [](const ProgressEvent& e) { return e.done < 2; });
+        quantize_model(ckpt, *tok, o, &writer, [](const ProgressEvent& e) { return e.done < 2; });
         FAIL() << "expected cancellation";
     } catch (const Cancelled&) {
     }
+    // Only the clearly named partial state remains, holding the finished blocks.
     EXPECT_FALSE(path_exists(out));
-    int entries = 0;
-    for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
-        (void)e;
-        ++entries;
-    }
-    EXPECT_EQ(entries, 0);
+    EXPECT_TRUE(path_exists(out + ".partial/block_0000.safetensors"));
+    EXPECT_TRUE(path_exists(out + ".partial/block_0001.safetensors"));
+    EXPECT_FALSE(path_exists(out + ".partial/block_0002.safetensors"));
+    // Without --resume or --force, a new run refuses to clobber it.
+    EXPECT_THROW(GptqFolderWriter(out, ckpt, o, false), ConfigError);
 }
 
 TEST(Pipeline, BadRequestsAreRefused) {

@@ -1,0 +1,39 @@
+// Learnable weight clipping (OmniQuant's LWC, as used by ApiQ): per (row, group) sigmoid factors shrink the group's
+// max and min, scale and zero point follow from the clipped range, rounding passes gradients straight through.
+// Differentiable with respect to the clipping logits; the weight itself is frozen.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+#include "saliq/quantizer.h"
+
+namespace saliq {
+
+constexpr double kLwcInit = 4.0;  // sigmoid(4) ~ 0.982
+
+struct LwcParams {
+    at::Tensor up;   // [out, G] fp32 logits of the max factor (gamma = sigmoid(up))
+    at::Tensor low;  // [out, G] fp32 logits of the min factor (beta = sigmoid(low))
+};
+
+// Logits initialised to kLwcInit, on weight's device.
+LwcParams make_lwc_params(const at::Tensor& weight, const QuantSpec& spec);
+
+// round(x) forward, identity backward.
+at::Tensor round_ste(const at::Tensor& x);
+
+// Scale and zero point [out, G] of each group under the clipping factors.
+//   asymmetric: s = clamp((g*max - b*min) / maxq, 1e-5, 1e4), z = clamp(round(-b*min / s), 0, maxq) (no gradient);
+//   symmetric (ApiQ): s = clamp(max(|g*max|, |b*min|) / (2^(b-1) - 1), 1e-5, 1e4), z = 2^(b-1) - 1.
+// The zero point is kept inside [0, maxq] (OmniQuant only bounds it by 1e4) so every grid can be stored in the GPTQ
+// layout.
+void lwc_scale_zero(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec, at::Tensor& scale,
+                    at::Tensor& zero);
+
+// The fake-quantized weight [out, in], differentiable in params (STE through the rounding).
+at::Tensor lwc_fake_quant(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec);
+
+// The final grid (scales rounded to fp16 precision, as stored) and codes; no gradient.
+QuantizedTensor lwc_finalize(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec);
+
+}  // namespace saliq

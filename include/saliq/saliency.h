@@ -1,0 +1,42 @@
+// Saliency as the diagonal empirical Fisher of the full-precision model (SqueezeLLM-style, as the seed paper uses):
+// F = sum over calibration sequences of the squared per-sequence gradient of the mean next-token cross-entropy
+// with respect to each linear weight of every block. One backward pass per sequence; a sum, not a mean.
+#pragma once
+
+#include <map>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "saliq/calibration.h"
+#include "saliq/checkpoint.h"
+#include "saliq/model.h"
+#include "saliq/progress.h"
+
+namespace saliq {
+
+class Tokenizer;
+
+struct FisherOptions {
+    CalibOptions calib;  // default below: C4, 100 x 512 (SqueezeLLM-gradients' defaults)
+    ModelOptions model;
+    FisherOptions() {
+        calib.source = "c4";
+        calib.nsamples = 100;
+        calib.seqlen = 512;
+    }
+};
+
+// Returns HF weight name (model.layers.i.self_attn.q_proj.weight) -> Fisher [out, in] fp32 on CPU.
+std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& checkpoint, const Tokenizer& tokenizer,
+                                                 const FisherOptions& options, const ProgressFn& progress = nullptr);
+
+// Writes the Fisher tensors (atomically) with the settings in the safetensors metadata.
+void write_fisher(const std::string& path, const std::map<std::string, at::Tensor>& fisher,
+                  const FisherOptions& options);
+
+// Per-tensor summary (sum, max, mean, fraction of mass in the top 1% of entries).
+nlohmann::json fisher_summary(const std::map<std::string, at::Tensor>& fisher);
+
+}  // namespace saliq

@@ -1,0 +1,135 @@
+// ApiQ-bw (Liao et al. 2024, apiq/calibrate.py) and OmniQuant's LWC (the same loop without LoRA): per block, learn
+// the clipping factors (and LoRA adapters) so the quantized block fed with the quantized chain's input reproduces
+// the FP block's outputs; optionally with the saliency-weighted regularizer of Cao & Aref (2025).
+#include <chrono>
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "quant/method.h"
+#include "quant/trainable.h"
+#include "saliq/error.h"
+#include "saliq/log.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+namespace {
+
+class ApiqBlockwise : public QuantMethod {
+public:
+    explicit ApiqBlockwise(bool lora) : lora_(lora) {}
+    bool needs_fp_chain() const override { return true; }
+
+    nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& ctx) override {
+        const QuantizeOptions& o = *ctx.options;
+        const int64_t layer = ctx.layer;
+        const at::TensorOptions options = block.input_norm.options();
+        const int64_t N = ctx.inputs->size(0);
+        const int64_t batch = std::max<int64_t>(1, o.apiq.train_batch);
+        const bool fp16 = options.dtype() == at::kHalf;
+
+        // Targets from the FP block: on the FP chain's input (T1) and on the quantized chain's input (T2).
+        const DecoderBlock fp_block = block;
+        const at::Tensor t1 = ctx.run(fp_block, *ctx.fp_inputs);
+        const at::Tensor t2 = o.apiq.aug_loss ? ctx.run(fp_block, *ctx.inputs) : at::Tensor();
+
+        at::manual_seed(o.apiq.seed * 1000003ull + static_cast<uint64_t>(layer));
+        DecoderBlock train = block;
+        std::vector<std::shared_ptr<TrainableLinear>> trainables;
+        std::vector<const TrainableLinear*> raw;
+        std::vector<std::string> names;
+        std::vector<at::Tensor> lwc_params, lora_params;
+        for (int i = 0; i < kNumLinears; ++i) {
+            auto t = std::make_shared<TrainableLinear>(block.linears[i]->weight(), o.spec, lora_ ? o.apiq.lora_rank : 0,
+                                                       o.apiq.lora_alpha);
+            for (auto& p : t->lwc_parameters()) lwc_params.push_back(p);
+            for (auto& p : t->lora_parameters()) lora_params.push_back(p);
+            train.linears[i] = t;
+            raw.push_back(t.get());
+            names.push_back(hf_names::layer_prefix(layer) + hf_names::kLinearNames[i]);
+            trainables.push_back(std::move(t));
+        }
+        nlohmann::json stats = nlohmann::json::object();
+        const auto stages = resolve_stages(o);
+        std::vector<at::Tensor> fisher;
+        double lambda = 0.0;
+        bool any_reg = false;
+        for (const auto& s : stages) any_reg = any_reg || (stage_uses_reg(s.name) && s.epochs > 0);
+        if (any_reg) {
+            nlohmann::json fisher_stats = nlohmann::json::object();
+            fisher = load_block_fisher(o, layer, raw, names, fisher_stats);
+            lambda = o.saliency.lambda * std::pow(o.saliency.lambda_multiplier, static_cast<double>(layer));
+            stats["fisher"] = fisher_stats;
+            stats["lambda"] = lambda;
+        }
+        const double lwc_lr = o.apiq.lwc_lr >= 0 ? o.apiq.lwc_lr : (lora_ ? 5e-3 : 1e-2);
+        const double wd = o.apiq.weight_decay >= 0 ? o.apiq.weight_decay : (lora_ ? 0.1 : 0.0);
+        Trainer trainer(lwc_params, lora_params, lwc_lr, o.apiq.lora_lr, wd, fp16);
+        const bool after_lora = o.saliency.reg_method == "after_lora";
+
+        at::AutoGradMode grad(true);
+        nlohmann::json stage_log = nlohmann::json::array();
+        int64_t skipped = 0;
+        for (const auto& stage : stages) {
+            if (stage.epochs <= 0) continue;
+            const bool use_mse = stage_uses_mse(stage.name), use_reg = stage_uses_reg(stage.name);
+            std::vector<double> epoch_losses;
+            for (int64_t epoch = 0; epoch < stage.epochs; ++epoch) {
+                double total = 0.0;
+                int64_t steps = 0;
+                for (int64_t b = 0; b < N; b += batch) {
+                    const int64_t n = std::min(batch, N - b);
+                    at::Tensor loss = at::zeros({}, options.dtype(at::kFloat));
+                    if (use_mse) {
+                        const at::Tensor out = block_forward(train, *ctx.config, *ctx.rope, ctx.inputs->narrow(0, b, n))
+                                                   .to(at::kFloat);
+                        loss = loss + at::mse_loss(out, t1.narrow(0, b, n).to(at::kFloat));
+                        if (t2.defined()) loss = loss + at::mse_loss(out, t2.narrow(0, b, n).to(at::kFloat));
+                    }
+                    if (use_reg) loss = loss + lambda * saliency_regularizer(raw, fisher, after_lora);
+                    const double value = loss.item<double>();
+                    if (!std::isfinite(value))
+                        throw NumericError(strprintf("%s: loss is %s in block %lld, stage %s, epoch %lld, step %lld "
+                                                     "(lower the learning rates or use fp32/bf16)",
+                                                     lora_ ? "apiq-bw" : "omniquant", std::isnan(value) ? "NaN" : "Inf",
+                                                     (long long)layer, stage.name.c_str(), (long long)epoch,
+                                                     (long long)(b / batch)));
+                    if (!trainer.step(loss)) ++skipped;
+                    total += value;
+                    ++steps;
+                }
+                epoch_losses.push_back(total / static_cast<double>(steps));
+            }
+            log_debug(strprintf("block %lld stage %s: loss %.4e -> %.4e", (long long)layer, stage.name.c_str(),
+                                epoch_losses.front(), epoch_losses.back()));
+            stage_log.push_back({{"stage", stage.name},
+                                 {"epochs", stage.epochs},
+                                 {"loss_start", epoch_losses.front()},
+                                 {"loss_end", epoch_losses.back()},
+                                 {"epoch_losses", epoch_losses}});
+        }
+        stats["stages"] = stage_log;
+        if (skipped > 0) stats["fp16_skipped_steps"] = skipped;
+
+        // Freeze the learned grids; the quantized chain moves on through the block with its adapters.
+        finished_.clear();
+        for (int i = 0; i < kNumLinears; ++i) {
+            finished_.push_back(trainables[static_cast<size_t>(i)]->finalize(names[static_cast<size_t>(i)]));
+            block.linears[i] = inference_linear(finished_.back(), options);
+        }
+        return stats;
+    }
+
+    std::vector<LinearResult> take_results() override { return std::move(finished_); }
+
+private:
+    bool lora_;
+    std::vector<LinearResult> finished_;
+};
+
+}  // namespace
+
+std::unique_ptr<QuantMethod> make_apiq_bw_method() { return std::make_unique<ApiqBlockwise>(true); }
+std::unique_ptr<QuantMethod> make_omniquant_method() { return std::make_unique<ApiqBlockwise>(false); }
+
+}  // namespace saliq

@@ -1,0 +1,134 @@
+// ApiQ-lw (Liao et al. 2024, section 3): layer by layer in forward order, minimise
+//   || X W^T - X_q (Q(W) + s B A)^T ||^2
+// where X is the layer's input in the FP model and X_q its input in the partly quantized model (earlier layers of
+// the block already quantized, with their adapters). No official code exists; our choices (README, "ApiQ-lw"):
+//  - layers sharing an input train on the same X / X_q: [q, k, v] -> [o] -> [gate, up] -> [down]; X_q of a group is
+//    recomputed through the already-finished groups of the block;
+//  - each layer has its own AdamW (same learning rates, epochs and stages as ApiQ-bw), batches of whole windows;
+//  - the saliency regularizer, when on, is that layer's own term F * (W_eff - W)^2.
+#include <cmath>
+
+#include <ATen/ATen.h>
+
+#include "quant/method.h"
+#include "quant/trainable.h"
+#include "saliq/error.h"
+#include "saliq/log.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+namespace {
+
+// Inputs [N, T, in] seen by the linears `indices` when `block` runs on `x`.
+std::vector<at::Tensor> capture_inputs(const DecoderBlock& block, const BlockContext& ctx, const at::Tensor& x,
+                                       const std::vector<int>& indices) {
+    std::vector<std::vector<at::Tensor>> seen(kNumLinears);
+    DecoderBlock hooked = block;
+    for (int i : indices)
+        hooked.linears[i] = std::make_shared<CapturingLinear>(
+            block.linears[i], [&seen, i](const at::Tensor& in) { seen[i].push_back(in.detach()); });
+    ctx.run(hooked, x);
+    std::vector<at::Tensor> out(kNumLinears);
+    for (int i : indices) out[i] = at::cat(seen[i], 0);
+    return out;
+}
+
+class ApiqLayerwise : public QuantMethod {
+public:
+    bool needs_fp_chain() const override { return true; }
+
+    nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& ctx) override {
+        const QuantizeOptions& o = *ctx.options;
+        const int64_t layer = ctx.layer;
+        const at::TensorOptions options = block.input_norm.options();
+        const int64_t N = ctx.inputs->size(0);
+        const int64_t batch = std::max<int64_t>(1, o.apiq.train_batch);
+        const std::vector<std::vector<int>> groups = {{kQProj, kKProj, kVProj}, {kOProj}, {kGateProj, kUpProj},
+                                                      {kDownProj}};
+        const std::vector<int> all = {kQProj, kKProj, kVProj, kOProj, kGateProj, kUpProj, kDownProj};
+        const std::vector<at::Tensor> fp_inputs = capture_inputs(block, ctx, *ctx.fp_inputs, all);
+        const auto stages = resolve_stages(o);
+        const double lwc_lr = o.apiq.lwc_lr >= 0 ? o.apiq.lwc_lr : 5e-3;
+        const double wd = o.apiq.weight_decay >= 0 ? o.apiq.weight_decay : 0.1;
+        const double lambda = o.saliency.lambda * std::pow(o.saliency.lambda_multiplier, static_cast<double>(layer));
+        const bool after_lora = o.saliency.reg_method == "after_lora";
+
+        at::manual_seed(o.apiq.seed * 1000003ull + static_cast<uint64_t>(layer));
+        nlohmann::json stats = {{"layers", nlohmann::json::object()}};
+        finished_.assign(kNumLinears, LinearResult{});
+        for (const auto& group : groups) {
+            const std::vector<at::Tensor> q_inputs = capture_inputs(block, ctx, *ctx.inputs, group);
+            for (int index : group) {
+                const std::string name = hf_names::layer_prefix(layer) + hf_names::kLinearNames[index];
+                const at::Tensor W = block.linears[index]->weight();
+                TrainableLinear t(W, o.spec, o.apiq.lora_rank, o.apiq.lora_alpha);
+                std::vector<const TrainableLinear*> raw = {&t};
+                nlohmann::json layer_stats = nlohmann::json::object();
+                std::vector<at::Tensor> fisher;
+                bool any_reg = false;
+                for (const auto& s : stages) any_reg = any_reg || (stage_uses_reg(s.name) && s.epochs > 0);
+                if (any_reg) {
+                    nlohmann::json fisher_stats = nlohmann::json::object();
+                    fisher = load_block_fisher(o, layer, raw, {name}, fisher_stats);
+                    layer_stats["fisher"] = fisher_stats[name];
+                }
+                Trainer trainer(t.lwc_parameters(), t.lora_parameters(), lwc_lr, o.apiq.lora_lr, wd,
+                                options.dtype() == at::kHalf);
+                at::AutoGradMode grad(true);
+                nlohmann::json stage_log = nlohmann::json::array();
+                for (const auto& stage : stages) {
+                    if (stage.epochs <= 0) continue;
+                    std::vector<double> epoch_losses;
+                    for (int64_t epoch = 0; epoch < stage.epochs; ++epoch) {
+                        double total = 0.0;
+                        int64_t steps = 0;
+                        for (int64_t b = 0; b < N; b += batch) {
+                            const int64_t n = std::min(batch, N - b);
+                            at::Tensor loss = at::zeros({}, options.dtype(at::kFloat));
+                            if (stage_uses_mse(stage.name)) {
+                                at::Tensor target;
+                                {
+                                    at::NoGradGuard no_grad;
+                                    target = at::linear(fp_inputs[index].narrow(0, b, n), W).to(at::kFloat);
+                                }
+                                const at::Tensor pred = t.forward(q_inputs[index].narrow(0, b, n)).to(at::kFloat);
+                                loss = loss + at::mse_loss(pred, target);
+                            }
+                            if (stage_uses_reg(stage.name)) loss = loss + lambda * saliency_regularizer(raw, fisher, after_lora);
+                            const double value = loss.item<double>();
+                            if (!std::isfinite(value))
+                                throw NumericError(strprintf("apiq-lw: loss is %s in %s, stage %s, epoch %lld, step %lld",
+                                                             std::isnan(value) ? "NaN" : "Inf", name.c_str(),
+                                                             stage.name.c_str(), (long long)epoch, (long long)(b / batch)));
+                            trainer.step(loss);
+                            total += value;
+                            ++steps;
+                        }
+                        epoch_losses.push_back(total / static_cast<double>(steps));
+                    }
+                    stage_log.push_back({{"stage", stage.name},
+                                         {"epochs", stage.epochs},
+                                         {"loss_start", epoch_losses.front()},
+                                         {"loss_end", epoch_losses.back()}});
+                }
+                layer_stats["stages"] = stage_log;
+                stats["layers"][name] = layer_stats;
+                finished_[static_cast<size_t>(index)] = t.finalize(name);
+            }
+            for (int index : group) block.linears[index] = inference_linear(finished_[static_cast<size_t>(index)], options);
+        }
+        if (lambda > 0 && o.saliency.enabled) stats["lambda"] = lambda;
+        return stats;
+    }
+
+    std::vector<LinearResult> take_results() override { return std::move(finished_); }
+
+private:
+    std::vector<LinearResult> finished_;
+};
+
+}  // namespace
+
+std::unique_ptr<QuantMethod> make_apiq_lw_method() { return std::make_unique<ApiqLayerwise>(); }
+
+}  // namespace saliq

@@ -1,0 +1,88 @@
+#include "saliq/saliency.h"
+
+#include <chrono>
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "saliq/error.h"
+#include "saliq/safetensors.h"
+#include "saliq/strings.h"
+#include "saliq/tokenizer.h"
+
+namespace saliq {
+
+std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& ckpt, const Tokenizer& tokenizer,
+                                                 const FisherOptions& o, const ProgressFn& progress) {
+    if (ckpt.packed.bits > 0) throw ConfigError("saliency needs the full-precision model, not a packed one");
+    if (o.calib.seqlen > ckpt.config.max_position_embeddings)
+        throw ConfigError(strprintf("--seqlen %lld exceeds the model's max_position_embeddings %lld",
+                                    (long long)o.calib.seqlen, (long long)ckpt.config.max_position_embeddings));
+    ModelOptions model_options = o.model;
+    model_options.use_adapter = false;
+    auto model = LlamaModel::load(ckpt, model_options);
+    const CalibSet calib = sample_calibration(o.calib, tokenizer);
+
+    std::vector<std::string> names;
+    std::vector<at::Tensor> weights;
+    for (int64_t layer = 0; layer < model->n_layers(); ++layer)
+        for (int i = 0; i < kNumLinears; ++i) {
+            at::Tensor w = model->block(layer).linears[i]->weight();
+            w.requires_grad_(true);
+            names.push_back(hf_names::layer_prefix(layer) + hf_names::kLinearNames[i] + ".weight");
+            weights.push_back(w);
+        }
+    std::vector<at::Tensor> fisher;
+    for (const auto& w : weights) fisher.push_back(at::zeros(w.sizes(), w.options().dtype(at::kFloat)));
+
+    at::AutoGradMode grad(true);
+    const auto start = std::chrono::steady_clock::now();
+    const int64_t T = o.calib.seqlen;
+    for (int64_t n = 0; n < o.calib.nsamples; ++n) {
+        std::vector<int64_t> window(calib.tokens.begin() + n * T, calib.tokens.begin() + (n + 1) * T);
+        const at::Tensor ids = at::tensor(window, at::kLong).unsqueeze(0).to(model->options().device());
+        const at::Tensor logits = model->forward(ids);  // [1, T, V] fp32
+        const at::Tensor loss = at::cross_entropy_loss(logits[0].narrow(0, 0, T - 1), ids[0].narrow(0, 1, T - 1));
+        if (!std::isfinite(loss.item<double>()))
+            throw NumericError(strprintf("saliency: non-finite loss on calibration sequence %lld", (long long)n));
+        const auto grads = torch::autograd::grad({loss}, weights);
+        for (size_t i = 0; i < grads.size(); ++i) fisher[i].add_(grads[i].to(at::kFloat).pow(2));
+        if (progress) {
+            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            if (!progress({"saliency", n + 1, o.calib.nsamples, elapsed, strprintf("loss %.3f", loss.item<double>())}))
+                throw Cancelled{};
+        }
+    }
+    std::map<std::string, at::Tensor> out;
+    for (size_t i = 0; i < names.size(); ++i) out[names[i]] = fisher[i].to(at::kCPU);
+    return out;
+}
+
+void write_fisher(const std::string& path, const std::map<std::string, at::Tensor>& fisher,
+                  const FisherOptions& o) {
+    NamedTensors tensors(fisher.begin(), fisher.end());
+    write_safetensors(path, tensors,
+                      {{"format", "pt"},
+                       {"saliq_kind", "diagonal_fisher"},
+                       {"calib_source", o.calib.source},
+                       {"nsamples", std::to_string(o.calib.nsamples)},
+                       {"seqlen", std::to_string(o.calib.seqlen)},
+                       {"seed", std::to_string(o.calib.seed)},
+                       {"calib_range", o.calib.range.to_string()}});
+}
+
+nlohmann::json fisher_summary(const std::map<std::string, at::Tensor>& fisher) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& [name, f] : fisher) {
+        const at::Tensor flat = f.reshape({-1}).to(at::kDouble);
+        const int64_t k = std::max<int64_t>(1, flat.numel() / 100);
+        const double total = flat.sum().item<double>();
+        const double top = std::get<0>(flat.topk(k)).sum().item<double>();
+        out[name] = {{"sum", total}, {"max", flat.max().item<double>()}, {"mean", flat.mean().item<double>()},
+                     {"top1pct_mass", total > 0 ? top / total : 0.0}};
+    }
+    return out;
+}
+
+}  // namespace saliq

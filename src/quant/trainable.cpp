@@ -1,0 +1,173 @@
+#include "quant/trainable.h"
+
+#include <cmath>
+
+#include <ATen/ATen.h>
+#include <torch/optim/adamw.h>
+
+#include "saliq/checkpoint.h"
+#include "saliq/error.h"
+#include "saliq/safetensors.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+
+TrainableLinear::TrainableLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha)
+    : weight_(weight.detach().to(at::kFloat).contiguous()), spec_(spec), lwc_(make_lwc_params(weight_, spec)) {
+    lwc_.up.requires_grad_(true);
+    lwc_.low.requires_grad_(true);
+    if (lora_rank > 0) {
+        const int64_t in = weight_.size(1);
+        const double bound = 1.0 / std::sqrt(static_cast<double>(in));  // kaiming_uniform(a=sqrt(5))
+        lora_a_ = at::empty({lora_rank, in}, weight_.options()).uniform_(-bound, bound).requires_grad_(true);
+        lora_b_ = at::zeros({weight_.size(0), lora_rank}, weight_.options()).requires_grad_(true);
+        lora_scale_ = lora_alpha / static_cast<double>(lora_rank);
+    }
+}
+
+at::Tensor TrainableLinear::forward(const at::Tensor& x) const {
+    at::Tensor y = at::linear(x, lwc_fake_quant(weight_, lwc_, spec_).to(x.scalar_type()));
+    if (has_lora())
+        y = y + at::linear(at::linear(x, lora_a_.to(x.scalar_type())), lora_b_.to(x.scalar_type())) * lora_scale_;
+    return y;
+}
+
+at::Tensor TrainableLinear::effective_weight(bool with_lora) const {
+    at::Tensor w = lwc_fake_quant(weight_, lwc_, spec_);
+    if (with_lora && has_lora()) w = w + at::matmul(lora_b_, lora_a_) * lora_scale_;
+    return w;
+}
+
+at::Tensor TrainableLinear::weight() const { return effective_weight(true).detach(); }
+
+std::vector<at::Tensor> TrainableLinear::lora_parameters() const {
+    if (!has_lora()) return {};
+    return {lora_a_, lora_b_};
+}
+
+LinearResult TrainableLinear::finalize(const std::string& name) const {
+    LinearResult r;
+    r.name = name;
+    r.q = lwc_finalize(weight_, lwc_, spec_);
+    r.lwc_up = lwc_.up.detach().clone();
+    r.lwc_low = lwc_.low.detach().clone();
+    if (has_lora()) {
+        r.lora_a = lora_a_.detach().clone();
+        r.lora_b = lora_b_.detach().clone();
+        r.lora_scale = lora_scale_;
+    }
+    return r;
+}
+
+std::vector<TrainStage> resolve_stages(const QuantizeOptions& o) {
+    if (!o.apiq.stages.empty()) {
+        for (const auto& s : o.apiq.stages) {
+            if (s.name != "opt" && s.name != "wpt" && s.name != "mixed")
+                throw ConfigError("unknown training stage '" + s.name + "' (expected opt, wpt or mixed)");
+            if (s.epochs < 0) throw ConfigError("stage " + s.name + " has negative epochs");
+            if (stage_uses_reg(s.name) && s.epochs > 0 && !o.saliency.enabled)
+                throw ConfigError("stage '" + s.name + "' uses the saliency regularizer; pass --saliency");
+        }
+        return o.apiq.stages;
+    }
+    if (o.saliency.enabled) return {{"wpt", 15}, {"opt", 5}};  // ULB-SAPR README's saliency setting
+    return {{"opt", o.apiq.epochs}};
+}
+
+bool stage_uses_mse(const std::string& stage) { return stage == "opt" || stage == "mixed"; }
+bool stage_uses_reg(const std::string& stage) { return stage == "wpt" || stage == "mixed"; }
+
+std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& o, int64_t layer,
+                                          const std::vector<const TrainableLinear*>& linears,
+                                          const std::vector<std::string>& names, nlohmann::json& stats) {
+    std::vector<at::Tensor> out;
+    std::shared_ptr<SafetensorsReader> reader;
+    if (o.saliency.weighted) {
+        if (o.saliency.fisher_path.empty()) throw ConfigError("weighted saliency needs a Fisher file");
+        reader = SafetensorsReader::open(o.saliency.fisher_path);
+    }
+    for (size_t i = 0; i < linears.size(); ++i) {
+        const at::Tensor& w = linears[i]->frozen_weight();
+        if (!reader) {
+            out.push_back(at::ones_like(w));
+            continue;
+        }
+        const std::string key = names[i] + ".weight";
+        if (!reader->has(key))
+            throw FormatError(o.saliency.fisher_path, "no Fisher tensor for '" + key + "' (made for another model?)");
+        at::Tensor f = reader->tensor(key);
+        if (f.sizes() != w.sizes())
+            throw FormatError(o.saliency.fisher_path, "Fisher tensor '" + key + "' has shape " +
+                                                          shape_to_string(f.sizes().vec()) + ", the weight " +
+                                                          shape_to_string(w.sizes().vec()));
+        f = f.to(at::kFloat).to(w.device());
+        if (!at::isfinite(f).all().item<bool>() || (f < 0).any().item<bool>())
+            throw FormatError(o.saliency.fisher_path, "Fisher tensor '" + key + "' has negative or non-finite values");
+        stats[names[i]] = {{"sum", f.sum().item<double>()}, {"max", f.max().item<double>()},
+                           {"mean", f.mean().item<double>()}};
+        out.push_back(f);
+    }
+    (void)layer;
+    return out;
+}
+
+at::Tensor saliency_regularizer(const std::vector<const TrainableLinear*>& linears,
+                                const std::vector<at::Tensor>& fisher, bool after_lora) {
+    at::Tensor total;
+    for (size_t i = 0; i < linears.size(); ++i) {
+        const at::Tensor diff = linears[i]->effective_weight(after_lora) - linears[i]->frozen_weight();
+        const at::Tensor term = (fisher[i] * diff.pow(2)).sum();
+        total = total.defined() ? total + term : term;
+    }
+    return total;
+}
+
+struct Trainer::Impl {
+    std::unique_ptr<torch::optim::AdamW> optimizer;
+    std::vector<at::Tensor> params;
+    bool loss_scaling = false;
+    double scale = 65536.0;
+    int64_t good_steps = 0;
+};
+
+Trainer::Trainer(const std::vector<at::Tensor>& lwc_params, const std::vector<at::Tensor>& lora_params, double lwc_lr,
+                 double lora_lr, double weight_decay, bool loss_scaling)
+    : impl_(std::make_unique<Impl>()) {
+    std::vector<torch::optim::OptimizerParamGroup> groups;
+    groups.emplace_back(lwc_params, std::make_unique<torch::optim::AdamWOptions>(
+                                        torch::optim::AdamWOptions(lwc_lr).weight_decay(weight_decay)));
+    if (!lora_params.empty())
+        groups.emplace_back(lora_params, std::make_unique<torch::optim::AdamWOptions>(
+                                             torch::optim::AdamWOptions(lora_lr).weight_decay(weight_decay)));
+    impl_->optimizer = std::make_unique<torch::optim::AdamW>(groups, torch::optim::AdamWOptions(lwc_lr));
+    impl_->params = lwc_params;
+    impl_->params.insert(impl_->params.end(), lora_params.begin(), lora_params.end());
+    impl_->loss_scaling = loss_scaling;
+}
+
+Trainer::~Trainer() = default;
+
+bool Trainer::step(const at::Tensor& loss) {
+    impl_->optimizer->zero_grad();
+    if (!impl_->loss_scaling) {
+        loss.backward();
+        impl_->optimizer->step();
+        return true;
+    }
+    (loss * impl_->scale).backward();
+    bool finite = true;
+    for (auto& p : impl_->params)
+        if (p.grad().defined()) finite = finite && at::isfinite(p.grad()).all().item<bool>();
+    if (!finite) {  // overflow: skip the step, halve the scale (GradScaler's policy)
+        impl_->scale /= 2.0;
+        impl_->good_steps = 0;
+        return false;
+    }
+    for (auto& p : impl_->params)
+        if (p.grad().defined()) p.mutable_grad().div_(impl_->scale);
+    impl_->optimizer->step();
+    if (++impl_->good_steps % 2000 == 0) impl_->scale *= 2.0;
+    return true;
+}
+
+}  // namespace saliq

@@ -1,0 +1,76 @@
+// What ApiQ and OmniQuant train: a frozen weight behind a learnable-clipping fake quantizer, optionally with a LoRA
+// branch; plus the optimizer loop with stages, the saliency regularizer and loss scaling.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "saliq/lwc.h"
+#include "saliq/model.h"
+#include "saliq/quantize.h"
+
+namespace saliq {
+
+class TrainableLinear : public Linear {
+public:
+    // `weight` [out, in] is frozen (kept in fp32); LoRA A is Kaiming-uniform, B zero (PEFT's init), when rank > 0.
+    TrainableLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha);
+
+    at::Tensor forward(const at::Tensor& x) const override;     // x in the compute dtype
+    at::Tensor weight() const override;                         // current effective weight, detached
+    int64_t in_features() const override { return weight_.size(1); }
+    int64_t out_features() const override { return weight_.size(0); }
+
+    // Q(W) (+ scale B A when `with_lora`), fp32 and differentiable: the regularizer's W_eff.
+    at::Tensor effective_weight(bool with_lora) const;
+    const at::Tensor& frozen_weight() const { return weight_; }
+    std::vector<at::Tensor> lwc_parameters() const { return {lwc_.up, lwc_.low}; }
+    std::vector<at::Tensor> lora_parameters() const;
+    bool has_lora() const { return lora_a_.defined(); }
+
+    // The learned grid as stored (with the adapters and clipping logits).
+    LinearResult finalize(const std::string& name) const;
+
+private:
+    at::Tensor weight_;  // [out, in] fp32, frozen
+    QuantSpec spec_;
+    LwcParams lwc_;      // [out, G] each
+    at::Tensor lora_a_;  // [r, in]
+    at::Tensor lora_b_;  // [out, r]
+    double lora_scale_ = 0.0;
+};
+
+// Stages after the defaults are applied: plain ApiQ trains "opt" for `epochs`; with saliency, wpt 15 + opt 5.
+std::vector<TrainStage> resolve_stages(const QuantizeOptions& options);
+bool stage_uses_mse(const std::string& stage);
+bool stage_uses_reg(const std::string& stage);
+
+// Loads (and checks) the Fisher tensors of one block's linears; F = 1 when the regularizer is unweighted.
+// Statistics (sum, max, mean) of each go into `stats`.
+std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& options, int64_t layer,
+                                          const std::vector<const TrainableLinear*>& linears,
+                                          const std::vector<std::string>& names, nlohmann::json& stats);
+
+// R = sum_l sum F_l * (W_eff_l - W_l)^2.
+at::Tensor saliency_regularizer(const std::vector<const TrainableLinear*>& linears,
+                                const std::vector<at::Tensor>& fisher, bool after_lora);
+
+// AdamW over two groups (clipping logits, LoRA), with fp16 dynamic loss scaling when asked.
+class Trainer {
+public:
+    Trainer(const std::vector<at::Tensor>& lwc_params, const std::vector<at::Tensor>& lora_params, double lwc_lr,
+            double lora_lr, double weight_decay, bool loss_scaling);
+    ~Trainer();
+    // Backpropagates `loss` and steps. Returns false when a step was skipped (fp16 overflow).
+    bool step(const at::Tensor& loss);
+
+private:
+    struct Impl;
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace saliq
