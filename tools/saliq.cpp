@@ -310,9 +310,10 @@ int run_saliency(const ModelArgs& margs, FisherOptions& fo, const std::string& c
     const auto fisher = compute_fisher(ckpt, *tokenizer, fo, progress_printer());
     write_fisher(out, fisher, fo);
     double total = 0.0, top = 0.0;
-    for (const auto& [name, s] : fisher_summary(fisher).items()) {
-        total += s["sum"].get<double>();
-        top += s["top1pct_mass"].get<double>() * s["sum"].get<double>();
+    const nlohmann::json summary = fisher_summary(fisher);
+    for (const auto& item : summary.items()) {
+        total += item.value()["sum"].get<double>();
+        top += item.value()["top1pct_mass"].get<double>() * item.value()["sum"].get<double>();
     }
     std::printf("fisher     %s (%zu tensors, %s, %lld x %lld tokens)\n", out.c_str(), fisher.size(),
                 fo.calib.source.c_str(), (long long)fo.calib.nsamples, (long long)fo.calib.seqlen);

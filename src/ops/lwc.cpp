@@ -15,11 +15,14 @@ void group_max_min(const at::Tensor& weight, const QuantSpec& spec, at::Tensor& 
     gmin = std::get<0>(grouped.min(2));
 }
 
+// fp64 stays fp64 (gradient checks), everything else computes in fp32.
+at::Tensor float_or_double(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? t : t.to(at::kFloat); }
+
 }  // namespace
 
 LwcParams make_lwc_params(const at::Tensor& weight, const QuantSpec& spec) {
     const int64_t G = spec.n_groups(weight.size(1));
-    const auto options = weight.options().dtype(at::kFloat);
+    const auto options = weight.options().dtype(weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
     return {at::full({weight.size(0), G}, kLwcInit, options), at::full({weight.size(0), G}, kLwcInit, options)};
 }
 
@@ -28,7 +31,7 @@ at::Tensor round_ste(const at::Tensor& x) { return x + (at::round(x) - x).detach
 void lwc_scale_zero(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec, at::Tensor& scale,
                     at::Tensor& zero) {
     at::Tensor gmax, gmin;
-    group_max_min(weight.detach().to(at::kFloat), spec, gmax, gmin);
+    group_max_min(float_or_double(weight.detach()), spec, gmax, gmin);
     const at::Tensor xmax = at::sigmoid(params.up) * gmax;
     const at::Tensor xmin = at::sigmoid(params.low) * gmin;
     const double maxq = static_cast<double>(spec.maxq());
@@ -47,7 +50,7 @@ at::Tensor lwc_fake_quant(const at::Tensor& weight, const LwcParams& params, con
     lwc_scale_zero(weight, params, spec, scale, zero);
     const at::Tensor g_idx = natural_group_index(weight.size(1), spec).to(weight.device());
     const at::Tensor s = expand_groups(scale, g_idx), z = expand_groups(zero, g_idx);
-    const at::Tensor q = at::clamp(round_ste(weight.to(at::kFloat) / s) + z, 0.0, static_cast<double>(spec.maxq()));
+    const at::Tensor q = at::clamp(round_ste(float_or_double(weight) / s) + z, 0.0, static_cast<double>(spec.maxq()));
     return (q - z) * s;
 }
 

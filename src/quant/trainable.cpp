@@ -13,7 +13,9 @@
 namespace saliq {
 
 TrainableLinear::TrainableLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha)
-    : weight_(weight.detach().to(at::kFloat).contiguous()), spec_(spec), lwc_(make_lwc_params(weight_, spec)) {
+    : weight_(weight.detach().to(weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).contiguous()),
+      spec_(spec),
+      lwc_(make_lwc_params(weight_, spec)) {
     lwc_.up.requires_grad_(true);
     lwc_.low.requires_grad_(true);
     if (lora_rank > 0) {

@@ -17,7 +17,7 @@ namespace saliq {
 
 class TrainableLinear : public Linear {
 public:
-    // `weight` [out, in] is frozen (kept in fp32); LoRA A is Kaiming-uniform, B zero (PEFT's init), when rank > 0.
+    // `weight` [out, in] is frozen (kept in fp32, or fp64 when given fp64); LoRA A is Kaiming-uniform, B zero (PEFT's init), when rank > 0.
     TrainableLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha);
 
     at::Tensor forward(const at::Tensor& x) const override;     // x in the compute dtype

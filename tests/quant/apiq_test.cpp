@@ -1,0 +1,200 @@
+// ApiQ / OmniQuant / saliency end to end on stories260K with tiny budgets.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "saliq/error.h"
+#include "saliq/export.h"
+#include "saliq/file.h"
+#include "saliq/perplexity.h"
+#include "saliq/quantize.h"
+#include "saliq/safetensors.h"
+#include "saliq/tokenizer.h"
+#include "test_utils.h"
+
+namespace saliq {
+namespace {
+
+QuantizeOptions tiny_apiq(const std::string& method) {
+    QuantizeOptions o;
+    o.method = method;
+    o.spec.bits = 2;
+    o.spec.group_size = 32;
+    o.calib.source = "tinystories";
+    o.calib.nsamples = 4;
+    o.calib.seqlen = 64;
+    o.calib.range = TokenRange::parse("0:0.5");
+    o.error_windows = 2;
+    o.apiq.epochs = 3;
+    o.apiq.lora_rank = 8;
+    return o;
+}
+
+double heldout_ppl(const LlamaModel& model, const Tokenizer& tok) {
+    PerplexityOptions p;
+    p.seqlen = 128;
+    p.max_windows = 16;
+    return evaluate_perplexity(model, perplexity_tokens("tinystories", tok, 128, 0.5, 1.0), p).ppl;
+}
+
+struct QuantRun {
+    QuantizeResult result;
+    std::unique_ptr<LlamaModel> in_memory;
+};
+
+QuantRun quantize_into(const std::string& out, const QuantizeOptions& o) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    Checkpoint ckpt = read_llama2c(test::stories_bin());
+    ckpt.tokenizer_path = test::stories_tokenizer();
+    QuantRun run;
+    run.in_memory = LlamaModel::load(ckpt, {});
+    struct Recorder : GptqFolderWriter {
+        Recorder(const std::string& out, const Checkpoint& c, const QuantizeOptions& o, LlamaModel& m)
+            : GptqFolderWriter(out, c, o, false), model(m) {}
+        void save(const BlockResult& b) override {
+            GptqFolderWriter::save(b);
+            for (int i = 0; i < kNumLinears; ++i)
+                model.block(b.layer).linears[i] = inference_linear(b.linears[static_cast<size_t>(i)], model.options());
+        }
+        LlamaModel& model;
+    } writer(out, ckpt, o, *run.in_memory);
+    run.result = quantize_model(ckpt, *tok, o, &writer);
+    writer.finish(run.result, {});
+    return run;
+}
+
+TEST(Apiq, BlockwiseTrainsAndExportsAdaptersThatReloadExactly) {
+    test::TempDir dir;
+    const std::string out = dir.file("q");
+    QuantRun run = quantize_into(out, tiny_apiq("apiq-bw"));
+    for (const auto& b : run.result.blocks) {
+        const auto& stage = b.method_stats["stages"][0];
+        EXPECT_EQ(stage["stage"], "opt");
+        EXPECT_LT(stage["loss_end"].get<double>(), stage["loss_start"].get<double>()) << "block " << b.layer;
+    }
+    for (const char* f : {"adapter_config.json", "adapter_model.safetensors", "lwc.safetensors", "model.safetensors"})
+        EXPECT_TRUE(path_exists(out + "/" + f)) << f;
+    EXPECT_FALSE(path_exists(out + ".partial"));
+    const auto adapter = SafetensorsReader::open(out + "/adapter_model.safetensors");
+    const auto* a = adapter->find("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight");
+    ASSERT_NE(a, nullptr);
+    EXPECT_EQ(a->shape, (std::vector<int64_t>{8, 64}));
+    EXPECT_EQ(adapter->find("base_model.model.model.layers.4.mlp.down_proj.lora_B.weight")->shape,
+              (std::vector<int64_t>{64, 8}));
+    const auto config = nlohmann::json::parse(read_text_file(out + "/adapter_config.json"));
+    EXPECT_EQ(config["r"], 8);
+    EXPECT_EQ(config["peft_type"], "LORA");
+
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint packed = load_checkpoint(out);
+    EXPECT_NEAR(packed.adapter_scale, 16.0 / 8.0, 1e-12);
+    const double in_memory = heldout_ppl(*run.in_memory, *tok);
+    const double reloaded = heldout_ppl(*LlamaModel::load(packed, {}), *tok);
+    EXPECT_NEAR(in_memory, reloaded, 1e-5 * in_memory);
+    ModelOptions no_adapter;
+    no_adapter.use_adapter = false;
+    EXPECT_GT(std::abs(heldout_ppl(*LlamaModel::load(packed, no_adapter), *tok) - reloaded), 1e-3);
+}
+
+TEST(Apiq, OmniquantAndLayerwiseRun) {
+    test::TempDir dir;
+    QuantRun omni = quantize_into(dir.file("omni"), tiny_apiq("omniquant"));
+    EXPECT_FALSE(path_exists(dir.file("omni/adapter_model.safetensors")));  // LWC only
+    EXPECT_TRUE(path_exists(dir.file("omni/lwc.safetensors")));
+    QuantizeOptions lw = tiny_apiq("apiq-lw");
+    lw.apiq.epochs = 2;
+    QuantRun layerwise = quantize_into(dir.file("lw"), lw);
+    EXPECT_TRUE(path_exists(dir.file("lw/adapter_model.safetensors")));
+    const auto& stats = layerwise.result.blocks[0].method_stats["layers"]["model.layers.0.mlp.down_proj"];
+    EXPECT_LT(stats["stages"][0]["loss_end"].get<double>(), stats["stages"][0]["loss_start"].get<double>());
+}
+
+TEST(Apiq, SaliencyStagesUseTheFisher) {
+    test::TempDir dir;
+    // Fisher from the CLI, then a wpt + opt run using it.
+    const std::string fisher = dir.file("fisher.safetensors");
+    auto r = test::run_saliq("saliency -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer() +
+                             " --calib c4 --nsamples 3 --seqlen 64 --out " + fisher + " -q");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto reader = SafetensorsReader::open(fisher);
+    EXPECT_EQ(reader->entries().size(), 35u);
+    const at::Tensor f = reader->tensor("model.layers.2.mlp.gate_proj.weight");
+    EXPECT_EQ(f.sizes().vec(), (std::vector<int64_t>{172, 64}));
+    EXPECT_GE(f.min().item<float>(), 0.0f);
+    EXPECT_GT(f.sum().item<float>(), 0.0f);
+
+    QuantizeOptions o = tiny_apiq("apiq-bw");
+    o.saliency.enabled = true;
+    o.saliency.fisher_path = fisher;
+    o.saliency.lambda = 10.0;
+    o.apiq.stages = {{"wpt", 2}, {"mixed", 1}, {"opt", 1}};
+    QuantRun run = quantize_into(dir.file("q"), o);
+    const auto& stats = run.result.blocks[1].method_stats;
+    EXPECT_EQ(stats["stages"].size(), 3u);
+    EXPECT_EQ(stats["stages"][0]["stage"], "wpt");
+    EXPECT_GT(stats["fisher"]["model.layers.1.self_attn.q_proj"]["sum"].get<double>(), 0.0);
+    EXPECT_DOUBLE_EQ(stats["lambda"].get<double>(), 10.0);
+    // The regularizer alone (wpt) moves the clipping towards the FP weights: its loss falls.
+    EXPECT_LE(stats["stages"][0]["loss_end"].get<double>(), stats["stages"][0]["loss_start"].get<double>());
+
+    o.apiq.stages = {{"wpt", 1}};
+    o.saliency.enabled = false;
+    EXPECT_THROW(quantize_into(dir.file("bad"), o), ConfigError);
+}
+
+// Starts `command` in the background and returns its pid.
+pid_t spawn(const std::string& command) {
+    const pid_t pid = fork();
+    if (pid == 0) {
+        execl("/bin/sh", "sh", "-c", ("exec " + command + " >/dev/null 2>&1").c_str(), static_cast<char*>(nullptr));
+        _exit(127);
+    }
+    return pid;
+}
+
+TEST(Apiq, KilledRunResumesToIdenticalOutput) {
+    test::TempDir dir;
+    const std::string args = std::string(SALIQ_BINARY) + " quantize -m " + test::stories_bin() + " --tokenizer " +
+                             test::stories_tokenizer() +
+                             " --method apiq-bw --bits 2 --group-size 32 --calib tinystories --calib-range 0:0.5 "
+                             "--nsamples 6 --seqlen 64 --epochs 6 --lora-rank 4 --threads 1 -q --out ";
+    auto r = test::run_saliq(args.substr(std::string(SALIQ_BINARY).size()) + dir.file("full"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+
+    const std::string out = dir.file("resumed");
+    const pid_t pid = spawn(args + out);
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+    while (!path_exists(out + ".partial/block_0001.safetensors") && std::chrono::steady_clock::now() < deadline)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "the run finished before it could be killed";
+    EXPECT_FALSE(path_exists(out));
+    EXPECT_FALSE(path_exists(out + ".partial/block_0004.safetensors"));
+
+    r = test::run_saliq(args.substr(std::string(SALIQ_BINARY).size()) + out);
+    EXPECT_EQ(r.exit_code, 2) << r.output;  // refuses without --resume
+    EXPECT_NE(r.output.find("--resume"), std::string::npos) << r.output;
+    r = test::run_saliq(args.substr(std::string(SALIQ_BINARY).size()) + out + " --resume");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    for (const char* f : {"model.safetensors", "adapter_model.safetensors", "adapter_config.json", "lwc.safetensors",
+                          "config.json", "tokenizer.model"})
+        EXPECT_EQ(test::read_bytes(dir.file("full/") + f), test::read_bytes(out + "/" + f)) << f;
+    auto a = nlohmann::json::parse(test::read_bytes(dir.file("full/saliq_manifest.json")));
+    auto b = nlohmann::json::parse(test::read_bytes(out + "/saliq_manifest.json"));
+    EXPECT_EQ(a["layers"], b["layers"]);
+    EXPECT_EQ(a["files"], b["files"]);
+    EXPECT_EQ(a["calibration"], b["calibration"]);
+    for (size_t i = 0; i < a["blocks"].size(); ++i)
+        EXPECT_EQ(a["blocks"][i]["method_stats"], b["blocks"][i]["method_stats"]) << i;
+}
+
+}  // namespace
+}  // namespace saliq

@@ -1,0 +1,139 @@
+// Gradients of the trainable pieces against central finite differences, in fp64.
+// The quantizer rounds with a straight-through estimator, so its finite differences are taken on the STE surrogate:
+// the rounding offset round(w/s) - w/s, the zero point and which codes are clamped are frozen at the current point,
+// exactly what the backward pass assumes (a code landing exactly on 0 or maxq is "inside", as clamp's backward has it).
+#include <ATen/ATen.h>
+
+#include "quant/trainable.h"
+#include "saliq/lwc.h"
+#include "test_utils.h"
+
+namespace saliq {
+namespace {
+
+QuantSpec spec2(int64_t g, bool sym = false) {
+    QuantSpec s;
+    s.bits = 2;
+    s.group_size = g;
+    s.symmetric = sym;
+    return s;
+}
+
+// d(sum(f(p) * probe)) / dp by central differences, entry by entry.
+at::Tensor numeric_grad(const std::function<at::Tensor()>& f, at::Tensor p, const at::Tensor& probe, double eps) {
+    at::NoGradGuard no_grad;
+    at::Tensor grad = at::zeros_like(p);
+    auto flat = p.view({-1});
+    for (int64_t i = 0; i < flat.numel(); ++i) {
+        const double old = flat[i].item<double>();
+        flat[i] = old + eps;
+        const double up = (f() * probe).sum().item<double>();
+        flat[i] = old - eps;
+        const double down = (f() * probe).sum().item<double>();
+        flat[i] = old;
+        grad.view({-1})[i] = (up - down) / (2 * eps);
+    }
+    return grad;
+}
+
+TEST(Gradients, RoundSteIsIdentityBackward) {
+    at::Tensor x = at::tensor({0.2, 1.7, -2.4, 3.5}, at::kDouble).requires_grad_(true);
+    at::Tensor probe = at::tensor({1.0, -2.0, 0.5, 3.0}, at::kDouble);
+    at::Tensor y = round_ste(x);
+    EXPECT_TRUE(at::equal(y.detach(), at::round(x.detach())));
+    (y * probe).sum().backward();
+    EXPECT_TRUE(at::allclose(x.grad(), probe));
+}
+
+TEST(Gradients, LwcClippingFactorsMatchFiniteDifferences) {
+    at::manual_seed(5);
+    for (bool sym : {false, true}) {
+        const QuantSpec spec = spec2(4, sym);
+        at::Tensor w = at::randn({3, 10}, at::kDouble);  // 3 groups per row, the last one short
+        LwcParams p = make_lwc_params(w, spec);
+        p.up = p.up + 0.3 * at::randn_like(p.up);
+        p.low = p.low + 0.3 * at::randn_like(p.low);
+        p.up.requires_grad_(true);
+        p.low.requires_grad_(true);
+        const at::Tensor probe = at::randn({3, 10}, at::kDouble);
+
+        at::Tensor scale0, zero0;
+        lwc_scale_zero(w, p, spec, scale0, zero0);
+        const at::Tensor g_idx = natural_group_index(10, spec);
+        const at::Tensor x0 = w / expand_groups(scale0.detach(), g_idx);
+        const at::Tensor offset = at::round(x0) - x0;  // frozen rounding offset
+        const at::Tensor code = at::round(x0) + expand_groups(zero0, g_idx);
+        const at::Tensor high = code > spec.maxq(), low = code < 0;
+        auto surrogate = [&]() {
+            at::Tensor scale, zero;
+            lwc_scale_zero(w, p, spec, scale, zero);
+            const at::Tensor s = expand_groups(scale, g_idx), z = expand_groups(zero0, g_idx);
+            const at::Tensor inside = w / s + offset + z;
+            const at::Tensor q = at::where(high, at::full_like(inside, static_cast<double>(spec.maxq())),
+                                           at::where(low, at::zeros_like(inside), inside));
+            return (q - z) * s;
+        };
+        EXPECT_TRUE(at::allclose(surrogate(), lwc_fake_quant(w, p, spec).detach(), 1e-9, 1e-9));
+
+        (lwc_fake_quant(w, p, spec) * probe).sum().backward();
+        const at::Tensor num_up = numeric_grad(surrogate, p.up.detach(), probe, 1e-6);
+        const at::Tensor num_low = numeric_grad(surrogate, p.low.detach(), probe, 1e-6);
+        EXPECT_TRUE(at::allclose(p.up.grad(), num_up, 1e-5, 1e-7)) << sym << "\n" << p.up.grad() << num_up;
+        EXPECT_TRUE(at::allclose(p.low.grad(), num_low, 1e-5, 1e-7)) << sym << "\n" << p.low.grad() << num_low;
+        EXPECT_GT(p.up.grad().abs().sum().item<double>(), 0.0);
+    }
+}
+
+TEST(Gradients, LoraBranchMatchesFiniteDifferences) {
+    at::manual_seed(6);
+    TrainableLinear layer(at::randn({5, 8}, at::kDouble), spec2(4), /*rank=*/3, /*alpha=*/6.0);
+    auto params = layer.lora_parameters();
+    ASSERT_EQ(params.size(), 2u);
+    {
+        at::NoGradGuard no_grad;
+        params[1].normal_();  // B starts at zero; move it so A gets a gradient too
+    }
+    const at::Tensor x = at::randn({4, 8}, at::kDouble);
+    const at::Tensor probe = at::randn({4, 5}, at::kDouble);
+    (layer.forward(x) * probe).sum().backward();
+    for (auto& p : params) {
+        const at::Tensor num = numeric_grad([&] { return layer.forward(x); }, p.detach(), probe, 1e-6);
+        EXPECT_TRUE(at::allclose(p.grad(), num, 1e-6, 1e-8)) << p.grad() << num;
+    }
+    // PEFT's init: B = 0, A ~ U(-1/sqrt(in), 1/sqrt(in)); scale alpha / r.
+    TrainableLinear fresh(at::randn({5, 8}, at::kDouble), spec2(4), 3, 6.0);
+    EXPECT_EQ(fresh.lora_parameters()[1].abs().sum().item<double>(), 0.0);
+    EXPECT_LE(fresh.lora_parameters()[0].abs().max().item<double>(), 1.0 / std::sqrt(8.0));
+    EXPECT_TRUE(at::allclose(fresh.weight(), fresh.effective_weight(false).detach()));
+}
+
+TEST(Gradients, RegularizerValueAndGradient) {
+    at::manual_seed(7);
+    TrainableLinear layer(at::randn({4, 8}, at::kDouble), spec2(4), 2, 4.0);
+    auto lora = layer.lora_parameters();
+    {
+        at::NoGradGuard no_grad;
+        lora[1].normal_();
+    }
+    const at::Tensor F = at::rand({4, 8}, at::kDouble);
+    const std::vector<const TrainableLinear*> linears = {&layer};
+    // Value: sum F (W_eff - W)^2 with W_eff = Q(W) (before LoRA) or Q(W) + s B A (after LoRA).
+    const at::Tensor before = saliency_regularizer(linears, {F}, false);
+    const at::Tensor expected = (F * (layer.effective_weight(false) - layer.frozen_weight()).pow(2)).sum();
+    EXPECT_NEAR(before.item<double>(), expected.item<double>(), 1e-12);
+    // before_lora does not reach the adapters; after_lora does, smoothly: compare with finite differences.
+    before.backward();
+    EXPECT_FALSE(lora[0].grad().defined() && lora[0].grad().abs().sum().item<double>() > 0);
+    auto reg = [&] { return saliency_regularizer(linears, {F}, true); };
+    reg().backward();
+    const at::Tensor one = at::ones({}, at::kDouble);
+    for (auto& p : lora) {
+        const at::Tensor num = numeric_grad(reg, p.detach(), one, 1e-6);
+        EXPECT_TRUE(at::allclose(p.grad(), num, 1e-6, 1e-8)) << p.grad() << num;
+    }
+    // Fisher weighting: doubling F doubles R.
+    EXPECT_NEAR(saliency_regularizer(linears, {2 * F}, true).item<double>(), 2 * reg().item<double>(), 1e-10);
+}
+
+}  // namespace
+}  // namespace saliq
