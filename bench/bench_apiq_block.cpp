@@ -6,6 +6,7 @@
 #include <string>
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <CLI/CLI.hpp>
 
 #include "quant/method.h"
@@ -69,7 +70,7 @@ int main(int argc, char** argv) {
         ctx.fp_inputs = &x_fp;
         ctx.options = &o;
         auto m = method == "omniquant" ? make_omniquant_method() : make_apiq_bw_method();
-        at::NoGradGuard no_grad;
+        c10::NoGradGuard no_grad;
         if (options.device().is_cuda()) at::empty({1}, options).item<float>();  // create the context first
         const auto start = std::chrono::steady_clock::now();
         const auto stats = m->quantize_block(block, ctx);

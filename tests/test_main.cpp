@@ -1,9 +1,30 @@
+#include <execinfo.h>
+#include <signal.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include "saliq/log.h"
 #include "saliq/threads.h"
 
+namespace {
+
+// A crash in a test prints where it happened before the process dies (no debugger needed on CI or GPU machines).
+void print_backtrace(int signal_number) {
+    void* frames[64];
+    const int n = backtrace(frames, 64);
+    const char header[] = "\n*** fatal signal; backtrace:\n";
+    (void)!write(STDERR_FILENO, header, sizeof(header) - 1);
+    backtrace_symbols_fd(frames, n, STDERR_FILENO);
+    signal(signal_number, SIG_DFL);
+    raise(signal_number);
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
+    signal(SIGSEGV, print_backtrace);
+    signal(SIGABRT, print_backtrace);
     testing::InitGoogleTest(&argc, argv);
     saliq::set_log_level(saliq::log_level_from_env(saliq::LogLevel::Warn));
     saliq::set_compute_threads(1);

@@ -1,6 +1,7 @@
 #include "saliq/lwc.h"
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 namespace saliq {
 namespace {
@@ -55,7 +56,7 @@ at::Tensor lwc_fake_quant(const at::Tensor& weight, const LwcParams& params, con
 }
 
 QuantizedTensor lwc_finalize(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec) {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     at::Tensor scale, zero;
     lwc_scale_zero(weight, params, spec, scale, zero);
     scale = scale.to(at::kHalf).to(at::kFloat);

@@ -140,7 +140,7 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
                                     (long long)config.vocab_size));
     auto method = make_method(o.method);
     const at::TensorOptions options = resolve_model_options(o.model);
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
 
     QuantizeResult result;
     const auto start = std::chrono::steady_clock::now();

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/autograd.h>
 
 #include "saliq/error.h"
@@ -36,7 +37,7 @@ std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& ckpt, const T
     std::vector<at::Tensor> fisher;
     for (const auto& w : weights) fisher.push_back(at::zeros(w.sizes(), w.options().dtype(at::kFloat)));
 
-    at::AutoGradMode grad(true);
+    c10::AutoGradMode grad(true);
     const auto start = std::chrono::steady_clock::now();
     const int64_t T = o.calib.seqlen;
     for (int64_t n = 0; n < o.calib.nsamples; ++n) {

@@ -3,6 +3,7 @@
 // the rounding offset round(w/s) - w/s, the zero point and which codes are clamped are frozen at the current point,
 // exactly what the backward pass assumes (a code landing exactly on 0 or maxq is "inside", as clamp's backward has it).
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include "quant/trainable.h"
 #include "saliq/lwc.h"
@@ -21,7 +22,7 @@ QuantSpec spec2(int64_t g, bool sym = false) {
 
 // d(sum(f(p) * probe)) / dp by central differences, entry by entry.
 at::Tensor numeric_grad(const std::function<at::Tensor()>& f, at::Tensor p, const at::Tensor& probe, double eps) {
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     at::Tensor grad = at::zeros_like(p);
     auto flat = p.view({-1});
     for (int64_t i = 0; i < flat.numel(); ++i) {
@@ -90,7 +91,7 @@ TEST(Gradients, LoraBranchMatchesFiniteDifferences) {
     auto params = layer.lora_parameters();
     ASSERT_EQ(params.size(), 2u);
     {
-        at::NoGradGuard no_grad;
+        c10::NoGradGuard no_grad;
         params[1].normal_();  // B starts at zero; move it so A gets a gradient too
     }
     const at::Tensor x = at::randn({4, 8}, at::kDouble);
@@ -112,7 +113,7 @@ TEST(Gradients, RegularizerValueAndGradient) {
     TrainableLinear layer(at::randn({4, 8}, at::kDouble), spec2(4), 2, 4.0);
     auto lora = layer.lora_parameters();
     {
-        at::NoGradGuard no_grad;
+        c10::NoGradGuard no_grad;
         lora[1].normal_();
     }
     const at::Tensor F = at::rand({4, 8}, at::kDouble);

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include "quant/method.h"
 #include "quant/trainable.h"
@@ -67,7 +68,7 @@ public:
         Trainer trainer(lwc_params, lora_params, lwc_lr, o.apiq.lora_lr, wd, fp16);
         const bool after_lora = o.saliency.reg_method == "after_lora";
 
-        at::AutoGradMode grad(true);
+        c10::AutoGradMode grad(true);
         nlohmann::json stage_log = nlohmann::json::array();
         int64_t skipped = 0;
         for (const auto& stage : stages) {

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include "quant/method.h"
 #include "quant/trainable.h"
@@ -74,7 +75,7 @@ public:
                 }
                 Trainer trainer(t.lwc_parameters(), t.lora_parameters(), lwc_lr, o.apiq.lora_lr, wd,
                                 options.dtype() == at::kHalf);
-                at::AutoGradMode grad(true);
+                c10::AutoGradMode grad(true);
                 nlohmann::json stage_log = nlohmann::json::array();
                 for (const auto& stage : stages) {
                     if (stage.epochs <= 0) continue;
@@ -88,7 +89,7 @@ public:
                             if (stage_uses_mse(stage.name)) {
                                 at::Tensor target;
                                 {
-                                    at::NoGradGuard no_grad;
+                                    c10::NoGradGuard no_grad;
                                     target = at::linear(fp_inputs[index].narrow(0, b, n), W).to(at::kFloat);
                                 }
                                 const at::Tensor pred = t.forward(q_inputs[index].narrow(0, b, n)).to(at::kFloat);
