@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SALIQ_BUILD_DIR:-build}/bench_apiq_block
 log=$(mktemp)
-nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$log" &
+nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 100 >"$log" 2>/dev/null &
 poll=$!
 base=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits | head -1)
 "$bin" "$@"

@@ -8,7 +8,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
 export SALIQ_DATA_DIR=$data
-saliq=$(pwd)/${SALIQ_BUILD_DIR:-build}/saliq
+saliq=${SALIQ_BIN:-$(pwd)/${SALIQ_BUILD_DIR:-build}/saliq}
 out=${1:-bench-out/apiq-table}
 mkdir -p "$out"
 model=$data/models/stories260K

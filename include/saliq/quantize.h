@@ -58,7 +58,7 @@ struct ApiqOptions {
 };
 
 struct QuantizeOptions {
-    std::string method = "rtn";
+    std::string method = "apiq-bw";
     QuantSpec spec;
     CalibOptions calib;
     ModelOptions model;
