@@ -80,6 +80,7 @@ struct LoglikelihoodOptions {
 
 // Scores groups of requests (typically the choices of one item). The input of a request is
 // (context + continuation)[:-1], left-truncated to max_length; requests run longest first, right-padded.
+// A continuation longer than max_length is scored on its last max_length tokens (the harness has no rule for it).
 // Returns one result per request, shaped like `groups`.
 std::vector<std::vector<LoglikelihoodResult>> compute_loglikelihoods(
     const LlamaModel& model, const std::vector<std::vector<TokenizedRequest>>& groups,
@@ -123,6 +124,7 @@ struct TaskResult {
     int64_t n_docs = 0;
     int64_t n_requests = 0;
     int64_t n_truncated = 0;   // requests cut to max_length
+    int64_t n_continuation_cut = 0;  // of those, requests whose continuation alone exceeds max_length
     int64_t n_tokens = 0;      // input tokens over all requests, before prefix sharing
     std::vector<MetricValue> metrics;  // acc, then acc_norm where the harness reports it
     double tokenize_seconds = 0.0;

@@ -36,9 +36,6 @@ struct Row {
 std::vector<int32_t> model_input(const TokenizedRequest& r, int64_t max_length) {
     if (r.context.empty()) throw ConfigError("log-likelihood request with an empty context (the harness uses [BOS])");
     if (r.continuation.empty()) throw ConfigError("log-likelihood request with an empty continuation");
-    if (static_cast<int64_t>(r.continuation.size()) > max_length)
-        throw ConfigError(strprintf("a continuation of %zu tokens does not fit max_length %lld", r.continuation.size(),
-                                    (long long)max_length));
     std::vector<int32_t> full = r.context;
     full.insert(full.end(), r.continuation.begin(), r.continuation.end());
     const size_t keep = std::min(full.size(), static_cast<size_t>(max_length + 1));
@@ -79,11 +76,13 @@ void add_rows(const std::vector<TokenizedRequest>& group, size_t g, int64_t max_
             row.positions.push_back(static_cast<int64_t>(p));
             row.segments.push_back(segment);
         }
+        // A continuation longer than the window keeps its last max_length tokens (the harness would fail here).
+        const auto& continuation = group[i].continuation;
+        const size_t n = in.size(), c = std::min(continuation.size(), n);
         Row::Target target;
         target.group = g;
         target.index = i;
-        target.tokens = group[i].continuation;
-        const size_t n = in.size(), c = target.tokens.size();
+        target.tokens.assign(continuation.end() - static_cast<std::ptrdiff_t>(c), continuation.end());
         for (size_t j = 0; j < c; ++j) {
             const size_t p = n - c + j;  // input position whose distribution predicts continuation token j
             target.rows.push_back(static_cast<int64_t>(p < shared ? p : branch_start + (p - shared)));

@@ -132,6 +132,7 @@ TaskResult evaluate_task(const LlamaModel& model, const Tokenizer& tokenizer, co
             const int64_t n = static_cast<int64_t>(r.context.size() + r.continuation.size());
             result.n_tokens += std::min(n, max_length + 1) - 1;
             if (n > max_length + 1) ++result.n_truncated;
+            if (static_cast<int64_t>(r.continuation.size()) > max_length) ++result.n_continuation_cut;
             groups[d].push_back(std::move(r));
         }
         result.n_requests += static_cast<int64_t>(doc.requests.size());
@@ -159,6 +160,11 @@ TaskResult evaluate_task(const LlamaModel& model, const Tokenizer& tokenizer, co
     }
     result.metrics.push_back({"acc", mean_of(acc), mean_stderr(acc)});
     if (task.has_acc_norm) result.metrics.push_back({"acc_norm", mean_of(acc_norm), mean_stderr(acc_norm)});
+    if (result.n_continuation_cut > 0)
+        log_warn(strprintf("%s: %lld continuations are longer than max_length %lld; only their last %lld tokens are "
+                           "scored",
+                           task.name.c_str(), (long long)result.n_continuation_cut, (long long)max_length,
+                           (long long)max_length));
     log_info(strprintf("%s: %lld items, %lld requests (%lld truncated), acc %.4f, %.1f s (%.1f items/s)",
                        task.name.c_str(), (long long)result.n_docs, (long long)result.n_requests,
                        (long long)result.n_truncated, result.metrics[0].value, result.seconds(),

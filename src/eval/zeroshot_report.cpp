@@ -43,8 +43,12 @@ std::string format_zeroshot_table(const ZeroShotResult& r) {
         out += strprintf("\naverage acc (%s): %.4f\n", join(paper_average_tasks(), ", ").c_str(), r.paper_average_acc);
     out += "\n" + settings_line(r) + "\n";
     for (const auto& t : r.tasks)
-        out += strprintf("time %-13s %8.1f s  %8.1f items/s  (%lld requests, %lld truncated)\n", t.name.c_str(),
-                         t.seconds(), items_per_second(t), (long long)t.n_requests, (long long)t.n_truncated);
+        out += strprintf("time %-13s %8.1f s  %8.1f items/s  (%lld requests, %lld truncated%s)\n", t.name.c_str(),
+                         t.seconds(), items_per_second(t), (long long)t.n_requests, (long long)t.n_truncated,
+                         t.n_continuation_cut > 0
+                             ? strprintf(", %lld with a continuation longer than max_length",
+                                         (long long)t.n_continuation_cut).c_str()
+                             : "");
     out += strprintf("time %-13s %8.1f s\n", "total", r.seconds);
     return out;
 }
@@ -57,6 +61,7 @@ nlohmann::json zeroshot_json(const ZeroShotResult& r) {
             {"path", t.path},
             {"requests", t.n_requests},
             {"truncated_requests", t.n_truncated},
+            {"continuations_cut", t.n_continuation_cut},
             {"input_tokens", t.n_tokens},
             {"tokenize_seconds", t.tokenize_seconds},
             {"score_seconds", t.score_seconds},
