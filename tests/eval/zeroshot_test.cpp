@@ -125,6 +125,38 @@ TEST(ZeroShotScoring, BatchedEngineMatchesTheOneRequestComputation) {
     }
 }
 
+// A stand-in for a quantized or LoRA linear: anything behind the Linear interface.
+class HalvedLinear : public Linear {
+public:
+    explicit HalvedLinear(std::shared_ptr<Linear> inner) : inner_(std::move(inner)) {}
+    at::Tensor forward(const at::Tensor& x) const override { return 0.5 * inner_->forward(x); }
+    at::Tensor weight() const override { return 0.5 * inner_->weight(); }
+    int64_t in_features() const override { return inner_->in_features(); }
+    int64_t out_features() const override { return inner_->out_features(); }
+
+private:
+    std::shared_ptr<Linear> inner_;
+};
+
+TEST(ZeroShotScoring, SwappedLinearsAreUsedByBothPaths) {
+    const LlamaConfig c = test::tiny_config();
+    auto model = LlamaModel::load(test::memory_checkpoint(c, test::random_weights(c, 5)), {});
+    for (const int index : {kQProj, kVProj, kUpProj}) {
+        auto& linear = model->block(1).linears[static_cast<size_t>(index)];
+        linear = std::make_shared<HalvedLinear>(linear);
+    }
+    const auto groups = tiny_groups();
+    for (const bool share : {false, true}) {
+        LoglikelihoodOptions options;
+        options.share_prefix = share;
+        const auto got = compute_loglikelihoods(*model, groups, options);
+        for (size_t g = 0; g < groups.size(); ++g)
+            for (size_t i = 0; i < groups[g].size(); ++i)
+                EXPECT_NEAR(got[g][i].logprob, reference_loglikelihood(*model, groups[g][i], 64).logprob, 1e-4)
+                    << "group " << g << " request " << i << " share " << share;
+    }
+}
+
 TEST(ZeroShotScoring, UniformModelGivesMinusLogVPerToken) {
     // A zero head makes every distribution uniform: a continuation of n tokens scores exactly -n log V.
     const LlamaConfig c = test::tiny_config();
