@@ -25,6 +25,7 @@
 #include "saliq/strings.h"
 #include "saliq/threads.h"
 #include "saliq/tokenizer.h"
+#include "saliq/zeroshot.h"
 
 namespace {
 
@@ -137,17 +138,19 @@ struct EvalArgs {
     int64_t max_windows = -1;
     int64_t batch_size = 1;
     std::string eval_range = "0:1";
+    bool batch_size_given = false;
     std::string json_path;
+    std::string tasks;
+    int64_t limit = -1;
+    bool bos = true;
+    bool no_share_prefix = false;
 };
 
-int run_eval(const ModelArgs& margs, const EvalArgs& eargs) {
-    if (!eargs.dataset.empty() && !eargs.text_file.empty())
-        throw ConfigError("give either --dataset or --text, not both");
+constexpr int64_t kTaskBatchSize = 32;  // zero-shot requests per forward pass unless --batch-size is given
+
+nlohmann::json run_perplexity(const EvalArgs& eargs, const LoadedModel& loaded) {
     const std::string source = !eargs.text_file.empty() ? eargs.text_file
                                : !eargs.dataset.empty() ? eargs.dataset : std::string("wikitext2");
-    if (!eargs.text_file.empty() && !path_exists(eargs.text_file))
-        throw IoError(eargs.text_file, "text file does not exist");
-    LoadedModel loaded = load_model(margs);
     const auto t0 = std::chrono::steady_clock::now();
     const TokenRange range = TokenRange::parse(eargs.eval_range);
     const auto tokens = perplexity_tokens(source, *loaded.tokenizer, eargs.seqlen, range.begin, range.end);
@@ -158,31 +161,58 @@ int run_eval(const ModelArgs& margs, const EvalArgs& eargs) {
     options.max_windows = eargs.max_windows;
     options.batch_size = eargs.batch_size;
     const PerplexityResult r = evaluate_perplexity(*loaded.model, tokens, options, progress_printer());
-    std::printf("model      %s\n", margs.model.c_str());
     std::printf("dataset    %s%s (seqlen %lld, %lld windows, %lld tokens scored)\n", source.c_str(),
                 range.whole() ? "" : (" range " + range.to_string()).c_str(), (long long)eargs.seqlen,
                 (long long)r.n_windows, (long long)r.tokens_scored);
     std::printf("perplexity %.6f\n", r.ppl);
     std::printf("time       %.2f s (%.0f tokens/s)\n", r.seconds, r.tokens_per_second);
-    if (!eargs.json_path.empty()) {
-        nlohmann::json json = {
-            {"model", margs.model},
-            {"format", loaded.checkpoint.format},
-            {"dataset", source},
-            {"eval_range", range.to_string()},
-            {"seqlen", eargs.seqlen},
-            {"windows", r.n_windows},
-            {"tokens_scored", r.tokens_scored},
-            {"nll_sum", r.nll_sum},
-            {"ppl", r.ppl},
-            {"seconds", r.seconds},
-            {"tokens_per_second", r.tokens_per_second},
-            {"device", loaded.model->options().device().str()},
-            {"dtype", c10::toString(loaded.model->options().dtype().toScalarType())},
-            {"threads", compute_threads()},
-        };
-        write_json(eargs.json_path, json);
+    return {
+        {"dataset", source},
+        {"eval_range", range.to_string()},
+        {"seqlen", eargs.seqlen},
+        {"windows", r.n_windows},
+        {"tokens_scored", r.tokens_scored},
+        {"nll_sum", r.nll_sum},
+        {"ppl", r.ppl},
+        {"seconds", r.seconds},
+        {"tokens_per_second", r.tokens_per_second},
+    };
+}
+
+int run_eval(const ModelArgs& margs, const EvalArgs& eargs) {
+    if (!eargs.dataset.empty() && !eargs.text_file.empty())
+        throw ConfigError("give either --dataset or --text, not both");
+    if (!eargs.text_file.empty() && !path_exists(eargs.text_file))
+        throw IoError(eargs.text_file, "text file does not exist");
+    if (eargs.limit == 0 || eargs.limit < -1) throw ConfigError("--limit must be a positive number of items");
+    const bool want_tasks = !eargs.tasks.empty();
+    const bool want_perplexity = !want_tasks || !eargs.dataset.empty() || !eargs.text_file.empty();
+    std::vector<McTask> tasks;
+    if (want_tasks)  // bad names and files fail before the model loads
+        for (const auto& name : parse_task_list(eargs.tasks)) tasks.push_back(load_task(name));
+
+    LoadedModel loaded = load_model(margs);
+    nlohmann::json json = {
+        {"model", margs.model},
+        {"format", loaded.checkpoint.format},
+        {"tokenizer", loaded.checkpoint.tokenizer_path},
+        {"device", loaded.model->options().device().str()},
+        {"dtype", c10::toString(loaded.model->options().dtype().toScalarType())},
+        {"threads", compute_threads()},
+    };
+    std::printf("model      %s\n", margs.model.c_str());
+    if (want_perplexity) json.update(run_perplexity(eargs, loaded));
+    if (want_tasks) {
+        ZeroShotOptions options;
+        options.batch_size = eargs.batch_size_given ? eargs.batch_size : kTaskBatchSize;
+        options.limit = eargs.limit;
+        options.add_bos = eargs.bos;
+        options.share_prefix = !eargs.no_share_prefix;
+        const ZeroShotResult r = evaluate_zeroshot(*loaded.model, *loaded.tokenizer, tasks, options, progress_printer());
+        std::printf("\n%s", format_zeroshot_table(r).c_str());
+        json["zeroshot"] = zeroshot_json(r);
     }
+    if (!eargs.json_path.empty()) write_json(eargs.json_path, json);
     return 0;
 }
 
@@ -388,19 +418,28 @@ int main(int argc, char** argv) {
 
     ModelArgs eval_model;
     EvalArgs eval_args;
-    CLI::App* eval = app.add_subcommand("eval", "perplexity of a model on a data set or text file");
+    CLI::App* eval = app.add_subcommand("eval", "perplexity on a data set or text file, and/or zero-shot tasks");
     add_model_options(eval, eval_model);
     eval->add_option("--dataset", eval_args.dataset, "wikitext2 (default), c4, ptb or tinystories");
     eval->add_option("--text", eval_args.text_file, "score this text file instead of a named data set");
     eval->add_option("--seqlen", eval_args.seqlen, "window length in tokens")->capture_default_str();
     eval->add_option("--max-windows", eval_args.max_windows, "score at most N windows (-1: all)")
         ->capture_default_str();
-    eval->add_option("--batch-size", eval_args.batch_size, "windows per forward pass")->capture_default_str();
+    CLI::Option* batch_size = eval->add_option("--batch-size", eval_args.batch_size,
+                                               "windows (perplexity, default 1) or requests (tasks, default 32) per "
+                                               "forward pass");
     eval->add_option("--eval-range", eval_args.eval_range,
                      "score only this fraction of the token stream (c4: of the documents), e.g. 0.5:1 to hold out "
                      "calibration data")
         ->capture_default_str();
     eval->add_option("--json", eval_args.json_path, "also write the result as JSON to this file");
+    eval->add_option("--tasks", eval_args.tasks,
+                     "zero-shot tasks, comma-separated or all: piqa, arc_easy, arc_challenge, hellaswag, winogrande, "
+                     "boolq (alone: tasks only; with --dataset/--text: both)");
+    eval->add_option("--limit", eval_args.limit, "score only the first N items of each task");
+    eval->add_flag("--bos,!--no-bos", eval_args.bos, "BOS before every task context (default on, as for LLaMA)");
+    eval->add_flag("--no-share-prefix", eval_args.no_share_prefix,
+                   "score every choice as a separate row instead of running a shared context once");
 
     ModelArgs quant_model;
     QuantizeArgs quant_args;
@@ -508,7 +547,10 @@ int main(int argc, char** argv) {
         set_log_level(level);
 
         if (*convert) return run_convert(from_llama2c, convert_tokenizer, convert_out, force);
-        if (*eval) return run_eval(eval_model, eval_args);
+        if (*eval) {
+            eval_args.batch_size_given = batch_size->count() > 0;
+            return run_eval(eval_model, eval_args);
+        }
         if (*generate) return run_generate(gen_model, prompt, max_tokens);
         if (*quantize) return run_quantize(quant_model, quant_args, command_line(argc, argv));
         if (*inspect) return run_inspect(inspect_path, inspect_tokenizer, inspect_json);
