@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
 export SALIQ_DATA_DIR=$data
-saliq=${SALIQ_BUILD_DIR:-build}/saliq
+saliq=${SALIQ_BIN:-${SALIQ_BUILD_DIR:-build}/saliq}
 out=${1:-bench-out/quant-table}
 mkdir -p "$out"
 model=$data/models/stories260K
