@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 #include <torch/optim/adamw.h>
 
 #include "saliq/checkpoint.h"
@@ -170,6 +171,41 @@ bool Trainer::step(const at::Tensor& loss) {
     impl_->optimizer->step();
     if (++impl_->good_steps % 2000 == 0) impl_->scale *= 2.0;
     return true;
+}
+
+nlohmann::json run_stages(const std::vector<TrainStage>& stages, Trainer& trainer, int64_t n_windows, int64_t batch,
+                          const StepLoss& loss, const std::string& where) {
+    c10::AutoGradMode grad(true);
+    nlohmann::json log = nlohmann::json::array();
+    int64_t skipped = 0;
+    for (const auto& stage : stages) {
+        if (stage.epochs <= 0) continue;
+        std::vector<double> epoch_losses;
+        for (int64_t epoch = 0; epoch < stage.epochs; ++epoch) {
+            double total = 0.0;
+            int64_t steps = 0;
+            for (int64_t first = 0; first < n_windows; first += batch) {
+                const at::Tensor value_t = loss(stage.name, first, std::min(batch, n_windows - first));
+                const double value = value_t.item<double>();
+                if (!std::isfinite(value))
+                    throw NumericError(strprintf("%s: loss is %s in stage %s, epoch %lld, step %lld (lower the learning "
+                                                 "rates or use fp32/bf16)",
+                                                 where.c_str(), std::isnan(value) ? "NaN" : "Inf", stage.name.c_str(),
+                                                 (long long)epoch, (long long)(first / batch)));
+                if (!trainer.step(value_t)) ++skipped;
+                total += value;
+                ++steps;
+            }
+            epoch_losses.push_back(total / static_cast<double>(steps));
+        }
+        log.push_back({{"stage", stage.name},
+                       {"epochs", stage.epochs},
+                       {"loss_start", epoch_losses.front()},
+                       {"loss_end", epoch_losses.back()},
+                       {"epoch_losses", epoch_losses}});
+    }
+    if (skipped > 0) log.push_back({{"fp16_skipped_steps", skipped}});
+    return log;
 }
 
 }  // namespace saliq

@@ -2,6 +2,7 @@
 // branch; plus the optimizer loop with stages, the saliency regularizer and loss scaling.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -72,5 +73,12 @@ private:
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };
+
+// Runs the stages in order: every epoch visits windows [0, n_windows) in batches of `batch`, in fixed order;
+// `loss(stage, first, count)` builds the loss of one step. Returns the per-stage log (loss at the first and last
+// epoch, every epoch's mean). A non-finite loss throws NumericError naming `where`, the stage, epoch and step.
+using StepLoss = std::function<at::Tensor(const std::string& stage, int64_t first, int64_t count)>;
+nlohmann::json run_stages(const std::vector<TrainStage>& stages, Trainer& trainer, int64_t n_windows, int64_t batch,
+                          const StepLoss& loss, const std::string& where);
 
 }  // namespace saliq

@@ -16,6 +16,7 @@
 #include "saliq/quantize.h"
 #include "saliq/safetensors.h"
 #include "saliq/tokenizer.h"
+#include "quant/quant_fixture.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -54,16 +55,7 @@ QuantRun quantize_into(const std::string& out, const QuantizeOptions& o) {
     ckpt.tokenizer_path = test::stories_tokenizer();
     QuantRun run;
     run.in_memory = LlamaModel::load(ckpt, {});
-    struct Recorder : GptqFolderWriter {
-        Recorder(const std::string& out, const Checkpoint& c, const QuantizeOptions& o, LlamaModel& m)
-            : GptqFolderWriter(out, c, o, false), model(m) {}
-        void save(const BlockResult& b) override {
-            GptqFolderWriter::save(b);
-            for (int i = 0; i < kNumLinears; ++i)
-                model.block(b.layer).linears[i] = inference_linear(b.linears[static_cast<size_t>(i)], model.options());
-        }
-        LlamaModel& model;
-    } writer(out, ckpt, o, *run.in_memory);
+    test::RecordingWriter writer(out, ckpt, o, *run.in_memory);
     run.result = quantize_model(ckpt, *tok, o, &writer);
     writer.finish(run.result, {});
     return run;

@@ -8,6 +8,7 @@
 #include "saliq/file.h"
 #include "saliq/perplexity.h"
 #include "saliq/tokenizer.h"
+#include "quant/quant_fixture.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -30,17 +31,7 @@ QuantizeOptions small_options(const std::string& method, int bits, int64_t group
 std::unique_ptr<LlamaModel> quantize_to(const Checkpoint& ckpt, const Tokenizer& tok, const QuantizeOptions& o,
                                         const std::string& out, QuantizeResult* result_out = nullptr) {
     auto model = LlamaModel::load(ckpt, {});
-    // A store that also installs each finished block into the in-memory model.
-    struct Recorder : GptqFolderWriter {
-        Recorder(const std::string& out, const Checkpoint& c, const QuantizeOptions& o, LlamaModel& m)
-            : GptqFolderWriter(out, c, o, false), model(m) {}
-        void save(const BlockResult& b) override {
-            GptqFolderWriter::save(b);
-            for (int i = 0; i < kNumLinears; ++i)
-                model.block(b.layer).linears[i] = inference_linear(b.linears[static_cast<size_t>(i)], model.options());
-        }
-        LlamaModel& model;
-    } writer(out, ckpt, o, *model);
+    test::RecordingWriter writer(out, ckpt, o, *model);
     const QuantizeResult result = quantize_model(ckpt, tok, o, &writer);
     writer.finish(result, {});
     if (result_out) *result_out = result;

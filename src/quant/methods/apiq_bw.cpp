@@ -68,49 +68,23 @@ public:
         Trainer trainer(lwc_params, lora_params, lwc_lr, o.apiq.lora_lr, wd, fp16);
         const bool after_lora = o.saliency.reg_method == "after_lora";
 
-        c10::AutoGradMode grad(true);
-        nlohmann::json stage_log = nlohmann::json::array();
-        int64_t skipped = 0;
-        for (const auto& stage : stages) {
-            if (stage.epochs <= 0) continue;
-            const bool use_mse = stage_uses_mse(stage.name), use_reg = stage_uses_reg(stage.name);
-            std::vector<double> epoch_losses;
-            for (int64_t epoch = 0; epoch < stage.epochs; ++epoch) {
-                double total = 0.0;
-                int64_t steps = 0;
-                for (int64_t b = 0; b < N; b += batch) {
-                    const int64_t n = std::min(batch, N - b);
-                    at::Tensor loss = at::zeros({}, options.dtype(at::kFloat));
-                    if (use_mse) {
-                        const at::Tensor out = block_forward(train, *ctx.config, *ctx.rope, ctx.inputs->narrow(0, b, n))
-                                                   .to(at::kFloat);
-                        loss = loss + at::mse_loss(out, t1.narrow(0, b, n).to(at::kFloat));
-                        if (t2.defined()) loss = loss + at::mse_loss(out, t2.narrow(0, b, n).to(at::kFloat));
-                    }
-                    if (use_reg) loss = loss + lambda * saliency_regularizer(raw, fisher, after_lora);
-                    const double value = loss.item<double>();
-                    if (!std::isfinite(value))
-                        throw NumericError(strprintf("%s: loss is %s in block %lld, stage %s, epoch %lld, step %lld "
-                                                     "(lower the learning rates or use fp32/bf16)",
-                                                     lora_ ? "apiq-bw" : "omniquant", std::isnan(value) ? "NaN" : "Inf",
-                                                     (long long)layer, stage.name.c_str(), (long long)epoch,
-                                                     (long long)(b / batch)));
-                    if (!trainer.step(loss)) ++skipped;
-                    total += value;
-                    ++steps;
-                }
-                epoch_losses.push_back(total / static_cast<double>(steps));
-            }
-            log_debug(strprintf("block %lld stage %s: loss %.4e -> %.4e", (long long)layer, stage.name.c_str(),
-                                epoch_losses.front(), epoch_losses.back()));
-            stage_log.push_back({{"stage", stage.name},
-                                 {"epochs", stage.epochs},
-                                 {"loss_start", epoch_losses.front()},
-                                 {"loss_end", epoch_losses.back()},
-                                 {"epoch_losses", epoch_losses}});
-        }
-        stats["stages"] = stage_log;
-        if (skipped > 0) stats["fp16_skipped_steps"] = skipped;
+        const std::string where = strprintf("%s, block %lld", lora_ ? "apiq-bw" : "omniquant", (long long)layer);
+        stats["stages"] = run_stages(stages, trainer, N, batch,
+                                     [&](const std::string& stage, int64_t b, int64_t n) {
+                                         at::Tensor loss = at::zeros({}, options.dtype(at::kFloat));
+                                         if (stage_uses_mse(stage)) {
+                                             const at::Tensor out = block_forward(train, *ctx.config, *ctx.rope,
+                                                                                  ctx.inputs->narrow(0, b, n))
+                                                                        .to(at::kFloat);
+                                             loss = loss + at::mse_loss(out, t1.narrow(0, b, n).to(at::kFloat));
+                                             if (t2.defined())
+                                                 loss = loss + at::mse_loss(out, t2.narrow(0, b, n).to(at::kFloat));
+                                         }
+                                         if (stage_uses_reg(stage))
+                                             loss = loss + lambda * saliency_regularizer(raw, fisher, after_lora);
+                                         return loss;
+                                     },
+                                     where);
 
         // Freeze the learned grids; the quantized chain moves on through the block with its adapters.
         finished_.clear();

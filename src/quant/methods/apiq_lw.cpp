@@ -75,44 +75,23 @@ public:
                 }
                 Trainer trainer(t.lwc_parameters(), t.lora_parameters(), lwc_lr, o.apiq.lora_lr, wd,
                                 options.dtype() == at::kHalf);
-                c10::AutoGradMode grad(true);
-                nlohmann::json stage_log = nlohmann::json::array();
-                for (const auto& stage : stages) {
-                    if (stage.epochs <= 0) continue;
-                    std::vector<double> epoch_losses;
-                    for (int64_t epoch = 0; epoch < stage.epochs; ++epoch) {
-                        double total = 0.0;
-                        int64_t steps = 0;
-                        for (int64_t b = 0; b < N; b += batch) {
-                            const int64_t n = std::min(batch, N - b);
-                            at::Tensor loss = at::zeros({}, options.dtype(at::kFloat));
-                            if (stage_uses_mse(stage.name)) {
-                                at::Tensor target;
-                                {
-                                    c10::NoGradGuard no_grad;
-                                    target = at::linear(fp_inputs[index].narrow(0, b, n), W).to(at::kFloat);
-                                }
-                                const at::Tensor pred = t.forward(q_inputs[index].narrow(0, b, n)).to(at::kFloat);
-                                loss = loss + at::mse_loss(pred, target);
+                layer_stats["stages"] = run_stages(
+                    stages, trainer, N, batch,
+                    [&](const std::string& stage, int64_t b, int64_t n) {
+                        at::Tensor loss = at::zeros({}, options.dtype(at::kFloat));
+                        if (stage_uses_mse(stage)) {
+                            at::Tensor target;
+                            {
+                                c10::NoGradGuard no_grad;
+                                target = at::linear(fp_inputs[index].narrow(0, b, n), W).to(at::kFloat);
                             }
-                            if (stage_uses_reg(stage.name)) loss = loss + lambda * saliency_regularizer(raw, fisher, after_lora);
-                            const double value = loss.item<double>();
-                            if (!std::isfinite(value))
-                                throw NumericError(strprintf("apiq-lw: loss is %s in %s, stage %s, epoch %lld, step %lld",
-                                                             std::isnan(value) ? "NaN" : "Inf", name.c_str(),
-                                                             stage.name.c_str(), (long long)epoch, (long long)(b / batch)));
-                            trainer.step(loss);
-                            total += value;
-                            ++steps;
+                            const at::Tensor pred = t.forward(q_inputs[index].narrow(0, b, n)).to(at::kFloat);
+                            loss = loss + at::mse_loss(pred, target);
                         }
-                        epoch_losses.push_back(total / static_cast<double>(steps));
-                    }
-                    stage_log.push_back({{"stage", stage.name},
-                                         {"epochs", stage.epochs},
-                                         {"loss_start", epoch_losses.front()},
-                                         {"loss_end", epoch_losses.back()}});
-                }
-                layer_stats["stages"] = stage_log;
+                        if (stage_uses_reg(stage)) loss = loss + lambda * saliency_regularizer(raw, fisher, after_lora);
+                        return loss;
+                    },
+                    "apiq-lw, " + name);
                 stats["layers"][name] = layer_stats;
                 finished_[static_cast<size_t>(index)] = t.finalize(name);
             }
