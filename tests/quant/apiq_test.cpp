@@ -37,13 +37,6 @@ QuantizeOptions tiny_apiq(const std::string& method) {
     return o;
 }
 
-double heldout_ppl(const LlamaModel& model, const Tokenizer& tok) {
-    PerplexityOptions p;
-    p.seqlen = 128;
-    p.max_windows = 16;
-    return evaluate_perplexity(model, perplexity_tokens("tinystories", tok, 128, 0.5, 1.0), p).ppl;
-}
-
 struct QuantRun {
     QuantizeResult result;
     std::unique_ptr<LlamaModel> in_memory;
@@ -86,12 +79,12 @@ TEST(Apiq, BlockwiseTrainsAndExportsAdaptersThatReloadExactly) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     const Checkpoint packed = load_checkpoint(out);
     EXPECT_NEAR(packed.adapter_scale, 16.0 / 8.0, 1e-12);
-    const double in_memory = heldout_ppl(*run.in_memory, *tok);
-    const double reloaded = heldout_ppl(*LlamaModel::load(packed, {}), *tok);
+    const double in_memory = test::heldout_ppl(*run.in_memory, *tok, 16);
+    const double reloaded = test::heldout_ppl(*LlamaModel::load(packed, {}), *tok, 16);
     EXPECT_NEAR(in_memory, reloaded, 1e-5 * in_memory);
     ModelOptions no_adapter;
     no_adapter.use_adapter = false;
-    EXPECT_GT(std::abs(heldout_ppl(*LlamaModel::load(packed, no_adapter), *tok) - reloaded), 1e-3);
+    EXPECT_GT(std::abs(test::heldout_ppl(*LlamaModel::load(packed, no_adapter), *tok, 16) - reloaded), 1e-3);
 }
 
 TEST(Apiq, OmniquantAndLayerwiseRun) {

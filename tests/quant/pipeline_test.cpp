@@ -38,13 +38,6 @@ std::unique_ptr<LlamaModel> quantize_to(const Checkpoint& ckpt, const Tokenizer&
     return model;
 }
 
-double heldout_ppl(const LlamaModel& model, const Tokenizer& tok) {
-    PerplexityOptions p;
-    p.seqlen = 128;
-    p.max_windows = 24;
-    return evaluate_perplexity(model, perplexity_tokens("tinystories", tok, 128, 0.5, 1.0), p).ppl;
-}
-
 TEST(Pipeline, PackedFolderScoresLikeTheInMemoryFakeQuantModel) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     Checkpoint ckpt = read_llama2c(test::stories_bin());
@@ -61,7 +54,7 @@ TEST(Pipeline, PackedFolderScoresLikeTheInMemoryFakeQuantModel) {
         EXPECT_TRUE(packed.packed.zeros_v2);
         EXPECT_EQ(packed.packed.desc_act, act_order);
         auto reloaded = LlamaModel::load(packed, {});
-        const double a = heldout_ppl(*fake, *tok), b = heldout_ppl(*reloaded, *tok);
+        const double a = test::heldout_ppl(*fake, *tok, 24), b = test::heldout_ppl(*reloaded, *tok, 24);
         EXPECT_NEAR(a, b, 1e-5 * a) << method;
         EXPECT_TRUE(path_exists(out + "/saliq_manifest.json"));
         EXPECT_TRUE(path_exists(out + "/tokenizer.model"));

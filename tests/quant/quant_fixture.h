@@ -2,9 +2,12 @@
 // fake-quantized model the pipeline saw with the packed folder it wrote.
 #pragma once
 
+#include "saliq/corpus.h"
 #include "saliq/export.h"
 #include "saliq/model.h"
+#include "saliq/perplexity.h"
 #include "saliq/quantize.h"
+#include "saliq/tokenizer.h"
 
 namespace saliq::test {
 
@@ -22,5 +25,13 @@ public:
 private:
     LlamaModel& model_;
 };
+
+// Perplexity on the held-out second half of TinyStories (calibration draws from the first half), seqlen 128.
+inline double heldout_ppl(const LlamaModel& model, const Tokenizer& tok, int64_t max_windows) {
+    PerplexityOptions p;
+    p.seqlen = 128;
+    p.max_windows = max_windows;
+    return evaluate_perplexity(model, perplexity_tokens("tinystories", tok, 128, 0.5, 1.0), p).ppl;
+}
 
 }  // namespace saliq::test
