@@ -533,6 +533,9 @@ int main(int argc, char** argv) {
     generate->add_option("--max-tokens,-n", max_tokens, "tokens to generate")->capture_default_str();
 
     tune_allocator();
+    // A misspelled key in a config file must not be silently ignored.
+    app.allow_config_extras(CLI::config_extras_mode::error);
+    for (CLI::App* sub : app.get_subcommands({})) sub->allow_config_extras(CLI::config_extras_mode::error);
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

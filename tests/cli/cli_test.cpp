@@ -197,6 +197,14 @@ TEST(CliConfigs, EveryShippedConfigParses) {
     EXPECT_GE(n, 4);
 }
 
+TEST(CliConfigs, UnknownKeysAreRefused) {
+    TempDir dir;
+    test::write_bytes(dir.file("bad.toml"), "[quantize]\nlamda = 0.1\n");
+    const auto r = run_saliq("quantize --config " + dir.file("bad.toml") + " -m /nonexistent/model -o /tmp/x");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("lamda"), std::string::npos) << r.output;
+}
+
 TEST(CliConfigs, StoriesConfigRunsWithCommandLineOverrides) {
     TempDir dir;
     const auto r = run_saliq("quantize --config " + std::string(SALIQ_SOURCE_DIR) +
