@@ -56,17 +56,23 @@ struct LoadedModel {
     std::shared_ptr<Tokenizer> tokenizer;
 };
 
+// The checkpoint's tokenizer, refused when there is none or its vocabulary does not fit the model.
+std::shared_ptr<Tokenizer> checkpoint_tokenizer(const Checkpoint& ckpt, const std::string& model_arg) {
+    if (ckpt.tokenizer_path.empty())
+        throw ConfigError("no tokenizer: " + model_arg + " has no tokenizer.model beside it; pass --tokenizer");
+    auto tokenizer = Tokenizer::load(ckpt.tokenizer_path);
+    if (tokenizer->vocab_size() != ckpt.config.vocab_size)
+        throw ConfigError(strprintf("tokenizer %s has %d pieces but the model's vocabulary is %lld",
+                                    ckpt.tokenizer_path.c_str(), tokenizer->vocab_size(),
+                                    (long long)ckpt.config.vocab_size));
+    return tokenizer;
+}
+
 LoadedModel load_model(const ModelArgs& args) {
     set_compute_threads(args.threads);
     LoadedModel loaded;
     loaded.checkpoint = load_checkpoint(args.model, args.tokenizer);
-    if (loaded.checkpoint.tokenizer_path.empty())
-        throw ConfigError("no tokenizer: " + args.model + " has no tokenizer.model beside it; pass --tokenizer");
-    loaded.tokenizer = Tokenizer::load(loaded.checkpoint.tokenizer_path);
-    if (loaded.tokenizer->vocab_size() != loaded.checkpoint.config.vocab_size)
-        throw ConfigError(strprintf("tokenizer %s has %d pieces but the model's vocabulary is %lld",
-                                    loaded.checkpoint.tokenizer_path.c_str(), loaded.tokenizer->vocab_size(),
-                                    (long long)loaded.checkpoint.config.vocab_size));
+    loaded.tokenizer = checkpoint_tokenizer(loaded.checkpoint, args.model);
     ModelOptions options;
     options.device = args.device;
     options.dtype = args.dtype;
@@ -278,9 +284,7 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     if (!o.saliency.fisher_path.empty() && !path_exists(o.saliency.fisher_path))
         throw IoError(o.saliency.fisher_path, "Fisher file does not exist");
     const Checkpoint ckpt = load_checkpoint(margs.model, margs.tokenizer);
-    if (ckpt.tokenizer_path.empty())
-        throw ConfigError("no tokenizer: " + margs.model + " has no tokenizer.model beside it; pass --tokenizer");
-    const auto tokenizer = Tokenizer::load(ckpt.tokenizer_path);
+    const auto tokenizer = checkpoint_tokenizer(ckpt, margs.model);
     GptqFolderWriter writer(qargs.out, ckpt, o, qargs.force, qargs.resume);
     nlohmann::json extra = {{"command_line", command}, {"threads", compute_threads()}};
     if (o.saliency.enabled && o.saliency.weighted && o.saliency.fisher_path.empty()) {
@@ -333,9 +337,7 @@ int run_saliency(const ModelArgs& margs, FisherOptions& fo, const std::string& c
     fo.model.dtype = margs.dtype;
     fo.calib.range = TokenRange::parse(calib_range);
     const Checkpoint ckpt = load_checkpoint(margs.model, margs.tokenizer);
-    if (ckpt.tokenizer_path.empty())
-        throw ConfigError("no tokenizer: " + margs.model + " has no tokenizer.model beside it; pass --tokenizer");
-    const auto tokenizer = Tokenizer::load(ckpt.tokenizer_path);
+    const auto tokenizer = checkpoint_tokenizer(ckpt, margs.model);
     const auto t0 = std::chrono::steady_clock::now();
     const auto fisher = compute_fisher(ckpt, *tokenizer, fo, progress_printer());
     write_fisher(out, fisher, fo);

@@ -60,6 +60,9 @@ private:
     bool committed_ = false;
 };
 
+// Folder of the running executable (from /proc/self/exe), "." when unknown.
+std::string executable_dir();
+
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
 uint64_t file_size(const std::string& path);

@@ -41,6 +41,9 @@ struct QuantizedTensor {
 // Group index of each column in natural order: [in] int64 with k / g.
 at::Tensor natural_group_index(int64_t in, const QuantSpec& spec);
 
+// Per-group max and min of weight [out, in]: [out, G] each (a short last group uses only its own columns).
+void group_max_min(const at::Tensor& weight, const QuantSpec& spec, at::Tensor& gmax, at::Tensor& gmin);
+
 // Expands per-group values [out, G] to per-column values [out, in] through g_idx.
 at::Tensor expand_groups(const at::Tensor& per_group, const at::Tensor& g_idx);
 

@@ -47,9 +47,6 @@ private:
     std::map<std::string, std::string> metadata_;
 };
 
-// Bytes per element of a safetensors dtype name; 0 when the name is unknown.
-size_t safetensors_dtype_size(const std::string& dtype);
-
 using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 
 // Writes tensors (any device; copied to CPU, contiguous) in the given order, with `metadata` under __metadata__.

@@ -36,12 +36,6 @@ bool is_named(const std::string& name) {
     return false;
 }
 
-std::string executable_dir() {
-    std::error_code ec;
-    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    return ec ? std::string(".") : exe.parent_path().string();
-}
-
 }  // namespace
 
 int64_t Rng::uniform(int64_t lo, int64_t hi) {

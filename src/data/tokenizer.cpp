@@ -8,9 +8,7 @@
 #include "saliq/tokenizer.h"
 
 #include <dlfcn.h>
-#include <unistd.h>
 
-#include <climits>
 #include <cstdlib>
 #include <mutex>
 
@@ -30,15 +28,6 @@ struct ShimApi {
     int32_t (*bos_id)(void*) = nullptr;
     int32_t (*eos_id)(void*) = nullptr;
 };
-
-std::string executable_dir() {
-    char buffer[PATH_MAX];
-    const ssize_t n = readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
-    if (n <= 0) return ".";
-    std::string exe(buffer, static_cast<size_t>(n));
-    const auto slash = exe.rfind('/');
-    return slash == std::string::npos ? "." : exe.substr(0, slash);
-}
 
 std::vector<std::string> shim_candidates() {
     std::vector<std::string> out;

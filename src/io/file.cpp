@@ -128,6 +128,12 @@ void StagingDir::commit() {
     if (!old.empty()) fs::remove_all(old, ec);
 }
 
+std::string executable_dir() {
+    std::error_code ec;
+    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
+    return ec ? std::string(".") : exe.parent_path().string();
+}
+
 bool path_exists(const std::string& path) {
     std::error_code ec;
     return fs::exists(path, ec);

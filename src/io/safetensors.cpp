@@ -85,11 +85,6 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
 
 }  // namespace
 
-size_t safetensors_dtype_size(const std::string& dtype) {
-    const DTypeInfo* info = find_dtype(dtype);
-    return info ? info->size : 0;
-}
-
 std::shared_ptr<SafetensorsReader> SafetensorsReader::open(const std::string& path) {
     auto reader = std::shared_ptr<SafetensorsReader>(new SafetensorsReader());
     reader->file_ = MappedFile::open(path);

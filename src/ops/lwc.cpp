@@ -6,16 +6,6 @@
 namespace saliq {
 namespace {
 
-// Per-group max and min of weight [out, in]: [out, G] each (the short last group uses only its own columns).
-void group_max_min(const at::Tensor& weight, const QuantSpec& spec, at::Tensor& gmax, at::Tensor& gmin) {
-    const int64_t out = weight.size(0), in = weight.size(1), g = spec.effective_group(in), G = spec.n_groups(in);
-    at::Tensor w = weight;
-    if (G * g != in) w = at::cat({w, w.narrow(1, (G - 1) * g, 1).expand({out, G * g - in})}, 1);
-    at::Tensor grouped = w.view({out, G, g});
-    gmax = std::get<0>(grouped.max(2));
-    gmin = std::get<0>(grouped.min(2));
-}
-
 // fp64 stays fp64 (gradient checks), everything else computes in fp32.
 at::Tensor float_or_double(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? t : t.to(at::kFloat); }
 

@@ -68,20 +68,23 @@ at::Tensor quantize_codes(const at::Tensor& w, const at::Tensor& scale, const at
     return at::clamp(at::round(w.to(at::kFloat) / scale) + zero, 0, static_cast<double>(maxq)).to(at::kByte);
 }
 
+void group_max_min(const at::Tensor& weight, const QuantSpec& spec, at::Tensor& gmax, at::Tensor& gmin) {
+    const int64_t out = weight.size(0), in = weight.size(1), g = spec.effective_group(in), G = spec.n_groups(in);
+    // Pad the short last group with copies of its first column: min/max stay those of the real columns.
+    at::Tensor w = weight;
+    if (G * g != in) w = at::cat({w, w.narrow(1, (G - 1) * g, 1).expand({out, G * g - in})}, 1);
+    at::Tensor grouped = w.view({out, G, g});
+    gmax = std::get<0>(grouped.max(2));
+    gmin = std::get<0>(grouped.min(2));
+}
+
 QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& spec) {
     spec.validate();
-    const int64_t out = weight.size(0), in = weight.size(1), g = spec.effective_group(in), G = spec.n_groups(in);
-    at::Tensor w = weight.to(at::kFloat);
-    // Pad the short last group with copies of its first column: min/max stay those of the real columns.
-    at::Tensor padded = w;
-    if (G * g != in) {
-        at::Tensor fill = w.narrow(1, (G - 1) * g, 1).expand({out, G * g - in});
-        padded = at::cat({w, fill}, 1);
-    }
-    at::Tensor grouped = padded.view({out, G, g});
-    at::Tensor scale, zero;
-    minmax_scale_zero(std::get<0>(grouped.min(2)), std::get<0>(grouped.max(2)), spec, scale, zero);  // [out, G]
-    return make_quantized(w, scale, zero, natural_group_index(in, spec), spec);
+    const at::Tensor w = weight.to(at::kFloat);
+    at::Tensor gmax, gmin, scale, zero;
+    group_max_min(w, spec, gmax, gmin);
+    minmax_scale_zero(gmin, gmax, spec, scale, zero);  // [out, G]
+    return make_quantized(w, scale, zero, natural_group_index(w.size(1), spec), spec);
 }
 
 QuantizedTensor make_quantized(const at::Tensor& weight, const at::Tensor& scales, const at::Tensor& zeros,

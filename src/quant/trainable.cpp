@@ -80,8 +80,13 @@ std::vector<TrainStage> resolve_stages(const QuantizeOptions& o) {
 bool stage_uses_mse(const std::string& stage) { return stage == "opt" || stage == "mixed"; }
 bool stage_uses_reg(const std::string& stage) { return stage == "wpt" || stage == "mixed"; }
 
-std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& o, int64_t layer,
-                                          const std::vector<const TrainableLinear*>& linears,
+bool stages_use_reg(const std::vector<TrainStage>& stages) {
+    for (const auto& s : stages)
+        if (stage_uses_reg(s.name) && s.epochs > 0) return true;
+    return false;
+}
+
+std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& o, const std::vector<const TrainableLinear*>& linears,
                                           const std::vector<std::string>& names, nlohmann::json& stats) {
     std::vector<at::Tensor> out;
     std::shared_ptr<SafetensorsReader> reader;
@@ -110,7 +115,6 @@ std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& o, int64_t laye
                            {"mean", f.mean().item<double>()}};
         out.push_back(f);
     }
-    (void)layer;
     return out;
 }
 

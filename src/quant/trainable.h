@@ -49,10 +49,11 @@ private:
 std::vector<TrainStage> resolve_stages(const QuantizeOptions& options);
 bool stage_uses_mse(const std::string& stage);
 bool stage_uses_reg(const std::string& stage);
+bool stages_use_reg(const std::vector<TrainStage>& stages);  // any stage with epochs that needs the regularizer
 
 // Loads (and checks) the Fisher tensors of one block's linears; F = 1 when the regularizer is unweighted.
 // Statistics (sum, max, mean) of each go into `stats`.
-std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& options, int64_t layer,
+std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& options,
                                           const std::vector<const TrainableLinear*>& linears,
                                           const std::vector<std::string>& names, nlohmann::json& stats);
 

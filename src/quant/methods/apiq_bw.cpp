@@ -54,11 +54,9 @@ public:
         const auto stages = resolve_stages(o);
         std::vector<at::Tensor> fisher;
         double lambda = 0.0;
-        bool any_reg = false;
-        for (const auto& s : stages) any_reg = any_reg || (stage_uses_reg(s.name) && s.epochs > 0);
-        if (any_reg) {
+        if (stages_use_reg(stages)) {
             nlohmann::json fisher_stats = nlohmann::json::object();
-            fisher = load_block_fisher(o, layer, raw, names, fisher_stats);
+            fisher = load_block_fisher(o, raw, names, fisher_stats);
             lambda = o.saliency.lambda * std::pow(o.saliency.lambda_multiplier, static_cast<double>(layer));
             stats["fisher"] = fisher_stats;
             stats["lambda"] = lambda;

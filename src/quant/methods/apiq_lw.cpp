@@ -66,11 +66,9 @@ public:
                 std::vector<const TrainableLinear*> raw = {&t};
                 nlohmann::json layer_stats = nlohmann::json::object();
                 std::vector<at::Tensor> fisher;
-                bool any_reg = false;
-                for (const auto& s : stages) any_reg = any_reg || (stage_uses_reg(s.name) && s.epochs > 0);
-                if (any_reg) {
+                if (stages_use_reg(stages)) {
                     nlohmann::json fisher_stats = nlohmann::json::object();
-                    fisher = load_block_fisher(o, layer, raw, {name}, fisher_stats);
+                    fisher = load_block_fisher(o, raw, {name}, fisher_stats);
                     layer_stats["fisher"] = fisher_stats[name];
                 }
                 Trainer trainer(t.lwc_parameters(), t.lora_parameters(), lwc_lr, o.apiq.lora_lr, wd,
