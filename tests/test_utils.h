@@ -3,7 +3,6 @@
 
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
 #include <fstream>
 #include <string>
 #include <vector>
@@ -11,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "saliq/corpus.h"
+#include "saliq/file.h"
 
 namespace saliq::test {
 
@@ -22,16 +22,13 @@ inline std::string stories_tokenizer() { return data_path("models/stories260K/to
 class TempDir {
 public:
     TempDir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "saliq-test-XXXXXX").string();
+        std::string pattern = saliq::temp_directory() + "/saliq-test-XXXXXX";
         std::vector<char> buffer(pattern.begin(), pattern.end());
         buffer.push_back('\0');
         if (mkdtemp(buffer.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
         path_ = buffer.data();
     }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
+    ~TempDir() { saliq::remove_tree(path_); }
     const std::string& path() const { return path_; }
     std::string file(const std::string& name) const { return path_ + "/" + name; }
 

@@ -21,6 +21,7 @@
 #include "saliq/model.h"
 #include "saliq/perplexity.h"
 #include "saliq/quantize.h"
+#include "saliq/runtime.h"
 #include "saliq/saliency.h"
 #include "saliq/strings.h"
 #include "saliq/threads.h"
@@ -550,6 +551,7 @@ int main(int argc, char** argv) {
         if (quiet) level = LogLevel::Warn;
         if (!log_level.empty()) level = parse_log_level(log_level);
         set_log_level(level);
+        if (const std::string shadowing = libstdcxx_shadowing(); !shadowing.empty()) log_warn(shadowing);
 
         if (*convert) return run_convert(from_llama2c, convert_tokenizer, convert_out, force);
         if (*eval) {

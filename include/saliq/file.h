@@ -7,6 +7,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <vector>
 
 namespace saliq {
 
@@ -63,8 +64,17 @@ private:
 // Folder of the running executable (from /proc/self/exe), "." when unknown.
 std::string executable_dir();
 
+// Paths and folders (POSIX underneath; see file.cpp for why not std::filesystem). Throwing ones throw IoError.
 bool path_exists(const std::string& path);
 bool is_directory(const std::string& path);
 uint64_t file_size(const std::string& path);
+std::vector<std::string> list_directory(const std::string& path);  // names, sorted, without "." and ".."
+bool is_empty_directory(const std::string& path);
+void make_directories(const std::string& path);          // like mkdir -p
+bool remove_tree(const std::string& path);               // like rm -rf; never follows links; false on failure
+void rename_path(const std::string& from, const std::string& to);
+void copy_file(const std::string& from, const std::string& to);  // atomic on the destination
+std::string canonical_path(const std::string& path);     // realpath
+std::string temp_directory();                            // $TMPDIR, else /tmp
 
 }  // namespace saliq

@@ -1,6 +1,5 @@
 #include "saliq/corpus.h"
 
-#include <filesystem>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -13,7 +12,6 @@
 namespace saliq {
 namespace {
 
-namespace fs = std::filesystem;
 
 struct NamedCorpus {
     const char* name;
@@ -54,7 +52,7 @@ std::string data_dir() {
     const std::string candidates[] = {"../shared/data", executable_dir() + "/../../shared/data",
                                       executable_dir() + "/../shared/data"};
     for (const auto& c : candidates)
-        if (is_directory(c)) return fs::weakly_canonical(c).string();
+        if (is_directory(c)) return canonical_path(c);
     return "../shared/data";
 }
 

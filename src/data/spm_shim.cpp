@@ -20,10 +20,11 @@ int copy_out(const std::string& text, char* out, int capacity) {
 
 extern "C" {
 
-void* saliq_spm_load(const char* path, char* error, int error_capacity) {
+// Parses a model from its bytes: the file is read on our side, so no file I/O happens in this namespace.
+void* saliq_spm_load(const char* data, int64_t size, char* error, int error_capacity) {
     try {
         auto* processor = new sentencepiece::SentencePieceProcessor();
-        const auto status = processor->Load(path);
+        const auto status = processor->LoadFromSerializedProto(absl::string_view(data, static_cast<size_t>(size)));
         if (!status.ok()) {
             copy_out(status.ToString(), error, error_capacity - 1);
             delete processor;

@@ -19,7 +19,7 @@ namespace saliq {
 namespace {
 
 struct ShimApi {
-    void* (*load)(const char*, char*, int) = nullptr;
+    void* (*load)(const char*, int64_t, char*, int) = nullptr;
     void (*free)(void*) = nullptr;
     int64_t (*encode)(void*, const char*, int64_t, int32_t*, int64_t) = nullptr;
     int64_t (*decode)(void*, const int32_t*, int64_t, char*, int64_t) = nullptr;
@@ -88,9 +88,11 @@ const ShimApi& shim() {
 
 std::shared_ptr<Tokenizer> Tokenizer::load(const std::string& model_path) {
     if (!path_exists(model_path)) throw IoError(model_path, "tokenizer model does not exist");
+    const auto file = MappedFile::open(model_path);
     const ShimApi& api = shim();
     char error[512] = {0};
-    void* handle = api.load(model_path.c_str(), error, sizeof(error));
+    void* handle = api.load(reinterpret_cast<const char*>(file->data()), static_cast<int64_t>(file->size()), error,
+                            sizeof(error));
     if (handle == nullptr)
         throw FormatError(model_path, std::string("not a SentencePiece model: ") + error);
     auto tokenizer = std::shared_ptr<Tokenizer>(new Tokenizer());

@@ -1,6 +1,5 @@
 #include <chrono>
 #include <ctime>
-#include <filesystem>
 
 #include <ATen/ATen.h>
 
@@ -16,7 +15,6 @@
 namespace saliq {
 namespace {
 
-namespace fs = std::filesystem;
 
 std::string utc_now() {
     const std::time_t now = std::time(nullptr);
@@ -90,11 +88,10 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
     : source_(source), options_(options), out_(out_dir), force_(force) {
     while (out_.size() > 1 && out_.back() == '/') out_.pop_back();
     partial_ = out_ + ".partial";
-    std::error_code ec;
-    if (fs::exists(out_, ec) && (!fs::is_directory(out_, ec) || !fs::is_empty(out_, ec)) && !force)
+    if (path_exists(out_) && (!is_directory(out_) || !is_empty_directory(out_)) && !force)
         throw ConfigError("output folder " + out_ + " already holds files; pass --force to replace it");
     const nlohmann::json fingerprint = run_fingerprint(source, options);
-    if (fs::exists(partial_, ec)) {
+    if (path_exists(partial_)) {
         if (resume) {
             nlohmann::json saved;
             try {
@@ -110,12 +107,11 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
         if (!force)
             throw ConfigError("an interrupted run left " + partial_ +
                               "; pass --resume to continue it or --force to start over");
-        fs::remove_all(partial_, ec);
+        remove_tree(partial_);
     } else if (resume) {
         log_warn("--resume: no interrupted run at " + partial_ + "; starting from the first block");
     }
-    if (!fs::create_directories(partial_, ec) && ec)
-        throw IoError(partial_, "cannot create the partial-state folder: " + ec.message());
+    make_directories(partial_);
     const std::string state = nlohmann::json{{"fingerprint", fingerprint}}.dump(2) + "\n";
     write_file_atomic(partial_ + "/state.json", [&](std::ostream& out) { out << state; });
 }
@@ -262,9 +258,7 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     const std::string config_text = config.dump(2) + "\n";
     write_file_atomic(staging.file("config.json"), [&](std::ostream& out) { out << config_text; });
     if (!source_.tokenizer_path.empty()) {
-        std::error_code ec;
-        fs::copy_file(source_.tokenizer_path, staging.file("tokenizer.model"), ec);
-        if (ec) throw IoError(source_.tokenizer_path, "cannot copy tokenizer: " + ec.message());
+        copy_file(source_.tokenizer_path, staging.file("tokenizer.model"));
     }
 
     nlohmann::json manifest = {{"saliq_version", "0.1.0"}, {"created", utc_now()}};
@@ -300,8 +294,7 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     write_file_atomic(staging.file("saliq_manifest.json"), [&](std::ostream& out) { out << manifest_text; });
     blocks.clear();
     staging.commit();
-    std::error_code ec;
-    fs::remove_all(partial_, ec);
+    remove_tree(partial_);
 }
 
 }  // namespace saliq

@@ -1,12 +1,16 @@
 #include "saliq/file.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <fstream>
 #include <sstream>
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -14,8 +18,6 @@
 #include "saliq/error.h"
 
 namespace saliq {
-
-namespace fs = std::filesystem;
 
 MappedFile::MappedFile(std::string path, const uint8_t* data, uint64_t size)
     : path_(std::move(path)), data_(data), size_(size) {}
@@ -92,63 +94,133 @@ std::string read_text_file(const std::string& path) {
     return buffer.str();
 }
 
-StagingDir::StagingDir(std::string final_path, bool force) : final_(std::move(final_path)) {
-    while (final_.size() > 1 && final_.back() == '/') final_.pop_back();
-    std::error_code ec;
-    if (fs::exists(final_, ec)) {
-        if (!fs::is_directory(final_, ec))
-            throw ConfigError("output path " + final_ + " exists and is not a folder");
-        if (!fs::is_empty(final_, ec) && !force)
-            throw ConfigError("output folder " + final_ + " already holds files; pass --force to replace it");
-    }
-    staging_ = temporary_sibling(final_);
-    fs::remove_all(staging_, ec);
-    if (!fs::create_directories(staging_, ec))
-        throw IoError(staging_, "cannot create output folder: " + ec.message());
-}
+// Folder operations are plain POSIX calls, not std::filesystem. A pip PyTorch's libtorch exports its own
+// statically linked copy of libstdc++'s std::filesystem (pytorch/pytorch#133437); calls bound to that copy from
+// inline code of another libstdc++ version disagree about std::filesystem::path, and on the GPU image every test
+// that made or removed a folder crashed.
 
-StagingDir::~StagingDir() {
-    if (!committed_) {
-        std::error_code ec;
-        fs::remove_all(staging_, ec);
-    }
-}
+namespace {
 
-void StagingDir::commit() {
-    std::error_code ec;
-    std::string old;
-    if (fs::exists(final_, ec)) {
-        old = final_ + ".old-" + std::to_string(::getpid());
-        fs::rename(final_, old, ec);
-        if (ec) throw IoError(final_, "cannot move the previous output folder aside: " + ec.message());
-    }
-    fs::rename(staging_, final_, ec);
-    if (ec) throw IoError(final_, "cannot rename the finished output into place: " + ec.message());
-    committed_ = true;
-    if (!old.empty()) fs::remove_all(old, ec);
-}
+std::string errno_text() { return std::strerror(errno); }
 
-std::string executable_dir() {
-    std::error_code ec;
-    const fs::path exe = fs::read_symlink("/proc/self/exe", ec);
-    return ec ? std::string(".") : exe.parent_path().string();
-}
+bool stat_path(const std::string& path, struct stat& st) { return ::stat(path.c_str(), &st) == 0; }
+
+int remove_entry(const char* path, const struct stat*, int, struct FTW*) { return ::remove(path); }
+
+}  // namespace
 
 bool path_exists(const std::string& path) {
-    std::error_code ec;
-    return fs::exists(path, ec);
+    struct stat st {};
+    return stat_path(path, st);
 }
 
 bool is_directory(const std::string& path) {
-    std::error_code ec;
-    return fs::is_directory(path, ec);
+    struct stat st {};
+    return stat_path(path, st) && S_ISDIR(st.st_mode);
 }
 
 uint64_t file_size(const std::string& path) {
-    std::error_code ec;
-    const auto size = fs::file_size(path, ec);
-    if (ec) throw IoError(path, "cannot read file size: " + ec.message());
-    return size;
+    struct stat st {};
+    if (!stat_path(path, st)) throw IoError(path, "cannot read file size: " + errno_text());
+    return static_cast<uint64_t>(st.st_size);
+}
+
+std::vector<std::string> list_directory(const std::string& path) {
+    DIR* dir = ::opendir(path.c_str());
+    if (dir == nullptr) throw IoError(path, "cannot list folder: " + errno_text());
+    std::vector<std::string> names;
+    while (const dirent* entry = ::readdir(dir)) {
+        const std::string name = entry->d_name;
+        if (name != "." && name != "..") names.push_back(name);
+    }
+    ::closedir(dir);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+bool is_empty_directory(const std::string& path) { return list_directory(path).empty(); }
+
+void make_directories(const std::string& path) {
+    if (path.empty()) throw IoError(path, "cannot create a folder with an empty name");
+    std::string prefix;
+    size_t pos = 0;
+    while (pos != std::string::npos) {
+        pos = path.find('/', pos + 1);
+        prefix = path.substr(0, pos);
+        if (prefix.empty() || is_directory(prefix)) continue;
+        if (::mkdir(prefix.c_str(), 0777) != 0 && !(errno == EEXIST && is_directory(prefix)))
+            throw IoError(prefix, "cannot create folder: " + errno_text());
+    }
+}
+
+bool remove_tree(const std::string& path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0) return errno == ENOENT;
+    if (!S_ISDIR(st.st_mode)) return ::remove(path.c_str()) == 0;
+    // Depth first, and symbolic links are removed, never followed.
+    return ::nftw(path.c_str(), remove_entry, 16, FTW_DEPTH | FTW_PHYS) == 0;
+}
+
+void rename_path(const std::string& from, const std::string& to) {
+    if (std::rename(from.c_str(), to.c_str()) != 0)
+        throw IoError(to, "cannot rename " + from + " into place: " + errno_text());
+}
+
+void copy_file(const std::string& from, const std::string& to) {
+    const auto source = MappedFile::open(from);
+    write_file_atomic(to, [&](std::ostream& out) {
+        out.write(reinterpret_cast<const char*>(source->data()), static_cast<std::streamsize>(source->size()));
+    });
+}
+
+std::string canonical_path(const std::string& path) {
+    char resolved[PATH_MAX];
+    if (::realpath(path.c_str(), resolved) == nullptr) throw IoError(path, "cannot resolve path: " + errno_text());
+    return resolved;
+}
+
+std::string temp_directory() {
+    const char* env = std::getenv("TMPDIR");
+    std::string dir = env != nullptr && *env != '\0' ? env : "/tmp";
+    while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+    return dir;
+}
+
+std::string executable_dir() {
+    char buffer[PATH_MAX];
+    const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
+    if (n <= 0) return ".";
+    const std::string exe(buffer, static_cast<size_t>(n));
+    const size_t slash = exe.rfind('/');
+    return slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : exe.substr(0, slash);
+}
+
+StagingDir::StagingDir(std::string final_path, bool force) : final_(std::move(final_path)) {
+    while (final_.size() > 1 && final_.back() == '/') final_.pop_back();
+    if (path_exists(final_)) {
+        if (!is_directory(final_)) throw ConfigError("output path " + final_ + " exists and is not a folder");
+        if (!is_empty_directory(final_) && !force)
+            throw ConfigError("output folder " + final_ + " already holds files; pass --force to replace it");
+    }
+    staging_ = temporary_sibling(final_);
+    remove_tree(staging_);
+    make_directories(staging_);
+}
+
+StagingDir::~StagingDir() {
+    if (!committed_) remove_tree(staging_);
+}
+
+void StagingDir::commit() {
+    std::string old;
+    if (path_exists(final_)) {
+        old = final_ + ".old-" + std::to_string(::getpid());
+        if (std::rename(final_.c_str(), old.c_str()) != 0)
+            throw IoError(final_, "cannot move the previous output folder aside: " + errno_text());
+    }
+    rename_path(staging_, final_);
+    committed_ = true;
+    if (!old.empty()) remove_tree(old);
 }
 
 }  // namespace saliq

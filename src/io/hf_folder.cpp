@@ -1,5 +1,4 @@
 #include <cmath>
-#include <filesystem>
 #include <fstream>
 
 #include <ATen/ATen.h>
@@ -144,9 +143,7 @@ void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, cons
     const std::string config_text = llama_config_to_json(config).dump(2) + "\n";
     write_file_atomic(staging.file("config.json"), [&](std::ostream& out) { out << config_text; });
     if (!tokenizer_path.empty()) {
-        std::error_code ec;
-        std::filesystem::copy_file(tokenizer_path, staging.file("tokenizer.model"), ec);
-        if (ec) throw IoError(tokenizer_path, "cannot copy tokenizer: " + ec.message());
+        copy_file(tokenizer_path, staging.file("tokenizer.model"));
     }
     staging.commit();
 }

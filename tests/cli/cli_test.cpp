@@ -1,6 +1,7 @@
 // End-to-end checks of the saliq binary: exit codes and messages a user sees.
 #include <nlohmann/json.hpp>
 
+#include "saliq/strings.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -141,9 +142,9 @@ TEST(CliQuantize, RefusesBadRequestsWithClearMessages) {
     r = run_saliq(quantize_args(dir.file("b")) + " --group-size 256");
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("larger than the rows"), std::string::npos) << r.output;
-    EXPECT_FALSE(std::filesystem::exists(dir.file("b")));
+    EXPECT_FALSE(path_exists(dir.file("b")));
     test::write_bytes(dir.file("keep.txt"), "x");
-    std::filesystem::create_directory(dir.file("full"));
+    make_directories(dir.file("full"));
     test::write_bytes(dir.file("full/notes.txt"), "mine");
     r = run_saliq(quantize_args(dir.file("full")) + " --bits 4");
     EXPECT_EQ(r.exit_code, 2) << r.output;
@@ -151,7 +152,7 @@ TEST(CliQuantize, RefusesBadRequestsWithClearMessages) {
     EXPECT_EQ(test::read_bytes(dir.file("full/notes.txt")), "mine");
     r = run_saliq(quantize_args(dir.file("full")) + " --bits 4 --force -q");
     EXPECT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_FALSE(std::filesystem::exists(dir.file("full/notes.txt")));
+    EXPECT_FALSE(path_exists(dir.file("full/notes.txt")));
     r = run_saliq(quantize_args(dir.file("c")) + " --calib " + dir.file("keep.txt"));
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("calibration set too small"), std::string::npos) << r.output;
@@ -175,7 +176,7 @@ TEST(CliQuantize, NonFiniteWeightsExitWithFormatError) {
     EXPECT_EQ(r.exit_code, 3) << r.output;
     EXPECT_NE(r.output.find("model.layers.2.mlp.up_proj.weight"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("NaN"), std::string::npos) << r.output;
-    EXPECT_FALSE(std::filesystem::exists(dir.file("q")));
+    EXPECT_FALSE(path_exists(dir.file("q")));
 }
 
 }  // namespace
@@ -187,12 +188,14 @@ namespace {
 TEST(CliConfigs, EveryShippedConfigParses) {
     // Each config's options must exist: with the model pointed at nothing, the run gets as far as loading it.
     int n = 0;
-    for (const auto& entry : std::filesystem::directory_iterator(std::string(SALIQ_SOURCE_DIR) + "/configs")) {
-        if (entry.path().extension() != ".toml") continue;
+    const std::string configs = std::string(SALIQ_SOURCE_DIR) + "/configs";
+    for (const auto& name : list_directory(configs)) {
+        if (!ends_with(name, ".toml")) continue;
         ++n;
-        const auto r = run_saliq("quantize --config " + entry.path().string() + " -m /nonexistent/model -o /tmp/x");
-        EXPECT_EQ(r.exit_code, 3) << entry.path() << "\n" << r.output;
-        EXPECT_NE(r.output.find("/nonexistent/model"), std::string::npos) << entry.path() << "\n" << r.output;
+        const std::string path = configs + "/" + name;
+        const auto r = run_saliq("quantize --config " + path + " -m /nonexistent/model -o /tmp/x");
+        EXPECT_EQ(r.exit_code, 3) << path << "\n" << r.output;
+        EXPECT_NE(r.output.find("/nonexistent/model"), std::string::npos) << path << "\n" << r.output;
     }
     EXPECT_GE(n, 4);
 }

@@ -1,6 +1,5 @@
 // End-to-end checks of `saliq eval --tasks`: the table, the JSON, the BOS switch, and exit codes for bad input.
 #include <cstdlib>
-#include <filesystem>
 
 #include <nlohmann/json.hpp>
 
@@ -77,7 +76,7 @@ TEST(ZeroShotCli, MissingAndMalformedTaskFilesExitWithCode3) {
     EXPECT_EQ(r.exit_code, 3) << r.output;
     EXPECT_NE(r.output.find(dir.path() + "/tasks/boolq/dev.jsonl"), std::string::npos) << r.output;
 
-    std::filesystem::create_directories(dir.file("tasks/boolq"));
+    make_directories(dir.file("tasks/boolq"));
     test::write_bytes(dir.file("tasks/boolq/dev.jsonl"),
                       "{\"question\": \"q\", \"passage\": \"p\", \"answer\": true}\n{\"question\": \"q\", \"passage\"\n");
     r = run_saliq("eval " + args + " --tasks boolq");

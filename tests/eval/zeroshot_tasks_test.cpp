@@ -217,7 +217,7 @@ TEST(ZeroShotTasks, MissingTaskFileNamesThePath) {
             << e.what();
     }
     // PIQA needs its label file too.
-    std::filesystem::create_directories(dir.file("tasks/piqa"));
+    make_directories(dir.file("tasks/piqa"));
     test::write_bytes(dir.file("tasks/piqa/valid.jsonl"), "{\"goal\":\"g\",\"sol1\":\"a\",\"sol2\":\"b\"}\n");
     try {
         load_task("piqa", dir.path());

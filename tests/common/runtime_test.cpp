@@ -1,0 +1,22 @@
+#include <gtest/gtest.h>
+
+#include "saliq/runtime.h"
+
+namespace saliq {
+namespace {
+
+TEST(Runtime, DefiningLibraryNamesTheLoadedObject) {
+    EXPECT_NE(defining_library("malloc").find("libc.so"), std::string::npos) << defining_library("malloc");
+    EXPECT_EQ(defining_library("saliq_no_such_symbol_anywhere"), "");
+}
+
+// A pip PyTorch's libtorch carries its own copy of std::filesystem; our binaries must bind to libstdc++'s.
+TEST(Runtime, LibstdcxxSymbolsComeFromLibstdcxx) {
+    const std::string symbol = "_ZNSt10filesystem7__cxx114path14_M_split_cmptsEv";
+    EXPECT_NE(defining_library(symbol.c_str()).find("libstdc++"), std::string::npos)
+        << defining_library(symbol.c_str());
+    EXPECT_EQ(libstdcxx_shadowing(), "");
+}
+
+}  // namespace
+}  // namespace saliq
