@@ -98,7 +98,16 @@ struct Rope {
 };
 
 Rope make_rope(const LlamaConfig& config, int64_t max_len, const at::TensorOptions& options);
+// x [..., head_dim] rotated by rows of the tables (cos, sin broadcast against x).
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin);
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
+
+// Grouped-query attention of q [B, nh, Tq, d] over k, v [B, nkv, Tk, d]; `blocked` (broadcastable to
+// [B, nkv, nh / nkv, Tq, Tk]) is true where a query must not look. Softmax in fp32. Returns [B, Tq, nh * d].
+at::Tensor grouped_query_attention(const LlamaConfig& config, const at::Tensor& q, const at::Tensor& k,
+                                   const at::Tensor& v, const at::Tensor& blocked);
+// The block's gated MLP, down(silu(gate(y)) * up(y)), on normed hidden states y.
+at::Tensor mlp_forward(const DecoderBlock& block, const at::Tensor& y);
 
 // One decoder block on hidden states [B, T, H] (positions 0..T-1, causal).
 at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,

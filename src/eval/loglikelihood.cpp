@@ -105,8 +105,8 @@ void add_units(const std::vector<TokenizedRequest>& group, size_t g, int64_t max
 // The shared forward pass. A batch's real tokens (every unit's prefix, then its branches) form one flat list, so the
 // per-token work (norms, linears, MLP) has no padding. Attention runs in padded blocks of rows gathered from that
 // list: one block for the prefixes (plain causal) and a few for the branches, bucketed by length, each branch row
-// seeing its unit's prefix and its own tokens. This restates block_forward (src/model/llama.cpp); tests pin it to
-// LlamaModel::forward.
+// seeing its unit's prefix and its own tokens. The block's pieces (norms, RoPE, attention, MLP) are block_forward's
+// own (src/model/); tests pin the result to LlamaModel::forward.
 
 constexpr size_t kBranchBuckets = 4;  // branch rows of a batch are split into this many length buckets
 
@@ -196,25 +196,6 @@ FlatBatch make_batch(const std::vector<Unit>& units, size_t first, size_t last) 
     return b;
 }
 
-at::Tensor rotate_half(const at::Tensor& x) {
-    const int64_t half = x.size(-1) / 2;
-    return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
-// Grouped-query attention of q [B, nh, Tq, d] over k, v [B, nkv, Tk, d]; `blocked` [B or 1, 1, 1, Tq, Tk] is true
-// where a query must not look. Returns [B, Tq, nh * d].
-at::Tensor attend(const LlamaConfig& c, const at::Tensor& q, const at::Tensor& k, const at::Tensor& v,
-                  const at::Tensor& blocked) {
-    const int64_t B = q.size(0), Tq = q.size(2), Tk = k.size(2);
-    const int64_t nh = c.n_heads, nkv = c.n_kv_heads, d = c.head_dim, rep = nh / nkv;
-    const at::Tensor qs = q.reshape({B, nkv, rep * Tq, d}) * (1.0 / std::sqrt(static_cast<double>(d)));
-    at::Tensor scores = at::matmul(qs, k.transpose(-1, -2)).view({B, nkv, rep, Tq, Tk});
-    if (scores.scalar_type() != at::kFloat) scores = scores.to(at::kFloat);  // softmax in fp32
-    scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
-    const at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type()).view({B, nkv, rep * Tq, Tk});
-    return at::matmul(probs, v).view({B, nh, Tq, d}).transpose(1, 2).reshape({B, Tq, nh * d});
-}
-
 // Final hidden states [N, H] of the batch's flat tokens.
 at::Tensor shared_hidden(const LlamaModel& model, const FlatBatch& b) {
     const LlamaConfig& c = model.config();
@@ -235,8 +216,8 @@ at::Tensor shared_hidden(const LlamaModel& model, const FlatBatch& b) {
         at::Tensor q = block.linears[kQProj]->forward(x).view({N, nh, d});
         at::Tensor k = block.linears[kKProj]->forward(x).view({N, nkv, d});
         const at::Tensor v = with_dummy(block.linears[kVProj]->forward(x).view({N, nkv, d}));
-        q = with_dummy(q * cos + rotate_half(q) * sin);
-        k = with_dummy(k * cos + rotate_half(k) * sin);
+        q = with_dummy(apply_rope(q, cos, sin));
+        k = with_dummy(apply_rope(k, cos, sin));
         at::Tensor attn = at::zeros({N + 1, nh * d}, h.options());
         for (size_t j = 0; j < rows.size(); ++j) {
             const AttentionRows& r = rows[j];
@@ -245,12 +226,10 @@ at::Tensor shared_hidden(const LlamaModel& model, const FlatBatch& b) {
             const at::Tensor qb = q.index_select(0, r.q_index).view({B, Tq, nh, d}).transpose(1, 2);
             const at::Tensor kb = k.index_select(0, r.k_index).view({B, Tk, nkv, d}).transpose(1, 2);
             const at::Tensor vb = v.index_select(0, r.k_index).view({B, Tk, nkv, d}).transpose(1, 2);
-            attn.index_copy_(0, r.q_index, attend(c, qb, kb, vb, r.blocked).reshape({B * Tq, nh * d}));
+            attn.index_copy_(0, r.q_index, grouped_query_attention(c, qb, kb, vb, r.blocked).reshape({B * Tq, nh * d}));
         }
         h = h + block.linears[kOProj]->forward(attn.narrow(0, 0, N).unsqueeze(0));
-        const at::Tensor y = rms_norm(h, block.post_norm, c.rms_norm_eps);
-        const at::Tensor mlp = at::silu(block.linears[kGateProj]->forward(y)) * block.linears[kUpProj]->forward(y);
-        h = h + block.linears[kDownProj]->forward(mlp);
+        h = h + mlp_forward(block, rms_norm(h, block.post_norm, c.rms_norm_eps));
     }
     return h.squeeze(0);
 }

@@ -11,15 +11,6 @@
 namespace saliq {
 namespace {
 
-at::Tensor rotate_half(const at::Tensor& x) {
-    const int64_t half = x.size(-1) / 2;
-    return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
-}
-
-at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
-    return x * cos + rotate_half(x) * sin;
-}
-
 at::Tensor checked(const TensorSource& tensors, const std::string& name, const std::vector<int64_t>& shape,
                    const at::TensorOptions& options) {
     at::Tensor t = tensors.get(name);
@@ -57,35 +48,39 @@ at::TensorOptions resolve_model_options(const ModelOptions& options) {
     return at::TensorOptions().dtype(dtype).device(device);
 }
 
+at::Tensor grouped_query_attention(const LlamaConfig& config, const at::Tensor& q, const at::Tensor& k,
+                                   const at::Tensor& v, const at::Tensor& blocked) {
+    const int64_t B = q.size(0), Tq = q.size(2), Tk = k.size(2);
+    const int64_t nh = config.n_heads, nkv = config.n_kv_heads, d = config.head_dim, rep = nh / nkv;
+    // Without copying K/V: query head h uses kv head h / rep.
+    const at::Tensor qs = q.reshape({B, nkv, rep * Tq, d}) * (1.0 / std::sqrt(static_cast<double>(d)));
+    at::Tensor scores = at::matmul(qs, k.transpose(-1, -2)).view({B, nkv, rep, Tq, Tk});
+    if (scores.scalar_type() != at::kFloat) scores = scores.to(at::kFloat);  // softmax in fp32
+    scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
+    const at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type()).view({B, nkv, rep * Tq, Tk});
+    return at::matmul(probs, v).view({B, nh, Tq, d}).transpose(1, 2).reshape({B, Tq, nh * d});
+}
+
+at::Tensor mlp_forward(const DecoderBlock& block, const at::Tensor& y) {
+    return block.linears[kDownProj]->forward(at::silu(block.linears[kGateProj]->forward(y)) *
+                                             block.linears[kUpProj]->forward(y));
+}
+
 at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
                          const at::Tensor& hidden) {
     const int64_t B = hidden.size(0), T = hidden.size(1);
-    const int64_t nh = config.n_heads, nkv = config.n_kv_heads, d = config.head_dim, rep = nh / nkv;
+    const int64_t nh = config.n_heads, nkv = config.n_kv_heads, d = config.head_dim;
 
-    at::Tensor x = rms_norm(hidden, block.input_norm, config.rms_norm_eps);
+    const at::Tensor x = rms_norm(hidden, block.input_norm, config.rms_norm_eps);
     at::Tensor q = block.linears[kQProj]->forward(x).view({B, T, nh, d}).transpose(1, 2);    // [B, nh, T, d]
     at::Tensor k = block.linears[kKProj]->forward(x).view({B, T, nkv, d}).transpose(1, 2);   // [B, nkv, T, d]
-    at::Tensor v = block.linears[kVProj]->forward(x).view({B, T, nkv, d}).transpose(1, 2);   // [B, nkv, T, d]
+    const at::Tensor v = block.linears[kVProj]->forward(x).view({B, T, nkv, d}).transpose(1, 2);
     const at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
     q = apply_rope(q, cos, sin);
     k = apply_rope(k, cos, sin);
-
-    // Grouped-query attention without copying K/V: query head h uses kv head h / rep.
-    q = q.reshape({B, nkv, rep * T, d}) * (1.0 / std::sqrt(static_cast<double>(d)));
-    at::Tensor scores = at::matmul(q, k.transpose(-1, -2)).view({B, nkv, rep, T, T});
-    if (scores.scalar_type() != at::kFloat) scores = scores.to(at::kFloat);  // softmax in fp32
-    at::Tensor mask = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(hidden.device())).triu(1);
-    scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
-    at::Tensor probs = at::softmax(scores, -1).to(hidden.scalar_type()).view({B, nkv, rep * T, T});
-    at::Tensor attn = at::matmul(probs, v)                       // [B, nkv, rep*T, d]
-                          .view({B, nh, T, d})
-                          .transpose(1, 2)
-                          .reshape({B, T, nh * d});
-    at::Tensor h = hidden + block.linears[kOProj]->forward(attn);
-
-    at::Tensor y = rms_norm(h, block.post_norm, config.rms_norm_eps);
-    at::Tensor mlp = at::silu(block.linears[kGateProj]->forward(y)) * block.linears[kUpProj]->forward(y);
-    return h + block.linears[kDownProj]->forward(mlp);
+    const at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(hidden.device())).triu(1);
+    const at::Tensor h = hidden + block.linears[kOProj]->forward(grouped_query_attention(config, q, k, v, causal));
+    return h + mlp_forward(block, rms_norm(h, block.post_norm, config.rms_norm_eps));
 }
 
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const PackedInfo& packed, int64_t layer,

@@ -14,6 +14,12 @@ Rope make_rope(const LlamaConfig& config, int64_t max_len, const at::TensorOptio
     return Rope{emb.cos().to(options), emb.sin().to(options)};
 }
 
+at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {
+    const int64_t half = x.size(-1) / 2;
+    const at::Tensor rotated = at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);  // rotate halves
+    return x * cos + rotated * sin;
+}
+
 at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps) {
     // Normalize in fp32, as the reference implementation does, then return to the compute dtype.
     at::Tensor xf = x.to(at::kFloat);
