@@ -6,8 +6,10 @@
 #include "model_fixture.h"
 #include "quant/method.h"
 #include "saliq/model.h"
+#include "saliq/perplexity.h"
 #include "saliq/quantize.h"
 #include "saliq/tokenizer.h"
+#include "saliq/zeroshot.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -62,6 +64,41 @@ TEST(Cuda, RtnAndApiqRunOnTheGpu) {
         const auto& stage = b.method_stats["stages"][0];
         EXPECT_LT(stage["loss_end"].get<double>(), stage["loss_start"].get<double>());
     }
+}
+
+// The evaluator's two engines (perplexity windows, batched zero-shot scoring with shared prefixes) on the GPU.
+TEST(Cuda, PerplexityAndZeroShotScoresMatchCpu) {
+    if (!has_gpu()) GTEST_SKIP() << "no CUDA device";
+    const LlamaConfig c = test::tiny_config();
+    const auto weights = test::random_weights(c, 5);
+    ModelOptions gpu;
+    gpu.device = "cuda";
+    gpu.dtype = "fp32";
+    auto cpu_model = LlamaModel::load(test::memory_checkpoint(c, weights), {});
+    auto gpu_model = LlamaModel::load(test::memory_checkpoint(c, weights), gpu);
+
+    std::vector<int32_t> tokens(200);
+    for (size_t i = 0; i < tokens.size(); ++i) tokens[i] = static_cast<int32_t>((i * 7 + i / 3) % c.vocab_size);
+    PerplexityOptions p;
+    p.seqlen = 32;
+    p.batch_size = 3;
+    EXPECT_NEAR(evaluate_perplexity(*gpu_model, tokens, p).ppl, evaluate_perplexity(*cpu_model, tokens, p).ppl,
+                1e-3 * evaluate_perplexity(*cpu_model, tokens, p).ppl);
+
+    const std::vector<std::vector<TokenizedRequest>> groups = {
+        {{{1, 5, 9, 33}, {2, 7}}, {{1, 5, 9, 33}, {2, 7, 7, 60}}, {{1, 5, 9, 33}, {12}}},
+        {{{4, 4}, {5}}, {{6, 4}, {5}}},
+        {{{1, 2}, {30, 31, 32, 33, 34, 35, 36, 37, 38, 39}}, {{1, 2}, {30, 31}}},
+    };
+    LoglikelihoodOptions options;
+    options.batch_size = 2;
+    const auto want = compute_loglikelihoods(*cpu_model, groups, options);
+    const auto got = compute_loglikelihoods(*gpu_model, groups, options);
+    for (size_t g = 0; g < groups.size(); ++g)
+        for (size_t i = 0; i < groups[g].size(); ++i) {
+            EXPECT_NEAR(got[g][i].logprob, want[g][i].logprob, 1e-3) << "group " << g << " request " << i;
+            EXPECT_EQ(got[g][i].is_greedy, want[g][i].is_greedy) << "group " << g << " request " << i;
+        }
 }
 
 }  // namespace
