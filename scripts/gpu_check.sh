@@ -42,5 +42,18 @@ ninja -C "$build" >"$build.build.log" 2>&1 || { tail -50 "$build.build.log"; exi
 echo "first needed libraries of saliq: $(readelf -d "$build/saliq" | awk '/NEEDED/ {print $5}' | head -3 | tr '\n' ' ')"
 echo "libtorch_cpu.so's own std::filesystem symbols: $(nm -D --defined-only "$torch_prefix/../../lib/libtorch_cpu.so" \
   2>/dev/null | grep -c _ZNSt10filesystem || true)"
+# The tokenizer shim first: its second link-map namespace once crashed on this image. On failure, show where
+# (cuda-gdb debugs host code too; the image has no gdb) and try the RTLD_DEEPBIND fallback for the whole run.
+probe=Tokenizer.Stories512RoundTripsText
+if ! "$build/saliq_tests" --gtest_filter="$probe" >"$build.probe.log" 2>&1; then
+  tail -20 "$build.probe.log"
+  if command -v cuda-gdb >/dev/null; then
+    cuda-gdb -batch -ex run -ex bt --args "$build/saliq_tests" --gtest_filter="$probe" 2>&1 | tail -40 || true
+  fi
+  if SALIQ_SPM_LOAD=deepbind "$build/saliq_tests" --gtest_filter="$probe" >/dev/null 2>&1; then
+    echo "the tokenizer works with SALIQ_SPM_LOAD=deepbind: using it for the tests"
+    export SALIQ_SPM_LOAD=deepbind
+  fi
+fi
 cd "$build"
 ctest -j"$(nproc)" --output-on-failure "$@"

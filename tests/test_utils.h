@@ -51,9 +51,10 @@ struct CommandResult {
     std::string output;  // stdout and stderr together
 };
 
-// Runs the saliq binary with `args` (a shell-quoted string) and captures its output and exit code.
-inline CommandResult run_saliq(const std::string& args) {
-    const std::string command = std::string(SALIQ_BINARY) + " " + args + " 2>&1";
+// Runs the saliq binary with `args` (a shell-quoted string) and captures its output and exit code; `env` is
+// prepended as shell variable assignments (e.g. "SALIQ_SPM_LOAD=deepbind").
+inline CommandResult run_saliq(const std::string& args, const std::string& env = "") {
+    const std::string command = (env.empty() ? "" : env + " ") + std::string(SALIQ_BINARY) + " " + args + " 2>&1";
     CommandResult result;
     FILE* pipe = popen(command.c_str(), "r");
     if (pipe == nullptr) return result;

@@ -14,6 +14,7 @@
 
 #include "saliq/error.h"
 #include "saliq/file.h"
+#include "saliq/log.h"
 
 namespace saliq {
 namespace {
@@ -45,6 +46,18 @@ void bind(void* library, const char* name, F& slot, const std::string& path) {
     if (slot == nullptr) throw IoError(path, std::string("tokenizer shim lacks symbol ") + name);
 }
 
+// SALIQ_SPM_LOAD=deepbind loads the shim into our own namespace instead, its dependencies binding to their own
+// symbols first (RTLD_DEEPBIND): a fallback for systems where a second namespace misbehaves.
+void* open_shim(const std::string& path) {
+    const char* mode = std::getenv("SALIQ_SPM_LOAD");
+    if (mode != nullptr && std::string(mode) == "deepbind") {
+        log_debug("loading the tokenizer shim " + path + " with RTLD_DEEPBIND");
+        return dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_DEEPBIND);
+    }
+    log_debug("loading the tokenizer shim " + path + " into a new link-map namespace");
+    return dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
+}
+
 // The shim is loaded once per process: each dlmopen(LM_ID_NEWLM) takes one of glibc's few namespaces.
 const ShimApi& shim() {
     static std::once_flag once;
@@ -57,7 +70,7 @@ const ShimApi& shim() {
                 tried += " " + path;
                 continue;
             }
-            void* library = dlmopen(LM_ID_NEWLM, path.c_str(), RTLD_NOW | RTLD_LOCAL);
+            void* library = open_shim(path);
             if (library == nullptr) {
                 error = path + ": cannot load tokenizer shim: " + dlerror();
                 return;

@@ -105,6 +105,19 @@ TEST(Cli, GenerateFollowsThePrompt) {
     EXPECT_EQ(r.output.rfind("Once upon a time", 0), 0u) << r.output;
 }
 
+// The fallback way of loading the tokenizer shim (own namespace, RTLD_DEEPBIND) decodes the same text.
+TEST(Cli, TokenizerShimLoadsWithDeepbindToo) {
+#if defined(__SANITIZE_ADDRESS__)
+    GTEST_SKIP() << "AddressSanitizer does not support RTLD_DEEPBIND";
+#endif
+    const std::string args = "generate " + stories_args() + " --prompt \"Once upon a time\" -n 20 -q";
+    const auto plain = run_saliq(args);
+    const auto deepbind = run_saliq(args + " --log-level debug", "SALIQ_SPM_LOAD=deepbind");
+    EXPECT_EQ(deepbind.exit_code, 0) << deepbind.output;
+    EXPECT_NE(deepbind.output.find("with RTLD_DEEPBIND"), std::string::npos) << deepbind.output;
+    EXPECT_NE(deepbind.output.find(plain.output), std::string::npos) << deepbind.output << "\n---\n" << plain.output;
+}
+
 }  // namespace
 }  // namespace saliq
 
