@@ -6,7 +6,9 @@ namespace saliq {
 namespace {
 
 TEST(Runtime, DefiningLibraryNamesTheLoadedObject) {
-    EXPECT_NE(defining_library("malloc").find("libc.so"), std::string::npos) << defining_library("malloc");
+    // (Not malloc: a sanitizer runtime interposes it, which is exactly what this function would show.)
+    EXPECT_NE(defining_library("gnu_get_libc_version").find("libc.so"), std::string::npos)
+        << defining_library("gnu_get_libc_version");
     EXPECT_EQ(defining_library("saliq_no_such_symbol_anywhere"), "");
 }
 
