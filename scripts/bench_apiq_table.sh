@@ -4,6 +4,7 @@
 # (LWC only), ApiQ-lw, ApiQ-bw, ApiQ-bw + saliency (Fisher-weighted), ApiQ-bw + plain L2, and a small lambda sweep
 # of the mixed stage. Runs JOBS quantizations at a time (default 2, one thread each) and prints a Markdown table.
 #   scripts/bench_apiq_table.sh [OUT_DIR]      env: NSAMPLES (32) SEQLEN (512) EPOCHS (20) JOBS (2) DEVICE (cpu)
+#   DTYPE (auto: fp32 on CPU, bf16 on CUDA) is the quantization's compute type; perplexity is always taken in fp32.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
@@ -40,9 +41,10 @@ run_one() {
   dir=$out/$name
   start=$(date +%s.%N)
   # shellcheck disable=SC2086
-  "$saliq" quantize $src $calib $args --out "$dir" --force -q >"$dir.log" 2>&1 || { echo "$name failed" >&2; return 0; }
+  "$saliq" quantize $src --dtype "${DTYPE:-auto}" $calib $args --out "$dir" --force -q >"$dir.log" 2>&1 ||
+    { echo "$name failed" >&2; return 0; }
   end=$(date +%s.%N)
-  "$saliq" eval -m "$dir" --device "$device" --threads "$threads" --dataset tinystories --eval-range 0.5:1 --seqlen 512 \
+  "$saliq" eval -m "$dir" --device "$device" --dtype fp32 --threads "$threads" --dataset tinystories --eval-range 0.5:1 --seqlen 512 \
     -q --json "$dir.eval.json" >/dev/null
   python3 - "$name" "$start" "$end" "$dir" <<'PY' > "$dir.row"
 import json, os, sys
@@ -56,7 +58,7 @@ export -f run_one
 export saliq src calib out device threads
 printf '%s\n' "${jobs[@]}" | xargs -P "${JOBS:-2}" -I{} bash -c 'run_one "$@"' _ {}
 
-"$saliq" eval $src --dataset tinystories --eval-range 0.5:1 --seqlen 512 -q --json "$out/fp.eval.json" >/dev/null
+"$saliq" eval $src --dtype fp32 --dataset tinystories --eval-range 0.5:1 --seqlen 512 -q --json "$out/fp.eval.json" >/dev/null
 echo "| run | perplexity | quantize wall s | model.safetensors bytes |"
 echo "|---|---|---|---|"
 python3 -c 'import json,sys; print("| FP32 | %.4f | - | - |" % json.load(open(sys.argv[1]))["ppl"])' "$out/fp.eval.json"

@@ -5,8 +5,10 @@
 #                                     # into .data (both git-ignored; carry both to the GPU machine)
 #   scripts/gpu_check.sh [CTEST_ARGS]  # there: configure + build into build-cuda, print how the binaries bind
 #                                     # libstdc++, run the whole test suite (CUDA tests included)
-# Env there: BUILD (build-cuda), SALIQ_DATA_DIR (default .data). Afterwards, with the same environment
-# (`source scripts/gpu_check.sh env`), run e.g. SALIQ_BUILD_DIR=build-cuda DEVICE=cuda scripts/bench_apiq_table.sh.
+#   scripts/gpu_check.sh build        # there: configure + build only
+# Env there: BUILD (build-cuda), SALIQ_DATA_DIR (default .data). The tables then run with the same environment:
+#   scripts/gpu_check.sh build && source scripts/gpu_check.sh env &&
+#     SALIQ_BUILD_DIR=build-cuda DEVICE=cuda NSAMPLES=128 JOBS=4 scripts/bench_apiq_table.sh
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
@@ -37,6 +39,7 @@ cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="
   -DCMAKE_CUDA_ARCHITECTURES=90 >"$build.cmake.log" 2>&1 || { cat "$build.cmake.log"; exit 1; }
 grep -E "sentencepiece:|Found Torch|CUDA detected" "$build.cmake.log" || true
 ninja -C "$build" >"$build.build.log" 2>&1 || { tail -50 "$build.build.log"; exit 1; }
+[ "${1:-}" = build ] && exit 0
 
 # The wheel's libtorch defines parts of libstdc++ itself (pytorch/pytorch#133437): libstdc++ must come first.
 echo "first needed libraries of saliq: $(readelf -d "$build/saliq" | awk '/NEEDED/ {print $5}' | head -3 | tr '\n' ' ')"
