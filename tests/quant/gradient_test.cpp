@@ -136,5 +136,30 @@ TEST(Gradients, RegularizerValueAndGradient) {
     EXPECT_NEAR(saliency_regularizer(linears, {2 * F}, true).item<double>(), 2 * reg().item<double>(), 1e-10);
 }
 
+// fp16 training's dynamic loss scaling (CUDA only in practice; the policy itself is device-free): a step whose
+// scaled gradients overflow is skipped and halves the scale; a finite one is unscaled exactly before AdamW.
+TEST(Trainer, LossScalingSkipsOverflowingStepsAndUnscalesTheRest) {
+    c10::AutoGradMode grad(true);
+    auto make = [] { return at::full({3}, 0.5, at::kFloat).requires_grad_(true); };
+    const at::Tensor scaled_p = make(), plain_p = make();
+    Trainer scaled({scaled_p}, {}, 1e-2, 1e-3, 0.1, /*loss_scaling=*/true);
+    Trainer plain({plain_p}, {}, 1e-2, 1e-3, 0.1, /*loss_scaling=*/false);
+
+    // Gradient 1e34 per element: times the initial scale 65536 it exceeds fp32's range; times 32768 it does not.
+    const at::Tensor before = scaled_p.detach().clone();
+    EXPECT_FALSE(scaled.step((scaled_p * 1e34f).sum()));
+    EXPECT_TRUE(at::equal(scaled_p.detach(), before)) << "a skipped step must not move the parameters";
+    EXPECT_TRUE(scaled.step((scaled_p * 1e34f).sum()));
+    EXPECT_TRUE(plain.step((plain_p * 1e34f).sum()));
+    EXPECT_TRUE(at::equal(scaled_p.detach(), plain_p.detach()));
+    // An ordinary loss: the same update as without scaling, to the bit (the scale is a power of two).
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_TRUE(scaled.step((scaled_p.pow(2) * 3.0f).sum()));
+        EXPECT_TRUE(plain.step((plain_p.pow(2) * 3.0f).sum()));
+    }
+    EXPECT_TRUE(at::equal(scaled_p.detach(), plain_p.detach())) << scaled_p << plain_p;
+    EXPECT_FALSE(at::equal(scaled_p.detach(), before));
+}
+
 }  // namespace
 }  // namespace saliq
