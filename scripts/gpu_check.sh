@@ -43,8 +43,11 @@ ninja -C "$build" >"$build.build.log" 2>&1 || { tail -50 "$build.build.log"; exi
 
 # The wheel's libtorch defines parts of libstdc++ itself (pytorch/pytorch#133437): libstdc++ must come first.
 echo "first needed libraries of saliq: $(readelf -d "$build/saliq" | awk '/NEEDED/ {print $5}' | head -3 | tr '\n' ' ')"
-echo "libtorch_cpu.so's own std::filesystem symbols: $(nm -D --defined-only "$torch_prefix/../../lib/libtorch_cpu.so" \
-  2>/dev/null | grep -c _ZNSt10filesystem || true)"
+libtorch_cpu=$torch_prefix/../../lib/libtorch_cpu.so  # a pip wheel's layout: torch/share/cmake, torch/lib
+if [ -f "$libtorch_cpu" ]; then
+  echo "std::filesystem symbols libtorch_cpu.so defines itself: $(nm -D --defined-only "$libtorch_cpu" |
+    grep -c _ZNSt10filesystem || true)"
+fi
 # The tokenizer shim first: its second link-map namespace once crashed on this image. On failure, show where
 # (cuda-gdb debugs host code too; the image has no gdb) and try the RTLD_DEEPBIND fallback for the whole run.
 probe=Tokenizer.Stories512RoundTripsText
