@@ -95,9 +95,9 @@ std::string read_text_file(const std::string& path) {
 }
 
 // Folder operations are plain POSIX calls, not std::filesystem. A pip PyTorch's libtorch exports its own
-// statically linked copy of libstdc++'s std::filesystem (pytorch/pytorch#133437); calls bound to that copy from
-// inline code of another libstdc++ version disagree about std::filesystem::path, and on the GPU image every test
-// that made or removed a folder crashed.
+// statically linked copy of libstdc++'s std::filesystem (pytorch/pytorch#133437), so calls could bind to a copy
+// built apart from the libstdc++ our inline code comes from; on the GPU image every test that made or removed a
+// folder crashed. Plain system calls leave no such question.
 
 namespace {
 
