@@ -83,6 +83,43 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
     return f;
 }
 
+namespace {
+
+// A finished block saved by GptqFolderWriter::save, back from its file.
+BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::json& meta, const QuantSpec& spec,
+                            const std::string& path) {
+    const bool v2 = !spec.symmetric;
+    BlockResult block;
+    block.layer = meta.at("layer").get<int64_t>();
+    block.block_error = meta.at("block_error").get<double>();
+    block.seconds = meta.at("seconds").get<double>();
+    block.method_stats = meta.at("method_stats");
+    for (const auto& l : meta.at("linears")) {
+        LinearResult lr;
+        lr.name = l.at("name").get<std::string>();
+        lr.rel_error = l.at("rel_error").get<double>();
+        lr.lora_scale = l.at("lora_scale").get<double>();
+        GptqTensors t{reader.tensor(lr.name + ".qweight"), reader.tensor(lr.name + ".qzeros"),
+                      reader.tensor(lr.name + ".scales"), reader.tensor(lr.name + ".g_idx")};
+        if (t.g_idx.dim() != 1 || t.scales.dim() != 2)
+            throw FormatError(path, lr.name + ": g_idx must be 1-D and scales 2-D; use --force to start over");
+        const int64_t in = t.g_idx.size(0), out = t.scales.size(1);
+        lr.q = gptq_unpack(t, spec, in, out, v2, path);
+        if (reader.has(lr.name + ".lora_A")) {
+            lr.lora_a = reader.tensor(lr.name + ".lora_A").clone();
+            lr.lora_b = reader.tensor(lr.name + ".lora_B").clone();
+        }
+        if (reader.has(lr.name + ".lwc_up")) {
+            lr.lwc_up = reader.tensor(lr.name + ".lwc_up").clone();
+            lr.lwc_low = reader.tensor(lr.name + ".lwc_low").clone();
+        }
+        block.linears.push_back(std::move(lr));
+    }
+    return block;
+}
+
+}  // namespace
+
 GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint& source,
                                    const QuantizeOptions& options, bool force, bool resume)
     : source_(source), options_(options), out_(out_dir), force_(force) {
@@ -165,32 +202,11 @@ BlockResult GptqFolderWriter::load(int64_t layer) const {
     } catch (const std::exception&) {
         throw FormatError(path, "missing or unreadable block metadata; use --force to start over");
     }
-    const bool v2 = !options_.spec.symmetric;
-    BlockResult block;
-    block.layer = meta.at("layer").get<int64_t>();
-    block.block_error = meta.at("block_error").get<double>();
-    block.seconds = meta.at("seconds").get<double>();
-    block.method_stats = meta.at("method_stats");
-    for (const auto& l : meta.at("linears")) {
-        LinearResult lr;
-        lr.name = l.at("name").get<std::string>();
-        lr.rel_error = l.at("rel_error").get<double>();
-        lr.lora_scale = l.at("lora_scale").get<double>();
-        GptqTensors t{reader->tensor(lr.name + ".qweight"), reader->tensor(lr.name + ".qzeros"),
-                      reader->tensor(lr.name + ".scales"), reader->tensor(lr.name + ".g_idx")};
-        const int64_t in = t.g_idx.size(0), out = t.scales.size(1);
-        lr.q = gptq_unpack(t, options_.spec, in, out, v2, path);
-        if (reader->has(lr.name + ".lora_A")) {
-            lr.lora_a = reader->tensor(lr.name + ".lora_A").clone();
-            lr.lora_b = reader->tensor(lr.name + ".lora_B").clone();
-        }
-        if (reader->has(lr.name + ".lwc_up")) {
-            lr.lwc_up = reader->tensor(lr.name + ".lwc_up").clone();
-            lr.lwc_low = reader->tensor(lr.name + ".lwc_low").clone();
-        }
-        block.linears.push_back(std::move(lr));
+    try {
+        return read_block_file(*reader, meta, options_.spec, path);
+    } catch (const nlohmann::json::exception& e) {
+        throw FormatError(path, std::string("unreadable block metadata (") + e.what() + "); use --force to start over");
     }
-    return block;
 }
 
 void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json& extra) {

@@ -247,6 +247,12 @@ TEST(ZeroShotTasks, MalformedJsonLinesNameFileAndLine) {
     EXPECT_NE(format_error_of([&] { detail::load_winogrande(path); }).find("line 1"), std::string::npos);
     test::write_bytes(path, "[1, 2]\n");
     EXPECT_NE(format_error_of([&] { detail::load_winogrande(path); }).find("JSON object"), std::string::npos);
+    // A number beyond double's range is a JSON error too (found by tests/fuzz/fuzz_readers.cpp).
+    test::write_bytes(path, good + "\n" + R"({"sentence":"A _ b.","option1":"x","option2":"y","answer":1e999})" + "\n");
+    msg = format_error_of([&] { detail::load_winogrande(path); });
+    EXPECT_NE(msg.find("line 2"), std::string::npos) << msg;
+    test::write_bytes(dir.file("arc.json"), "[33E77777777777777777777]");
+    EXPECT_NE(format_error_of([&] { detail::load_arc(dir.file("arc.json")); }).find("not valid JSON"), std::string::npos);
 
     test::write_bytes(path, R"({"question":"q","passage":"p","answer":"yes"})");
     msg = format_error_of([&] { detail::load_boolq(path); });

@@ -101,6 +101,8 @@ std::vector<McDoc> load_arc(const std::string& path) {
         items = nlohmann::json::parse(text);
     } catch (const nlohmann::json::parse_error& e) {
         throw FormatError(path, strprintf("line %lld is not valid JSON: %s", (long long)line_at(text, e.byte), e.what()));
+    } catch (const nlohmann::json::exception& e) {  // e.g. a number out of range
+        throw FormatError(path, std::string("is not valid JSON: ") + e.what());
     }
     if (!items.is_array()) throw FormatError(path, "expected a JSON array of items, got " + std::string(items.type_name()));
     const auto offsets = array_element_offsets(text);

@@ -35,7 +35,7 @@ std::vector<JsonRecord> read_jsonl(const std::string& path) {
         JsonRecord record{line.line, {}};
         try {
             record.value = nlohmann::json::parse(line.text);
-        } catch (const nlohmann::json::parse_error& e) {
+        } catch (const nlohmann::json::exception& e) {
             throw FormatError(path, strprintf("line %lld is not valid JSON: %s", (long long)line.line, e.what()));
         }
         if (!record.value.is_object())
