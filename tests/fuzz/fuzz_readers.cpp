@@ -1,6 +1,6 @@
 // libFuzzer harness for everything saliq reads from disk: safetensors files, llama2.c .bin files, Hugging Face
 // config.json and shard indexes, and the zero-shot task files. The first input byte picks the reader, the rest
-// is the file. A reader may reject its input only with saliq::Error (a message the CLI prints, exit 2 or 3);
+// is the file (a SentencePiece model too). A reader may reject its input only with saliq::Error (a message the CLI prints, exit 2 or 3);
 // any other exception, a crash or a sanitizer report is a finding.
 //   cmake -B build-fuzz -DSALIQ_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ && cmake --build build-fuzz --target fuzz_readers
 //   build-fuzz/fuzz_readers -max_total_time=300 -max_len=4096
@@ -19,6 +19,7 @@
 #include "saliq/file.h"
 #include "saliq/log.h"
 #include "saliq/safetensors.h"
+#include "saliq/tokenizer.h"
 #include "saliq/zeroshot.h"
 
 namespace {
@@ -51,7 +52,7 @@ void touch_all(const saliq::Checkpoint& checkpoint) {
 void run(uint8_t which, const uint8_t* data, size_t size) {
     const std::string& dir = work_dir();
     const std::string folder = dir + "/folder";
-    switch (which % 8) {
+    switch (which % 9) {
         case 0: {  // a safetensors file
             write(dir + "/t.safetensors", data, size);
             const auto reader = saliq::SafetensorsReader::open(dir + "/t.safetensors");
@@ -86,10 +87,16 @@ void run(uint8_t which, const uint8_t* data, size_t size) {
             write(dir + "/tasks/hellaswag/hellaswag_val_full.txt", data, size);
             (void)saliq::load_task("hellaswag", dir);
             break;
-        default:
+        case 7:
             write(dir + "/tasks/boolq/dev.jsonl", data, size);
             (void)saliq::load_task("boolq", dir);
             break;
+        default: {  // a tokenizer model
+            write(dir + "/tok.model", data, size);
+            const auto tokenizer = saliq::Tokenizer::load(dir + "/tok.model");
+            (void)tokenizer->decode(tokenizer->encode("Once upon a time, 12 \xe2\x82\xac."));
+            break;
+        }
     }
 }
 
