@@ -1,6 +1,7 @@
 // libFuzzer harness for everything saliq reads from disk: safetensors files, llama2.c .bin files, Hugging Face
 // config.json and shard indexes, and the zero-shot task files. The first input byte picks the reader, the rest
-// is the file (a SentencePiece model too). A reader may reject its input only with saliq::Error (a message the CLI prints, exit 2 or 3);
+// is the file (a SentencePiece model too, and the model.safetensors of a GPTQ-packed folder, run through a forward
+// pass). A reader may reject its input only with saliq::Error (a message the CLI prints, exit 2 or 3);
 // any other exception, a crash or a sanitizer report is a finding.
 //   cmake -B build-fuzz -DSALIQ_FUZZ=ON -DCMAKE_CXX_COMPILER=clang++ && cmake --build build-fuzz --target fuzz_readers
 //   build-fuzz/fuzz_readers -max_total_time=300 -max_len=4096
@@ -18,6 +19,7 @@
 #include "saliq/error.h"
 #include "saliq/file.h"
 #include "saliq/log.h"
+#include "saliq/model.h"
 #include "saliq/safetensors.h"
 #include "saliq/tokenizer.h"
 #include "saliq/zeroshot.h"
@@ -45,6 +47,13 @@ const char kConfig[] = R"({"architectures": ["LlamaForCausalLM"], "hidden_size":
   "num_attention_heads": 2, "num_key_value_heads": 1, "num_hidden_layers": 1, "vocab_size": 16,
   "max_position_embeddings": 32, "rms_norm_eps": 1e-5, "torch_dtype": "float32"})";
 
+// A 1-block, hidden-8 model packed at W2 g8 (what `saliq quantize --method rtn` writes); its weights are fuzzed.
+const char kPackedConfig[] = R"({"architectures": ["LlamaForCausalLM"], "head_dim": 4, "hidden_size": 8,
+  "intermediate_size": 16, "max_position_embeddings": 64, "num_attention_heads": 2, "num_hidden_layers": 1,
+  "num_key_value_heads": 1, "rms_norm_eps": 1e-05, "rope_theta": 10000.0, "tie_word_embeddings": true,
+  "torch_dtype": "float32", "vocab_size": 512, "quantization_config": {"bits": 2, "checkpoint_format": "gptq_v2",
+  "desc_act": false, "group_size": 8, "quant_method": "gptq", "sym": false}})";
+
 void touch_all(const saliq::Checkpoint& checkpoint) {
     for (const auto& name : checkpoint.tensors->names()) (void)checkpoint.tensors->get(name).sum().item<double>();
 }
@@ -52,7 +61,7 @@ void touch_all(const saliq::Checkpoint& checkpoint) {
 void run(uint8_t which, const uint8_t* data, size_t size) {
     const std::string& dir = work_dir();
     const std::string folder = dir + "/folder";
-    switch (which % 9) {
+    switch (which % 10) {
         case 0: {  // a safetensors file
             write(dir + "/t.safetensors", data, size);
             const auto reader = saliq::SafetensorsReader::open(dir + "/t.safetensors");
@@ -91,6 +100,14 @@ void run(uint8_t which, const uint8_t* data, size_t size) {
             write(dir + "/tasks/boolq/dev.jsonl", data, size);
             (void)saliq::load_task("boolq", dir);
             break;
+        case 8: {  // a GPTQ-packed folder's weights, loaded and run
+            saliq::remove_tree(folder + "/model.safetensors.index.json");
+            write(folder + "/config.json", reinterpret_cast<const uint8_t*>(kPackedConfig), sizeof(kPackedConfig) - 1);
+            write(folder + "/model.safetensors", data, size);
+            const auto model = saliq::LlamaModel::load(saliq::load_checkpoint(folder), saliq::ModelOptions{});
+            (void)model->forward(at::arange(6, at::kLong).view({1, 6})).sum().item<double>();
+            break;
+        }
         default: {  // a tokenizer model
             write(dir + "/tok.model", data, size);
             const auto tokenizer = saliq::Tokenizer::load(dir + "/tok.model");
