@@ -5,6 +5,7 @@
 # of the mixed stage. Runs JOBS quantizations at a time (default 2, one thread each) and prints a Markdown table.
 #   scripts/bench_apiq_table.sh [OUT_DIR]      env: NSAMPLES (32) SEQLEN (512) EPOCHS (20) JOBS (2) DEVICE (cpu)
 #   DTYPE (auto: fp32 on CPU, bf16 on CUDA) is the quantization's compute type; perplexity is always taken in fp32.
+#   ONLY (a grep -E pattern over run names, e.g. '^w2_') runs a subset, to split the table over time-limited calls.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
@@ -35,6 +36,12 @@ done
 for lambda in 0.01 0.1 1; do
   jobs+=("w2_apiq-bw+fisher-mixed-l$lambda|--method apiq-bw --bits 2 --group-size 32 --saliency --fisher $fisher --stages mixed:$epochs --lambda $lambda")
 done
+
+if [ -n "${ONLY:-}" ]; then
+  kept=()
+  for j in "${jobs[@]}"; do grep -qE "$ONLY" <<<"${j%%|*}" && kept+=("$j"); done
+  jobs=("${kept[@]}")
+fi
 
 run_one() {
   name=${1%%|*}; args=${1#*|}

@@ -8,7 +8,8 @@
 #   scripts/gpu_check.sh build        # there: configure + build only
 # Env there: BUILD (build-cuda), SALIQ_DATA_DIR (default .data). The tables then run with the same environment:
 #   scripts/gpu_check.sh build && source scripts/gpu_check.sh env &&
-#     SALIQ_BUILD_DIR=build-cuda DEVICE=cuda NSAMPLES=128 JOBS=4 scripts/bench_apiq_table.sh
+#     SALIQ_BUILD_DIR=build-cuda DEVICE=cuda NSAMPLES=128 JOBS=4 ONLY='^w2_' scripts/bench_apiq_table.sh
+# (then ONLY='^w3_' in a second call if one call's 10 minutes do not hold the whole table)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 root=$PWD
