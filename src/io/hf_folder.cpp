@@ -13,6 +13,7 @@ namespace saliq {
 
 namespace hf_names {
 std::string layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
+std::string linear_name(int64_t layer, int index) { return layer_prefix(layer) + kLinearNames[index]; }
 const char* const kEmbed = "model.embed_tokens.weight";
 const char* const kFinalNorm = "model.norm.weight";
 const char* const kLmHead = "lm_head.weight";

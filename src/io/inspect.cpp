@@ -17,7 +17,7 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
     int64_t n_quantized = 0;
     for (int64_t layer = 0; layer < c.n_layers; ++layer)
         for (int i = 0; i < 7; ++i) {
-            const std::string base = hf_names::layer_prefix(layer) + hf_names::kLinearNames[i];
+            const std::string base = hf_names::linear_name(layer, i);
             params_linear += linear_shapes[i][0] * linear_shapes[i][1];
             if (ckpt.tensors->has(base + ".qweight")) ++n_quantized;
         }

@@ -93,7 +93,7 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
     block.input_norm = checked(tensors, p + hf_names::kInputNorm, {H}, options);
     block.post_norm = checked(tensors, p + hf_names::kPostNorm, {H}, options);
     for (int i = 0; i < kNumLinears; ++i) {
-        const std::string name = p + hf_names::kLinearNames[i];
+        const std::string name = hf_names::linear_name(layer, i);
         if (packed.bits > 0 && tensors.has(name + ".qweight")) {
             QuantSpec spec;
             spec.bits = packed.bits;

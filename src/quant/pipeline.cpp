@@ -74,7 +74,7 @@ BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock&
     result.method_stats = method.quantize_block(block, context);
     std::vector<LinearResult> linears = method.take_results();
     for (int i = 0; i < kNumLinears; ++i) {
-        const std::string name = hf_names::layer_prefix(layer) + hf_names::kLinearNames[i];
+        const std::string name = hf_names::linear_name(layer, i);
         LinearResult lr;
         if (!linears.empty()) {
             lr = linears.at(static_cast<size_t>(i));

@@ -31,7 +31,7 @@ std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& ckpt, const T
         for (int i = 0; i < kNumLinears; ++i) {
             at::Tensor w = model->block(layer).linears[i]->weight();
             w.requires_grad_(true);
-            names.push_back(hf_names::layer_prefix(layer) + hf_names::kLinearNames[i] + ".weight");
+            names.push_back(hf_names::linear_name(layer, i) + ".weight");
             weights.push_back(w);
         }
     std::vector<at::Tensor> fisher;

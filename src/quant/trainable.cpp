@@ -77,6 +77,22 @@ std::vector<TrainStage> resolve_stages(const QuantizeOptions& o) {
     return {{"opt", o.apiq.epochs}};
 }
 
+double block_lambda(const QuantizeOptions& o, int64_t layer) {
+    return o.saliency.lambda * std::pow(o.saliency.lambda_multiplier, static_cast<double>(layer));
+}
+
+double lwc_learning_rate(const QuantizeOptions& o, bool with_lora) {
+    return o.apiq.lwc_lr >= 0 ? o.apiq.lwc_lr : (with_lora ? 5e-3 : 1e-2);
+}
+
+double training_weight_decay(const QuantizeOptions& o, bool with_lora) {
+    return o.apiq.weight_decay >= 0 ? o.apiq.weight_decay : (with_lora ? 0.1 : 0.0);
+}
+
+void seed_block(const QuantizeOptions& o, int64_t layer) {
+    at::manual_seed(o.apiq.seed * 1000003ull + static_cast<uint64_t>(layer));
+}
+
 bool stage_uses_mse(const std::string& stage) { return stage == "opt" || stage == "mixed"; }
 bool stage_uses_reg(const std::string& stage) { return stage == "wpt" || stage == "mixed"; }
 

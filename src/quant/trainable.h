@@ -51,6 +51,13 @@ bool stage_uses_mse(const std::string& stage);
 bool stage_uses_reg(const std::string& stage);
 bool stages_use_reg(const std::vector<TrainStage>& stages);  // any stage with epochs that needs the regularizer
 
+// Per-block settings shared by ApiQ-bw, OmniQuant (with_lora false) and ApiQ-lw.
+double block_lambda(const QuantizeOptions& options, int64_t layer);            // lambda * multiplier^layer
+double lwc_learning_rate(const QuantizeOptions& options, bool with_lora);      // default ApiQ 5e-3, OmniQuant 1e-2
+double training_weight_decay(const QuantizeOptions& options, bool with_lora);  // default ApiQ 0.1, OmniQuant 0
+// Seeds LibTorch's generator from the run's seed and the block alone, so a resumed run draws the same LoRA init.
+void seed_block(const QuantizeOptions& options, int64_t layer);
+
 // Loads (and checks) the Fisher tensors of one block's linears; F = 1 when the regularizer is unweighted.
 // Statistics (sum, max, mean) of each go into `stats`.
 std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& options,

@@ -2,7 +2,6 @@
 // the clipping factors (and LoRA adapters) so the quantized block fed with the quantized chain's input reproduces
 // the FP block's outputs; optionally with the saliency-weighted regularizer of Cao & Aref (2025).
 #include <chrono>
-#include <cmath>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -34,7 +33,7 @@ public:
         const at::Tensor t1 = ctx.run(fp_block, *ctx.fp_inputs);
         const at::Tensor t2 = o.apiq.aug_loss ? ctx.run(fp_block, *ctx.inputs) : at::Tensor();
 
-        at::manual_seed(o.apiq.seed * 1000003ull + static_cast<uint64_t>(layer));
+        seed_block(o, layer);
         DecoderBlock train = block;
         std::vector<std::shared_ptr<TrainableLinear>> trainables;
         std::vector<const TrainableLinear*> raw;
@@ -47,7 +46,7 @@ public:
             for (auto& p : t->lora_parameters()) lora_params.push_back(p);
             train.linears[i] = t;
             raw.push_back(t.get());
-            names.push_back(hf_names::layer_prefix(layer) + hf_names::kLinearNames[i]);
+            names.push_back(hf_names::linear_name(layer, i));
             trainables.push_back(std::move(t));
         }
         nlohmann::json stats = nlohmann::json::object();
@@ -57,13 +56,12 @@ public:
         if (stages_use_reg(stages)) {
             nlohmann::json fisher_stats = nlohmann::json::object();
             fisher = load_block_fisher(o, raw, names, fisher_stats);
-            lambda = o.saliency.lambda * std::pow(o.saliency.lambda_multiplier, static_cast<double>(layer));
+            lambda = block_lambda(o, layer);
             stats["fisher"] = fisher_stats;
             stats["lambda"] = lambda;
         }
-        const double lwc_lr = o.apiq.lwc_lr >= 0 ? o.apiq.lwc_lr : (lora_ ? 5e-3 : 1e-2);
-        const double wd = o.apiq.weight_decay >= 0 ? o.apiq.weight_decay : (lora_ ? 0.1 : 0.0);
-        Trainer trainer(lwc_params, lora_params, lwc_lr, o.apiq.lora_lr, wd, fp16);
+        Trainer trainer(lwc_params, lora_params, lwc_learning_rate(o, lora_), o.apiq.lora_lr,
+                        training_weight_decay(o, lora_), fp16);
         const bool after_lora = o.saliency.reg_method == "after_lora";
 
         const std::string where = strprintf("%s, block %lld", lora_ ? "apiq-bw" : "omniquant", (long long)layer);

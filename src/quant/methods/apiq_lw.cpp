@@ -6,7 +6,6 @@
 //    recomputed through the already-finished groups of the block;
 //  - each layer has its own AdamW (same learning rates, epochs and stages as ApiQ-bw), batches of whole windows;
 //  - the saliency regularizer, when on, is that layer's own term F * (W_eff - W)^2.
-#include <cmath>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -49,18 +48,17 @@ public:
         const std::vector<int> all = {kQProj, kKProj, kVProj, kOProj, kGateProj, kUpProj, kDownProj};
         const std::vector<at::Tensor> fp_inputs = capture_inputs(block, ctx, *ctx.fp_inputs, all);
         const auto stages = resolve_stages(o);
-        const double lwc_lr = o.apiq.lwc_lr >= 0 ? o.apiq.lwc_lr : 5e-3;
-        const double wd = o.apiq.weight_decay >= 0 ? o.apiq.weight_decay : 0.1;
-        const double lambda = o.saliency.lambda * std::pow(o.saliency.lambda_multiplier, static_cast<double>(layer));
+        const double lwc_lr = lwc_learning_rate(o, true), wd = training_weight_decay(o, true);
+        const double lambda = block_lambda(o, layer);
         const bool after_lora = o.saliency.reg_method == "after_lora";
 
-        at::manual_seed(o.apiq.seed * 1000003ull + static_cast<uint64_t>(layer));
+        seed_block(o, layer);
         nlohmann::json stats = {{"layers", nlohmann::json::object()}};
         finished_.assign(kNumLinears, LinearResult{});
         for (const auto& group : groups) {
             const std::vector<at::Tensor> q_inputs = capture_inputs(block, ctx, *ctx.inputs, group);
             for (int index : group) {
-                const std::string name = hf_names::layer_prefix(layer) + hf_names::kLinearNames[index];
+                const std::string name = hf_names::linear_name(layer, index);
                 const at::Tensor W = block.linears[index]->weight();
                 TrainableLinear t(W, o.spec, o.apiq.lora_rank, o.apiq.lora_alpha);
                 std::vector<const TrainableLinear*> raw = {&t};

@@ -131,7 +131,7 @@ public:
             }
             context.run(hooked, *context.inputs);
             for (int index : group) {
-                const std::string name = hf_names::layer_prefix(context.layer) + hf_names::kLinearNames[index];
+                const std::string name = hf_names::linear_name(context.layer, index);
                 at::Tensor H = sums[index] * (2.0 / static_cast<double>(counts[index]));
                 QuantizedTensor q = gptq_quantize(block.linears[index]->weight(), H, o.spec, o.gptq, name, stats);
                 block.linears[index] = std::make_shared<QuantizedLinear>(std::move(q), options);
