@@ -123,11 +123,6 @@ ProgressFn progress_printer() {
     };
 }
 
-void write_json(const std::string& path, const nlohmann::json& json) {
-    const std::string text = json.dump(2) + "\n";
-    write_file_atomic(path, [&](std::ostream& out) { out << text; });
-}
-
 int run_convert(const std::string& from, const std::string& tokenizer, const std::string& out, bool force) {
     Checkpoint ckpt = read_llama2c(from);
     if (!tokenizer.empty() && !path_exists(tokenizer)) throw IoError(tokenizer, "tokenizer file does not exist");
@@ -219,7 +214,7 @@ int run_eval(const ModelArgs& margs, const EvalArgs& eargs) {
         std::printf("\n%s", format_zeroshot_table(r).c_str());
         json["zeroshot"] = zeroshot_json(r);
     }
-    if (!eargs.json_path.empty()) write_json(eargs.json_path, json);
+    if (!eargs.json_path.empty()) write_json_atomic(eargs.json_path, json);
     return 0;
 }
 

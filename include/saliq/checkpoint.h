@@ -70,6 +70,7 @@ at::Tensor permute_rotary_rows_to_meta(const at::Tensor& weight, int64_t n_heads
 namespace hf_names {
 std::string layer_prefix(int64_t layer);                  // "model.layers.3."
 std::string linear_name(int64_t layer, int index);        // "model.layers.3.self_attn.q_proj" (no ".weight")
+std::string lora_key(const std::string& linear, char which);  // PEFT: "base_model.model.<linear>.lora_A.weight"
 extern const char* const kEmbed;                          // model.embed_tokens.weight
 extern const char* const kFinalNorm;                      // model.norm.weight
 extern const char* const kLmHead;                         // lm_head.weight

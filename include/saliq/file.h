@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace saliq {
 
 class MappedFile {
@@ -33,6 +35,9 @@ private:
 // Writes `path` through `write` into a temporary sibling, flushes, then renames over `path`.
 // On any exception the temporary is removed and `path` is untouched.
 void write_file_atomic(const std::string& path, const std::function<void(std::ostream&)>& write);
+
+// `value` as indented JSON text with a final newline, written like write_file_atomic.
+void write_json_atomic(const std::string& path, const nlohmann::json& value);
 
 // Reads a whole (small) file into a string. Throws IoError.
 std::string read_text_file(const std::string& path);

@@ -15,7 +15,6 @@
 namespace saliq {
 namespace {
 
-
 std::string utc_now() {
     const std::time_t now = std::time(nullptr);
     char buffer[32];
@@ -25,10 +24,6 @@ std::string utc_now() {
 
 const char* const kPackedSuffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx"};
 
-std::string peft_key(const std::string& linear, const char* which) {
-    return "base_model.model." + linear + ".lora_" + which + ".weight";
-}
-
 nlohmann::json stages_json(const std::vector<TrainStage>& stages) {
     nlohmann::json out = nlohmann::json::array();
     for (const auto& s : stages) out.push_back({{"stage", s.name}, {"epochs", s.epochs}});
@@ -36,6 +31,39 @@ nlohmann::json stages_json(const std::vector<TrainStage>& stages) {
 }
 
 bool uses_adapters(const QuantizeOptions& o) { return o.method == "apiq-bw" || o.method == "apiq-lw"; }
+
+// A finished block saved by GptqFolderWriter::save, back from its file.
+BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::json& meta, const QuantSpec& spec,
+                            const std::string& path) {
+    const bool v2 = !spec.symmetric;
+    BlockResult block;
+    block.layer = meta.at("layer").get<int64_t>();
+    block.block_error = meta.at("block_error").get<double>();
+    block.seconds = meta.at("seconds").get<double>();
+    block.method_stats = meta.at("method_stats");
+    for (const auto& l : meta.at("linears")) {
+        LinearResult lr;
+        lr.name = l.at("name").get<std::string>();
+        lr.rel_error = l.at("rel_error").get<double>();
+        lr.lora_scale = l.at("lora_scale").get<double>();
+        GptqTensors t{reader.tensor(lr.name + ".qweight"), reader.tensor(lr.name + ".qzeros"),
+                      reader.tensor(lr.name + ".scales"), reader.tensor(lr.name + ".g_idx")};
+        if (t.g_idx.dim() != 1 || t.scales.dim() != 2)
+            throw FormatError(path, lr.name + ": g_idx must be 1-D and scales 2-D; use --force to start over");
+        const int64_t in = t.g_idx.size(0), out = t.scales.size(1);
+        lr.q = gptq_unpack(t, spec, in, out, v2, path);
+        if (reader.has(lr.name + ".lora_A")) {
+            lr.lora_a = reader.tensor(lr.name + ".lora_A").clone();
+            lr.lora_b = reader.tensor(lr.name + ".lora_B").clone();
+        }
+        if (reader.has(lr.name + ".lwc_up")) {
+            lr.lwc_up = reader.tensor(lr.name + ".lwc_up").clone();
+            lr.lwc_low = reader.tensor(lr.name + ".lwc_low").clone();
+        }
+        block.linears.push_back(std::move(lr));
+    }
+    return block;
+}
 
 }  // namespace
 
@@ -83,43 +111,6 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
     return f;
 }
 
-namespace {
-
-// A finished block saved by GptqFolderWriter::save, back from its file.
-BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::json& meta, const QuantSpec& spec,
-                            const std::string& path) {
-    const bool v2 = !spec.symmetric;
-    BlockResult block;
-    block.layer = meta.at("layer").get<int64_t>();
-    block.block_error = meta.at("block_error").get<double>();
-    block.seconds = meta.at("seconds").get<double>();
-    block.method_stats = meta.at("method_stats");
-    for (const auto& l : meta.at("linears")) {
-        LinearResult lr;
-        lr.name = l.at("name").get<std::string>();
-        lr.rel_error = l.at("rel_error").get<double>();
-        lr.lora_scale = l.at("lora_scale").get<double>();
-        GptqTensors t{reader.tensor(lr.name + ".qweight"), reader.tensor(lr.name + ".qzeros"),
-                      reader.tensor(lr.name + ".scales"), reader.tensor(lr.name + ".g_idx")};
-        if (t.g_idx.dim() != 1 || t.scales.dim() != 2)
-            throw FormatError(path, lr.name + ": g_idx must be 1-D and scales 2-D; use --force to start over");
-        const int64_t in = t.g_idx.size(0), out = t.scales.size(1);
-        lr.q = gptq_unpack(t, spec, in, out, v2, path);
-        if (reader.has(lr.name + ".lora_A")) {
-            lr.lora_a = reader.tensor(lr.name + ".lora_A").clone();
-            lr.lora_b = reader.tensor(lr.name + ".lora_B").clone();
-        }
-        if (reader.has(lr.name + ".lwc_up")) {
-            lr.lwc_up = reader.tensor(lr.name + ".lwc_up").clone();
-            lr.lwc_low = reader.tensor(lr.name + ".lwc_low").clone();
-        }
-        block.linears.push_back(std::move(lr));
-    }
-    return block;
-}
-
-}  // namespace
-
 GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint& source,
                                    const QuantizeOptions& options, bool force, bool resume)
     : source_(source), options_(options), out_(out_dir), force_(force) {
@@ -149,8 +140,7 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
         log_warn("--resume: no interrupted run at " + partial_ + "; starting from the first block");
     }
     make_directories(partial_);
-    const std::string state = nlohmann::json{{"fingerprint", fingerprint}}.dump(2) + "\n";
-    write_file_atomic(partial_ + "/state.json", [&](std::ostream& out) { out << state; });
+    write_json_atomic(partial_ + "/state.json", {{"fingerprint", fingerprint}});
 }
 
 GptqFolderWriter::~GptqFolderWriter() = default;
@@ -227,8 +217,8 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
         if (owner.count(base + ".qweight")) {
             for (const char* suffix : kPackedSuffixes) tensors.emplace_back(base + suffix, packed(base + suffix));
             if (owner.count(base + ".lora_A")) {
-                adapters.emplace_back(peft_key(base, "A"), packed(base + ".lora_A"));
-                adapters.emplace_back(peft_key(base, "B"), packed(base + ".lora_B"));
+                adapters.emplace_back(hf_names::lora_key(base, 'A'), packed(base + ".lora_A"));
+                adapters.emplace_back(hf_names::lora_key(base, 'B'), packed(base + ".lora_B"));
             }
             if (owner.count(base + ".lwc_up")) {
                 clipping.emplace_back(base + ".lwc_up", packed(base + ".lwc_up"));
@@ -264,18 +254,14 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
             {"layers_to_transform", nullptr},
             {"inference_mode", true},
             {"revision", nullptr}};
-        const std::string text = adapter_config.dump(2) + "\n";
-        write_file_atomic(staging.file("adapter_config.json"), [&](std::ostream& out) { out << text; });
+        write_json_atomic(staging.file("adapter_config.json"), adapter_config);
     }
     if (!clipping.empty()) write_safetensors(staging.file("lwc.safetensors"), clipping, {{"format", "pt"}});
 
     nlohmann::json config = llama_config_to_json(c);
     config["quantization_config"] = gptq_quantization_config(options_);
-    const std::string config_text = config.dump(2) + "\n";
-    write_file_atomic(staging.file("config.json"), [&](std::ostream& out) { out << config_text; });
-    if (!source_.tokenizer_path.empty()) {
-        copy_file(source_.tokenizer_path, staging.file("tokenizer.model"));
-    }
+    write_json_atomic(staging.file("config.json"), config);
+    if (!source_.tokenizer_path.empty()) copy_file(source_.tokenizer_path, staging.file("tokenizer.model"));
 
     nlohmann::json manifest = {{"saliq_version", "0.1.0"}, {"created", utc_now()}};
     manifest["source_model"] = {{"path", source_.path}, {"format", source_.format}, {"config", llama_config_to_json(c)}};
@@ -306,8 +292,7 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
         if (path_exists(path)) files[name] = {{"bytes", file_size(path)}, {"sha256", sha256_file(path)}};
     }
     manifest["files"] = files;
-    const std::string manifest_text = manifest.dump(2) + "\n";
-    write_file_atomic(staging.file("saliq_manifest.json"), [&](std::ostream& out) { out << manifest_text; });
+    write_json_atomic(staging.file("saliq_manifest.json"), manifest);
     blocks.clear();
     staging.commit();
     remove_tree(partial_);

@@ -15,6 +15,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include "saliq/error.h"
 
 namespace saliq {
@@ -83,6 +85,11 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
         std::remove(tmp.c_str());
         throw;
     }
+}
+
+void write_json_atomic(const std::string& path, const nlohmann::json& value) {
+    const std::string text = value.dump(2) + "\n";
+    write_file_atomic(path, [&](std::ostream& out) { out << text; });
 }
 
 std::string read_text_file(const std::string& path) {

@@ -14,6 +14,9 @@ namespace saliq {
 namespace hf_names {
 std::string layer_prefix(int64_t layer) { return "model.layers." + std::to_string(layer) + "."; }
 std::string linear_name(int64_t layer, int index) { return layer_prefix(layer) + kLinearNames[index]; }
+std::string lora_key(const std::string& linear, char which) {
+    return "base_model.model." + linear + ".lora_" + which + ".weight";
+}
 const char* const kEmbed = "model.embed_tokens.weight";
 const char* const kFinalNorm = "model.norm.weight";
 const char* const kLmHead = "lm_head.weight";
@@ -141,11 +144,8 @@ void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, cons
     NamedTensors named;
     for (const auto& name : llama_tensor_names(config)) named.emplace_back(name, tensors.get(name));
     write_safetensors(staging.file("model.safetensors"), named, {{"format", "pt"}});
-    const std::string config_text = llama_config_to_json(config).dump(2) + "\n";
-    write_file_atomic(staging.file("config.json"), [&](std::ostream& out) { out << config_text; });
-    if (!tokenizer_path.empty()) {
-        copy_file(tokenizer_path, staging.file("tokenizer.model"));
-    }
+    write_json_atomic(staging.file("config.json"), llama_config_to_json(config));
+    if (!tokenizer_path.empty()) copy_file(tokenizer_path, staging.file("tokenizer.model"));
     staging.commit();
 }
 

@@ -107,9 +107,9 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
         } else {
             block.linears[i] = std::make_shared<DenseLinear>(checked(tensors, name + ".weight", shapes[i], options));
         }
-        const std::string key_a = "base_model.model." + name + ".lora_A.weight";
+        const std::string key_a = hf_names::lora_key(name, 'A');
         if (adapter != nullptr && adapter->has(key_a)) {
-            const std::string key_b = "base_model.model." + name + ".lora_B.weight";
+            const std::string key_b = hf_names::lora_key(name, 'B');
             const at::Tensor a = adapter->get(key_a), b = adapter->get(key_b);
             if (a.dim() != 2 || b.dim() != 2 || a.size(1) != shapes[i][1] || b.size(0) != shapes[i][0] ||
                 b.size(1) != a.size(0))
