@@ -4,6 +4,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
@@ -56,5 +57,13 @@ private:
     std::shared_ptr<Linear> inner_;
     Hook hook_;
 };
+
+// Every linear of a block, in forward order.
+inline const std::vector<int> kAllLinears = {kQProj, kKProj, kVProj, kOProj, kGateProj, kUpProj, kDownProj};
+
+// `block` with the linears `indices` wrapped so that each appends the inputs it sees to seen[index]
+// (`seen` needs kNumLinears slots and must outlive the returned block's use).
+DecoderBlock capturing_block(const DecoderBlock& block, const std::vector<int>& indices,
+                             std::vector<std::vector<at::Tensor>>& seen);
 
 }  // namespace saliq

@@ -62,10 +62,7 @@ BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock&
                                const BlockContext& context, int64_t n_err) {
     const LlamaConfig& config = *context.config;
     std::vector<std::vector<at::Tensor>> seen(kNumLinears);
-    DecoderBlock hooked = fp_block;
-    for (int i = 0; i < kNumLinears; ++i)
-        hooked.linears[i] = std::make_shared<CapturingLinear>(
-            fp_block.linears[i], [&seen, i](const at::Tensor& x) { seen[i].push_back(x.reshape({-1, x.size(-1)})); });
+    const DecoderBlock hooked = capturing_block(fp_block, kAllLinears, seen);
     const at::Tensor err_inputs = context.inputs->narrow(0, 0, n_err);
     const at::Tensor fp_out = block_forward(hooked, config, *context.rope, err_inputs);
 
@@ -114,6 +111,15 @@ const std::vector<MethodInfo>& quant_methods() {
 at::Tensor CapturingLinear::forward(const at::Tensor& x) const {
     hook_(x);
     return inner_->forward(x);
+}
+
+DecoderBlock capturing_block(const DecoderBlock& block, const std::vector<int>& indices,
+                             std::vector<std::vector<at::Tensor>>& seen) {
+    DecoderBlock hooked = block;
+    for (int i : indices)
+        hooked.linears[i] = std::make_shared<CapturingLinear>(
+            block.linears[i], [&seen, i](const at::Tensor& x) { seen[i].push_back(x.detach()); });
+    return hooked;
 }
 
 at::Tensor BlockContext::run(const DecoderBlock& block, const at::Tensor& x) const {

@@ -23,11 +23,7 @@ namespace {
 std::vector<at::Tensor> capture_inputs(const DecoderBlock& block, const BlockContext& ctx, const at::Tensor& x,
                                        const std::vector<int>& indices) {
     std::vector<std::vector<at::Tensor>> seen(kNumLinears);
-    DecoderBlock hooked = block;
-    for (int i : indices)
-        hooked.linears[i] = std::make_shared<CapturingLinear>(
-            block.linears[i], [&seen, i](const at::Tensor& in) { seen[i].push_back(in.detach()); });
-    ctx.run(hooked, x);
+    ctx.run(capturing_block(block, indices, seen), x);
     std::vector<at::Tensor> out(kNumLinears);
     for (int i : indices) out[i] = at::cat(seen[i], 0);
     return out;
@@ -45,8 +41,7 @@ public:
         const int64_t batch = std::max<int64_t>(1, o.apiq.train_batch);
         const std::vector<std::vector<int>> groups = {{kQProj, kKProj, kVProj}, {kOProj}, {kGateProj, kUpProj},
                                                       {kDownProj}};
-        const std::vector<int> all = {kQProj, kKProj, kVProj, kOProj, kGateProj, kUpProj, kDownProj};
-        const std::vector<at::Tensor> fp_inputs = capture_inputs(block, ctx, *ctx.fp_inputs, all);
+        const std::vector<at::Tensor> fp_inputs = capture_inputs(block, ctx, *ctx.fp_inputs, kAllLinears);
         const auto stages = resolve_stages(o);
         const double lwc_lr = lwc_learning_rate(o, true), wd = training_weight_decay(o, true);
         const double lambda = block_lambda(o, layer);

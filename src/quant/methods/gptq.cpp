@@ -111,7 +111,7 @@ public:
         const std::vector<std::vector<int>> order =
             o.gptq.true_sequential
                 ? std::vector<std::vector<int>>{{kKProj, kVProj, kQProj}, {kOProj}, {kUpProj, kGateProj}, {kDownProj}}
-                : std::vector<std::vector<int>>{{kQProj, kKProj, kVProj, kOProj, kGateProj, kUpProj, kDownProj}};
+                : std::vector<std::vector<int>>{kAllLinears};
         nlohmann::json stats = nlohmann::json::object();
         const at::TensorOptions options = block.input_norm.options();
         for (const auto& group : order) {
