@@ -136,7 +136,7 @@ int run_convert(const std::string& from, const std::string& tokenizer, const std
 struct EvalArgs {
     std::string dataset;
     std::string text_file;
-    int64_t seqlen = 2048;
+    int64_t seqlen = 0;  // 0: min(2048, the model's context)
     int64_t max_windows = -1;
     int64_t batch_size = 1;
     std::string eval_range = "0:1";
@@ -181,7 +181,7 @@ nlohmann::json run_perplexity(const EvalArgs& eargs, const LoadedModel& loaded) 
     };
 }
 
-int run_eval(const ModelArgs& margs, const EvalArgs& eargs) {
+int run_eval(const ModelArgs& margs, EvalArgs eargs) {
     if (!eargs.dataset.empty() && !eargs.text_file.empty())
         throw ConfigError("give either --dataset or --text, not both");
     if (!eargs.text_file.empty() && !path_exists(eargs.text_file))
@@ -194,6 +194,7 @@ int run_eval(const ModelArgs& margs, const EvalArgs& eargs) {
         for (const auto& name : parse_task_list(eargs.tasks)) tasks.push_back(load_task(name));
 
     LoadedModel loaded = load_model(margs);
+    if (eargs.seqlen <= 0) eargs.seqlen = std::min<int64_t>(2048, loaded.checkpoint.config.max_position_embeddings);
     nlohmann::json json = {
         {"model", margs.model},
         {"format", loaded.checkpoint.format},
@@ -279,9 +280,31 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
         throw ConfigError("--reg-method must be before_lora or after_lora");
     if (!o.saliency.fisher_path.empty() && !path_exists(o.saliency.fisher_path))
         throw IoError(o.saliency.fisher_path, "Fisher file does not exist");
+    if (qargs.fisher_nsamples < 1 || qargs.fisher_seqlen < 2)
+        throw ConfigError("--fisher-nsamples must be at least 1 and --fisher-seqlen at least 2");
     const Checkpoint ckpt = load_checkpoint(margs.model, margs.tokenizer);
     const auto tokenizer = checkpoint_tokenizer(ckpt, margs.model);
+    // Every option is checked before anything is created: a refused run leaves no folder behind.
+    validate_quantize_options(ckpt, *tokenizer, o);
+    if (o.saliency.enabled && qargs.fisher_seqlen > ckpt.config.max_position_embeddings)
+        throw ConfigError(strprintf("--fisher-seqlen %lld exceeds the model's max_position_embeddings %lld",
+                                    (long long)qargs.fisher_seqlen, (long long)ckpt.config.max_position_embeddings));
+    const MemoryEstimate need = estimate_quantize_memory(ckpt, o);
+    const uint64_t available = available_memory_bytes();
+    log_info("memory: " + need.describe() + (available > 0 ? ", available " + human_bytes(available) : ""));
+    if (o.check_memory && available > 0 && need.total > available)
+        throw ConfigError("this run needs about " + human_bytes(need.total) + " (" + need.describe() + ") but only " +
+                          human_bytes(available) + " is available; lower --nsamples or --seqlen, store the buffers "
+                          "narrower with --act-dtype bf16, or pass --no-memory-check");
     GptqFolderWriter writer(qargs.out, ckpt, o, qargs.force, qargs.resume);
+    writer.prepare();
+    struct DiscardUnstarted {  // a run that fails before its first block finished leaves nothing behind
+        GptqFolderWriter& writer;
+        bool armed = true;
+        ~DiscardUnstarted() {
+            if (armed) writer.discard_if_unstarted();
+        }
+    } discard{writer};
     nlohmann::json extra = {{"command_line", command}, {"threads", compute_threads()}};
     if (o.saliency.enabled && o.saliency.weighted && o.saliency.fisher_path.empty()) {
         // No Fisher file given: compute it first, kept with the partial state so a resumed run reuses it.
@@ -310,6 +333,7 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
                        (long long)o.calib.seqlen));
     const QuantizeResult result = quantize_model(ckpt, *tokenizer, o, &writer, progress_printer());
     if (o.saliency.enabled) extra["fisher_file"] = qargs.fisher_path.empty() ? "computed" : qargs.fisher_path;
+    discard.armed = false;
     writer.finish(result, extra);
     double worst = 0.0;
     std::string worst_name;
@@ -323,7 +347,7 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     std::printf("size       %s model.safetensors, %.3f bits/weight in linears\n",
                 human_bytes(info["file_bytes"].get<uint64_t>()).c_str(),
                 info["bits_per_weight"]["linear"].get<double>());
-    std::printf("time       %.2f s\n", result.seconds);
+    std::printf("time       %.2f s, peak RSS %s\n", result.seconds, human_bytes(peak_resident_bytes()).c_str());
     return 0;
 }
 
@@ -420,7 +444,7 @@ int main(int argc, char** argv) {
     add_model_options(eval, eval_model);
     eval->add_option("--dataset", eval_args.dataset, "wikitext2 (default), c4, ptb or tinystories");
     eval->add_option("--text", eval_args.text_file, "score this text file instead of a named data set");
-    eval->add_option("--seqlen", eval_args.seqlen, "window length in tokens")->capture_default_str();
+    eval->add_option("--seqlen", eval_args.seqlen, "window length in tokens (default: min(2048, the model's context))");
     eval->add_option("--max-windows", eval_args.max_windows, "score at most N windows (-1: all)")
         ->capture_default_str();
     CLI::Option* batch_size = eval->add_option("--batch-size", eval_args.batch_size,
@@ -454,7 +478,17 @@ int main(int argc, char** argv) {
     quantize->add_option("--calib", qo.calib.source, "calibration text: wikitext2, c4, ptb, tinystories or a file")
         ->capture_default_str();
     quantize->add_option("--nsamples", qo.calib.nsamples, "calibration windows")->capture_default_str();
-    quantize->add_option("--seqlen", qo.calib.seqlen, "tokens per calibration window")->capture_default_str();
+    qo.calib.seqlen = 0;
+    quantize->add_option("--seqlen", qo.calib.seqlen, "tokens per calibration window (default: min(2048, the "
+                                                      "model's context))");
+    quantize->add_option("--error-windows", qo.error_windows,
+                         "calibration windows on which each layer's reconstruction error is measured (default: 0 "
+                         "for rtn, which then reads no calibration text, 4 for the others; 0: off)");
+    quantize->add_option("--act-dtype", qo.act_dtype,
+                         "storage of the calibration activation buffers: auto (the compute dtype), fp32, bf16 or fp16")
+        ->capture_default_str();
+    quantize->add_flag("!--no-memory-check", qo.check_memory,
+                       "run even when the estimated memory exceeds what is available");
     quantize->add_option("--seed", qo.calib.seed, "seed of the window draw")->capture_default_str();
     quantize->add_option("--calib-range", quant_args.calib_range,
                          "draw windows only from this fraction of the text (c4: of the documents), e.g. 0:0.5")

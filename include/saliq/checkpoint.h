@@ -25,6 +25,9 @@ public:
     virtual at::Tensor get(const std::string& name) const = 0;
     virtual std::vector<std::string> names() const = 0;
     virtual std::string origin() const = 0;  // file or folder, for messages
+    // The caller has copied `name` out and will not read it again soon: memory-mapped sources drop its resident
+    // pages (a later get() still works). In-memory sources keep it.
+    virtual void release(const std::string& /*name*/) const {}
 };
 
 std::shared_ptr<TensorSource> make_memory_source(std::map<std::string, at::Tensor> tensors, std::string origin);

@@ -29,6 +29,14 @@ public:
     BlockResult load(int64_t layer) const override;
     void save(const BlockResult& block) override;
 
+    // Creates "<out>.partial/" with the run's settings (after the options are validated: a refused run creates
+    // nothing). A resumed run keeps its folder.
+    void prepare();
+    // Removes "<out>.partial/" when no block finished there (a run that failed before its first block leaves
+    // nothing behind). Never throws.
+    void discard_if_unstarted() noexcept;
+    int64_t finished_blocks() const;
+
     // Writes every file and the manifest, moves the folder into place, removes the partial state.
     void finish(const QuantizeResult& result, const nlohmann::json& extra);
 
@@ -41,7 +49,12 @@ private:
     std::string out_;
     std::string partial_;
     bool force_;
+    bool resumed_ = false;
+    nlohmann::json fingerprint_;
 };
+
+// The settings that differ between an interrupted run's fingerprint and the current one, named one by one.
+std::string describe_fingerprint_difference(const nlohmann::json& saved, const nlohmann::json& now);
 
 nlohmann::json gptq_quantization_config(const QuantizeOptions& options);
 // The settings that decide a run's output: a resumed run must match them.

@@ -24,6 +24,10 @@ public:
     const uint8_t* data() const { return data_; }
     uint64_t size() const { return size_; }
     const std::string& path() const { return path_; }
+    // Drops this process's copy of the pages wholly inside [offset, offset + length) (madvise DONTNEED): they stay
+    // in the page cache and fault back in on the next read, but no longer count in our resident memory. Used once a
+    // block's weights have been read, so resident memory does not grow with the model's depth.
+    void release(uint64_t offset, uint64_t length) const;
 
 private:
     MappedFile(std::string path, const uint8_t* data, uint64_t size);

@@ -135,6 +135,7 @@ public:
     at::Tensor run_block(int64_t i, const at::Tensor& hidden) const;        // [B, T, H] -> [B, T, H]
     at::Tensor head(const at::Tensor& hidden) const;                        // [B, T, H] -> logits [B, T, V] fp32
     at::Tensor forward(const at::Tensor& ids) const;                        // [B, T] -> logits [B, T, V] fp32
+    at::Tensor hidden_states(const at::Tensor& ids) const;                  // [B, T] -> last block's output [B, T, H]
     const Rope& rope() const { return rope_; }
 
 private:

@@ -63,7 +63,13 @@ struct QuantizeOptions {
     CalibOptions calib;
     ModelOptions model;
     int64_t batch_size = 8;       // windows per forward pass inside the pipeline
-    int64_t error_windows = 16;   // calibration windows used to measure each layer's reconstruction error
+    // Calibration windows used to measure each layer's reconstruction error: -1 = the method's default (0 for RTN,
+    // which then needs no calibration at all; kDefaultErrorWindows for the others), 0 = no error measurement.
+    int64_t error_windows = -1;
+    // Storage dtype of the calibration activation buffers ([N, T, hidden] each): "auto" (the compute dtype), "fp32",
+    // "bf16" or "fp16". Narrower buffers halve the memory; every batch is still computed in the compute dtype.
+    std::string act_dtype = "auto";
+    bool check_memory = true;     // refuse a run whose estimated memory exceeds what the machine has available
     GptqOptions gptq;
     ApiqOptions apiq;
     SaliencyOptions saliency;
@@ -105,6 +111,25 @@ public:
     virtual BlockResult load(int64_t layer) const = 0;
     virtual void save(const BlockResult& block) = 0;
 };
+
+inline constexpr int64_t kDefaultErrorWindows = 4;
+
+// What a run will hold in memory, estimated before it starts (bytes).
+struct MemoryEstimate {
+    double activation_buffers = 0;   // how many [N, T, hidden] buffers
+    uint64_t activations = 0;        // their bytes in the storage dtype
+    uint64_t block_weights = 0;      // one block's FP weights + its quantized form, compute dtype
+    uint64_t embedding = 0;          // the embedding table while the windows are embedded
+    uint64_t total = 0;
+    std::string describe() const;
+};
+
+// Checks every option against the model and resolves the automatic ones (seqlen 0 -> min(2048, context),
+// error_windows -1 -> the method's default) in `options`. Throws ConfigError. Runs before any file is created.
+void validate_quantize_options(const Checkpoint& checkpoint, const Tokenizer& tokenizer, QuantizeOptions& options);
+// Whether the method needs calibration windows at all with these (validated) options.
+bool quantize_needs_calibration(const QuantizeOptions& options);
+MemoryEstimate estimate_quantize_memory(const Checkpoint& checkpoint, const QuantizeOptions& options);
 
 struct MethodInfo {
     const char* name;

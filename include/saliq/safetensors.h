@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -38,6 +39,8 @@ public:
     // A CPU tensor over the mapped bytes (zero-copy when aligned; read-only: clone before writing in place).
     // Throws FormatError when the name is absent or the dtype has no LibTorch equivalent.
     at::Tensor tensor(const std::string& name) const;
+    // Releases the resident pages of a tensor once its values have been copied out (see MappedFile::release).
+    void release(const std::string& name) const;
 
 private:
     std::shared_ptr<const MappedFile> file_;
@@ -53,5 +56,20 @@ using NamedTensors = std::vector<std::pair<std::string, at::Tensor>>;
 // Atomic: a temporary file is renamed over `path` only when complete.
 void write_safetensors(const std::string& path, const NamedTensors& tensors,
                        const std::map<std::string, std::string>& metadata = {});
+
+// A tensor to be written by write_safetensors_streamed: its header entry, known before its values exist.
+struct TensorSpec {
+    std::string name;
+    at::ScalarType dtype;
+    std::vector<int64_t> shape;
+};
+
+// Writes the header from `specs`, then asks `produce(i)` for each tensor in turn, writes it and lets it go, so only
+// one tensor is alive at a time (a whole model never sits in memory). `produce` must return the declared dtype and
+// shape (checked); `done(i)`, when given, runs once tensor i is on disk (to release its source pages). Atomic.
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorSpec>& specs,
+                                const std::function<at::Tensor(size_t)>& produce,
+                                const std::map<std::string, std::string>& metadata = {},
+                                const std::function<void(size_t)>& done = nullptr);
 
 }  // namespace saliq

@@ -5,6 +5,9 @@
 
 #include <dlfcn.h>
 
+#include <fstream>
+#include <sstream>
+
 namespace saliq {
 
 std::string defining_library(const char* symbol) {
@@ -31,5 +34,24 @@ std::string libstdcxx_shadowing() {
     }
     return "";
 }
+
+namespace {
+// A "Key:   123 kB" line of a /proc file, in bytes; 0 when absent.
+uint64_t proc_kb_field(const char* file, const std::string& key) {
+    std::ifstream in(file);
+    std::string line;
+    while (std::getline(in, line)) {
+        if (line.compare(0, key.size(), key) != 0 || line.size() <= key.size() || line[key.size()] != ':') continue;
+        std::istringstream fields(line.substr(key.size() + 1));
+        uint64_t kb = 0;
+        fields >> kb;
+        return kb * 1024;
+    }
+    return 0;
+}
+}  // namespace
+
+uint64_t available_memory_bytes() { return proc_kb_field("/proc/meminfo", "MemAvailable"); }
+uint64_t peak_resident_bytes() { return proc_kb_field("/proc/self/status", "VmHWM"); }
 
 }  // namespace saliq

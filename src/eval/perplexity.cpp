@@ -11,6 +11,9 @@
 #include "saliq/strings.h"
 
 namespace saliq {
+namespace {
+constexpr int64_t kLogitChunkElements = 16 * 1024 * 1024;  // fp32 logits per head call: 64 MiB
+}  // namespace
 
 PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int32_t>& tokens,
                                      const PerplexityOptions& options, const ProgressFn& progress) {
@@ -33,11 +36,19 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
     for (int64_t w = 0; w < n_windows; w += options.batch_size) {
         const int64_t b = std::min(options.batch_size, n_windows - w);
         at::Tensor ids = all.narrow(0, w, b);
-        at::Tensor logits = model.forward(ids);                                   // [b, T, V] fp32
-        at::Tensor pred = logits.narrow(1, 0, seqlen - 1).reshape({-1, logits.size(2)});
-        at::Tensor target = ids.narrow(1, 1, seqlen - 1).reshape({-1}).to(logits.device());
-        at::Tensor loss = at::cross_entropy_loss(pred, target, {}, at::Reduction::Sum);
-        const double batch_nll = loss.to(at::kDouble).item<double>();
+        // The head runs over chunks of positions, so [b, T, V] fp32 logits never exist at once (at a 128k
+        // vocabulary one 2048-token window would be 1 GiB).
+        const at::Tensor h = model.hidden_states(ids).narrow(1, 0, seqlen - 1).reshape({-1, model.config().hidden_size});
+        const at::Tensor target = ids.narrow(1, 1, seqlen - 1).reshape({-1}).to(h.device());
+        const int64_t rows = h.size(0);
+        const int64_t chunk = std::max<int64_t>(1, kLogitChunkElements / model.config().vocab_size);
+        at::Tensor loss = at::zeros({}, h.options().dtype(at::kDouble));
+        for (int64_t r = 0; r < rows; r += chunk) {
+            const int64_t m = std::min(chunk, rows - r);
+            loss += at::cross_entropy_loss(model.head(h.narrow(0, r, m)), target.narrow(0, r, m), {},
+                                           at::Reduction::Sum).to(at::kDouble);
+        }
+        const double batch_nll = loss.item<double>();
         if (!std::isfinite(batch_nll))
             throw NumericError(strprintf("perplexity: non-finite loss in windows %lld..%lld (model produced NaN/Inf)",
                                          (long long)w, (long long)(w + b - 1)));

@@ -1,5 +1,7 @@
 #include <chrono>
 #include <ctime>
+#include <functional>
+#include <set>
 
 #include <ATen/ATen.h>
 
@@ -94,7 +96,8 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
                         {"device", o.model.device},
                         {"dtype", o.model.dtype},
                         {"batch_size", o.batch_size},
-                        {"error_windows", o.error_windows}};
+                        {"error_windows", o.error_windows},
+                        {"act_dtype", o.act_dtype}};
     if (o.method == "gptq")
         f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
                      {"true_sequential", o.gptq.true_sequential}};
@@ -111,6 +114,34 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
     return f;
 }
 
+namespace {
+
+// "calib.seqlen: 512 (interrupted run) vs 256 (now)" for every leaf that differs between two fingerprints.
+void fingerprint_differences(const nlohmann::json& saved, const nlohmann::json& now, const std::string& prefix,
+                             std::vector<std::string>& out) {
+    if (saved.is_object() && now.is_object()) {
+        std::set<std::string> keys;
+        for (auto it = saved.begin(); it != saved.end(); ++it) keys.insert(it.key());
+        for (auto it = now.begin(); it != now.end(); ++it) keys.insert(it.key());
+        for (const auto& k : keys)
+            fingerprint_differences(saved.contains(k) ? saved[k] : nlohmann::json("(unset)"),
+                                    now.contains(k) ? now[k] : nlohmann::json("(unset)"),
+                                    prefix.empty() ? k : prefix + "." + k, out);
+        return;
+    }
+    if (saved != now) out.push_back(prefix + ": " + saved.dump() + " (interrupted run) vs " + now.dump() + " (now)");
+}
+
+}  // namespace
+
+std::string describe_fingerprint_difference(const nlohmann::json& saved, const nlohmann::json& now) {
+    std::vector<std::string> diffs;
+    fingerprint_differences(saved, now, "", diffs);
+    std::string out;
+    for (const auto& d : diffs) out += (out.empty() ? "" : "; ") + d;
+    return out;
+}
+
 GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint& source,
                                    const QuantizeOptions& options, bool force, bool resume)
     : source_(source), options_(options), out_(out_dir), force_(force) {
@@ -118,29 +149,56 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
     partial_ = out_ + ".partial";
     if (path_exists(out_) && (!is_directory(out_) || !is_empty_directory(out_)) && !force)
         throw ConfigError("output folder " + out_ + " already holds files; pass --force to replace it");
-    const nlohmann::json fingerprint = run_fingerprint(source, options);
-    if (path_exists(partial_)) {
-        if (resume) {
-            nlohmann::json saved;
-            try {
-                saved = nlohmann::json::parse(read_text_file(partial_ + "/state.json"));
-            } catch (const nlohmann::json::exception&) {
-                throw FormatError(partial_ + "/state.json", "unreadable state of the interrupted run; use --force");
-            }
-            if (saved.value("fingerprint", nlohmann::json()) != fingerprint)
-                throw ConfigError("the interrupted run in " + partial_ +
-                                  " used other settings; rerun with the same options, or --force to start over");
-            return;
-        }
-        if (!force)
-            throw ConfigError("an interrupted run left " + partial_ +
-                              "; pass --resume to continue it or --force to start over");
-        remove_tree(partial_);
-    } else if (resume) {
-        log_warn("--resume: no interrupted run at " + partial_ + "; starting from the first block");
+    fingerprint_ = run_fingerprint(source, options);
+    if (!path_exists(partial_)) {
+        if (resume) log_warn("--resume: no interrupted run at " + partial_ + "; starting from the first block");
+        return;
     }
+    if (resume) {
+        nlohmann::json saved;
+        try {
+            saved = nlohmann::json::parse(read_text_file(partial_ + "/state.json"));
+        } catch (const std::exception&) {
+            throw FormatError(partial_ + "/state.json", "unreadable state of the interrupted run; use --force");
+        }
+        const nlohmann::json before = saved.value("fingerprint", nlohmann::json());
+        if (before != fingerprint_)
+            throw ConfigError("the interrupted run in " + partial_ + " used other settings (" +
+                              describe_fingerprint_difference(before, fingerprint_) +
+                              "); rerun with the same options, or --force to start over");
+        resumed_ = true;
+        return;
+    }
+    if (finished_blocks() == 0) {  // nothing finished there: it cannot block a new run
+        log_info(partial_ + " holds no finished block; starting over");
+        remove_tree(partial_);
+        return;
+    }
+    if (!force)
+        throw ConfigError("an interrupted run left " + partial_ + " (" + std::to_string(finished_blocks()) +
+                          " finished blocks); pass --resume to continue it or --force to start over");
+    remove_tree(partial_);
+}
+
+int64_t GptqFolderWriter::finished_blocks() const {
+    if (!is_directory(partial_)) return 0;
+    int64_t n = 0;
+    for (const auto& name : list_directory(partial_))
+        if (name.rfind("block_", 0) == 0 && name.size() > 12 && name.compare(name.size() - 12, 12, ".safetensors") == 0) ++n;
+    return n;
+}
+
+void GptqFolderWriter::prepare() {
+    if (resumed_ && path_exists(partial_)) return;
     make_directories(partial_);
-    write_json_atomic(partial_ + "/state.json", {{"fingerprint", fingerprint}});
+    write_json_atomic(partial_ + "/state.json", {{"fingerprint", fingerprint_}});
+}
+
+void GptqFolderWriter::discard_if_unstarted() noexcept {
+    try {
+        if (finished_blocks() == 0 && path_exists(partial_)) remove_tree(partial_);
+    } catch (...) {
+    }
 }
 
 GptqFolderWriter::~GptqFolderWriter() = default;
@@ -152,6 +210,7 @@ std::string GptqFolderWriter::block_path(int64_t layer) const {
 bool GptqFolderWriter::has(int64_t layer) const { return path_exists(block_path(layer)); }
 
 void GptqFolderWriter::save(const BlockResult& block) {
+    if (!is_directory(partial_)) prepare();
     const bool v2 = !options_.spec.symmetric;
     NamedTensors tensors;
     nlohmann::json meta = {{"layer", block.layer},
@@ -211,11 +270,22 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     }
     auto packed = [&](const std::string& name) { return blocks[owner.at(name)]->tensor(name); };
 
-    NamedTensors tensors, adapters, clipping;
+    // model.safetensors is streamed: each tensor is read (from a block file or the source checkpoint), written and
+    // its pages released, so assembling the folder never holds the model.
+    std::vector<TensorSpec> specs;
+    std::vector<std::function<at::Tensor()>> produce;
+    std::vector<std::function<void()>> release;
+    NamedTensors adapters, clipping;
     for (const auto& name : llama_tensor_names(c)) {
         const std::string base = name.substr(0, name.size() - std::string(".weight").size());
         if (owner.count(base + ".qweight")) {
-            for (const char* suffix : kPackedSuffixes) tensors.emplace_back(base + suffix, packed(base + suffix));
+            for (const char* suffix : kPackedSuffixes) {
+                const std::string key = base + suffix;
+                const at::Tensor t = packed(key);
+                specs.push_back({key, t.scalar_type(), t.sizes().vec()});
+                produce.emplace_back([&packed, key] { return packed(key); });
+                release.emplace_back([&blocks, &owner, key] { blocks[owner.at(key)]->release(key); });
+            }
             if (owner.count(base + ".lora_A")) {
                 adapters.emplace_back(hf_names::lora_key(base, 'A'), packed(base + ".lora_A"));
                 adapters.emplace_back(hf_names::lora_key(base, 'B'), packed(base + ".lora_B"));
@@ -227,12 +297,18 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
         } else {
             if (name.find(".self_attn.") != std::string::npos || name.find(".mlp.") != std::string::npos)
                 throw Error("internal: " + base + " was never quantized");
-            tensors.emplace_back(name, source_.tensors->get(name));  // embeddings, norms, head: stored as they came
+            const at::Tensor t = source_.tensors->get(name);  // embeddings, norms, head: stored as they came
+            specs.push_back({name, t.scalar_type(), t.sizes().vec()});
+            const TensorSource* src = source_.tensors.get();
+            produce.emplace_back([src, name] { return src->get(name); });
+            release.emplace_back([src, name] { src->release(name); });
         }
     }
-    write_safetensors(staging.file("model.safetensors"), tensors,
-                      {{"format", "pt"}, {"quantized_by", "saliq"}, {"gptq_bits", std::to_string(options_.spec.bits)},
-                       {"gptq_group_size", std::to_string(options_.spec.group_size)}});
+    write_safetensors_streamed(
+        staging.file("model.safetensors"), specs, [&](size_t i) { return produce[i](); },
+        {{"format", "pt"}, {"quantized_by", "saliq"}, {"gptq_bits", std::to_string(options_.spec.bits)},
+         {"gptq_group_size", std::to_string(options_.spec.group_size)}},
+        [&](size_t i) { release[i](); });
     if (!adapters.empty()) {
         write_safetensors(staging.file("adapter_model.safetensors"), adapters, {{"format", "pt"}});
         const nlohmann::json adapter_config = {

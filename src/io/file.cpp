@@ -28,6 +28,15 @@ MappedFile::~MappedFile() {
     if (data_ != nullptr && size_ > 0) munmap(const_cast<uint8_t*>(data_), size_);
 }
 
+void MappedFile::release(uint64_t offset, uint64_t length) const {
+    if (data_ == nullptr || offset >= size_) return;
+    length = std::min(length, size_ - offset);
+    const uint64_t page = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+    const uint64_t first = (offset + page - 1) / page * page, last = (offset + length) / page * page;
+    // A read-only private mapping: DONTNEED only unmaps our view, the file's bytes come back on the next access.
+    if (last > first) madvise(const_cast<uint8_t*>(data_) + first, last - first, MADV_DONTNEED);
+}
+
 std::shared_ptr<const MappedFile> MappedFile::open(const std::string& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) throw IoError(path, std::string("cannot open: ") + std::strerror(errno));

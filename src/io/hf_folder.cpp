@@ -141,9 +141,16 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
 void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, const TensorSource& tensors,
                      const std::string& tokenizer_path, bool force) {
     StagingDir staging(out_dir, force);
-    NamedTensors named;
-    for (const auto& name : llama_tensor_names(config)) named.emplace_back(name, tensors.get(name));
-    write_safetensors(staging.file("model.safetensors"), named, {{"format", "pt"}});
+    // One tensor at a time, its source pages released once written: converting never holds the whole model.
+    const std::vector<std::string> names = llama_tensor_names(config);
+    std::vector<TensorSpec> specs;
+    for (const auto& name : names) {
+        const at::Tensor t = tensors.get(name);
+        specs.push_back({name, t.scalar_type(), t.sizes().vec()});
+    }
+    write_safetensors_streamed(staging.file("model.safetensors"), specs,
+                               [&](size_t i) { return tensors.get(names[i]); }, {{"format", "pt"}},
+                               [&](size_t i) { tensors.release(names[i]); });
     write_json_atomic(staging.file("config.json"), llama_config_to_json(config));
     if (!tokenizer_path.empty()) copy_file(tokenizer_path, staging.file("tokenizer.model"));
     staging.commit();

@@ -185,23 +185,25 @@ at::Tensor SafetensorsReader::tensor(const std::string& name) const {
     return at::from_blob(const_cast<uint8_t*>(ptr), entry->shape, [keep_alive](void*) {}, options);
 }
 
-void write_safetensors(const std::string& path, const NamedTensors& tensors,
-                       const std::map<std::string, std::string>& metadata) {
+void SafetensorsReader::release(const std::string& name) const {
+    if (const SafetensorsEntry* entry = find(name)) file_->release(data_start_ + entry->begin, entry->end - entry->begin);
+}
+
+void write_safetensors_streamed(const std::string& path, const std::vector<TensorSpec>& specs,
+                                const std::function<at::Tensor(size_t)>& produce,
+                                const std::map<std::string, std::string>& metadata,
+                                const std::function<void(size_t)>& done) {
     nlohmann::json header = nlohmann::json::object();
     if (!metadata.empty()) header["__metadata__"] = metadata;
-    std::vector<at::Tensor> cpu;
-    cpu.reserve(tensors.size());
     uint64_t offset = 0;
-    for (const auto& [name, tensor] : tensors) {
-        if (name == "__metadata__") throw ConfigError("a tensor cannot be named __metadata__");
-        if (header.contains(name)) throw ConfigError("duplicate tensor name '" + name + "' in safetensors output");
-        at::Tensor t = tensor.detach().to(at::kCPU).contiguous();
-        const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
-        header[name] = {{"dtype", dtype_name(t.scalar_type())},
-                        {"shape", t.sizes().vec()},
-                        {"data_offsets", {offset, offset + bytes}}};
+    for (const auto& spec : specs) {
+        if (spec.name == "__metadata__") throw ConfigError("a tensor cannot be named __metadata__");
+        if (header.contains(spec.name)) throw ConfigError("duplicate tensor name '" + spec.name + "' in safetensors output");
+        uint64_t numel = 1;
+        for (int64_t d : spec.shape) numel *= static_cast<uint64_t>(d);
+        const uint64_t bytes = numel * c10::elementSize(spec.dtype);
+        header[spec.name] = {{"dtype", dtype_name(spec.dtype)}, {"shape", spec.shape}, {"data_offsets", {offset, offset + bytes}}};
         offset += bytes;
-        cpu.push_back(std::move(t));
     }
     std::string json = header.dump();
     json.append((8 - json.size() % 8) % 8, ' ');  // data section starts 8-byte aligned, as the reference writer does
@@ -211,9 +213,26 @@ void write_safetensors(const std::string& path, const NamedTensors& tensors,
         for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>(n >> (8 * i));
         out.write(reinterpret_cast<const char*>(len), 8);
         out.write(json.data(), static_cast<std::streamsize>(json.size()));
-        for (const auto& t : cpu)
-            out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
+        for (size_t i = 0; i < specs.size(); ++i) {
+            {
+                const at::Tensor t = produce(i).detach().to(at::kCPU).contiguous();
+                if (t.scalar_type() != specs[i].dtype || t.sizes().vec() != specs[i].shape)
+                    throw Error("internal: tensor '" + specs[i].name + "' was declared " +
+                                c10::toString(specs[i].dtype) + " " + shape_to_string(specs[i].shape) + " but is " +
+                                c10::toString(t.scalar_type()) + " " + shape_to_string(t.sizes().vec()));
+                out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(t.numel() * t.element_size()));
+            }
+            if (done) done(i);
+        }
     });
+}
+
+void write_safetensors(const std::string& path, const NamedTensors& tensors,
+                       const std::map<std::string, std::string>& metadata) {
+    std::vector<TensorSpec> specs;
+    specs.reserve(tensors.size());
+    for (const auto& [name, tensor] : tensors) specs.push_back({name, tensor.scalar_type(), tensor.sizes().vec()});
+    write_safetensors_streamed(path, specs, [&](size_t i) { return tensors[i].second; }, metadata);
 }
 
 }  // namespace saliq

@@ -42,6 +42,10 @@ public:
         if (it == where_.end()) throw FormatError(dir_, "checkpoint has no tensor '" + name + "'");
         return shards_[it->second]->tensor(name);
     }
+    void release(const std::string& name) const override {
+        auto it = where_.find(name);
+        if (it != where_.end()) shards_[it->second]->release(name);
+    }
     std::vector<std::string> names() const override {
         std::vector<std::string> out;
         for (const auto& kv : where_) out.push_back(kv.first);

@@ -20,6 +20,7 @@ at::Tensor checked(const TensorSource& tensors, const std::string& name, const s
     at::Tensor out = t.to(options.dtype()).to(options.device());
     // Never hand out a view of a read-only mmap: callers may train or modify weights in place.
     if (out.data_ptr() == t.data_ptr()) out = out.clone();
+    tensors.release(name);  // our copy is made: the mapped pages need not stay resident
     if (!at::isfinite(out).all().item<bool>())
         throw FormatError(tensors.origin(), "tensor '" + name + "' contains NaN or Inf values");
     return out;
@@ -103,6 +104,7 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
                           tensors.get(name + ".g_idx")};
             QuantizedTensor q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2,
                                             tensors.origin() + " (" + name + ")");
+            for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) tensors.release(name + suffix);
             block.linears[i] = std::make_shared<QuantizedLinear>(std::move(q), options);
         } else {
             block.linears[i] = std::make_shared<DenseLinear>(checked(tensors, name + ".weight", shapes[i], options));
@@ -165,10 +167,12 @@ at::Tensor LlamaModel::head(const at::Tensor& hidden) const {
     return at::linear(rms_norm(hidden, final_norm_, config_.rms_norm_eps), lm_head_).to(at::kFloat);
 }
 
-at::Tensor LlamaModel::forward(const at::Tensor& ids) const {
+at::Tensor LlamaModel::hidden_states(const at::Tensor& ids) const {
     at::Tensor h = embed(ids);
     for (int64_t i = 0; i < n_layers(); ++i) h = run_block(i, h);
-    return head(h);
+    return h;
 }
+
+at::Tensor LlamaModel::forward(const at::Tensor& ids) const { return head(hidden_states(ids)); }
 
 }  // namespace saliq

@@ -21,15 +21,27 @@ struct BlockContext {
     const at::Tensor* inputs = nullptr;     // [N, T, H] inputs of the quantized chain
     const at::Tensor* fp_inputs = nullptr;  // [N, T, H] inputs of the FP chain, when the method asked for them
     const QuantizeOptions* options = nullptr;
+    // A method that runs the FP block over the whole FP chain anyway stores the result here (in the buffers'
+    // dtype), and the pipeline moves the FP chain on with it instead of running that forward a second time.
+    at::Tensor* fp_outputs = nullptr;
 
-    // Runs `block` over every window of `x` in batches of options->batch_size; returns [N, T, H].
+    // Runs `block` over every window of `x` in batches of options->batch_size; returns [N, T, H] in x's dtype
+    // (the activation buffers' storage dtype), computing each batch in the block's own dtype.
     at::Tensor run(const DecoderBlock& block, const at::Tensor& x) const;
 };
+
+// Windows [b, b + n) of an activation buffer, in the compute dtype of `block` (buffers may be stored narrower).
+at::Tensor compute_slice(const at::Tensor& buffer, int64_t b, int64_t n, const DecoderBlock& block);
 
 class QuantMethod {
 public:
     virtual ~QuantMethod() = default;
     virtual bool needs_fp_chain() const { return false; }
+    // False: the method quantizes from the weights alone (no calibration windows, no forward passes).
+    virtual bool needs_calibration() const { return true; }
+    // Activation buffers of [N, T, hidden] the method holds at once besides the pipeline's own (for the memory
+    // estimate printed before a run); a buffer of wider rows counts as its width / hidden.
+    virtual double extra_activation_buffers(const LlamaConfig& /*config*/) const { return 0.0; }
     // Replaces every linear of `block` by its quantized form. Returns method statistics for the manifest.
     virtual nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& context) = 0;
     // The finished linears of the last block, when they carry more than a QuantizedLinear shows (adapters, clipping

@@ -7,6 +7,7 @@
 
 #include "quant/method.h"
 #include "saliq/error.h"
+#include "saliq/file.h"
 #include "saliq/log.h"
 #include "saliq/quantize.h"
 #include "saliq/strings.h"
@@ -56,19 +57,32 @@ void check_shapes(const LlamaConfig& c, const QuantSpec& spec) {
                                         (long long)spec.group_size, names[i], (long long)rows[i]));
 }
 
-// Quantizes one block with the method and measures each linear's and the block's reconstruction error on the
-// first `n_err` windows.
+at::ScalarType act_storage_dtype(const QuantizeOptions& o, const at::TensorOptions& compute) {
+    if (o.act_dtype == "auto") return compute.dtype().toScalarType();
+    if (o.act_dtype == "fp32") return at::kFloat;
+    if (o.act_dtype == "bf16") return at::kBFloat16;
+    if (o.act_dtype == "fp16") return at::kHalf;
+    throw ConfigError("--act-dtype must be auto, fp32, bf16 or fp16, not '" + o.act_dtype + "'");
+}
+
+// Quantizes one block with the method, moves both chains on, and (with n_err > 0) measures each linear's and the
+// block's reconstruction error on the first n_err windows. The quantized block's output on those windows is the
+// propagated chain's, so error measurement costs only one FP forward over n_err windows.
 BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock& block, const DecoderBlock& fp_block,
-                               const BlockContext& context, int64_t n_err) {
-    const LlamaConfig& config = *context.config;
+                               BlockContext& context, int64_t n_err, at::Tensor& hidden, at::Tensor& hidden_fp) {
     std::vector<std::vector<at::Tensor>> seen(kNumLinears);
-    const DecoderBlock hooked = capturing_block(fp_block, kAllLinears, seen);
-    const at::Tensor err_inputs = context.inputs->narrow(0, 0, n_err);
-    const at::Tensor fp_out = block_forward(hooked, config, *context.rope, err_inputs);
+    at::Tensor fp_out;
+    if (n_err > 0) {
+        const DecoderBlock hooked = capturing_block(fp_block, kAllLinears, seen);
+        fp_out = context.run(hooked, hidden.narrow(0, 0, n_err));
+    }
 
     BlockResult result;
     result.layer = layer;
+    at::Tensor fp_next;
+    context.fp_outputs = &fp_next;
     result.method_stats = method.quantize_block(block, context);
+    context.fp_outputs = nullptr;
     std::vector<LinearResult> linears = method.take_results();
     for (int i = 0; i < kNumLinears; ++i) {
         const std::string name = hf_names::linear_name(layer, i);
@@ -81,14 +95,23 @@ BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock&
             lr.q = q->quantized();
         }
         lr.name = name;
-        const at::Tensor X = at::cat(seen[i], 0).to(at::kFloat);
-        const at::Tensor W = fp_block.linears[i]->weight().to(at::kFloat);
-        lr.rel_error = relative_error(at::matmul(X, block.linears[i]->weight().to(at::kFloat).t()), at::matmul(X, W.t()));
+        if (n_err > 0) {
+            const at::Tensor X = at::cat(seen[i], 0).to(at::kFloat);
+            const at::Tensor W = fp_block.linears[i]->weight().to(at::kFloat);
+            lr.rel_error = relative_error(at::matmul(X, block.linears[i]->weight().to(at::kFloat).t()),
+                                          at::matmul(X, W.t()));
+        }
         result.linears.push_back(std::move(lr));
     }
-    result.block_error = relative_error(block_forward(block, config, *context.rope, err_inputs), fp_out);
+    seen.clear();
+    if (hidden_fp.defined()) hidden_fp = fp_next.defined() ? fp_next : context.run(fp_block, hidden_fp);
+    hidden = context.run(block, hidden);
+    if (n_err > 0) result.block_error = relative_error(hidden.narrow(0, 0, n_err), fp_out);
     return result;
 }
+
+// Bytes per element of a dtype name used in options.
+uint64_t dtype_bytes(at::ScalarType t) { return static_cast<uint64_t>(c10::elementSize(t)); }
 
 }  // namespace
 
@@ -123,29 +146,100 @@ DecoderBlock capturing_block(const DecoderBlock& block, const std::vector<int>& 
 }
 
 at::Tensor BlockContext::run(const DecoderBlock& block, const at::Tensor& x) const {
-    std::vector<at::Tensor> outs;
+    // Written batch by batch into one preallocated buffer: no list of pieces plus a concatenated copy.
+    at::Tensor out = at::empty_like(x);
     const int64_t n = x.size(0), b = std::max<int64_t>(1, options->batch_size);
-    for (int64_t i = 0; i < n; i += b) outs.push_back(block_forward(block, *config, *rope, x.narrow(0, i, std::min(b, n - i))));
-    return at::cat(outs, 0);
+    for (int64_t i = 0; i < n; i += b) {
+        const int64_t m = std::min(b, n - i);
+        out.narrow(0, i, m).copy_(block_forward(block, *config, *rope, compute_slice(x, i, m, block)));
+    }
+    return out;
 }
 
-QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer, const QuantizeOptions& o,
-                              BlockStore* store, const ProgressFn& progress) {
+at::Tensor compute_slice(const at::Tensor& buffer, int64_t b, int64_t n, const DecoderBlock& block) {
+    return buffer.narrow(0, b, n).to(block.input_norm.scalar_type());
+}
+
+bool quantize_needs_calibration(const QuantizeOptions& o) {
+    return make_method(o.method)->needs_calibration() || o.error_windows > 0;
+}
+
+void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenizer, QuantizeOptions& o) {
     o.spec.validate();
     if (ckpt.packed.bits > 0)
         throw ConfigError(ckpt.path + " is already quantized (" + std::to_string(ckpt.packed.bits) +
                           "-bit GPTQ); quantize the full-precision model instead");
     const LlamaConfig& config = ckpt.config;
     check_shapes(config, o.spec);
+    auto method = make_method(o.method);
+    const at::TensorOptions compute = resolve_model_options(o.model);
+    act_storage_dtype(o, compute);
+    if (o.error_windows < -1) throw ConfigError("--error-windows must be 0 or more");
+    if (o.error_windows == -1) o.error_windows = method->needs_calibration() ? kDefaultErrorWindows : 0;
+    if (o.calib.seqlen <= 0) {
+        o.calib.seqlen = std::min<int64_t>(2048, config.max_position_embeddings);
+        if (quantize_needs_calibration(o))
+            log_info(strprintf("--seqlen not given: %lld (min of 2048 and the model's context)", (long long)o.calib.seqlen));
+    }
+    if (!quantize_needs_calibration(o)) return;  // RTN without error windows reads no text at all
     if (o.calib.seqlen > config.max_position_embeddings)
         throw ConfigError(strprintf("--seqlen %lld exceeds the model's max_position_embeddings %lld",
                                     (long long)o.calib.seqlen, (long long)config.max_position_embeddings));
+    if (o.calib.seqlen < 2) throw ConfigError("--seqlen must be at least 2");
+    if (o.calib.nsamples < 1) throw ConfigError("--nsamples must be at least 1");
     if (o.batch_size < 1) throw ConfigError("--batch-size must be at least 1");
+    if (o.apiq.train_batch < 1) throw ConfigError("--train-batch must be at least 1");
     if (tokenizer.vocab_size() != config.vocab_size)
         throw ConfigError(strprintf("tokenizer has %d pieces but the model's vocabulary is %lld", tokenizer.vocab_size(),
                                     (long long)config.vocab_size));
+    if (o.calib.source != "c4" && o.calib.source != "wikitext2" && o.calib.source != "ptb" &&
+        o.calib.source != "tinystories" && !path_exists(o.calib.source))
+        throw ConfigError("--calib '" + o.calib.source + "' is neither a data set name (wikitext2, c4, ptb, tinystories) "
+                          "nor an existing text file");
+}
+
+std::string MemoryEstimate::describe() const {
+    return strprintf("%s activations (%.1f buffers of N x T x hidden) + %s per block's weights + %s embedding = %s",
+                     human_bytes(activations).c_str(), activation_buffers, human_bytes(block_weights).c_str(),
+                     human_bytes(embedding).c_str(), human_bytes(total).c_str());
+}
+
+MemoryEstimate estimate_quantize_memory(const Checkpoint& ckpt, const QuantizeOptions& o) {
+    const LlamaConfig& c = ckpt.config;
+    const auto method = make_method(o.method);
+    const at::TensorOptions compute = resolve_model_options(o.model);
+    const uint64_t act = dtype_bytes(act_storage_dtype(o, compute)), w = dtype_bytes(compute.dtype().toScalarType());
+    MemoryEstimate e;
+    const bool calib = quantize_needs_calibration(o);
+    const int64_t N = calib ? (method->needs_calibration() ? o.calib.nsamples : o.error_windows) : 0;
+    if (calib) {
+        // The quantized chain, its next value, the FP chain and its next value when the method keeps one, the
+        // method's own buffers, and the error windows' FP output and captured linear inputs.
+        e.activation_buffers = 2.0 + (method->needs_fp_chain() ? 2.0 : 0.0) + method->extra_activation_buffers(c);
+        const double err = static_cast<double>(std::min(N, o.error_windows)) / static_cast<double>(std::max<int64_t>(1, N));
+        e.activation_buffers += err * (7.0 + static_cast<double>(c.intermediate_size) / static_cast<double>(c.hidden_size));
+        e.activations = static_cast<uint64_t>(e.activation_buffers * static_cast<double>(N) *
+                                              static_cast<double>(o.calib.seqlen) * static_cast<double>(c.hidden_size) *
+                                              static_cast<double>(act));
+        e.embedding = static_cast<uint64_t>(c.vocab_size * c.hidden_size) * w;
+    }
+    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
+    const uint64_t block_params = static_cast<uint64_t>(2 * qd * H + 2 * kvd * H + 3 * I * H);
+    // FP weights, the quantized weights' dense form, and (training methods) fp32 master copies with Adam state.
+    const double copies = method->needs_fp_chain() ? 6.0 : 2.0;
+    e.block_weights = static_cast<uint64_t>(copies * static_cast<double>(block_params) * static_cast<double>(std::max<uint64_t>(w, 4)));
+    e.total = e.activations + e.block_weights + e.embedding;
+    return e;
+}
+
+QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer, const QuantizeOptions& options,
+                              BlockStore* store, const ProgressFn& progress) {
+    QuantizeOptions o = options;
+    validate_quantize_options(ckpt, tokenizer, o);
+    const LlamaConfig& config = ckpt.config;
     auto method = make_method(o.method);
-    const at::TensorOptions options = resolve_model_options(o.model);
+    const at::TensorOptions compute = resolve_model_options(o.model);
+    const at::ScalarType storage = act_storage_dtype(o, compute);
     c10::NoGradGuard no_grad;
 
     QuantizeResult result;
@@ -153,48 +247,74 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
     auto seconds_since = [](std::chrono::steady_clock::time_point t) {
         return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
     };
-    result.calib = sample_calibration(o.calib, tokenizer);
-    result.calib_seconds = seconds_since(start);
-    const int64_t N = o.calib.nsamples, T = o.calib.seqlen;
-    log_info(strprintf("calibration: %lld windows x %lld tokens from %s (range %s, seed %llu) in %.2f s",
-                       (long long)N, (long long)T, o.calib.source.c_str(), o.calib.range.to_string().c_str(),
-                       (unsigned long long)o.calib.seed, result.calib_seconds));
-
-    at::Tensor ids = at::tensor(std::vector<int64_t>(result.calib.tokens.begin(), result.calib.tokens.end()))
-                         .view({N, T})
-                         .to(options.device());
-    at::Tensor hidden = at::embedding(ckpt.tensors->get(hf_names::kEmbed).to(options), ids);  // [N, T, H]
-    at::Tensor hidden_fp = method->needs_fp_chain() ? hidden.clone() : at::Tensor();
-    const Rope rope = make_rope(config, T, options);
-    const int64_t n_err = std::min(N, std::max<int64_t>(1, o.error_windows));
+    // RTN reads no text: with no error windows asked for, there is nothing to embed or run.
+    const bool calibrate = quantize_needs_calibration(o);
+    if (calibrate && !method->needs_calibration()) o.calib.nsamples = o.error_windows;  // windows only to measure
+    at::Tensor hidden, hidden_fp;
+    const int64_t N = calibrate ? o.calib.nsamples : 0, T = o.calib.seqlen;
+    Rope rope;
+    if (calibrate) {
+        result.calib = sample_calibration(o.calib, tokenizer);
+        result.calib_seconds = seconds_since(start);
+        log_info(strprintf("calibration: %lld windows x %lld tokens from %s (range %s, seed %llu) in %.2f s",
+                           (long long)N, (long long)T, o.calib.source.c_str(), o.calib.range.to_string().c_str(),
+                           (unsigned long long)o.calib.seed, result.calib_seconds));
+        at::Tensor ids = at::tensor(std::vector<int64_t>(result.calib.tokens.begin(), result.calib.tokens.end()))
+                             .view({N, T})
+                             .to(compute.device());
+        hidden = at::embedding(ckpt.tensors->get(hf_names::kEmbed).to(compute), ids).to(storage);  // [N, T, H]
+        ckpt.tensors->release(hf_names::kEmbed);
+        if (method->needs_fp_chain()) hidden_fp = hidden.clone();
+        rope = make_rope(config, T, compute);
+    }
+    const int64_t n_err = std::min(N, o.error_windows);
 
     for (int64_t layer = 0; layer < config.n_layers; ++layer) {
         const auto block_start = std::chrono::steady_clock::now();
-        DecoderBlock block = load_block(*ckpt.tensors, config, PackedInfo{}, layer, options);
-        const DecoderBlock fp_block = block;
-        BlockContext context;
-        context.layer = layer;
-        context.config = &config;
-        context.rope = &rope;
-        context.inputs = &hidden;
-        context.fp_inputs = hidden_fp.defined() ? &hidden_fp : nullptr;
-        context.options = &o;
-
         BlockResult block_result;
         const bool restored = store != nullptr && store->has(layer);
         if (restored) {
             block_result = store->load(layer);
-            for (int i = 0; i < kNumLinears; ++i)
-                block.linears[i] = inference_linear(block_result.linears[static_cast<size_t>(i)], options);
+            if (calibrate) {  // the chains move on through the saved block
+                DecoderBlock block = load_block(*ckpt.tensors, config, PackedInfo{}, layer, compute);
+                const DecoderBlock fp_block = block;
+                for (int i = 0; i < kNumLinears; ++i)
+                    block.linears[i] = inference_linear(block_result.linears[static_cast<size_t>(i)], compute);
+                BlockContext context;
+                context.config = &config;
+                context.rope = &rope;
+                context.options = &o;
+                if (hidden_fp.defined()) hidden_fp = context.run(fp_block, hidden_fp);
+                hidden = context.run(block, hidden);
+            }
             log_info(strprintf("%s restored from the interrupted run", hf_names::layer_prefix(layer).c_str()));
         } else {
-            block_result = quantize_one_block(*method, layer, block, fp_block, context, n_err);
+            DecoderBlock block = load_block(*ckpt.tensors, config, PackedInfo{}, layer, compute);
+            const DecoderBlock fp_block = block;
+            BlockContext context;
+            context.layer = layer;
+            context.config = &config;
+            context.rope = &rope;
+            context.inputs = &hidden;
+            context.fp_inputs = hidden_fp.defined() ? &hidden_fp : nullptr;
+            context.options = &o;
+            if (calibrate) {
+                block_result = quantize_one_block(*method, layer, block, fp_block, context, n_err, hidden, hidden_fp);
+            } else {
+                block_result.layer = layer;
+                block_result.method_stats = method->quantize_block(block, context);
+                for (int i = 0; i < kNumLinears; ++i) {
+                    const auto* q = dynamic_cast<const QuantizedLinear*>(block.linears[i].get());
+                    if (q == nullptr) throw Error("internal: method " + o.method + " left a linear unquantized");
+                    LinearResult lr;
+                    lr.name = hf_names::linear_name(layer, i);
+                    lr.q = q->quantized();
+                    block_result.linears.push_back(std::move(lr));
+                }
+            }
             block_result.seconds = seconds_since(block_start);
         }
-
-        if (hidden_fp.defined()) hidden_fp = context.run(fp_block, hidden_fp);
-        hidden = context.run(block, hidden);
-        if (!at::isfinite(hidden).all().item<bool>())
+        if (calibrate && !at::isfinite(hidden).all().item<bool>())
             throw NumericError(strprintf("block %lld produced NaN/Inf activations after quantization", (long long)layer));
         if (store != nullptr && !restored) store->save(block_result);
         for (auto& lr : block_result.linears) {  // the store has the tensors; keep only the numbers

@@ -166,9 +166,11 @@ TEST(CliQuantize, RefusesBadRequestsWithClearMessages) {
     r = run_saliq(quantize_args(dir.file("full")) + " --bits 4 --force -q");
     EXPECT_EQ(r.exit_code, 0) << r.output;
     EXPECT_FALSE(path_exists(dir.file("full/notes.txt")));
-    r = run_saliq(quantize_args(dir.file("c")) + " --calib " + dir.file("keep.txt"));
+    r = run_saliq(quantize_args(dir.file("c")) + " --method gptq --calib " + dir.file("keep.txt"));
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("calibration set too small"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(dir.file("c")));
+    EXPECT_FALSE(path_exists(dir.file("c.partial")));
 }
 
 TEST(CliQuantize, NonFiniteWeightsExitWithFormatError) {
@@ -190,6 +192,93 @@ TEST(CliQuantize, NonFiniteWeightsExitWithFormatError) {
     EXPECT_NE(r.output.find("model.layers.2.mlp.up_proj.weight"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("NaN"), std::string::npos) << r.output;
     EXPECT_FALSE(path_exists(dir.file("q")));
+}
+
+// Puts a NaN into the first float of `tensor` inside the folder's model.safetensors.
+void poison_tensor(const std::string& hf, const std::string& tensor) {
+    std::string bytes = test::read_bytes(hf + "/model.safetensors");
+    uint64_t header = 0;
+    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+    const auto json = nlohmann::json::parse(bytes.substr(8, header));
+    const uint64_t offset = 8 + header + json[tensor]["data_offsets"][0].get<uint64_t>();
+    const float nan = NAN;
+    std::memcpy(&bytes[offset], &nan, 4);
+    test::write_bytes(hf + "/model.safetensors", bytes);
+}
+
+TEST(CliQuantize, RtnNeedsNoOtherOptionAndReadsNoText) {
+    TempDir dir;
+    const std::string hf = convert_stories(dir);
+    const std::string out = dir.file("q");
+    // The default --seqlen (2048) exceeds this model's context of 512: RTN must not care.
+    auto r = run_saliq("quantize -m " + hf + " --method rtn --bits 4 --out " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(r.output.find("calibration:"), std::string::npos) << r.output;
+    const auto manifest = nlohmann::json::parse(test::read_bytes(out + "/saliq_manifest.json"));
+    EXPECT_TRUE(manifest["calibration"]["window_starts"].empty());
+    EXPECT_EQ(manifest["settings"]["error_windows"], 0);
+    EXPECT_FALSE(path_exists(out + ".partial"));
+    // Error reporting is there when asked for: a few windows, no more.
+    r = run_saliq("quantize -m " + hf + " --method rtn --bits 4 --error-windows 2 --calib tinystories --out " +
+                  dir.file("q2"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto m2 = nlohmann::json::parse(test::read_bytes(dir.file("q2") + "/saliq_manifest.json"));
+    EXPECT_EQ(m2["calibration"]["window_starts"].size(), 2u);
+    EXPECT_EQ(m2["calibration"]["seqlen"], 512);  // min(2048, context)
+    EXPECT_GT(m2["layers"][0]["rel_error"].get<double>(), 0.0);
+}
+
+TEST(CliQuantize, ARefusedRunLeavesNothingAndTheCorrectedOneRuns) {
+    TempDir dir;
+    const std::string out = dir.file("q");
+    auto r = run_saliq(quantize_args(out) + " --method gptq --seqlen 4096");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("max_position_embeddings"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(out));
+    EXPECT_FALSE(path_exists(out + ".partial"));
+    r = run_saliq(quantize_args(out) + " --method gptq --act-dtype int4");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--act-dtype"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(out + ".partial"));
+    r = run_saliq(quantize_args(out) + " --method gptq -q");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+TEST(CliQuantize, AFailureBeforeTheFirstBlockLeavesNothingAndAnEmptyPartialDoesNotBlock) {
+    TempDir dir;
+    const std::string hf = convert_stories(dir);
+    poison_tensor(hf, "model.layers.0.self_attn.q_proj.weight");
+    const std::string out = dir.file("q");
+    const std::string args = "quantize -m " + hf + " --method gptq --calib tinystories --nsamples 2 --seqlen 64 --out ";
+    auto r = run_saliq(args + out);
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_FALSE(path_exists(out + ".partial"));
+    // A partial folder with no finished block (a run killed early) is replaced, not refused.
+    TempDir clean;
+    const std::string hf2 = convert_stories(clean);
+    make_directories(out + ".partial");
+    test::write_bytes(out + ".partial/state.json", "{}");
+    r = run_saliq("quantize -m " + hf2 +
+                  " --method gptq --calib tinystories --nsamples 2 --seqlen 64 -q --out " + out);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_FALSE(path_exists(out + ".partial"));
+}
+
+TEST(CliQuantize, ResumeWithOtherOptionsNamesTheDifference) {
+    TempDir dir;
+    const std::string hf = convert_stories(dir);
+    poison_tensor(hf, "model.layers.2.mlp.up_proj.weight");  // blocks 0 and 1 finish, block 2 fails
+    const std::string out = dir.file("q");
+    const std::string args = "quantize -m " + hf + " --method gptq --calib tinystories --nsamples 2 --seqlen 64 --out " + out;
+    auto r = run_saliq(args + " --bits 2 --group-size 32");
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    ASSERT_TRUE(path_exists(out + ".partial/block_0000.safetensors")) << r.output;
+    r = run_saliq(args + " --bits 3 --group-size 32 --resume");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("bits: 2 (interrupted run) vs 3 (now)"), std::string::npos) << r.output;
+    r = run_saliq(args + " --bits 2 --group-size 32");
+    EXPECT_EQ(r.exit_code, 2) << r.output;  // finished blocks are never discarded silently
+    EXPECT_NE(r.output.find("--resume"), std::string::npos) << r.output;
 }
 
 }  // namespace

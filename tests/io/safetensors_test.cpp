@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "saliq/error.h"
+#include "saliq/file.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -78,6 +79,44 @@ TEST(Safetensors, UnalignedDataIsCopied) {
     at::Tensor x = SafetensorsReader::open(path)->tensor("x");
     EXPECT_FLOAT_EQ(x[0].item<float>(), 1.5f);
     EXPECT_FLOAT_EQ(x[1].item<float>(), -2.0f);
+}
+
+TEST(Safetensors, StreamedWriteAsksForOneTensorAtATimeAndChecksEach) {
+    TempDir dir;
+    const std::string path = dir.file("s.safetensors");
+    const std::vector<TensorSpec> specs = {{"a", at::kFloat, {2, 3}}, {"b", at::kBFloat16, {4}}};
+    std::vector<size_t> asked, done;
+    write_safetensors_streamed(path, specs, [&](size_t i) {
+        asked.push_back(i);
+        return i == 0 ? at::arange(6, at::kFloat).view({2, 3}) : at::ones({4}, at::kBFloat16);
+    }, {{"k", "v"}}, [&](size_t i) { done.push_back(i); });
+    EXPECT_EQ(asked, (std::vector<size_t>{0, 1}));
+    EXPECT_EQ(done, (std::vector<size_t>{0, 1}));
+    auto reader = SafetensorsReader::open(path);
+    EXPECT_TRUE(at::equal(reader->tensor("a"), at::arange(6, at::kFloat).view({2, 3})));
+    EXPECT_EQ(reader->tensor("b").scalar_type(), at::kBFloat16);
+    EXPECT_EQ(reader->metadata().at("k"), "v");
+    // Released pages fault back in from the file: the values are still there.
+    reader->release("a");
+    EXPECT_TRUE(at::equal(reader->tensor("a"), at::arange(6, at::kFloat).view({2, 3})));
+
+    // A producer that breaks its declaration fails the write, and nothing is left under the name.
+    const std::string bad = dir.file("bad.safetensors");
+    EXPECT_THROW(write_safetensors_streamed(bad, specs, [](size_t) { return at::zeros({2, 3}, at::kFloat); }), Error);
+    EXPECT_FALSE(path_exists(bad));
+}
+
+TEST(Safetensors, ReleasedPagesOfALargeTensorReadBackIdentical) {
+    TempDir dir;
+    const std::string path = dir.file("big.safetensors");
+    const at::Tensor big = at::randn({1024, 1024});  // 4 MiB: many whole pages to drop
+    write_safetensors(path, {{"w", big}});
+    auto reader = SafetensorsReader::open(path);
+    const double before = reader->tensor("w").sum().item<double>();
+    reader->release("w");
+    reader->release("missing");  // unknown names are ignored
+    EXPECT_EQ(reader->tensor("w").sum().item<double>(), before);
+    EXPECT_TRUE(at::equal(reader->tensor("w"), big));
 }
 
 TEST(Safetensors, WriteIsAtomicAndLeavesNoTemporary) {

@@ -83,7 +83,7 @@ TEST(Pipeline, GptqReconstructsBetterThanRtn) {
 TEST(Pipeline, CalibrationWindowsAreRecordedAndDeterministic) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     const Checkpoint ckpt = read_llama2c(test::stories_bin());
-    QuantizeOptions o = small_options("rtn", 4, 32);
+    QuantizeOptions o = small_options("gptq", 4, 32);
     const auto a = quantize_model(ckpt, *tok, o);
     const auto b = quantize_model(ckpt, *tok, o);
     EXPECT_EQ(a.calib.starts, b.calib.starts);

@@ -19,6 +19,7 @@ class ApiqBlockwise : public QuantMethod {
 public:
     explicit ApiqBlockwise(bool lora) : lora_(lora) {}
     bool needs_fp_chain() const override { return true; }
+    double extra_activation_buffers(const LlamaConfig&) const override { return 2.0; }  // the targets T1, T2
 
     nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& ctx) override {
         const QuantizeOptions& o = *ctx.options;
@@ -31,6 +32,7 @@ public:
         // Targets from the FP block: on the FP chain's input (T1) and on the quantized chain's input (T2).
         const DecoderBlock fp_block = block;
         const at::Tensor t1 = ctx.run(fp_block, *ctx.fp_inputs);
+        if (ctx.fp_outputs != nullptr) *ctx.fp_outputs = t1;  // T1 is the FP chain's next input too
         const at::Tensor t2 = o.apiq.aug_loss ? ctx.run(fp_block, *ctx.inputs) : at::Tensor();
 
         seed_block(o, layer);
@@ -70,7 +72,7 @@ public:
                                          at::Tensor loss = at::zeros({}, options.dtype(at::kFloat));
                                          if (stage_uses_mse(stage)) {
                                              const at::Tensor out = block_forward(train, *ctx.config, *ctx.rope,
-                                                                                  ctx.inputs->narrow(0, b, n))
+                                                                                  compute_slice(*ctx.inputs, b, n, train))
                                                                         .to(at::kFloat);
                                              loss = loss + at::mse_loss(out, t1.narrow(0, b, n).to(at::kFloat));
                                              if (t2.defined())

@@ -19,11 +19,13 @@
 namespace saliq {
 namespace {
 
-// Inputs [N, T, in] seen by the linears `indices` when `block` runs on `x`.
+// Inputs [N, T, in] seen by the linears `indices` when `block` runs on `x`; the block's output goes to `output`
+// when given.
 std::vector<at::Tensor> capture_inputs(const DecoderBlock& block, const BlockContext& ctx, const at::Tensor& x,
-                                       const std::vector<int>& indices) {
+                                       const std::vector<int>& indices, at::Tensor* output = nullptr) {
     std::vector<std::vector<at::Tensor>> seen(kNumLinears);
-    ctx.run(capturing_block(block, indices, seen), x);
+    at::Tensor out_x = ctx.run(capturing_block(block, indices, seen), x);
+    if (output != nullptr) *output = out_x;
     std::vector<at::Tensor> out(kNumLinears);
     for (int i : indices) out[i] = at::cat(seen[i], 0);
     return out;
@@ -32,6 +34,10 @@ std::vector<at::Tensor> capture_inputs(const DecoderBlock& block, const BlockCon
 class ApiqLayerwise : public QuantMethod {
 public:
     bool needs_fp_chain() const override { return true; }
+    double extra_activation_buffers(const LlamaConfig& c) const override {
+        // FP inputs of all seven linears (six hidden-wide, one intermediate-wide) and one group's quantized inputs.
+        return 6.0 + 3.0 + static_cast<double>(c.intermediate_size) / static_cast<double>(c.hidden_size);
+    }
 
     nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& ctx) override {
         const QuantizeOptions& o = *ctx.options;
@@ -41,7 +47,7 @@ public:
         const int64_t batch = std::max<int64_t>(1, o.apiq.train_batch);
         const std::vector<std::vector<int>> groups = {{kQProj, kKProj, kVProj}, {kOProj}, {kGateProj, kUpProj},
                                                       {kDownProj}};
-        const std::vector<at::Tensor> fp_inputs = capture_inputs(block, ctx, *ctx.fp_inputs, kAllLinears);
+        const std::vector<at::Tensor> fp_inputs = capture_inputs(block, ctx, *ctx.fp_inputs, kAllLinears, ctx.fp_outputs);
         const auto stages = resolve_stages(o);
         const double lwc_lr = lwc_learning_rate(o, true), wd = training_weight_decay(o, true);
         const double lambda = block_lambda(o, layer);

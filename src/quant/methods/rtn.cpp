@@ -6,6 +6,7 @@ namespace {
 
 class RtnMethod : public QuantMethod {
 public:
+    bool needs_calibration() const override { return false; }
     nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& context) override {
         const at::TensorOptions options = block.input_norm.options();
         for (auto& linear : block.linears)
