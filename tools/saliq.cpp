@@ -343,7 +343,10 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     const auto info = inspect_checkpoint(load_checkpoint(qargs.out));
     std::printf("quantized  %s -> %s\n", margs.model.c_str(), qargs.out.c_str());
     std::printf("method     %s, %s\n", o.method.c_str(), o.spec.describe().c_str());
-    std::printf("worst      %s rel. error %.4e\n", worst_name.c_str(), worst);
+    if (o.error_windows > 0)
+        std::printf("worst      %s rel. error %.4e\n", worst_name.c_str(), worst);
+    else
+        std::printf("worst      not measured (--error-windows N measures it on N windows)\n");
     std::printf("size       %s model.safetensors, %.3f bits/weight in linears\n",
                 human_bytes(info["file_bytes"].get<uint64_t>()).c_str(),
                 info["bits_per_weight"]["linear"].get<double>());
