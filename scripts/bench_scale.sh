@@ -33,7 +33,7 @@ make_shape() {  # name -> folder
 measure() {
   local log; log=$(mktemp)
   /usr/bin/time -f "%e %M" -o "$log.time" "$@" >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log" "$log.time"; return 1; }
-  awk '{printf "%s %.0f", $1, $2/1024}' "$log.time"
+  awk '{printf "%s %.0f\n", $1, $2/1024}' "$log.time"
   rm -f "$log" "$log.time"
 }
 

@@ -290,7 +290,6 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
             log_info(strprintf("%s restored from the interrupted run", hf_names::layer_prefix(layer).c_str()));
         } else {
             DecoderBlock block = load_block(*ckpt.tensors, config, PackedInfo{}, layer, compute);
-            const DecoderBlock fp_block = block;
             BlockContext context;
             context.layer = layer;
             context.config = &config;
@@ -299,18 +298,15 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
             context.fp_inputs = hidden_fp.defined() ? &hidden_fp : nullptr;
             context.options = &o;
             if (calibrate) {
+                const DecoderBlock fp_block = block;
                 block_result = quantize_one_block(*method, layer, block, fp_block, context, n_err, hidden, hidden_fp);
             } else {
                 block_result.layer = layer;
                 block_result.method_stats = method->quantize_block(block, context);
-                for (int i = 0; i < kNumLinears; ++i) {
-                    const auto* q = dynamic_cast<const QuantizedLinear*>(block.linears[i].get());
-                    if (q == nullptr) throw Error("internal: method " + o.method + " left a linear unquantized");
-                    LinearResult lr;
-                    lr.name = hf_names::linear_name(layer, i);
-                    lr.q = q->quantized();
-                    block_result.linears.push_back(std::move(lr));
-                }
+                block_result.linears = method->take_results();
+                if (block_result.linears.size() != static_cast<size_t>(kNumLinears))
+                    throw Error("internal: method " + o.method + " did not hand back the block's seven linears");
+                for (int i = 0; i < kNumLinears; ++i) block_result.linears[static_cast<size_t>(i)].name = hf_names::linear_name(layer, i);
             }
             block_result.seconds = seconds_since(block_start);
         }
