@@ -110,7 +110,7 @@ BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock&
     return result;
 }
 
-// Bytes per element of a dtype name used in options.
+// Bytes per element of a dtype.
 uint64_t dtype_bytes(at::ScalarType t) { return static_cast<uint64_t>(c10::elementSize(t)); }
 
 }  // namespace

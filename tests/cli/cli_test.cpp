@@ -173,27 +173,6 @@ TEST(CliQuantize, RefusesBadRequestsWithClearMessages) {
     EXPECT_FALSE(path_exists(dir.file("c.partial")));
 }
 
-TEST(CliQuantize, NonFiniteWeightsExitWithFormatError) {
-    TempDir dir;
-    const std::string hf = convert_stories(dir);
-    // Overwrite one float of layer 2's up projection with NaN, in place inside model.safetensors.
-    std::string bytes = test::read_bytes(hf + "/model.safetensors");
-    uint64_t header = 0;
-    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
-    const auto json = nlohmann::json::parse(bytes.substr(8, header));
-    const uint64_t offset = 8 + header + json["model.layers.2.mlp.up_proj.weight"]["data_offsets"][0].get<uint64_t>();
-    const float nan = NAN;
-    std::memcpy(&bytes[offset], &nan, 4);
-    test::write_bytes(hf + "/model.safetensors", bytes);
-    const auto r = run_saliq("quantize -m " + hf +
-                             " --method rtn --calib tinystories --nsamples 2 --seqlen 64 --bits 2 --group-size 32 --out " +
-                             dir.file("q"));
-    EXPECT_EQ(r.exit_code, 3) << r.output;
-    EXPECT_NE(r.output.find("model.layers.2.mlp.up_proj.weight"), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find("NaN"), std::string::npos) << r.output;
-    EXPECT_FALSE(path_exists(dir.file("q")));
-}
-
 // Puts a NaN into the first float of `tensor` inside the folder's model.safetensors.
 void poison_tensor(const std::string& hf, const std::string& tensor) {
     std::string bytes = test::read_bytes(hf + "/model.safetensors");
@@ -204,6 +183,19 @@ void poison_tensor(const std::string& hf, const std::string& tensor) {
     const float nan = NAN;
     std::memcpy(&bytes[offset], &nan, 4);
     test::write_bytes(hf + "/model.safetensors", bytes);
+}
+
+TEST(CliQuantize, NonFiniteWeightsExitWithFormatError) {
+    TempDir dir;
+    const std::string hf = convert_stories(dir);
+    poison_tensor(hf, "model.layers.2.mlp.up_proj.weight");
+    const auto r = run_saliq("quantize -m " + hf +
+                             " --method rtn --calib tinystories --nsamples 2 --seqlen 64 --bits 2 --group-size 32 --out " +
+                             dir.file("q"));
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_NE(r.output.find("model.layers.2.mlp.up_proj.weight"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("NaN"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(dir.file("q")));
 }
 
 TEST(CliQuantize, RtnNeedsNoOtherOptionAndReadsNoText) {
