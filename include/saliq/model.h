@@ -104,8 +104,13 @@ at::Tensor rms_norm(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 // Grouped-query attention of q [B, nh, Tq, d] over k, v [B, nkv, Tk, d]; `blocked` (broadcastable to
 // [B, nkv, nh / nkv, Tq, Tk]) is true where a query must not look. Softmax in fp32. Returns [B, Tq, nh * d].
+// Past max_score_elements scores (fp32: 64 MiB by default), samples and then query rows are taken in pieces, so a
+// calibration batch (8 windows x 16 heads x 512 x 512) or a 2048-token window does not put several hundred MiB of
+// scores and probabilities on the memory peak.
+constexpr int64_t kMaxScoreElements = int64_t{16} << 20;
 at::Tensor grouped_query_attention(const LlamaConfig& config, const at::Tensor& q, const at::Tensor& k,
-                                   const at::Tensor& v, const at::Tensor& blocked);
+                                   const at::Tensor& v, const at::Tensor& blocked,
+                                   int64_t max_score_elements = kMaxScoreElements);
 // The block's gated MLP, down(silu(gate(y)) * up(y)), on normed hidden states y.
 at::Tensor mlp_forward(const DecoderBlock& block, const at::Tensor& y);
 

@@ -49,17 +49,42 @@ at::TensorOptions resolve_model_options(const ModelOptions& options) {
     return at::TensorOptions().dtype(dtype).device(device);
 }
 
+namespace {
+// Attention of query rows [t0, t0 + tq) of samples [b0, b0 + bn) against all keys.
+at::Tensor attention_rows(const at::Tensor& qs5, const at::Tensor& k, const at::Tensor& v, const at::Tensor& blocked,
+                          int64_t b0, int64_t bn, int64_t t0, int64_t tq) {
+    const int64_t nkv = qs5.size(1), rep = qs5.size(2), d = qs5.size(4), Tk = k.size(2);
+    const at::Tensor qc = qs5.narrow(0, b0, bn).narrow(3, t0, tq).reshape({bn, nkv, rep * tq, d});
+    at::Tensor scores = at::matmul(qc, k.narrow(0, b0, bn).transpose(-1, -2)).view({bn, nkv, rep, tq, Tk});
+    if (scores.scalar_type() != at::kFloat) scores = scores.to(at::kFloat);  // softmax in fp32
+    at::Tensor mask = blocked.size(-2) == 1 ? blocked : blocked.narrow(-2, t0, tq);
+    if (mask.dim() == 5 && mask.size(0) != 1) mask = mask.narrow(0, b0, bn);
+    scores.masked_fill_(mask, -std::numeric_limits<float>::infinity());
+    const at::Tensor probs = at::softmax(scores, -1).to(qc.scalar_type()).view({bn, nkv, rep * tq, Tk});
+    return at::matmul(probs, v.narrow(0, b0, bn)).view({bn, nkv * rep, tq, d}).transpose(1, 2).reshape({bn, tq, nkv * rep * d});
+}
+
+}  // namespace
+
 at::Tensor grouped_query_attention(const LlamaConfig& config, const at::Tensor& q, const at::Tensor& k,
-                                   const at::Tensor& v, const at::Tensor& blocked) {
+                                   const at::Tensor& v, const at::Tensor& blocked, int64_t max_score_elements) {
     const int64_t B = q.size(0), Tq = q.size(2), Tk = k.size(2);
     const int64_t nh = config.n_heads, nkv = config.n_kv_heads, d = config.head_dim, rep = nh / nkv;
     // Without copying K/V: query head h uses kv head h / rep.
-    const at::Tensor qs = q.reshape({B, nkv, rep * Tq, d}) * (1.0 / std::sqrt(static_cast<double>(d)));
-    at::Tensor scores = at::matmul(qs, k.transpose(-1, -2)).view({B, nkv, rep, Tq, Tk});
-    if (scores.scalar_type() != at::kFloat) scores = scores.to(at::kFloat);  // softmax in fp32
-    scores.masked_fill_(blocked, -std::numeric_limits<float>::infinity());
-    const at::Tensor probs = at::softmax(scores, -1).to(q.scalar_type()).view({B, nkv, rep * Tq, Tk});
-    return at::matmul(probs, v).view({B, nh, Tq, d}).transpose(1, 2).reshape({B, Tq, nh * d});
+    const at::Tensor qs5 = q.reshape({B, nkv, rep, Tq, d}) * (1.0 / std::sqrt(static_cast<double>(d)));
+    const int64_t per_row = nh * Tk;
+    if (B * Tq * per_row <= max_score_elements) return attention_rows(qs5, k, v, blocked, 0, B, 0, Tq);
+    const int64_t rows = std::max<int64_t>(1, std::min(Tq, max_score_elements / per_row));
+    const int64_t samples = rows < Tq ? 1 : std::max<int64_t>(1, max_score_elements / (Tq * per_row));
+    std::vector<at::Tensor> pieces;
+    for (int64_t b0 = 0; b0 < B; b0 += samples) {
+        const int64_t bn = std::min(samples, B - b0);
+        std::vector<at::Tensor> row_pieces;
+        for (int64_t t0 = 0; t0 < Tq; t0 += rows)
+            row_pieces.push_back(attention_rows(qs5, k, v, blocked, b0, bn, t0, std::min(rows, Tq - t0)));
+        pieces.push_back(row_pieces.size() == 1 ? row_pieces[0] : at::cat(row_pieces, 1));
+    }
+    return pieces.size() == 1 ? pieces[0] : at::cat(pieces, 0);
 }
 
 at::Tensor mlp_forward(const DecoderBlock& block, const at::Tensor& y) {

@@ -86,6 +86,33 @@ TEST(LlamaModel, BatchedWindowsEqualSingleWindows) {
         EXPECT_LT((batched[b] - model->forward(ids.narrow(0, b, 1))[0]).abs().max().item<double>(), 1e-5);
 }
 
+TEST(LlamaModel, AttentionInPiecesEqualsAttentionAtOnce) {
+    LlamaConfig c = test::tiny_config();  // GQA: more query heads than KV heads
+    const int64_t B = 3, T = 9, d = c.head_dim;
+    const at::Tensor q0 = at::randn({B, c.n_heads, T, d});
+    at::Tensor k = at::randn({B, c.n_kv_heads, T, d}), v = at::randn({B, c.n_kv_heads, T, d});
+    const at::Tensor causal = at::ones({T, T}, at::kBool).triu(1);
+    // A per-sample mask as loglikelihood passes: sample 1 also hides its first key.
+    at::Tensor per_sample = causal.view({1, 1, 1, T, T}).repeat({B, 1, 1, 1, 1});
+    per_sample[1].select(-1, 0).narrow(-1, 1, T - 1).fill_(true);
+    // Output and the gradient it sends back to the queries (training methods run attention under autograd).
+    auto run = [&](const at::Tensor& mask, int64_t budget) {
+        at::Tensor q = q0.clone().requires_grad_(true);
+        at::Tensor out = grouped_query_attention(c, q, k, v, mask, budget);
+        out.pow(2).sum().backward();
+        return std::make_pair(out.detach(), q.grad());
+    };
+    for (const at::Tensor& mask : {causal, per_sample}) {
+        const auto [whole, grad_whole] = run(mask, kMaxScoreElements);
+        // Budgets that force one sample at a time, then a few query rows at a time.
+        for (int64_t budget : {c.n_heads * T * T, c.n_heads * T * 2, int64_t{1}}) {
+            const auto [pieces, grad] = run(mask, budget);
+            EXPECT_LT((pieces - whole).abs().max().item<double>(), 1e-6) << "budget " << budget;
+            EXPECT_LT((grad - grad_whole).abs().max().item<double>(), 1e-5) << "budget " << budget;
+        }
+    }
+}
+
 TEST(LlamaModel, Bf16StaysCloseToFp32) {
     c10::InferenceMode guard;
     const LlamaConfig c = test::tiny_config();
