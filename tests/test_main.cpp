@@ -1,4 +1,5 @@
 #include <execinfo.h>
+#include <stdlib.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -26,6 +27,8 @@ int main(int argc, char** argv) {
     signal(SIGSEGV, print_backtrace);
     signal(SIGABRT, print_backtrace);
     testing::InitGoogleTest(&argc, argv);
+    // Tests leave no token cache in the home folder; the cache's own tests point it at a temporary folder.
+    setenv("SALIQ_CACHE_DIR", "off", 0);
     saliq::set_log_level(saliq::log_level_from_env(saliq::LogLevel::Warn));
     saliq::set_compute_threads(1);
     return RUN_ALL_TESTS();

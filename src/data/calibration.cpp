@@ -6,6 +6,7 @@
 #include "saliq/error.h"
 #include "saliq/log.h"
 #include "saliq/strings.h"
+#include "saliq/token_cache.h"
 #include "saliq/tokenizer.h"
 
 namespace saliq {
@@ -67,7 +68,7 @@ CalibSet sample_calibration(const CalibOptions& o, const Tokenizer& tokenizer) {
         return set;
     }
     std::vector<int32_t> stream = {tokenizer.bos_id()};
-    const auto body = tokenizer.encode(corpus_text(o.source));
+    const auto body = encode_cached(tokenizer, corpus_text(o.source));
     stream.insert(stream.end(), body.begin(), body.end());
     const auto n = static_cast<double>(stream.size());
     const auto lo = static_cast<int64_t>(std::floor(o.range.begin * n));

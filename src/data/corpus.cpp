@@ -7,6 +7,7 @@
 #include "saliq/error.h"
 #include "saliq/file.h"
 #include "saliq/strings.h"
+#include "saliq/token_cache.h"
 #include "saliq/tokenizer.h"
 
 namespace saliq {
@@ -143,7 +144,7 @@ std::vector<int32_t> perplexity_tokens(const std::string& name_or_path, const To
                                        double begin, double end) {
     if (name_or_path != "c4") {
         std::vector<int32_t> tokens = {tokenizer.bos_id()};
-        const auto body = tokenizer.encode(corpus_text(name_or_path));
+        const auto body = encode_cached(tokenizer, corpus_text(name_or_path));
         tokens.insert(tokens.end(), body.begin(), body.end());
         const auto n = static_cast<double>(tokens.size());
         const auto lo = static_cast<std::ptrdiff_t>(begin * n), hi = static_cast<std::ptrdiff_t>(end * n);
