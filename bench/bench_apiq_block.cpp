@@ -1,6 +1,9 @@
 // Times ApiQ-bw on one decoder block of a given shape with random weights and random calibration activations
 // (default: LLaMA-2-7B, hidden 4096 / intermediate 11008 / 32 heads, 128 x 2048 tokens, 20 epochs), and prints
-// seconds per block. Peak GPU memory is measured from outside (scripts/bench_apiq_block.sh polls nvidia-smi).
+// seconds per block, and the calibration's GEMM throughput beside this machine's GEMM ceiling measured in the same run
+// (the best of a few [4 x seqlen, hidden] x [hidden, intermediate] matmuls in the same dtype and threads).
+// Peak GPU memory is measured from outside (scripts/bench_apiq_block.sh polls nvidia-smi).
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -14,6 +17,23 @@
 #include "saliq/threads.h"
 
 using namespace saliq;
+
+namespace {
+
+// Best FLOP/s of [m, k] x [k, n] over a few repetitions after a warm-up: what this machine's GEMM gives this shape.
+double gemm_ceiling(int64_t m, int64_t k, int64_t n, const at::TensorOptions& options) {
+    const at::Tensor a = at::randn({m, k}, options), w = at::randn({n, k}, options);
+    double best = 0;
+    for (int rep = 0; rep < 6; ++rep) {
+        const auto start = std::chrono::steady_clock::now();
+        at::linear(a, w).sum().item<float>();
+        const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+        if (rep > 0) best = std::max(best, 2.0 * static_cast<double>(m * k * n) / s);
+    }
+    return best;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
     CLI::App app{"ApiQ-bw block timing on random weights"};
@@ -36,9 +56,11 @@ int main(int argc, char** argv) {
     app.add_option("--device", device)->capture_default_str();
     app.add_option("--dtype", dtype)->capture_default_str();
     app.add_option("--method", method, "apiq-bw or omniquant")->capture_default_str();
+    int threads = 0;
+    app.add_option("--threads", threads, "CPU threads (0: all cores)")->capture_default_str();
     CLI11_PARSE(app, argc, argv);
     try {
-        set_compute_threads(0);
+        set_compute_threads(threads);
         c.n_kv_heads = c.n_heads;
         c.head_dim = c.hidden_size / c.n_heads;
         c.max_position_embeddings = seqlen;
@@ -78,6 +100,13 @@ int main(int argc, char** argv) {
         y.sum().item<float>();                   // synchronize
         const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
         const auto& stage = stats["stages"][0];
+        // Matmul work of the run: per token, a block forward F = 2 (4 H^2 + 3 H I) + 4 T H (projections, then scores
+        // and values over all T keys), three of them per epoch (forward, backward to inputs, backward to weights),
+        // plus the FP target's forward and the chain's forward.
+        const double Hd = static_cast<double>(H), Id = static_cast<double>(I), Td = static_cast<double>(seqlen);
+        const double F = 2.0 * (4.0 * Hd * Hd + 3.0 * Hd * Id) + 4.0 * Td * Hd;
+        const double flops = static_cast<double>(nsamples) * Td * F * (3.0 * static_cast<double>(epochs) + 2.0);
+        const double ceiling = gemm_ceiling(o.batch_size * seqlen, H, I, options);
         std::printf("%s block %lldx%lld (heads %lld), %lld x %lld tokens, %lld epochs, %s %s: %.1f s per block "
                     "(%.1f ms per step), loss %.4e -> %.4e\n",
                     method.c_str(), (long long)H, (long long)I, (long long)c.n_heads, (long long)nsamples,
@@ -85,6 +114,11 @@ int main(int argc, char** argv) {
                     c10::toString(options.dtype().toScalarType()), seconds,
                     1000.0 * seconds / static_cast<double>(epochs * nsamples), stage["loss_start"].get<double>(),
                     stage["loss_end"].get<double>());
+        std::printf("%s calibration: %.0f GFLOP/s of matmul work; GEMM ceiling (%lldx%lldx%lld %s): %.0f GFLOP/s; "
+                    "%.0f%% of it\n",
+                    method.c_str(), flops / seconds / 1e9, (long long)(o.batch_size * seqlen), (long long)H,
+                    (long long)I, c10::toString(options.dtype().toScalarType()), ceiling / 1e9,
+                    100.0 * flops / seconds / ceiling);
     } catch (const std::exception& e) {
         std::fprintf(stderr, "error: %s\n", e.what());
         return 1;

@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
 # Speed and memory of quantize and eval at real LLaMA shapes, on random-weight folders made by saliq's own code
 # (build/make_random_llama; LLaMA tokenizer, 32k vocabulary, bf16). Prints, per shape and method: wall time, seconds
-# per block and peak RSS; and eval tokens/s (WikiText-2, 16 x 512 windows).
-#   SHAPES="1024x4 1024x16 2048x22 7b" METHODS="rtn gptq apiq-bw" scripts/bench_scale.sh
+# per block and peak RSS; eval tokens/s (WikiText-2, 16 x 512 windows) in each of EVAL_DTYPES; and, per width, one
+# apiq-bw calibration step's matmul throughput beside this CPU's GEMM ceiling measured in the same run.
+#   SHAPES="1024x4 1024x16 2048x22 7b" (1024xN, 2048xN: any depth) METHODS="rtn gptq apiq-bw" EVAL_DTYPES="fp32 bf16" scripts/bench_scale.sh
 # Folders are cached in $SALIQ_BENCH_DIR (default ~/.cache/saliq/bench); the 7B shape needs 13.5 GB of disk.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${SALIQ_BIN:-build/saliq}
 maker=${SALIQ_MAKER:-build/make_random_llama}
+block_bench=${SALIQ_BLOCK_BENCH:-build/bench_apiq_block}
 data=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
 cache=${SALIQ_BENCH_DIR:-$HOME/.cache/saliq/bench}
 threads=${THREADS:-$(nproc)}
 shapes=${SHAPES:-"1024x4 1024x16 2048x22 7b"}
 methods=${METHODS:-"rtn gptq apiq-bw"}
+eval_dtypes=${EVAL_DTYPES:-"fp32 bf16"}
 mkdir -p "$cache"
 command -v /usr/bin/time >/dev/null || { echo "bench_scale: needs /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
@@ -21,7 +24,7 @@ make_shape() {  # name -> folder
   [ -f "$dir/model.safetensors" ] && { echo "$dir"; return; }
   case $name in
     1024x*) args="--hidden 1024 --intermediate 2816 --heads 16 --kv-heads 16 --layers ${name#1024x}" ;;
-    2048x22) args="--hidden 2048 --intermediate 5632 --heads 32 --kv-heads 4 --layers 22" ;;
+    2048x*) args="--hidden 2048 --intermediate 5632 --heads 32 --kv-heads 4 --layers ${name#2048x}" ;;
     7b) args="--hidden 4096 --intermediate 11008 --heads 32 --kv-heads 32 --layers 32" ;;
     *) echo "bench_scale: unknown shape $name" >&2; exit 2 ;;
   esac
@@ -37,6 +40,7 @@ measure() {
   rm -f "$log" "$log.time"
 }
 
+calibrated_widths=""
 printf "%-8s %-8s %10s %10s %12s %12s\n" shape method wall_s s/block peak_MiB ckpt_MiB
 for shape in $shapes; do
   dir=$(make_shape "$shape")
@@ -57,11 +61,22 @@ for shape in $shapes; do
     rm -rf "$out"
   done
   if [ "${EVAL:-1}" = 1 ]; then
-    json=$(mktemp)
-    read -r wall rss < <(SALIQ_DATA_DIR=$data measure "$bin" eval -m "$dir" --dataset wikitext2 --seqlen 512 \
-                           --max-windows 16 --threads "$threads" --json "$json" -q)
-    printf "%-8s %-8s %10.1f %10s %12s %12s  eval %s tokens/s\n" "$shape" eval "$wall" - "$rss" "$ckpt_mib" \
-      "$(python3 -c "import json;print(round(json.load(open('$json'))['tokens_per_second']))")"
-    rm -f "$json"
+    for dtype in $eval_dtypes; do
+      json=$(mktemp)
+      read -r wall rss < <(SALIQ_DATA_DIR=$data measure "$bin" eval -m "$dir" --dataset wikitext2 --seqlen 512 \
+                             --max-windows 16 --dtype "$dtype" --threads "$threads" --json "$json" -q)
+      printf "%-8s %-8s %10.1f %10s %12s %12s  eval %s %s tokens/s\n" "$shape" eval "$wall" - "$rss" "$ckpt_mib" \
+        "$dtype" "$(python3 -c "import json;print(round(json.load(open('$json'))['tokens_per_second']))")"
+      rm -f "$json"
+    done
+  fi
+  width=${shape%%x*}
+  if [ "${CALIB:-1}" = 1 ] && [[ " $calibrated_widths " != *" $width "* ]]; then
+    calibrated_widths="$calibrated_widths $width"
+    hidden=$(python3 -c "import json;print(json.load(open('$dir/config.json'))['hidden_size'])")
+    inter=$(python3 -c "import json;print(json.load(open('$dir/config.json'))['intermediate_size'])")
+    heads=$(python3 -c "import json;print(json.load(open('$dir/config.json'))['num_attention_heads'])")
+    "$block_bench" --device cpu --dtype fp32 --hidden "$hidden" --intermediate "$inter" --heads "$heads" \
+      --nsamples 4 --seqlen 512 --epochs 1 --threads "$threads" | sed "s/^/$shape  /"
   fi
 done
