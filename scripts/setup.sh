@@ -43,7 +43,7 @@ if [ $pip_torch = 1 ]; then
   command -v nvcc >/dev/null || echo "setup: no nvcc on this machine; a CUDA wheel's CMake config may refuse" >&2
   # No GPU to detect here: name the GPU image's architecture (H100/H200) instead of letting Torch probe for one.
   export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-9.0}
-  cmake_args+=(-DCMAKE_PREFIX_PATH="$torch_prefix" -DCMAKE_CUDA_ARCHITECTURES=90)
+  cmake_args+=(-DCMAKE_PREFIX_PATH="$torch_prefix")
   build_dir=${SALIQ_BUILD_DIR:-build-pip}
 else
   build_dir=${SALIQ_BUILD_DIR:-build}
