@@ -276,6 +276,8 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     o.spec.validate();
     if (o.saliency.enabled && o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant")
         throw ConfigError("--saliency works with --method apiq-bw, apiq-lw or omniquant, not " + o.method);
+    if (o.saliency.fisher_norm != "none" && o.saliency.fisher_norm != "mean")
+        throw ConfigError("--fisher-norm must be none or mean");
     if (o.saliency.reg_method != "before_lora" && o.saliency.reg_method != "after_lora")
         throw ConfigError("--reg-method must be before_lora or after_lora");
     if (!o.saliency.fisher_path.empty() && !path_exists(o.saliency.fisher_path))
@@ -492,7 +494,7 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     quantize->add_flag("!--no-memory-check", qo.check_memory,
                        "run even when the estimated memory exceeds what is available");
-    quantize->add_option("--seed", qo.calib.seed, "seed of the window draw")->capture_default_str();
+    quantize->add_option("--seed", qo.calib.seed, "seed of the window draw and of the LoRA initialisation")->capture_default_str();
     quantize->add_option("--calib-range", quant_args.calib_range,
                          "draw windows only from this fraction of the text (c4: of the documents), e.g. 0:0.5")
         ->capture_default_str();
@@ -527,6 +529,10 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     quantize->add_option("--reg-method", qo.saliency.reg_method,
                          "W_eff: before_lora (Q(W)) or after_lora (Q(W) + s B A)")
+        ->capture_default_str();
+    quantize->add_option("--fisher-norm", qo.saliency.fisher_norm,
+                         "none (raw F, the paper) or mean (each linear's F / sum F: a lambda that transfers "
+                         "between model sizes)")
         ->capture_default_str();
     quantize->add_option("--fisher-calib", quant_args.fisher_calib, "data for the computed Fisher")
         ->capture_default_str();

@@ -34,6 +34,10 @@ struct SaliencyOptions {
     std::string reg_method = "before_lora";  // W_eff = Q(W) ("before_lora") or Q(W) + s B A ("after_lora")
     double lambda = 0.1;
     double lambda_multiplier = 1.0;    // block i uses lambda * multiplier^i
+    // "none": R = sum F (W_eff - W)^2 with the raw Fisher (the paper). "mean": each linear's F divided by its sum, so
+    // its term is the Fisher-weighted mean of (W_eff - W)^2: free of the Fisher's overall scale and of the layer's
+    // size, so that a lambda tuned on one model means the same on another.
+    std::string fisher_norm = "none";
 };
 
 // One training stage of the block objective: "opt" (MSE only), "wpt" (lambda R only), "mixed" (MSE + lambda R).

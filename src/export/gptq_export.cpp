@@ -109,7 +109,8 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
                      {"train_dtype", o.apiq.train_dtype}, {"seed", o.apiq.seed}};
         f["saliency"] = {{"enabled", o.saliency.enabled}, {"weighted", o.saliency.weighted},
                          {"reg_method", o.saliency.reg_method}, {"lambda", o.saliency.lambda},
-                         {"lambda_multiplier", o.saliency.lambda_multiplier}};
+                         {"lambda_multiplier", o.saliency.lambda_multiplier},
+                         {"fisher_norm", o.saliency.fisher_norm}};
     }
     return f;
 }

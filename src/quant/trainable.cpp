@@ -102,6 +102,17 @@ bool stages_use_reg(const std::vector<TrainStage>& stages) {
     return false;
 }
 
+namespace {
+
+// --fisher-norm mean: F / sum(F), so the linear's term is a weighted mean; a Fisher of all zeros weighs uniformly.
+at::Tensor normalize_fisher(const QuantizeOptions& o, const at::Tensor& f) {
+    if (o.saliency.fisher_norm == "none") return f;
+    const double sum = f.sum().item<double>();
+    return sum > 0 ? f / sum : at::full_like(f, 1.0 / static_cast<double>(f.numel()));
+}
+
+}  // namespace
+
 std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& o, const std::vector<const TrainableLinear*>& linears,
                                           const std::vector<std::string>& names, nlohmann::json& stats) {
     std::vector<at::Tensor> out;
@@ -113,7 +124,7 @@ std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& o, const std::v
     for (size_t i = 0; i < linears.size(); ++i) {
         const at::Tensor& w = linears[i]->frozen_weight();
         if (!reader) {
-            out.push_back(at::ones_like(w));
+            out.push_back(normalize_fisher(o, at::ones_like(w, w.options().dtype(at::kFloat))));
             continue;
         }
         const std::string key = names[i] + ".weight";
@@ -129,7 +140,7 @@ std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& o, const std::v
             throw FormatError(o.saliency.fisher_path, "Fisher tensor '" + key + "' has negative or non-finite values");
         stats[names[i]] = {{"sum", f.sum().item<double>()}, {"max", f.max().item<double>()},
                            {"mean", f.mean().item<double>()}};
-        out.push_back(f);
+        out.push_back(normalize_fisher(o, f));
     }
     return out;
 }

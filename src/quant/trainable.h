@@ -58,7 +58,8 @@ double training_weight_decay(const QuantizeOptions& options, bool with_lora);  /
 // Seeds LibTorch's generator from the run's seed and the block alone, so a resumed run draws the same LoRA init.
 void seed_block(const QuantizeOptions& options, int64_t layer);
 
-// Loads (and checks) the Fisher tensors of one block's linears; F = 1 when the regularizer is unweighted.
+// Loads (and checks) the Fisher tensors of one block's linears; F = 1 when the regularizer is unweighted;
+// with --fisher-norm mean each is divided by its sum.
 // Statistics (sum, max, mean) of each go into `stats`.
 std::vector<at::Tensor> load_block_fisher(const QuantizeOptions& options,
                                           const std::vector<const TrainableLinear*>& linears,

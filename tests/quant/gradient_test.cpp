@@ -5,7 +5,11 @@
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
+#include <nlohmann/json.hpp>
+
 #include "quant/trainable.h"
+#include "saliq/quantize.h"
+#include "saliq/safetensors.h"
 #include "saliq/lwc.h"
 #include "test_utils.h"
 
@@ -134,6 +138,44 @@ TEST(Gradients, RegularizerValueAndGradient) {
     }
     // Fisher weighting: doubling F doubles R.
     EXPECT_NEAR(saliency_regularizer(linears, {2 * F}, true).item<double>(), 2 * reg().item<double>(), 1e-10);
+}
+
+// --fisher-norm mean: each linear's F is divided by its sum, so R is the Fisher-weighted mean of (W_eff - W)^2 and
+// does not change when the whole Fisher is rescaled (a 7B model's raw Fisher is orders of magnitude smaller).
+TEST(Gradients, MeanNormalizedFisherIsFreeOfTheFishersScale) {
+    test::TempDir dir;
+    at::manual_seed(3);
+    TrainableLinear a(at::randn({4, 8}, at::kFloat), spec2(4), 2, 4.0), b(at::randn({6, 8}, at::kFloat), spec2(4), 2, 4.0);
+    const std::vector<const TrainableLinear*> linears = {&a, &b};
+    const std::vector<std::string> names = {"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.up_proj"};
+    const at::Tensor fa = at::rand({4, 8}), fb = at::rand({6, 8});
+    auto fisher_file = [&](double scale) {
+        const std::string path = dir.file("f" + std::to_string(scale) + ".safetensors");
+        write_safetensors(path, {{names[0] + ".weight", fa * scale}, {names[1] + ".weight", fb * scale}});
+        return path;
+    };
+    QuantizeOptions o;
+    o.saliency.enabled = true;
+    o.saliency.fisher_norm = "mean";
+    nlohmann::json stats;
+    o.saliency.fisher_path = fisher_file(1.0);
+    const auto unit = load_block_fisher(o, linears, names, stats);
+    o.saliency.fisher_path = fisher_file(1e-7);
+    const auto tiny = load_block_fisher(o, linears, names, stats);
+    for (size_t i = 0; i < 2; ++i) {
+        EXPECT_NEAR(unit[i].sum().item<double>(), 1.0, 1e-5);
+        EXPECT_TRUE(at::allclose(unit[i], tiny[i], 1e-4, 1e-9));
+    }
+    EXPECT_TRUE(at::allclose(unit[0], fa / fa.sum()));
+    // R is then the weighted mean: with F uniform, the plain mean square of W_eff - W.
+    o.saliency.weighted = false;
+    const auto uniform = load_block_fisher(o, linears, names, stats);
+    const at::Tensor r = saliency_regularizer({&a}, {uniform[0]}, false);
+    EXPECT_NEAR(r.item<double>(), (a.effective_weight(false) - a.frozen_weight()).pow(2).mean().item<double>(), 1e-6);
+    // "none" keeps the raw Fisher (the paper).
+    o.saliency.weighted = true;
+    o.saliency.fisher_norm = "none";
+    EXPECT_TRUE(at::allclose(load_block_fisher(o, linears, names, stats)[1], fb * 1e-7));
 }
 
 // fp16 training's dynamic loss scaling (CUDA only in practice; the policy itself is device-free): a step whose
