@@ -118,12 +118,18 @@ public:
 
 inline constexpr int64_t kDefaultErrorWindows = 4;
 
+// The resident memory of a saliq process before it reads a model (LibTorch, OpenBLAS, tokenizer; 160 MiB measured
+// for `saliq inspect`), with room for the allocator's slack.
+inline constexpr uint64_t kRuntimeBytes = uint64_t{256} << 20;
+
 // What a run will hold in memory, estimated before it starts (bytes).
 struct MemoryEstimate {
     double activation_buffers = 0;   // how many [N, T, hidden] buffers
     uint64_t activations = 0;        // their bytes in the storage dtype
     uint64_t block_weights = 0;      // one block's FP weights + its quantized form, compute dtype
     uint64_t embedding = 0;          // the embedding table while the windows are embedded
+    uint64_t workspace = 0;          // one forward batch and the method's own (Hessians, training state)
+    uint64_t runtime = 0;            // the process before any model: libraries, allocator
     uint64_t total = 0;
     std::string describe() const;
 };

@@ -33,6 +33,14 @@ struct BlockContext {
 // Windows [b, b + n) of an activation buffer, in the compute dtype of `block` (buffers may be stored narrower).
 at::Tensor compute_slice(const at::Tensor& buffer, int64_t b, int64_t n, const DecoderBlock& block);
 
+// Weights of one decoder block (the seven linears).
+int64_t block_parameter_count(const LlamaConfig& config);
+
+// What a training step holds besides the weights, per optimizer step of `windows` windows of T tokens: the
+// fake-quantized weights, their gradients and autograd's copies (3 x block weights, fp32), and the block's saved
+// activations (about 10 hidden-wide and 4 intermediate-wide fp32 rows per token).
+uint64_t training_workspace_bytes(const LlamaConfig& config, int64_t windows, int64_t seqlen);
+
 class QuantMethod {
 public:
     virtual ~QuantMethod() = default;
@@ -42,6 +50,11 @@ public:
     // Activation buffers of [N, T, hidden] the method holds at once besides the pipeline's own (for the memory
     // estimate printed before a run); a buffer of wider rows counts as its width / hidden.
     virtual double extra_activation_buffers(const LlamaConfig& /*config*/) const { return 0.0; }
+    // Bytes the method needs while one block is quantized beyond those buffers and the block's weights (GPTQ's
+    // Hessians and their factors, training's fake-quantized weights, gradients and saved activations); estimate.
+    virtual uint64_t workspace_bytes(const LlamaConfig& /*config*/, const QuantizeOptions& /*options*/) const {
+        return 0;
+    }
     // Replaces every linear of `block` by its quantized form. Returns method statistics for the manifest.
     virtual nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& context) = 0;
     // The finished linears of the last block, when they carry more than a QuantizedLinear shows (adapters, clipping

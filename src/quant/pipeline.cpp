@@ -156,6 +156,17 @@ at::Tensor BlockContext::run(const DecoderBlock& block, const at::Tensor& x) con
     return out;
 }
 
+int64_t block_parameter_count(const LlamaConfig& c) {
+    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
+    return 2 * qd * H + 2 * kvd * H + 3 * I * H;
+}
+
+uint64_t training_workspace_bytes(const LlamaConfig& c, int64_t windows, int64_t seqlen) {
+    const auto tokens = static_cast<uint64_t>(std::max<int64_t>(1, windows) * seqlen);
+    const auto rows = static_cast<uint64_t>(10 * c.hidden_size + 4 * c.intermediate_size);
+    return 12 * static_cast<uint64_t>(block_parameter_count(c)) + 4 * tokens * rows;
+}
+
 at::Tensor compute_slice(const at::Tensor& buffer, int64_t b, int64_t n, const DecoderBlock& block) {
     return buffer.narrow(0, b, n).to(block.input_norm.scalar_type());
 }
@@ -199,9 +210,11 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
 }
 
 std::string MemoryEstimate::describe() const {
-    return strprintf("%s activations (%.1f buffers of N x T x hidden) + %s per block's weights + %s embedding = %s",
+    return strprintf("%s activations (%.1f buffers of N x T x hidden) + %s per block's weights + %s embedding + "
+                     "%s workspace (a forward batch, the method's own) + %s runtime = %s",
                      human_bytes(activations).c_str(), activation_buffers, human_bytes(block_weights).c_str(),
-                     human_bytes(embedding).c_str(), human_bytes(total).c_str());
+                     human_bytes(embedding).c_str(), human_bytes(workspace).c_str(), human_bytes(runtime).c_str(),
+                     human_bytes(total).c_str());
 }
 
 MemoryEstimate estimate_quantize_memory(const Checkpoint& ckpt, const QuantizeOptions& o) {
@@ -223,12 +236,23 @@ MemoryEstimate estimate_quantize_memory(const Checkpoint& ckpt, const QuantizeOp
                                               static_cast<double>(act));
         e.embedding = static_cast<uint64_t>(c.vocab_size * c.hidden_size) * w;
     }
-    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
-    const uint64_t block_params = static_cast<uint64_t>(2 * qd * H + 2 * kvd * H + 3 * I * H);
+    const uint64_t block_params = static_cast<uint64_t>(block_parameter_count(c));
     // FP weights, the quantized weights' dense form, and (training methods) fp32 master copies with Adam state.
     const double copies = method->needs_fp_chain() ? 6.0 : 2.0;
     e.block_weights = static_cast<uint64_t>(copies * static_cast<double>(block_params) * static_cast<double>(std::max<uint64_t>(w, 4)));
-    e.total = e.activations + e.block_weights + e.embedding;
+    if (N > 0) {
+        // One forward batch: about five hidden-wide and four intermediate-wide rows per token in the compute dtype,
+        // plus attention's scores and probabilities (at most two pieces of kMaxScoreElements fp32).
+        const auto tokens = static_cast<uint64_t>(std::min<int64_t>(N, o.batch_size) * o.calib.seqlen);
+        const auto rows = static_cast<uint64_t>(5 * c.hidden_size + 4 * c.intermediate_size);
+        const auto scores = static_cast<uint64_t>(std::min<int64_t>(N, o.batch_size) * c.n_heads) *
+                            static_cast<uint64_t>(o.calib.seqlen * o.calib.seqlen);
+        e.workspace = tokens * rows * std::max<uint64_t>(w, 4) +
+                      2 * 4 * std::min<uint64_t>(scores, static_cast<uint64_t>(kMaxScoreElements));
+    }
+    e.workspace += method->workspace_bytes(c, o);
+    e.runtime = kRuntimeBytes;
+    e.total = e.activations + e.block_weights + e.embedding + e.workspace + e.runtime;
     return e;
 }
 

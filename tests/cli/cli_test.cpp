@@ -232,6 +232,14 @@ TEST(CliQuantize, ARefusedRunLeavesNothingAndTheCorrectedOneRuns) {
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("--act-dtype"), std::string::npos) << r.output;
     EXPECT_FALSE(path_exists(out + ".partial"));
+    // A run that cannot fit in memory is refused before it starts, with what it needs and how to need less.
+    r = run_saliq(quantize_args(out) + " --method gptq --nsamples 20000000");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("needs about"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("workspace"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("--no-memory-check"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(out));
+    EXPECT_FALSE(path_exists(out + ".partial"));
     r = run_saliq(quantize_args(out) + " --method gptq -q");
     EXPECT_EQ(r.exit_code, 0) << r.output;
 }

@@ -20,6 +20,9 @@ public:
     explicit ApiqBlockwise(bool lora) : lora_(lora) {}
     bool needs_fp_chain() const override { return true; }
     double extra_activation_buffers(const LlamaConfig&) const override { return 2.0; }  // the targets T1, T2
+    uint64_t workspace_bytes(const LlamaConfig& c, const QuantizeOptions& o) const override {
+        return training_workspace_bytes(c, o.apiq.train_batch, o.calib.seqlen);
+    }
 
     nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& ctx) override {
         const QuantizeOptions& o = *ctx.options;

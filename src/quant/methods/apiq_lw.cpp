@@ -38,6 +38,9 @@ public:
         // FP inputs of all seven linears (six hidden-wide, one intermediate-wide) and one group's quantized inputs.
         return 6.0 + 3.0 + static_cast<double>(c.intermediate_size) / static_cast<double>(c.hidden_size);
     }
+    uint64_t workspace_bytes(const LlamaConfig& c, const QuantizeOptions& o) const override {
+        return training_workspace_bytes(c, o.apiq.train_batch, o.calib.seqlen);
+    }
 
     nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& ctx) override {
         const QuantizeOptions& o = *ctx.options;
