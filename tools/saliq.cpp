@@ -276,6 +276,8 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     o.spec.validate();
     if (o.saliency.enabled && o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant")
         throw ConfigError("--saliency works with --method apiq-bw, apiq-lw or omniquant, not " + o.method);
+    if (o.saliency.metric != "fisher" && o.saliency.metric != "hessian")
+        throw ConfigError("--saliency-metric must be fisher or hessian");
     if (o.saliency.fisher_norm != "none" && o.saliency.fisher_norm != "mean")
         throw ConfigError("--fisher-norm must be none or mean");
     if (o.saliency.reg_method != "before_lora" && o.saliency.reg_method != "after_lora")
@@ -317,13 +319,14 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
         fo.calib.seqlen = qargs.fisher_seqlen;
         fo.calib.seed = o.calib.seed;
         fo.model = o.model;
+        fo.metric = o.saliency.metric;
         if (!path_exists(fisher_path)) {
-            log_info(strprintf("saliency: diagonal Fisher from %s, %lld x %lld", fo.calib.source.c_str(),
+            log_info(strprintf("saliency: %s from %s, %lld x %lld", fo.metric.c_str(), fo.calib.source.c_str(),
                                (long long)fo.calib.nsamples, (long long)fo.calib.seqlen));
             const auto t0 = std::chrono::steady_clock::now();
-            const auto fisher = compute_fisher(ckpt, *tokenizer, fo, progress_printer());
+            const auto fisher = compute_saliency(ckpt, *tokenizer, fo, progress_printer());
             write_fisher(fisher_path, fisher, fo);
-            extra["fisher"] = {{"calib", fo.calib.source}, {"nsamples", fo.calib.nsamples},
+            extra["fisher"] = {{"metric", fo.metric}, {"calib", fo.calib.source}, {"nsamples", fo.calib.nsamples},
                                {"seqlen", fo.calib.seqlen},
                                {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
                                {"summary", fisher_summary(fisher)}};
@@ -364,7 +367,7 @@ int run_saliency(const ModelArgs& margs, FisherOptions& fo, const std::string& c
     const Checkpoint ckpt = load_checkpoint(margs.model, margs.tokenizer);
     const auto tokenizer = checkpoint_tokenizer(ckpt, margs.model);
     const auto t0 = std::chrono::steady_clock::now();
-    const auto fisher = compute_fisher(ckpt, *tokenizer, fo, progress_printer());
+    const auto fisher = compute_saliency(ckpt, *tokenizer, fo, progress_printer());
     write_fisher(out, fisher, fo);
     double total = 0.0, top = 0.0;
     const nlohmann::json summary = fisher_summary(fisher);
@@ -372,7 +375,7 @@ int run_saliency(const ModelArgs& margs, FisherOptions& fo, const std::string& c
         total += item.value()["sum"].get<double>();
         top += item.value()["top1pct_mass"].get<double>() * item.value()["sum"].get<double>();
     }
-    std::printf("fisher     %s (%zu tensors, %s, %lld x %lld tokens)\n", out.c_str(), fisher.size(),
+    std::printf("%-10s %s (%zu tensors, %s, %lld x %lld tokens)\n", fo.metric.c_str(), out.c_str(), fisher.size(),
                 fo.calib.source.c_str(), (long long)fo.calib.nsamples, (long long)fo.calib.seqlen);
     std::printf("mass       total %.4e, %.1f%% in the top 1%% of weights\n", total, total > 0 ? 100.0 * top / total : 0.0);
     std::printf("time       %.2f s\n", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
@@ -534,6 +537,9 @@ int main(int argc, char** argv) {
                          "none (raw F, the paper) or mean (each linear's F / sum F: a lambda that transfers "
                          "between model sizes)")
         ->capture_default_str();
+    quantize->add_option("--saliency-metric", qo.saliency.metric,
+                         "saliency computed when no --fisher is given: fisher or hessian (SliM-LLM's)")
+        ->capture_default_str();
     quantize->add_option("--fisher-calib", quant_args.fisher_calib, "data for the computed Fisher")
         ->capture_default_str();
     quantize->add_option("--fisher-nsamples", quant_args.fisher_nsamples, "sequences for the computed Fisher")
@@ -548,7 +554,7 @@ int main(int argc, char** argv) {
     ModelArgs sal_model;
     FisherOptions fisher_options;
     std::string sal_range = "0:1", sal_out;
-    CLI::App* saliency = app.add_subcommand("saliency", "diagonal empirical Fisher of every quantizable weight");
+    CLI::App* saliency = app.add_subcommand("saliency", "saliency of every quantizable weight: diagonal Fisher or Hessian salience");
     add_model_options(saliency, sal_model);
     saliency->add_option("--calib", fisher_options.calib.source, "wikitext2, c4, ptb, tinystories or a text file")
         ->capture_default_str();
@@ -556,6 +562,9 @@ int main(int argc, char** argv) {
     saliency->add_option("--seqlen", fisher_options.calib.seqlen, "tokens per sequence")->capture_default_str();
     saliency->add_option("--seed", fisher_options.calib.seed, "seed of the window draw")->capture_default_str();
     saliency->add_option("--calib-range", sal_range, "fraction of the text (c4: documents) to draw from")
+        ->capture_default_str();
+    saliency->add_option("--metric", fisher_options.metric,
+                         "fisher (diagonal empirical Fisher) or hessian (SliM-LLM's w^2 / [chol(H^-1)]_jj^2)")
         ->capture_default_str();
     saliency->add_option("--out,-o", sal_out, "output .safetensors")->required();
 

@@ -31,6 +31,7 @@ struct SaliencyOptions {
     bool enabled = false;
     std::string fisher_path;           // safetensors of diagonal Fisher per linear weight (HF names)
     bool weighted = true;              // false: plain L2 (F = 1)
+    std::string metric = "fisher";     // what a computed saliency file holds: fisher or hessian (FisherOptions)
     std::string reg_method = "before_lora";  // W_eff = Q(W) ("before_lora") or Q(W) + s B A ("after_lora")
     double lambda = 0.1;
     double lambda_multiplier = 1.0;    // block i uses lambda * multiplier^i

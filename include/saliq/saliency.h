@@ -21,6 +21,7 @@ class Tokenizer;
 struct FisherOptions {
     CalibOptions calib;  // default below: C4, 100 x 512 (SqueezeLLM-gradients' defaults)
     ModelOptions model;
+    std::string metric = "fisher";  // "fisher" (diagonal empirical Fisher) or "hessian" (SliM-LLM's w^2 / U_jj^2)
     FisherOptions() {
         calib.source = "c4";
         calib.nsamples = 100;
@@ -31,6 +32,16 @@ struct FisherOptions {
 // Returns HF weight name (model.layers.i.self_attn.q_proj.weight) -> Fisher [out, in] fp32 on CPU.
 std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& checkpoint, const Tokenizer& tokenizer,
                                                  const FisherOptions& options, const ProgressFn& progress = nullptr);
+
+// SliM-LLM's Hessian salience w_ij^2 / U_jj^2 (U = upper-Cholesky of the damped H^-1 of each linear's calibration
+// inputs on the FP chain), same names and shapes as the Fisher; the regularizer reads either file alike.
+std::map<std::string, at::Tensor> compute_hessian_salience(const Checkpoint& checkpoint, const Tokenizer& tokenizer,
+                                                           const FisherOptions& options,
+                                                           const ProgressFn& progress = nullptr);
+
+// The metric options.metric names. Throws ConfigError for an unknown one.
+std::map<std::string, at::Tensor> compute_saliency(const Checkpoint& checkpoint, const Tokenizer& tokenizer,
+                                                   const FisherOptions& options, const ProgressFn& progress = nullptr);
 
 // Writes the Fisher tensors (atomically) with the settings in the safetensors metadata.
 void write_fisher(const std::string& path, const std::map<std::string, at::Tensor>& fisher,

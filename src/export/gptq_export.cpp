@@ -110,7 +110,7 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
         f["saliency"] = {{"enabled", o.saliency.enabled}, {"weighted", o.saliency.weighted},
                          {"reg_method", o.saliency.reg_method}, {"lambda", o.saliency.lambda},
                          {"lambda_multiplier", o.saliency.lambda_multiplier},
-                         {"fisher_norm", o.saliency.fisher_norm}};
+                         {"fisher_norm", o.saliency.fisher_norm}, {"metric", o.saliency.metric}};
     }
     return f;
 }

@@ -60,12 +60,19 @@ std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& ckpt, const T
     return out;
 }
 
+std::map<std::string, at::Tensor> compute_saliency(const Checkpoint& ckpt, const Tokenizer& tokenizer,
+                                                   const FisherOptions& o, const ProgressFn& progress) {
+    if (o.metric == "fisher") return compute_fisher(ckpt, tokenizer, o, progress);
+    if (o.metric == "hessian") return compute_hessian_salience(ckpt, tokenizer, o, progress);
+    throw ConfigError("unknown saliency metric '" + o.metric + "' (expected fisher or hessian)");
+}
+
 void write_fisher(const std::string& path, const std::map<std::string, at::Tensor>& fisher,
                   const FisherOptions& o) {
     NamedTensors tensors(fisher.begin(), fisher.end());
     write_safetensors(path, tensors,
                       {{"format", "pt"},
-                       {"saliq_kind", "diagonal_fisher"},
+                       {"saliq_kind", o.metric == "fisher" ? "diagonal_fisher" : o.metric + "_salience"},
                        {"calib_source", o.calib.source},
                        {"nsamples", std::to_string(o.calib.nsamples)},
                        {"seqlen", std::to_string(o.calib.seqlen)},

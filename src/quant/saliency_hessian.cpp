@@ -1,0 +1,90 @@
+// SliM-LLM's Hessian salience (Huang et al. 2024; methods_formats_eval.md §1.3, as its code computes it): for each
+// linear, H = 2 X^T X / N from its calibration inputs on the full-precision chain, 0.01 added to diag(H), GPTQ's 1%
+// relative damping, U = upper-Cholesky(H^-1), and delta_ij = w_ij^2 / U_jj^2 (the OBS-style loss of removing w_ij).
+// The FP model is loaded whole, as for the Fisher; the chain runs block by block with one block's Hessians at a time.
+#include <chrono>
+
+#include <ATen/ATen.h>
+
+#include "quant/method.h"
+#include "saliq/error.h"
+#include "saliq/saliency.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+namespace {
+
+at::Tensor hessian_salience(const at::Tensor& weight, at::Tensor H, const std::string& name) {
+    H = H.to(at::kDouble);
+    H.diagonal().add_(0.01);  // SliM-LLM's get_salience, before the relative damping
+    H.diagonal().add_(0.01 * H.diagonal().mean().item<double>());
+    auto [L, info] = at::linalg_cholesky_ex(H);
+    if (info.item<int64_t>() != 0)
+        throw NumericError("hessian salience: the Hessian of " + name + " is not positive definite");
+    H.reset();
+    const at::Tensor Hinv = at::cholesky_inverse(L);
+    L.reset();
+    auto [U, info2] = at::linalg_cholesky_ex(Hinv, /*upper=*/true);
+    if (info2.item<int64_t>() != 0)
+        throw NumericError("hessian salience: the inverse Hessian of " + name + " is not positive definite");
+    const at::Tensor d = U.diagonal().to(at::kFloat).to(weight.device());
+    return (weight.to(at::kFloat).pow(2) / d.pow(2).unsqueeze(0)).to(at::kCPU);
+}
+
+}  // namespace
+
+std::map<std::string, at::Tensor> compute_hessian_salience(const Checkpoint& ckpt, const Tokenizer& tokenizer,
+                                                           const FisherOptions& o, const ProgressFn& progress) {
+    if (ckpt.packed.bits > 0) throw ConfigError("saliency needs the full-precision model, not a packed one");
+    if (o.calib.seqlen > ckpt.config.max_position_embeddings)
+        throw ConfigError(strprintf("--seqlen %lld exceeds the model's max_position_embeddings %lld",
+                                    (long long)o.calib.seqlen, (long long)ckpt.config.max_position_embeddings));
+    ModelOptions model_options = o.model;
+    model_options.use_adapter = false;
+    auto model = LlamaModel::load(ckpt, model_options);
+    const CalibSet calib = sample_calibration(o.calib, tokenizer);
+    const int64_t N = o.calib.nsamples, T = o.calib.seqlen, batch = 8;
+    const at::Tensor ids =
+        at::tensor(std::vector<int64_t>(calib.tokens.begin(), calib.tokens.end()), at::kLong).view({N, T});
+    c10::NoGradGuard no_grad;
+    std::vector<at::Tensor> pieces;
+    for (int64_t b = 0; b < N; b += batch)
+        pieces.push_back(model->embed(ids.narrow(0, b, std::min(batch, N - b)).to(model->options().device())));
+    at::Tensor hidden = at::cat(pieces, 0);
+    pieces.clear();
+
+    std::map<std::string, at::Tensor> out;
+    const auto start = std::chrono::steady_clock::now();
+    for (int64_t layer = 0; layer < model->n_layers(); ++layer) {
+        const DecoderBlock& block = model->block(layer);
+        std::vector<at::Tensor> sums(kNumLinears);
+        DecoderBlock hooked = block;
+        for (int i : kAllLinears) {
+            const int64_t in = block.linears[i]->in_features();
+            sums[i] = at::zeros({in, in}, model->options().dtype(at::kFloat));
+            hooked.linears[i] = std::make_shared<CapturingLinear>(block.linears[i], [&sums, i](const at::Tensor& x) {
+                const at::Tensor flat = x.reshape({-1, x.size(-1)}).to(at::kFloat);
+                sums[i].addmm_(flat.t(), flat);
+            });
+        }
+        at::Tensor next = at::empty_like(hidden);
+        for (int64_t b = 0; b < N; b += batch) {
+            const int64_t m = std::min(batch, N - b);
+            next.narrow(0, b, m).copy_(block_forward(hooked, model->config(), model->rope(), hidden.narrow(0, b, m)));
+        }
+        for (int i : kAllLinears) {
+            const std::string name = hf_names::linear_name(layer, i);
+            at::Tensor H = std::move(sums[i]);
+            H.mul_(2.0 / static_cast<double>(N));  // GPTQ's N counts sequences
+            out[name + ".weight"] = hessian_salience(block.linears[i]->weight(), std::move(H), name);
+        }
+        hidden = next;
+        if (progress) {
+            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            if (!progress({"salience", layer + 1, model->n_layers(), elapsed, "hessian"})) throw Cancelled{};
+        }
+    }
+    return out;
+}
+
+}  // namespace saliq

@@ -1,0 +1,77 @@
+// Saliency metrics other than the Fisher: SliM-LLM's Hessian salience, checked against the formula computed here.
+#include <ATen/ATen.h>
+
+#include "saliq/calibration.h"
+#include "saliq/checkpoint.h"
+#include "saliq/error.h"
+#include "saliq/file.h"
+#include "saliq/model.h"
+#include "saliq/saliency.h"
+#include "saliq/tokenizer.h"
+#include "test_utils.h"
+
+namespace saliq {
+namespace {
+
+TEST(Saliency, HessianSalienceIsWSquaredOverTheInverseFactorsDiagonal) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    Checkpoint ckpt = read_llama2c(test::stories_bin());
+    FisherOptions o;
+    o.metric = "hessian";
+    o.calib.source = "tinystories";
+    o.calib.nsamples = 6;
+    o.calib.seqlen = 64;
+    const auto salience = compute_saliency(ckpt, *tok, o);
+    EXPECT_EQ(salience.size(), 35u);  // 5 blocks x 7 linears
+    for (const auto& [name, s] : salience) {
+        EXPECT_TRUE(at::isfinite(s).all().item<bool>()) << name;
+        EXPECT_GE(s.min().item<float>(), 0.0f) << name;
+    }
+    // Block 0's q_proj sees rms_norm(embed(windows)): its salience from the formula, independently.
+    c10::NoGradGuard no_grad;
+    auto model = LlamaModel::load(ckpt, {});
+    const CalibSet calib = sample_calibration(o.calib, *tok);
+    const at::Tensor ids = at::tensor(std::vector<int64_t>(calib.tokens.begin(), calib.tokens.end()), at::kLong)
+                               .view({o.calib.nsamples, o.calib.seqlen});
+    const at::Tensor x = rms_norm(model->embed(ids), model->block(0).input_norm, model->config().rms_norm_eps)
+                             .reshape({-1, model->config().hidden_size})
+                             .to(at::kDouble);
+    at::Tensor H = 2.0 * x.t().matmul(x) / static_cast<double>(o.calib.nsamples);
+    H.diagonal().add_(0.01);
+    H.diagonal().add_(0.01 * H.diagonal().mean());
+    const at::Tensor U = at::linalg_cholesky(at::linalg_inv(H), /*upper=*/true);
+    const at::Tensor w = model->block(0).linears[kQProj]->weight().to(at::kDouble);
+    const at::Tensor expected = (w.pow(2) / U.diagonal().pow(2).unsqueeze(0)).to(at::kFloat);
+    const at::Tensor got = salience.at("model.layers.0.self_attn.q_proj.weight");
+    EXPECT_TRUE(at::allclose(got, expected, 1e-3, 1e-6)) << (got - expected).abs().max();
+    // The mass concentrates: salience is not uniform (the reason it can weight a regularizer).
+    EXPECT_GT(got.max().item<double>(), 3.0 * got.mean().item<double>());
+
+    o.metric = "pqi-typo";
+    EXPECT_THROW(compute_saliency(ckpt, *tok, o), ConfigError);
+}
+
+// End to end: `saliq saliency --metric hessian`, then the regularizer reading that file like a Fisher, and
+// `quantize --saliency-metric hessian` computing it first.
+TEST(Saliency, HessianSalienceDrivesTheRegularizerFromTheCli) {
+    test::TempDir dir;
+    const std::string model = " -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer();
+    const std::string file = dir.file("hessian.safetensors");
+    auto r = test::run_saliq("saliency" + model + " --metric hessian --calib tinystories --nsamples 4 --seqlen 64 " +
+                             "--out " + file + " -q");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::string train = " --method apiq-bw --bits 2 --group-size 32 --calib tinystories --calib-range 0:0.5 "
+                              "--nsamples 4 --seqlen 64 --lora-rank 8 --stages mixed:2 --saliency --fisher-norm mean";
+    r = test::run_saliq("quantize" + model + train + " --fisher " + file + " --out " + dir.file("q1") + " -q");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = test::run_saliq("quantize" + model + train + " --saliency-metric hessian --fisher-nsamples 4 --fisher-seqlen 64"
+                        " --out " + dir.file("q2") + " -q");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = test::run_saliq("quantize" + model + train + " --saliency-metric pqi-typo --out " + dir.file("q3"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--saliency-metric"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(dir.file("q3")) || path_exists(dir.file("q3") + ".partial"));
+}
+
+}  // namespace
+}  // namespace saliq
