@@ -69,7 +69,7 @@ std::shared_ptr<Tokenizer> checkpoint_tokenizer(const Checkpoint& ckpt, const st
     return tokenizer;
 }
 
-LoadedModel load_model(const ModelArgs& args) {
+LoadedModel load_model(const ModelArgs& args, bool stream_blocks = false) {
     set_compute_threads(args.threads);
     LoadedModel loaded;
     loaded.checkpoint = load_checkpoint(args.model, args.tokenizer);
@@ -78,6 +78,7 @@ LoadedModel load_model(const ModelArgs& args) {
     options.device = args.device;
     options.dtype = args.dtype;
     options.use_adapter = !args.no_adapter;
+    options.stream_blocks = stream_blocks;
     const auto start = std::chrono::steady_clock::now();
     loaded.model = LlamaModel::load(loaded.checkpoint, options);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -193,7 +194,8 @@ int run_eval(const ModelArgs& margs, EvalArgs eargs) {
     if (want_tasks)  // bad names and files fail before the model loads
         for (const auto& name : parse_task_list(eargs.tasks)) tasks.push_back(load_task(name));
 
-    LoadedModel loaded = load_model(margs);
+    // Perplexity alone runs block-major, so no block need stay resident; zero-shot requests run window-major.
+    LoadedModel loaded = load_model(margs, /*stream_blocks=*/!want_tasks);
     if (eargs.seqlen <= 0) eargs.seqlen = std::min<int64_t>(2048, loaded.checkpoint.config.max_position_embeddings);
     nlohmann::json json = {
         {"model", margs.model},

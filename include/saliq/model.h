@@ -21,6 +21,10 @@ struct ModelOptions {
     std::string device = "cpu";  // "cpu" or "cuda" / "cuda:N"
     std::string dtype = "auto";  // "fp32", "bf16", "fp16"; auto = fp32 on CPU, bf16 on CUDA
     bool use_adapter = true;     // apply LoRA adapters found beside the weights
+    // Keep no decoder block resident: each is read from the checkpoint when it runs (its mapped pages released
+    // after), so resident memory does not grow with depth. For block-major passes (perplexity); a window-major caller
+    // (zero-shot, generation) would read every block once per forward.
+    bool stream_blocks = false;
 };
 
 // Resolves and checks ModelOptions (CUDA present, fp16 not on CPU). Throws ConfigError.
@@ -132,9 +136,15 @@ public:
 
     const LlamaConfig& config() const { return config_; }
     const at::TensorOptions& options() const { return options_; }
-    int64_t n_layers() const { return static_cast<int64_t>(blocks_.size()); }
-    DecoderBlock& block(int64_t i) { return blocks_.at(static_cast<size_t>(i)); }
-    const DecoderBlock& block(int64_t i) const { return blocks_.at(static_cast<size_t>(i)); }
+    int64_t n_layers() const { return config_.n_layers; }
+    // Resident blocks (not with stream_blocks, where block() throws: use read_block).
+    DecoderBlock& block(int64_t i);
+    const DecoderBlock& block(int64_t i) const;
+    bool streams_blocks() const { return streaming_; }
+    // Block i as the model runs it: the resident one, or read now from the checkpoint (streaming).
+    DecoderBlock read_block(int64_t i) const;
+    // Block i on hidden states, with a block from read_block (checks the sequence length against the RoPE table).
+    at::Tensor run_block(const DecoderBlock& block, const at::Tensor& hidden) const;
 
     at::Tensor embed(const at::Tensor& ids) const;                          // [B, T] int64 -> [B, T, H]
     at::Tensor run_block(int64_t i, const at::Tensor& hidden) const;        // [B, T, H] -> [B, T, H]
@@ -151,6 +161,12 @@ private:
     at::Tensor lm_head_;       // [V, H] (the embedding when tied)
     std::vector<DecoderBlock> blocks_;
     Rope rope_;
+    bool streaming_ = false;
+    // What read_block needs when streaming.
+    std::shared_ptr<TensorSource> source_;
+    PackedInfo packed_;
+    std::shared_ptr<TensorSource> adapter_;
+    double adapter_scale_ = 0.0;
 };
 
 }  // namespace saliq

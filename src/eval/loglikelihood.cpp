@@ -211,7 +211,7 @@ at::Tensor shared_hidden(const LlamaModel& model, const FlatBatch& b) {
     auto with_dummy = [](const at::Tensor& x) { return at::cat({x, at::zeros_like(x.narrow(0, 0, 1))}, 0); };
 
     for (int64_t i = 0; i < model.n_layers(); ++i) {
-        const DecoderBlock& block = model.block(i);
+        const DecoderBlock block = model.read_block(i);
         const at::Tensor x = rms_norm(h, block.input_norm, c.rms_norm_eps);
         at::Tensor q = block.linears[kQProj]->forward(x).view({N, nh, d});
         at::Tensor k = block.linears[kKProj]->forward(x).view({N, nkv, d});

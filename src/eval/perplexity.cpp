@@ -1,7 +1,9 @@
 #include "saliq/perplexity.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <utility>
 
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
@@ -13,6 +15,45 @@
 namespace saliq {
 namespace {
 constexpr int64_t kLogitChunkElements = 16 * 1024 * 1024;  // fp32 logits per head call: 64 MiB
+// A model that streams its blocks is run block-major over groups of windows whose hidden states fit this budget, so
+// each block is read once per group rather than once per batch.
+constexpr int64_t kStreamGroupBytes = int64_t{512} << 20;
+
+// Summed next-token cross-entropy of windows `ids` [b, T] given their last hidden states [b, T, H].
+double windows_nll(const LlamaModel& model, const at::Tensor& ids, const at::Tensor& hidden) {
+    const int64_t seqlen = ids.size(1);
+    // The head runs over chunks of positions, so [b, T, V] fp32 logits never exist at once (at a 128k
+    // vocabulary one 2048-token window would be 1 GiB).
+    const at::Tensor h = hidden.narrow(1, 0, seqlen - 1).reshape({-1, model.config().hidden_size});
+    const at::Tensor target = ids.narrow(1, 1, seqlen - 1).reshape({-1}).to(h.device());
+    const int64_t rows = h.size(0);
+    const int64_t chunk = std::max<int64_t>(1, kLogitChunkElements / model.config().vocab_size);
+    at::Tensor loss = at::zeros({}, h.options().dtype(at::kDouble));
+    for (int64_t r = 0; r < rows; r += chunk) {
+        const int64_t m = std::min(chunk, rows - r);
+        loss += at::cross_entropy_loss(model.head(h.narrow(0, r, m)), target.narrow(0, r, m), {}, at::Reduction::Sum)
+                    .to(at::kDouble);
+    }
+    return loss.item<double>();
+}
+
+// Last hidden states of windows `ids` [n, T], block by block: every block is read once for the n windows and run on
+// them in batches of `batch`.
+at::Tensor hidden_states_block_major(const LlamaModel& model, const at::Tensor& ids, int64_t batch) {
+    const int64_t n = ids.size(0);
+    at::Tensor h = model.embed(ids);
+    at::Tensor next = at::empty_like(h);
+    for (int64_t layer = 0; layer < model.n_layers(); ++layer) {
+        const DecoderBlock block = model.read_block(layer);
+        for (int64_t b = 0; b < n; b += batch) {
+            const int64_t m = std::min(batch, n - b);
+            next.narrow(0, b, m).copy_(model.run_block(block, h.narrow(0, b, m)));
+        }
+        std::swap(h, next);
+    }
+    return h;
+}
+
 }  // namespace
 
 PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<int32_t>& tokens,
@@ -33,22 +74,19 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
     const auto start = std::chrono::steady_clock::now();
     at::Tensor all = at::from_blob(const_cast<int32_t*>(tokens.data()), {n_windows, seqlen}, at::kInt).to(at::kLong);
     double nll_sum = 0.0;
-    for (int64_t w = 0; w < n_windows; w += options.batch_size) {
-        const int64_t b = std::min(options.batch_size, n_windows - w);
+    // Resident blocks: window batch after window batch. Streamed blocks: groups of windows, block-major.
+    const int64_t window_bytes = seqlen * model.config().hidden_size *
+                                 static_cast<int64_t>(c10::elementSize(model.options().dtype().toScalarType()));
+    const int64_t step = model.streams_blocks()
+                             ? std::max(options.batch_size, kStreamGroupBytes / (2 * window_bytes))
+                             : options.batch_size;
+    for (int64_t w = 0; w < n_windows; w += step) {
+        const int64_t b = std::min(step, n_windows - w);
         at::Tensor ids = all.narrow(0, w, b);
-        // The head runs over chunks of positions, so [b, T, V] fp32 logits never exist at once (at a 128k
-        // vocabulary one 2048-token window would be 1 GiB).
-        const at::Tensor h = model.hidden_states(ids).narrow(1, 0, seqlen - 1).reshape({-1, model.config().hidden_size});
-        const at::Tensor target = ids.narrow(1, 1, seqlen - 1).reshape({-1}).to(h.device());
-        const int64_t rows = h.size(0);
-        const int64_t chunk = std::max<int64_t>(1, kLogitChunkElements / model.config().vocab_size);
-        at::Tensor loss = at::zeros({}, h.options().dtype(at::kDouble));
-        for (int64_t r = 0; r < rows; r += chunk) {
-            const int64_t m = std::min(chunk, rows - r);
-            loss += at::cross_entropy_loss(model.head(h.narrow(0, r, m)), target.narrow(0, r, m), {},
-                                           at::Reduction::Sum).to(at::kDouble);
-        }
-        const double batch_nll = loss.item<double>();
+        const at::Tensor hidden = model.streams_blocks()
+                                      ? hidden_states_block_major(model, ids, options.batch_size)
+                                      : model.hidden_states(ids);
+        const double batch_nll = windows_nll(model, ids, hidden);
         if (!std::isfinite(batch_nll))
             throw NumericError(strprintf("perplexity: non-finite loss in windows %lld..%lld (model produced NaN/Inf)",
                                          (long long)w, (long long)(w + b - 1)));

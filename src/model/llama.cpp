@@ -163,12 +163,36 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
     model->lm_head_ = c.tie_word_embeddings
                           ? model->embed_tokens_
                           : checked(tensors, hf_names::kLmHead, {c.vocab_size, c.hidden_size}, model->options_);
-    for (int64_t i = 0; i < c.n_layers; ++i)
-        model->blocks_.push_back(load_block(tensors, c, checkpoint.packed, i, model->options_,
-                                            model_options.use_adapter ? checkpoint.adapter.get() : nullptr,
-                                            checkpoint.adapter_scale));
+    model->streaming_ = model_options.stream_blocks;
+    model->packed_ = checkpoint.packed;
+    if (model_options.use_adapter) {
+        model->adapter_ = checkpoint.adapter;
+        model->adapter_scale_ = checkpoint.adapter_scale;
+    }
+    if (model->streaming_) {
+        model->source_ = checkpoint.tensors;  // blocks are read (and checked) when they run
+    } else {
+        for (int64_t i = 0; i < c.n_layers; ++i)
+            model->blocks_.push_back(load_block(tensors, c, checkpoint.packed, i, model->options_,
+                                                model->adapter_.get(), model->adapter_scale_));
+    }
     model->rope_ = make_rope(c, c.max_position_embeddings, model->options_);
     return model;
+}
+
+DecoderBlock& LlamaModel::block(int64_t i) {
+    if (streaming_) throw ConfigError("internal: block() on a model that streams its blocks; use read_block()");
+    return blocks_.at(static_cast<size_t>(i));
+}
+
+const DecoderBlock& LlamaModel::block(int64_t i) const {
+    if (streaming_) throw ConfigError("internal: block() on a model that streams its blocks; use read_block()");
+    return blocks_.at(static_cast<size_t>(i));
+}
+
+DecoderBlock LlamaModel::read_block(int64_t i) const {
+    if (!streaming_) return block(i);
+    return load_block(*source_, config_, packed_, i, options_, adapter_.get(), adapter_scale_);
 }
 
 at::Tensor LlamaModel::embed(const at::Tensor& ids) const {
@@ -182,10 +206,14 @@ at::Tensor LlamaModel::embed(const at::Tensor& ids) const {
 }
 
 at::Tensor LlamaModel::run_block(int64_t i, const at::Tensor& hidden) const {
+    return streaming_ ? run_block(read_block(i), hidden) : run_block(block(i), hidden);
+}
+
+at::Tensor LlamaModel::run_block(const DecoderBlock& block, const at::Tensor& hidden) const {
     if (hidden.size(1) > rope_.cos.size(0))
         throw ConfigError(strprintf("sequence length %lld exceeds the model's max_position_embeddings %lld",
                                     (long long)hidden.size(1), (long long)rope_.cos.size(0)));
-    return block_forward(block(i), config_, rope_, hidden);
+    return block_forward(block, config_, rope_, hidden);
 }
 
 at::Tensor LlamaModel::head(const at::Tensor& hidden) const {

@@ -1,7 +1,7 @@
 // SliM-LLM's Hessian salience (Huang et al. 2024; methods_formats_eval.md §1.3, as its code computes it): for each
 // linear, H = 2 X^T X / N from its calibration inputs on the full-precision chain, 0.01 added to diag(H), GPTQ's 1%
 // relative damping, U = upper-Cholesky(H^-1), and delta_ij = w_ij^2 / U_jj^2 (the OBS-style loss of removing w_ij).
-// The FP model is loaded whole, as for the Fisher; the chain runs block by block with one block's Hessians at a time.
+// The chain runs block by block over all windows, reading one block (and holding its Hessians) at a time.
 #include <chrono>
 
 #include <ATen/ATen.h>
@@ -41,6 +41,7 @@ std::map<std::string, at::Tensor> compute_hessian_salience(const Checkpoint& ckp
                                     (long long)o.calib.seqlen, (long long)ckpt.config.max_position_embeddings));
     ModelOptions model_options = o.model;
     model_options.use_adapter = false;
+    model_options.stream_blocks = true;  // block-major: one block resident at a time
     auto model = LlamaModel::load(ckpt, model_options);
     const CalibSet calib = sample_calibration(o.calib, tokenizer);
     const int64_t N = o.calib.nsamples, T = o.calib.seqlen, batch = 8;
@@ -56,7 +57,7 @@ std::map<std::string, at::Tensor> compute_hessian_salience(const Checkpoint& ckp
     std::map<std::string, at::Tensor> out;
     const auto start = std::chrono::steady_clock::now();
     for (int64_t layer = 0; layer < model->n_layers(); ++layer) {
-        const DecoderBlock& block = model->block(layer);
+        const DecoderBlock block = model->read_block(layer);
         std::vector<at::Tensor> sums(kNumLinears);
         DecoderBlock hooked = block;
         for (int i : kAllLinears) {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include <ATen/ATen.h>
+#include <c10/core/InferenceMode.h>
 
 #include "model_fixture.h"
 #include "saliq/corpus.h"
@@ -77,6 +78,35 @@ TEST(Stories260K, Llama2cAndHfPathsAgree) {
     // A trained model on its own domain: far below the uniform 512.
     EXPECT_GT(a.ppl, 2.0);
     EXPECT_LT(a.ppl, 8.0);
+}
+
+TEST(Stories260K, StreamedBlocksScoreLikeResidentBlocks) {
+    // eval of perplexity alone keeps no block resident and runs block-major; the windows' scores must not change.
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const auto tokens = perplexity_tokens("tinystories", *tok, 128);
+    test::TempDir dir;
+    Checkpoint bin = read_llama2c(test::stories_bin());
+    write_hf_folder(dir.file("hf"), bin.config, *bin.tensors, "", false);
+    const Checkpoint hf = load_checkpoint(dir.file("hf"));
+    ModelOptions streamed;
+    streamed.stream_blocks = true;
+    auto model = LlamaModel::load(hf, streamed);
+    EXPECT_TRUE(model->streams_blocks());
+    EXPECT_THROW(model->block(0), ConfigError);
+    for (int64_t batch : {1, 3}) {
+        PerplexityOptions options;
+        options.seqlen = 128;
+        options.max_windows = 10;
+        options.batch_size = batch;
+        const auto resident = evaluate_perplexity(*LlamaModel::load(hf, {}), tokens, options);
+        const auto stream = evaluate_perplexity(*model, tokens, options);
+        EXPECT_EQ(stream.n_windows, 10);
+        EXPECT_NEAR(stream.nll_sum, resident.nll_sum, 1e-6 * resident.nll_sum) << "batch " << batch;
+    }
+    // Window-major calls still work on a streaming model (each block read when it runs).
+    const at::Tensor ids = at::tensor(std::vector<int64_t>(tokens.begin(), tokens.begin() + 32), at::kLong).view({1, 32});
+    c10::InferenceMode guard;
+    EXPECT_LT((model->forward(ids) - LlamaModel::load(hf, {})->forward(ids)).abs().max().item<double>(), 1e-5);
 }
 
 }  // namespace
