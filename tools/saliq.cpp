@@ -241,6 +241,7 @@ struct QuantizeArgs {
     std::string fisher_path;
     bool plain_l2 = false;
     std::string fisher_calib = "c4";
+    int64_t pqi_points = 8;
     int64_t fisher_nsamples = 100;
     int64_t fisher_seqlen = 512;
 };
@@ -278,8 +279,9 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     o.spec.validate();
     if (o.saliency.enabled && o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant")
         throw ConfigError("--saliency works with --method apiq-bw, apiq-lw or omniquant, not " + o.method);
-    if (o.saliency.metric != "fisher" && o.saliency.metric != "hessian")
-        throw ConfigError("--saliency-metric must be fisher or hessian");
+    if (o.saliency.metric != "fisher" && o.saliency.metric != "hessian" && o.saliency.metric != "pqi")
+        throw ConfigError("--saliency-metric must be fisher, hessian or pqi");
+    if (qargs.pqi_points < 1) throw ConfigError("--pqi-points must be at least 1");
     if (o.saliency.fisher_norm != "none" && o.saliency.fisher_norm != "mean")
         throw ConfigError("--fisher-norm must be none or mean");
     if (o.saliency.reg_method != "before_lora" && o.saliency.reg_method != "after_lora")
@@ -322,6 +324,8 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
         fo.calib.seed = o.calib.seed;
         fo.model = o.model;
         fo.metric = o.saliency.metric;
+        fo.spec = o.spec;  // pqi: the path ends at this run's RTN values
+        fo.pqi_points = qargs.pqi_points;
         if (!path_exists(fisher_path)) {
             log_info(strprintf("saliency: %s from %s, %lld x %lld", fo.metric.c_str(), fo.calib.source.c_str(),
                                (long long)fo.calib.nsamples, (long long)fo.calib.seqlen));
@@ -540,7 +544,10 @@ int main(int argc, char** argv) {
                          "between model sizes)")
         ->capture_default_str();
     quantize->add_option("--saliency-metric", qo.saliency.metric,
-                         "saliency computed when no --fisher is given: fisher or hessian (SliM-LLM's)")
+                         "saliency computed when no --fisher is given: fisher, hessian (SliM-LLM's) or pqi "
+                         "(ReQuant's post-quantization integral towards this run's RTN weights)")
+        ->capture_default_str();
+    quantize->add_option("--pqi-points", quant_args.pqi_points, "pqi: trapezoid intervals on the path")
         ->capture_default_str();
     quantize->add_option("--fisher-calib", quant_args.fisher_calib, "data for the computed Fisher")
         ->capture_default_str();
@@ -566,7 +573,13 @@ int main(int argc, char** argv) {
     saliency->add_option("--calib-range", sal_range, "fraction of the text (c4: documents) to draw from")
         ->capture_default_str();
     saliency->add_option("--metric", fisher_options.metric,
-                         "fisher (diagonal empirical Fisher) or hessian (SliM-LLM's w^2 / [chol(H^-1)]_jj^2)")
+                         "fisher (diagonal empirical Fisher), hessian (SliM-LLM's w^2 / [chol(H^-1)]_jj^2) or pqi "
+                         "(ReQuant's |post-quantization integral| towards RTN with --bits/--group-size)")
+        ->capture_default_str();
+    saliency->add_option("--bits", fisher_options.spec.bits, "pqi: bits of the RTN end point")->capture_default_str();
+    saliency->add_option("--group-size", fisher_options.spec.group_size, "pqi: group size of the RTN end point")
+        ->capture_default_str();
+    saliency->add_option("--pqi-points", fisher_options.pqi_points, "pqi: trapezoid intervals on the path")
         ->capture_default_str();
     saliency->add_option("--out,-o", sal_out, "output .safetensors")->required();
 

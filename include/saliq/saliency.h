@@ -21,7 +21,10 @@ class Tokenizer;
 struct FisherOptions {
     CalibOptions calib;  // default below: C4, 100 x 512 (SqueezeLLM-gradients' defaults)
     ModelOptions model;
-    std::string metric = "fisher";  // "fisher" (diagonal empirical Fisher) or "hessian" (SliM-LLM's w^2 / U_jj^2)
+    std::string metric = "fisher";  // "fisher" (diagonal empirical Fisher), "hessian" (SliM-LLM's w^2 / U_jj^2) or
+                                    // "pqi" (ReQuant's post-quantization integral, |PQI|)
+    QuantSpec spec;                 // pqi: the quantizer whose RTN values w~ end the path
+    int64_t pqi_points = 8;         // pqi: intervals of the trapezoid rule on [0, 1]
     FisherOptions() {
         calib.source = "c4";
         calib.nsamples = 100;
@@ -38,6 +41,17 @@ std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& checkpoint, c
 std::map<std::string, at::Tensor> compute_hessian_salience(const Checkpoint& checkpoint, const Tokenizer& tokenizer,
                                                            const FisherOptions& options,
                                                            const ProgressFn& progress = nullptr);
+
+struct PqiResult {
+    std::map<std::string, at::Tensor> salience;  // |PQI| per weight, names and shapes as the Fisher
+    double loss_fp = 0.0;           // F(w), mean cross-entropy over the windows
+    double loss_quantized = 0.0;    // F(w~)
+    double predicted_change = 0.0;  // sum of the signed PQI: the quadrature's F(w~) - F(w)
+};
+
+// ReQuant's post-quantization integral along w -> w~ = RTN(w) under options.spec (all layers at once).
+PqiResult compute_pqi(const Checkpoint& checkpoint, const Tokenizer& tokenizer, const FisherOptions& options,
+                      const ProgressFn& progress = nullptr);
 
 // The metric options.metric names. Throws ConfigError for an unknown one.
 std::map<std::string, at::Tensor> compute_saliency(const Checkpoint& checkpoint, const Tokenizer& tokenizer,

@@ -8,6 +8,7 @@
 #include <torch/csrc/autograd/autograd.h>
 
 #include "saliq/error.h"
+#include "saliq/log.h"
 #include "saliq/safetensors.h"
 #include "saliq/strings.h"
 #include "saliq/tokenizer.h"
@@ -64,7 +65,13 @@ std::map<std::string, at::Tensor> compute_saliency(const Checkpoint& ckpt, const
                                                    const FisherOptions& o, const ProgressFn& progress) {
     if (o.metric == "fisher") return compute_fisher(ckpt, tokenizer, o, progress);
     if (o.metric == "hessian") return compute_hessian_salience(ckpt, tokenizer, o, progress);
-    throw ConfigError("unknown saliency metric '" + o.metric + "' (expected fisher or hessian)");
+    if (o.metric == "pqi") {
+        PqiResult r = compute_pqi(ckpt, tokenizer, o, progress);
+        log_info(strprintf("pqi: F(w) %.6f, F(w~) %.6f, change %.6f, predicted by the integral %.6f", r.loss_fp,
+                           r.loss_quantized, r.loss_quantized - r.loss_fp, r.predicted_change));
+        return std::move(r.salience);
+    }
+    throw ConfigError("unknown saliency metric '" + o.metric + "' (expected fisher, hessian or pqi)");
 }
 
 void write_fisher(const std::string& path, const std::map<std::string, at::Tensor>& fisher,

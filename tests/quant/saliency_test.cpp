@@ -64,13 +64,50 @@ TEST(Saliency, HessianSalienceDrivesTheRegularizerFromTheCli) {
                               "--nsamples 4 --seqlen 64 --lora-rank 8 --stages mixed:2 --saliency --fisher-norm mean";
     r = test::run_saliq("quantize" + model + train + " --fisher " + file + " --out " + dir.file("q1") + " -q");
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = test::run_saliq("quantize" + model + train + " --saliency-metric hessian --fisher-nsamples 4 --fisher-seqlen 64"
-                        " --out " + dir.file("q2") + " -q");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+    for (const std::string metric : {"hessian", "pqi"}) {
+        r = test::run_saliq("quantize" + model + train + " --saliency-metric " + metric +
+                            " --fisher-nsamples 2 --fisher-seqlen 64 --pqi-points 2 --out " + dir.file("q-" + metric) +
+                            " -q");
+        ASSERT_EQ(r.exit_code, 0) << metric << ": " << r.output;
+    }
     r = test::run_saliq("quantize" + model + train + " --saliency-metric pqi-typo --out " + dir.file("q3"));
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("--saliency-metric"), std::string::npos) << r.output;
     EXPECT_FALSE(path_exists(dir.file("q3")) || path_exists(dir.file("q3") + ".partial"));
+}
+
+}  // namespace
+}  // namespace saliq
+
+namespace saliq {
+namespace {
+
+// PQI: the signed shares sum, by the quadrature, to the actual loss change F(w~) - F(w); more points, closer.
+TEST(Saliency, PqiSumsToTheLossChangeOfQuantization) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    Checkpoint ckpt = read_llama2c(test::stories_bin());
+    FisherOptions o;
+    o.metric = "pqi";
+    o.calib.source = "tinystories";
+    o.calib.nsamples = 2;
+    o.calib.seqlen = 48;
+    o.spec.bits = 3;
+    o.spec.group_size = 32;
+    double previous_error = 1e9;
+    for (int64_t points : {1, 8}) {
+        o.pqi_points = points;
+        const PqiResult r = compute_pqi(ckpt, *tok, o);
+        const double actual = r.loss_quantized - r.loss_fp;
+        EXPECT_GT(actual, 0.0);  // quantizing a trained model costs loss
+        const double error = std::abs(r.predicted_change - actual);
+        if (points == 8) EXPECT_LT(error, 0.05 * actual) << r.predicted_change << " vs " << actual;
+        EXPECT_LT(error, previous_error);
+        previous_error = error;
+        EXPECT_EQ(r.salience.size(), 35u);
+        for (const auto& [name, s] : r.salience) EXPECT_GE(s.min().item<float>(), 0.0f) << name;
+    }
+    o.pqi_points = 0;
+    EXPECT_THROW(compute_pqi(ckpt, *tok, o), ConfigError);
 }
 
 }  // namespace

@@ -1,0 +1,88 @@
+// ReQuant's Post-quantization Integral (Hu et al. 2025; methods_formats_eval.md §1.4): with F the mean next-token
+// cross-entropy over the calibration windows, w the FP weights and w~ their quantized values (RTN with the run's
+// spec), PQI_i = (w~_i - w_i) * ∫_0^1 dF/dw_i (w + t (w~ - w)) dt, so the PQI of all weights sum to F(w~) - F(w).
+// The integral is the trapezoid rule on `pqi_points` + 1 points of t, every linear of every block moved at once; each
+// point is one forward and backward pass per window. The salience written is |PQI|.
+#include <chrono>
+
+#include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/autograd.h>
+
+#include "saliq/error.h"
+#include "saliq/saliency.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+
+PqiResult compute_pqi(const Checkpoint& ckpt, const Tokenizer& tokenizer, const FisherOptions& o,
+                      const ProgressFn& progress) {
+    if (ckpt.packed.bits > 0) throw ConfigError("saliency needs the full-precision model, not a packed one");
+    if (o.calib.seqlen > ckpt.config.max_position_embeddings)
+        throw ConfigError(strprintf("--seqlen %lld exceeds the model's max_position_embeddings %lld",
+                                    (long long)o.calib.seqlen, (long long)ckpt.config.max_position_embeddings));
+    if (o.pqi_points < 1) throw ConfigError("--pqi-points must be at least 1");
+    o.spec.validate();
+    ModelOptions model_options = o.model;
+    model_options.use_adapter = false;
+    auto model = LlamaModel::load(ckpt, model_options);
+    const CalibSet calib = sample_calibration(o.calib, tokenizer);
+
+    std::vector<std::string> names;
+    std::vector<at::Tensor> weights, start, delta, integral;
+    for (int64_t layer = 0; layer < model->n_layers(); ++layer)
+        for (int i = 0; i < kNumLinears; ++i) {
+            at::Tensor w = model->block(layer).linears[i]->weight();
+            names.push_back(hf_names::linear_name(layer, i) + ".weight");
+            start.push_back(w.detach().clone());
+            delta.push_back(quantize_rtn(w.detach(), o.spec).dequantize().to(w.options()) - start.back());
+            integral.push_back(at::zeros(w.sizes(), w.options().dtype(at::kFloat)));
+            w.requires_grad_(true);
+            weights.push_back(w);
+        }
+
+    const int64_t T = o.calib.seqlen, N = o.calib.nsamples, K = o.pqi_points;
+    const double inv_windows = 1.0 / static_cast<double>(N);
+    std::vector<double> losses;  // F at each point of t
+    c10::AutoGradMode grad(true);
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t k = 0; k <= K; ++k) {
+        const double t = static_cast<double>(k) / static_cast<double>(K);
+        const double weight = (k == 0 || k == K ? 0.5 : 1.0) / static_cast<double>(K);  // trapezoid
+        {
+            c10::NoGradGuard no_grad;
+            for (size_t j = 0; j < weights.size(); ++j) weights[j].copy_(start[j] + t * delta[j]);
+        }
+        double loss_sum = 0.0;
+        for (int64_t n = 0; n < N; ++n) {
+            std::vector<int64_t> window(calib.tokens.begin() + n * T, calib.tokens.begin() + (n + 1) * T);
+            const at::Tensor ids = at::tensor(window, at::kLong).unsqueeze(0).to(model->options().device());
+            const at::Tensor logits = model->forward(ids);
+            const at::Tensor loss =
+                at::cross_entropy_loss(logits[0].narrow(0, 0, T - 1), ids[0].narrow(0, 1, T - 1)) * inv_windows;
+            const double value = loss.item<double>();
+            if (!std::isfinite(value))
+                throw NumericError(strprintf("pqi: non-finite loss at t = %.3f on window %lld", t, (long long)n));
+            loss_sum += value;
+            const auto grads = torch::autograd::grad({loss}, weights);
+            for (size_t j = 0; j < grads.size(); ++j) integral[j].add_(grads[j].to(at::kFloat), weight);
+        }
+        losses.push_back(loss_sum);
+        if (progress) {
+            const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+            if (!progress({"pqi", k + 1, K + 1, elapsed, strprintf("t %.3f loss %.4f", t, loss_sum)}))
+                throw Cancelled{};
+        }
+    }
+    PqiResult result;
+    result.loss_fp = losses.front();
+    result.loss_quantized = losses.back();
+    for (size_t j = 0; j < weights.size(); ++j) {
+        const at::Tensor pqi = delta[j].to(at::kFloat) * integral[j];
+        result.predicted_change += pqi.sum().item<double>();
+        result.salience[names[j]] = pqi.abs().to(at::kCPU);
+    }
+    return result;
+}
+
+}  // namespace saliq
