@@ -26,6 +26,17 @@ ts=$out/fisher-tinystories.safetensors
 [ -f "$ts" ] || "$saliq" saliency $src --calib tinystories --calib-range 0:0.5 --nsamples 100 --seqlen 512 \
   --out "$ts" -q >/dev/null
 
+# Other saliency metrics (C4 100 x 512 too): SliM-LLM's Hessian salience, and ReQuant's |PQI| towards RTN at each
+# bit width (8 trapezoid intervals). Computed when a variant asks for them.
+hessian=$out/hessian-c4.safetensors
+metric_file() {  # metric bits -> file
+  local f=$out/$1-c4-w$2.safetensors
+  [ "$1" = hessian ] && f=$hessian
+  [ -f "$f" ] || "$saliq" saliency $src --metric "$1" --bits "$2" --group-size 32 --calib c4 --nsamples 100 \
+    --seqlen 512 --out "$f" -q >/dev/null
+  echo "$f"
+}
+
 variants=()
 for bits in ${BITS:-2}; do
   p="w${bits}_"
@@ -41,8 +52,13 @@ for bits in ${BITS:-2}; do
   variants+=("${p}mixed20,after_lora|$s --stages mixed:$epochs --reg-method after_lora")
   variants+=("${p}mixed20,in-domain|$q --saliency --fisher $ts --stages mixed:$epochs")
   variants+=("${p}mixed20,plain-l2|$q --saliency --plain-l2 --stages mixed:$epochs")
-  for lambda in 1 10 100 1000; do
+  for lambda in 1 10 20 100 1000; do
     variants+=("${p}mixed20,norm-mean,lambda$lambda|$s --fisher-norm mean --stages mixed:$epochs --lambda $lambda")
+  done
+  for metric in hessian pqi; do
+    if [ -z "${ONLY:-}" ] || grep -qE "$ONLY" <<<"${p}mixed20,$metric,norm-mean,lambda20"; then
+      variants+=("${p}mixed20,$metric,norm-mean,lambda20|$q --saliency --fisher $(metric_file $metric $bits) --fisher-norm mean --stages mixed:$epochs --lambda 20")
+    fi
   done
 done
 if [ -n "${VARIANTS_FILE:-}" ]; then mapfile -t variants < "$VARIANTS_FILE"; fi

@@ -523,7 +523,8 @@ int main(int argc, char** argv) {
     quantize->add_option("--epochs", ao.epochs, "epochs per block without --stages (ApiQ: 20)")->capture_default_str();
     quantize->add_option("--stages", quant_args.stages,
                          "training stages in order, STAGE:EPOCHS with STAGE opt (MSE), wpt (lambda R) or mixed "
-                         "(MSE + lambda R); default opt:EPOCHS, or wpt:15 opt:5 with --saliency");
+                         "(MSE + lambda R); default opt:EPOCHS, or mixed:EPOCHS with --saliency (the seed paper's README: "
+                         "wpt:15 opt:5)");
     quantize->add_option("--train-batch", ao.train_batch, "windows per optimizer step")->capture_default_str();
     quantize->add_flag("--aug-loss,!--no-aug-loss", ao.aug_loss,
                        "also match the FP block applied to the quantized input (ApiQ's aug loss)")

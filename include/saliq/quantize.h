@@ -54,7 +54,7 @@ struct ApiqOptions {
     double lwc_lr = -1.0;              // < 0: the method's default (ApiQ 5e-3, OmniQuant 1e-2)
     double lora_lr = 5e-4;
     double weight_decay = -1.0;        // < 0: the method's default (ApiQ 0.1, OmniQuant 0)
-    std::vector<TrainStage> stages;    // empty: opt for `epochs` (plain), or wpt 15 + opt 5 with saliency
+    std::vector<TrainStage> stages;    // empty: opt for `epochs` (plain), or mixed for `epochs` with saliency
     int64_t epochs = 20;
     int64_t train_batch = 1;           // windows per optimizer step (ApiQ: 1)
     bool aug_loss = true;              // also match the FP block applied to the quantized chain's input

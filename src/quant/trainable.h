@@ -45,7 +45,7 @@ private:
     double lora_scale_ = 0.0;
 };
 
-// Stages after the defaults are applied: plain ApiQ trains "opt" for `epochs`; with saliency, wpt 15 + opt 5.
+// Stages after the defaults are applied: plain ApiQ trains "opt" for `epochs`; with saliency, "mixed" for `epochs`.
 std::vector<TrainStage> resolve_stages(const QuantizeOptions& options);
 bool stage_uses_mse(const std::string& stage);
 bool stage_uses_reg(const std::string& stage);

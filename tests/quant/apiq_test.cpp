@@ -17,6 +17,7 @@
 #include "saliq/safetensors.h"
 #include "saliq/tokenizer.h"
 #include "quant/quant_fixture.h"
+#include "quant/trainable.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -131,6 +132,19 @@ TEST(Apiq, SaliencyStagesUseTheFisher) {
     o.apiq.stages = {{"wpt", 1}};
     o.saliency.enabled = false;
     EXPECT_THROW(quantize_into(dir.file("bad"), o), ConfigError);
+
+    // Defaults: opt for every epoch; with saliency, mixed (MSE + lambda R) for every epoch (scripts/bench_saliency.sh).
+    o.apiq.stages.clear();
+    o.apiq.epochs = 20;
+    std::vector<TrainStage> stages = resolve_stages(o);
+    ASSERT_EQ(stages.size(), 1u);
+    EXPECT_EQ(stages[0].name, "opt");
+    EXPECT_EQ(stages[0].epochs, 20);
+    o.saliency.enabled = true;
+    stages = resolve_stages(o);
+    ASSERT_EQ(stages.size(), 1u);
+    EXPECT_EQ(stages[0].name, "mixed");
+    EXPECT_EQ(stages[0].epochs, 20);
 }
 
 // Starts `command` in the background and returns its pid.
