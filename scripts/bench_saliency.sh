@@ -41,8 +41,9 @@ variants=()
 for bits in ${BITS:-2}; do
   p="w${bits}_"
   q="--method apiq-bw --bits $bits --group-size 32"
-  s="$q --saliency --fisher $c4"
+  s="$q --saliency --fisher $c4 --fisher-norm none"  # the paper's raw Fisher (lambda 0.1 unless a row says)
   variants+=("${p}apiq-bw|$q --epochs $epochs")
+  variants+=("${p}default|$q --saliency --fisher-calib c4 --fisher-nsamples 100 --fisher-seqlen 512")  # saliq's defaults
   variants+=("${p}paper:wpt15-opt5|$s --stages wpt:15 opt:5")
   variants+=("${p}wpt15-opt5,lambda0|$s --stages wpt:15 opt:5 --lambda 0")  # the hypothesis: wpt moves by decay only
   variants+=("${p}mixed15-opt5|$s --stages mixed:15 opt:5")
@@ -50,8 +51,8 @@ for bits in ${BITS:-2}; do
   variants+=("${p}mixed20,lambda0.01|$s --stages mixed:$epochs --lambda 0.01")
   variants+=("${p}mixed20,lambda1|$s --stages mixed:$epochs --lambda 1")
   variants+=("${p}mixed20,after_lora|$s --stages mixed:$epochs --reg-method after_lora")
-  variants+=("${p}mixed20,in-domain|$q --saliency --fisher $ts --stages mixed:$epochs")
-  variants+=("${p}mixed20,plain-l2|$q --saliency --plain-l2 --stages mixed:$epochs")
+  variants+=("${p}mixed20,in-domain|$q --saliency --fisher $ts --fisher-norm none --stages mixed:$epochs")
+  variants+=("${p}mixed20,plain-l2|$q --saliency --plain-l2 --fisher-norm none --stages mixed:$epochs")
   for lambda in 1 10 20 100 1000; do
     variants+=("${p}mixed20,norm-mean,lambda$lambda|$s --fisher-norm mean --stages mixed:$epochs --lambda $lambda")
   done

@@ -534,23 +534,24 @@ int main(int argc, char** argv) {
     quantize->add_option("--fisher", quant_args.fisher_path,
                          "diagonal Fisher file from `saliq saliency` (default: computed first)");
     quantize->add_flag("--plain-l2", quant_args.plain_l2, "regularize with F = 1 (plain L2) instead of the Fisher");
-    quantize->add_option("--lambda", qo.saliency.lambda, "regularizer weight lambda")->capture_default_str();
+    quantize->add_option("--lambda", qo.saliency.lambda,
+                         "regularizer weight lambda (default: 20 with --fisher-norm mean, 0.1 with none)");
     quantize->add_option("--lambda-multiplier", qo.saliency.lambda_multiplier, "block i uses lambda * m^i")
         ->capture_default_str();
     quantize->add_option("--reg-method", qo.saliency.reg_method,
                          "W_eff: before_lora (Q(W)) or after_lora (Q(W) + s B A)")
         ->capture_default_str();
     quantize->add_option("--fisher-norm", qo.saliency.fisher_norm,
-                         "none (raw F, the paper) or mean (each linear's F / sum F: a lambda that transfers "
-                         "between model sizes)")
+                         "mean (each linear's F / sum F: a lambda that transfers between model sizes and metrics; "
+                         "default) or none (raw F, the paper)")
         ->capture_default_str();
     quantize->add_option("--saliency-metric", qo.saliency.metric,
-                         "saliency computed when no --fisher is given: fisher, hessian (SliM-LLM's) or pqi "
-                         "(ReQuant's post-quantization integral towards this run's RTN weights)")
+                         "saliency computed when no --fisher is given: hessian (SliM-LLM's; default), fisher (the "
+                         "paper's) or pqi (ReQuant's post-quantization integral towards this run's RTN weights)")
         ->capture_default_str();
     quantize->add_option("--pqi-points", quant_args.pqi_points, "pqi: trapezoid intervals on the path")
         ->capture_default_str();
-    quantize->add_option("--fisher-calib", quant_args.fisher_calib, "data for the computed Fisher")
+    quantize->add_option("--fisher-calib", quant_args.fisher_calib, "data for the computed saliency (Fisher, Hessian or PQI)")
         ->capture_default_str();
     quantize->add_option("--fisher-nsamples", quant_args.fisher_nsamples, "sequences for the computed Fisher")
         ->capture_default_str();

@@ -31,14 +31,16 @@ struct SaliencyOptions {
     bool enabled = false;
     std::string fisher_path;           // safetensors of diagonal Fisher per linear weight (HF names)
     bool weighted = true;              // false: plain L2 (F = 1)
-    std::string metric = "fisher";     // what a computed saliency file holds: fisher or hessian (FisherOptions)
+    // What a computed saliency file holds (FisherOptions): hessian (default), fisher or pqi. The defaults here
+    // (hessian, fisher_norm mean, lambda 20) won scripts/bench_saliency.sh; the paper's are fisher, none, 0.1.
+    std::string metric = "hessian";
     std::string reg_method = "before_lora";  // W_eff = Q(W) ("before_lora") or Q(W) + s B A ("after_lora")
-    double lambda = 0.1;
+    double lambda = -1.0;              // < 0: 20 with fisher_norm mean, 0.1 (the paper's) with none
     double lambda_multiplier = 1.0;    // block i uses lambda * multiplier^i
     // "none": R = sum F (W_eff - W)^2 with the raw Fisher (the paper). "mean": each linear's F divided by its sum, so
     // its term is the Fisher-weighted mean of (W_eff - W)^2: free of the Fisher's overall scale and of the layer's
     // size, so that a lambda tuned on one model means the same on another.
-    std::string fisher_norm = "none";
+    std::string fisher_norm = "mean";
 };
 
 // One training stage of the block objective: "opt" (MSE only), "wpt" (lambda R only), "mixed" (MSE + lambda R).

@@ -177,6 +177,8 @@ bool quantize_needs_calibration(const QuantizeOptions& o) {
 
 void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenizer, QuantizeOptions& o) {
     o.spec.validate();
+    // lambda's scale follows the normalization: F / sum F per linear (mean) or the raw saliency (none, the paper's).
+    if (o.saliency.lambda < 0) o.saliency.lambda = o.saliency.fisher_norm == "mean" ? 20.0 : 0.1;
     if (ckpt.packed.bits > 0)
         throw ConfigError(ckpt.path + " is already quantized (" + std::to_string(ckpt.packed.bits) +
                           "-bit GPTQ); quantize the full-precision model instead");

@@ -145,6 +145,19 @@ TEST(Apiq, SaliencyStagesUseTheFisher) {
     ASSERT_EQ(stages.size(), 1u);
     EXPECT_EQ(stages[0].name, "mixed");
     EXPECT_EQ(stages[0].epochs, 20);
+    // lambda follows the normalization: 20 with the default --fisher-norm mean, the paper's 0.1 with none.
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = read_llama2c(test::stories_bin());
+    QuantizeOptions d = tiny_apiq("apiq-bw");
+    d.saliency.enabled = true;
+    EXPECT_EQ(d.saliency.metric, "hessian");
+    validate_quantize_options(ckpt, *tok, d);
+    EXPECT_DOUBLE_EQ(d.saliency.lambda, 20.0);
+    d = tiny_apiq("apiq-bw");
+    d.saliency.enabled = true;
+    d.saliency.fisher_norm = "none";
+    validate_quantize_options(ckpt, *tok, d);
+    EXPECT_DOUBLE_EQ(d.saliency.lambda, 0.1);
 }
 
 // Starts `command` in the background and returns its pid.
