@@ -5,6 +5,7 @@
 #include <chrono>
 
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include "quant/method.h"
 #include "saliq/error.h"

@@ -1,5 +1,6 @@
 // Saliency metrics other than the Fisher: SliM-LLM's Hessian salience, checked against the formula computed here.
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include "saliq/calibration.h"
 #include "saliq/checkpoint.h"
