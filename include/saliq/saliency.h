@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 
 #include <ATen/core/Tensor.h>
@@ -31,6 +32,11 @@ struct FisherOptions {
         calib.seqlen = 512;
     }
 };
+
+// The full-precision model every saliency pass runs on (adapters not applied), after refusing a packed checkpoint
+// and windows longer than the model's context. Throws ConfigError.
+std::unique_ptr<LlamaModel> load_saliency_model(const Checkpoint& checkpoint, const FisherOptions& options,
+                                                bool stream_blocks);
 
 // Returns HF weight name (model.layers.i.self_attn.q_proj.weight) -> Fisher [out, in] fp32 on CPU.
 std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& checkpoint, const Tokenizer& tokenizer,

@@ -15,15 +15,20 @@
 
 namespace saliq {
 
-std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& ckpt, const Tokenizer& tokenizer,
-                                                 const FisherOptions& o, const ProgressFn& progress) {
+std::unique_ptr<LlamaModel> load_saliency_model(const Checkpoint& ckpt, const FisherOptions& o, bool stream_blocks) {
     if (ckpt.packed.bits > 0) throw ConfigError("saliency needs the full-precision model, not a packed one");
     if (o.calib.seqlen > ckpt.config.max_position_embeddings)
         throw ConfigError(strprintf("--seqlen %lld exceeds the model's max_position_embeddings %lld",
                                     (long long)o.calib.seqlen, (long long)ckpt.config.max_position_embeddings));
     ModelOptions model_options = o.model;
     model_options.use_adapter = false;
-    auto model = LlamaModel::load(ckpt, model_options);
+    model_options.stream_blocks = stream_blocks;
+    return LlamaModel::load(ckpt, model_options);
+}
+
+std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& ckpt, const Tokenizer& tokenizer,
+                                                 const FisherOptions& o, const ProgressFn& progress) {
+    auto model = load_saliency_model(ckpt, o, /*stream_blocks=*/false);
     const CalibSet calib = sample_calibration(o.calib, tokenizer);
 
     std::vector<std::string> names;

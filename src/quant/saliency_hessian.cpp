@@ -36,24 +36,13 @@ at::Tensor hessian_salience(const at::Tensor& weight, at::Tensor H, const std::s
 
 std::map<std::string, at::Tensor> compute_hessian_salience(const Checkpoint& ckpt, const Tokenizer& tokenizer,
                                                            const FisherOptions& o, const ProgressFn& progress) {
-    if (ckpt.packed.bits > 0) throw ConfigError("saliency needs the full-precision model, not a packed one");
-    if (o.calib.seqlen > ckpt.config.max_position_embeddings)
-        throw ConfigError(strprintf("--seqlen %lld exceeds the model's max_position_embeddings %lld",
-                                    (long long)o.calib.seqlen, (long long)ckpt.config.max_position_embeddings));
-    ModelOptions model_options = o.model;
-    model_options.use_adapter = false;
-    model_options.stream_blocks = true;  // block-major: one block resident at a time
-    auto model = LlamaModel::load(ckpt, model_options);
+    auto model = load_saliency_model(ckpt, o, /*stream_blocks=*/true);  // block-major: one block resident at a time
     const CalibSet calib = sample_calibration(o.calib, tokenizer);
     const int64_t N = o.calib.nsamples, T = o.calib.seqlen, batch = 8;
     const at::Tensor ids =
         at::tensor(std::vector<int64_t>(calib.tokens.begin(), calib.tokens.end()), at::kLong).view({N, T});
     c10::NoGradGuard no_grad;
-    std::vector<at::Tensor> pieces;
-    for (int64_t b = 0; b < N; b += batch)
-        pieces.push_back(model->embed(ids.narrow(0, b, std::min(batch, N - b)).to(model->options().device())));
-    at::Tensor hidden = at::cat(pieces, 0);
-    pieces.clear();
+    at::Tensor hidden = model->embed(ids);
 
     std::map<std::string, at::Tensor> out;
     const auto start = std::chrono::steady_clock::now();

@@ -17,15 +17,9 @@ namespace saliq {
 
 PqiResult compute_pqi(const Checkpoint& ckpt, const Tokenizer& tokenizer, const FisherOptions& o,
                       const ProgressFn& progress) {
-    if (ckpt.packed.bits > 0) throw ConfigError("saliency needs the full-precision model, not a packed one");
-    if (o.calib.seqlen > ckpt.config.max_position_embeddings)
-        throw ConfigError(strprintf("--seqlen %lld exceeds the model's max_position_embeddings %lld",
-                                    (long long)o.calib.seqlen, (long long)ckpt.config.max_position_embeddings));
     if (o.pqi_points < 1) throw ConfigError("--pqi-points must be at least 1");
     o.spec.validate();
-    ModelOptions model_options = o.model;
-    model_options.use_adapter = false;
-    auto model = LlamaModel::load(ckpt, model_options);
+    auto model = load_saliency_model(ckpt, o, /*stream_blocks=*/false);
     const CalibSet calib = sample_calibration(o.calib, tokenizer);
 
     std::vector<std::string> names;
