@@ -485,7 +485,7 @@ int main(int argc, char** argv) {
     std::string methods_help = "quantization method:";
     for (const auto& m : quant_methods()) methods_help += std::string(" ") + m.name + " (" + m.description + ");";
     quantize->add_option("--method", qo.method, methods_help)->capture_default_str();
-    quantize->add_option("--bits", qo.spec.bits, "bits per weight: 2, 3, 4 or 8")->capture_default_str();
+    quantize->add_option("--bits", qo.spec.bits, "bits per weight: 2, 3, 4 or 8 (1 with --quantizer binarymos)")->capture_default_str();
     quantize->add_option("--group-size", qo.spec.group_size, "input columns per group (-1: one group per row)")
         ->capture_default_str();
     quantize->add_flag("--sym,!--asym", qo.spec.symmetric, "symmetric quantization (default: asymmetric)");
@@ -516,8 +516,15 @@ int main(int argc, char** argv) {
     ApiqOptions& ao = qo.apiq;
     quantize->add_option("--lora-rank", ao.lora_rank, "ApiQ: LoRA rank r")->capture_default_str();
     quantize->add_option("--lora-alpha", ao.lora_alpha, "ApiQ: LoRA alpha (scale alpha/r)")->capture_default_str();
-    quantize->add_option("--lwc-lr", ao.lwc_lr, "learning rate of the clipping factors (default: ApiQ 5e-3, "
-                                                "OmniQuant 1e-2)");
+    quantize->add_option("--lwc-lr", ao.lwc_lr, "learning rate of the quantizer's parameters (default: clipping "
+                                                "logits ApiQ 5e-3, OmniQuant 1e-2; binarizer scales 1e-4)");
+    quantize->add_option("--quantizer", ao.quantizer,
+                         "fake quantizer trained with LoRA: uniform (learnable clipping), db-llm (DB-LLM's dual "
+                         "binarization, --bits 2) or binarymos (BinaryMoS, --bits 1); the binarizers' folders are "
+                         "read by saliq, not by GPTQ loaders")
+        ->capture_default_str();
+    quantize->add_option("--mos-experts", ao.mos_experts, "binarymos: scale experts mixed by the router")
+        ->capture_default_str();
     quantize->add_option("--lora-lr", ao.lora_lr, "ApiQ: learning rate of the LoRA adapters")->capture_default_str();
     quantize->add_option("--weight-decay", ao.weight_decay, "AdamW weight decay (default: ApiQ 0.1, OmniQuant 0)");
     quantize->add_option("--epochs", ao.epochs, "epochs per block without --stages (ApiQ: 20)")->capture_default_str();

@@ -42,6 +42,8 @@ struct PackedInfo {
     bool symmetric = false;
     bool desc_act = false;
     bool zeros_v2 = false;        // checkpoint_format "gptq_v2": zero points stored without the v1 "- 1"
+    // quant_method "saliq_binary": the linears hold a binarizer's weights (binarize.h), "db-llm" or "binarymos".
+    std::string binarizer;
 };
 
 struct Checkpoint {

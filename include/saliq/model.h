@@ -10,6 +10,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "saliq/binarize.h"
 #include "saliq/checkpoint.h"
 #include "saliq/llama_config.h"
 #include "saliq/quantizer.h"
@@ -66,6 +67,24 @@ private:
     QuantizedTensor q_;
     at::Tensor weight_;  // [out, in] dequantized, compute dtype
 };
+
+// BinaryMoS at inference: sign(W) with the router's token-wise mixture of scale experts (binarize.h).
+class MosLinear : public Linear {
+public:
+    MosLinear(const BinaryWeight& w, const at::TensorOptions& options);
+    at::Tensor forward(const at::Tensor& x) const override;
+    // The experts weighted equally (forward() mixes them per token; there is no single dense weight).
+    at::Tensor weight() const override;
+    int64_t in_features() const override { return signs_.size(1); }
+    int64_t out_features() const override { return signs_.size(0); }
+
+private:
+    at::Tensor signs_;  // [out, in] +-1, compute dtype
+    MosParams params_;  // compute dtype
+};
+
+// The inference linear of a binarized weight: db-llm's dense alpha1 b1 + alpha2 b2, or a MosLinear.
+std::shared_ptr<Linear> make_binary_linear(const BinaryWeight& w, const at::TensorOptions& options);
 
 // A base linear plus a LoRA branch: y = base(x) + scale * (x A^T) B^T (PEFT's forward; scale = alpha / r).
 class LoraLinear : public Linear {

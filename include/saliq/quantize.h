@@ -62,6 +62,10 @@ struct ApiqOptions {
     bool aug_loss = true;              // also match the FP block applied to the quantized chain's input
     std::string train_dtype = "auto";  // fp32 on CPU, bf16 on CUDA; fp16 adds dynamic loss scaling
     uint64_t seed = 0;                 // LoRA initialisation: block i uses seed * 1000003 + i
+    // The fake quantizer trained: "uniform" (the grid with learnable clipping), or the seed paper's QAT binarizers
+    // "db-llm" (flexible dual binarization, 2 bits) and "binarymos" (signs with a mixture of scales, 1 bit).
+    std::string quantizer = "uniform";
+    int64_t mos_experts = kDefaultMosExperts;  // binarymos: scale experts mixed by the router
 };
 
 struct QuantizeOptions {
@@ -85,7 +89,8 @@ struct QuantizeOptions {
 // One quantized linear of a finished block.
 struct LinearResult {
     std::string name;             // model.layers.3.mlp.up_proj
-    QuantizedTensor q;
+    QuantizedTensor q;            // the uniform grid (undefined when `binary` holds the weight)
+    BinaryWeight binary;          // a binarizer's weight (--quantizer db-llm / binarymos)
     at::Tensor lora_a;            // [r, in] fp32, undefined without LoRA
     at::Tensor lora_b;            // [out, r] fp32
     double lora_scale = 0.0;      // alpha / r
@@ -157,7 +162,8 @@ const std::vector<MethodInfo>& quant_methods();
 QuantizeResult quantize_model(const Checkpoint& checkpoint, const Tokenizer& tokenizer, const QuantizeOptions& options,
                               BlockStore* store = nullptr, const ProgressFn& progress = nullptr);
 
-// A finished linear's inference form: QuantizedLinear, wrapped in LoraLinear when it has adapters.
+// A finished linear's inference form: QuantizedLinear (or the binarizer's linear), wrapped in LoraLinear when it has
+// adapters.
 std::shared_ptr<Linear> inference_linear(const LinearResult& result, const at::TensorOptions& options);
 
 }  // namespace saliq

@@ -5,6 +5,7 @@
 
 #include <ATen/ATen.h>
 
+#include "saliq/binarize.h"
 #include "saliq/error.h"
 #include "saliq/export.h"
 #include "saliq/file.h"
@@ -48,12 +49,19 @@ BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::jso
         lr.name = l.at("name").get<std::string>();
         lr.rel_error = l.at("rel_error").get<double>();
         lr.lora_scale = l.at("lora_scale").get<double>();
-        GptqTensors t{reader.tensor(lr.name + ".qweight"), reader.tensor(lr.name + ".qzeros"),
-                      reader.tensor(lr.name + ".scales"), reader.tensor(lr.name + ".g_idx")};
-        if (t.g_idx.dim() != 1 || t.scales.dim() != 2)
-            throw FormatError(path, lr.name + ": g_idx must be 1-D and scales 2-D; use --force to start over");
-        const int64_t in = t.g_idx.size(0), out = t.scales.size(1);
-        lr.q = gptq_unpack(t, spec, in, out, v2, path);
+        const std::string binary = l.value("binary", std::string());
+        if (!binary.empty()) {
+            const int64_t in = l.at("in").get<int64_t>(), out = l.at("out").get<int64_t>();
+            lr.binary = binary_unpack(binary, in, out,
+                                      [&](const std::string& s) { return reader.tensor(lr.name + s).clone(); }, path);
+        } else {
+            GptqTensors t{reader.tensor(lr.name + ".qweight"), reader.tensor(lr.name + ".qzeros"),
+                          reader.tensor(lr.name + ".scales"), reader.tensor(lr.name + ".g_idx")};
+            if (t.g_idx.dim() != 1 || t.scales.dim() != 2)
+                throw FormatError(path, lr.name + ": g_idx must be 1-D and scales 2-D; use --force to start over");
+            const int64_t in = t.g_idx.size(0), out = t.scales.size(1);
+            lr.q = gptq_unpack(t, spec, in, out, v2, path);
+        }
         if (reader.has(lr.name + ".lora_A")) {
             lr.lora_a = reader.tensor(lr.name + ".lora_A").clone();
             lr.lora_b = reader.tensor(lr.name + ".lora_B").clone();
@@ -70,6 +78,15 @@ BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::jso
 }  // namespace
 
 nlohmann::json gptq_quantization_config(const QuantizeOptions& o) {
+    if (o.apiq.quantizer != "uniform") {  // saliq's own layout (binarize.h); GPTQ loaders refuse the quant_method
+        nlohmann::json q = {{"quant_method", "saliq_binary"},
+                            {"binarizer", o.apiq.quantizer},
+                            {"bits", o.apiq.quantizer == "binarymos" ? 1 : 2},
+                            {"saliq_method", o.method}};
+        if (o.apiq.quantizer == "db-llm") q["group_size"] = o.spec.group_size;
+        if (o.apiq.quantizer == "binarymos") q["experts"] = o.apiq.mos_experts;
+        return q;
+    }
     return {{"quant_method", "gptq"},
             {"bits", o.spec.bits},
             {"group_size", o.spec.group_size},
@@ -107,6 +124,10 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
                      {"stages", stages_json(o.apiq.stages)}, {"epochs", o.apiq.epochs},
                      {"train_batch", o.apiq.train_batch}, {"aug_loss", o.apiq.aug_loss},
                      {"train_dtype", o.apiq.train_dtype}, {"seed", o.apiq.seed}};
+        if (o.apiq.quantizer != "uniform") {  // absent for uniform: runs interrupted before the option resume
+            f["apiq"]["quantizer"] = o.apiq.quantizer;
+            if (o.apiq.quantizer == "binarymos") f["apiq"]["mos_experts"] = o.apiq.mos_experts;
+        }
         f["saliency"] = {{"enabled", o.saliency.enabled}, {"weighted", o.saliency.weighted},
                          {"reg_method", o.saliency.reg_method}, {"lambda", o.saliency.lambda},
                          {"lambda_multiplier", o.saliency.lambda_multiplier},
@@ -220,6 +241,22 @@ void GptqFolderWriter::save(const BlockResult& block) {
                            {"method_stats", block.method_stats},
                            {"linears", nlohmann::json::array()}};
     for (const auto& lr : block.linears) {
+        if (lr.binary.defined()) {
+            const auto parts = binary_pack(lr.binary);
+            const BinaryWeight back = binary_unpack_parts(lr.binary.kind, lr.binary.in_features(),
+                                                          lr.binary.out_features(), parts, lr.name);
+            if (!at::equal(back.dequantize(), lr.binary.dequantize().to(at::kCPU)))
+                throw Error("internal: packed weights of " + lr.name + " do not unpack to the binarized values");
+            for (const auto& p : parts) tensors.emplace_back(lr.name + p.first, p.second);
+            if (lr.lora_a.defined()) {
+                tensors.emplace_back(lr.name + ".lora_A", lr.lora_a.to(at::kFloat));
+                tensors.emplace_back(lr.name + ".lora_B", lr.lora_b.to(at::kFloat));
+            }
+            meta["linears"].push_back({{"name", lr.name}, {"rel_error", lr.rel_error}, {"lora_scale", lr.lora_scale},
+                                       {"binary", lr.binary.kind}, {"in", lr.binary.in_features()},
+                                       {"out", lr.binary.out_features()}});
+            continue;
+        }
         const GptqTensors t = gptq_pack(lr.q, v2);
         // Round-trip check before anything reaches disk: a packing bug must never produce a plausible file.
         const QuantizedTensor back = gptq_unpack(t, lr.q.spec, lr.q.in_features(), lr.q.out_features(), v2, lr.name);
@@ -280,7 +317,11 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     for (const auto& name : llama_tensor_names(c)) {
         const std::string base = name.substr(0, name.size() - std::string(".weight").size());
         if (owner.count(base + ".qweight")) {
-            for (const char* suffix : kPackedSuffixes) {
+            const std::vector<std::string> suffixes =
+                options_.apiq.quantizer == "uniform"
+                    ? std::vector<std::string>(std::begin(kPackedSuffixes), std::end(kPackedSuffixes))
+                    : binary_suffixes(options_.apiq.quantizer);
+            for (const std::string& suffix : suffixes) {
                 const std::string key = base + suffix;
                 const at::Tensor t = packed(key);
                 specs.push_back({key, t.scalar_type(), t.sizes().vec()});

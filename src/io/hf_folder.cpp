@@ -56,10 +56,20 @@ at::Tensor permute_rotary_rows_to_meta(const at::Tensor& weight, int64_t n_heads
 PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string& source) {
     if (!q.is_object()) throw FormatError(source, "quantization_config is not an object");
     const std::string method = q.value("quant_method", std::string());
+    PackedInfo info;
+    if (method == "saliq_binary") {
+        info.binarizer = q.value("binarizer", std::string());
+        if (info.binarizer != "db-llm" && info.binarizer != "binarymos")
+            throw FormatError(source, "quantization_config.binarizer '" + info.binarizer +
+                                          "' is not db-llm or binarymos");
+        info.bits = info.binarizer == "binarymos" ? 1 : 2;
+        if (q.contains("group_size") && q["group_size"].is_number_integer())
+            info.group_size = q["group_size"].get<int64_t>();
+        return info;
+    }
     if (method != "gptq")
         throw FormatError(source, "quantization_config.quant_method '" + method +
-                                      "' is not supported (saliq reads GPTQ-packed folders)");
-    PackedInfo info;
+                                      "' is not supported (saliq reads GPTQ-packed folders and its own saliq_binary)");
     if (!q.contains("bits") || !q["bits"].is_number_integer())
         throw FormatError(source, "quantization_config.bits is missing or not an integer");
     info.bits = q["bits"].get<int>();

@@ -16,6 +16,20 @@ QuantizedLinear::QuantizedLinear(QuantizedTensor q, const at::TensorOptions& opt
 
 at::Tensor QuantizedLinear::forward(const at::Tensor& x) const { return at::linear(x, weight_); }
 
+MosLinear::MosLinear(const BinaryWeight& w, const at::TensorOptions& options)
+    : signs_(w.dequantize().to(options.dtype()).to(options.device())),
+      params_{w.router.to(options.dtype()).to(options.device()), w.scale_in.to(options.dtype()).to(options.device()),
+              w.scale_out.to(options.dtype()).to(options.device())} {}
+
+at::Tensor MosLinear::forward(const at::Tensor& x) const { return mos_forward(x, signs_, params_); }
+
+at::Tensor MosLinear::weight() const { return mos_mean_weight(signs_, params_); }
+
+std::shared_ptr<Linear> make_binary_linear(const BinaryWeight& w, const at::TensorOptions& options) {
+    if (w.kind == "binarymos") return std::make_shared<MosLinear>(w, options);
+    return std::make_shared<DenseLinear>(w.dequantize().to(options.dtype()).to(options.device()));
+}
+
 LoraLinear::LoraLinear(std::shared_ptr<Linear> base, at::Tensor lora_a, at::Tensor lora_b, double scale)
     : base_(std::move(base)), lora_a_(std::move(lora_a)), lora_b_(std::move(lora_b)), scale_(scale) {}
 

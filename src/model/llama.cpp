@@ -120,7 +120,13 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
     block.post_norm = checked(tensors, p + hf_names::kPostNorm, {H}, options);
     for (int i = 0; i < kNumLinears; ++i) {
         const std::string name = hf_names::linear_name(layer, i);
-        if (packed.bits > 0 && tensors.has(name + ".qweight")) {
+        if (!packed.binarizer.empty() && tensors.has(name + ".qweight")) {
+            const std::string origin = tensors.origin() + " (" + name + ")";
+            const BinaryWeight w = binary_unpack(packed.binarizer, shapes[i][1], shapes[i][0],
+                                                 [&](const std::string& s) { return tensors.get(name + s); }, origin);
+            for (const auto& s : binary_suffixes(packed.binarizer)) tensors.release(name + s);
+            block.linears[i] = make_binary_linear(w, options);
+        } else if (packed.bits > 0 && tensors.has(name + ".qweight")) {
             QuantSpec spec;
             spec.bits = packed.bits;
             spec.group_size = packed.group_size;

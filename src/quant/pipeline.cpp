@@ -96,10 +96,9 @@ BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock&
         }
         lr.name = name;
         if (n_err > 0) {
-            const at::Tensor X = at::cat(seen[i], 0).to(at::kFloat);
-            const at::Tensor W = fp_block.linears[i]->weight().to(at::kFloat);
-            lr.rel_error = relative_error(at::matmul(X, block.linears[i]->weight().to(at::kFloat).t()),
-                                          at::matmul(X, W.t()));
+            // Through forward(): a BinaryMoS linear has no single weight.
+            const at::Tensor X = at::cat(seen[i], 0);
+            lr.rel_error = relative_error(block.linears[i]->forward(X), fp_block.linears[i]->forward(X));
         }
         result.linears.push_back(std::move(lr));
     }
@@ -116,7 +115,8 @@ uint64_t dtype_bytes(at::ScalarType t) { return static_cast<uint64_t>(c10::eleme
 }  // namespace
 
 std::shared_ptr<Linear> inference_linear(const LinearResult& result, const at::TensorOptions& options) {
-    std::shared_ptr<Linear> base = std::make_shared<QuantizedLinear>(result.q, options);
+    std::shared_ptr<Linear> base = result.binary.defined() ? make_binary_linear(result.binary, options)
+                                                           : std::make_shared<QuantizedLinear>(result.q, options);
     if (!result.lora_a.defined()) return base;
     return std::make_shared<LoraLinear>(base, result.lora_a.to(options), result.lora_b.to(options),
                                         result.lora_scale);
@@ -175,8 +175,35 @@ bool quantize_needs_calibration(const QuantizeOptions& o) {
     return make_method(o.method)->needs_calibration() || o.error_windows > 0;
 }
 
+namespace {
+
+// --quantizer: the binarizers train inside ApiQ / OmniQuant and fix their own bits.
+void validate_quantizer(QuantizeOptions& o) {
+    check_quantizer_name(o.apiq.quantizer);
+    if (o.apiq.quantizer == "uniform") {
+        o.spec.validate();
+        return;
+    }
+    if (o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant")
+        throw ConfigError("--quantizer " + o.apiq.quantizer + " is trained by apiq-bw, apiq-lw or omniquant, not " +
+                          o.method);
+    const int bits = o.apiq.quantizer == "binarymos" ? 1 : 2;
+    if (o.spec.bits != bits)
+        throw ConfigError(o.apiq.quantizer == "binarymos"
+                              ? "--quantizer binarymos stores one sign bit per weight: pass --bits 1"
+                              : "--quantizer db-llm stores two binary planes per weight: pass --bits 2");
+    if (o.spec.symmetric) throw ConfigError("--sym has no meaning for --quantizer " + o.apiq.quantizer);
+    if (o.apiq.quantizer == "binarymos" && (o.apiq.mos_experts < 1 || o.apiq.mos_experts > 64))
+        throw ConfigError("--mos-experts must be between 1 and 64");
+    QuantSpec groups = o.spec;
+    groups.bits = 2;
+    groups.validate();  // the group size (db-llm's alpha groups)
+}
+
+}  // namespace
+
 void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenizer, QuantizeOptions& o) {
-    o.spec.validate();
+    validate_quantizer(o);
     // lambda's scale follows the normalization: F / sum F per linear (mean) or the raw saliency (none, the paper's).
     if (o.saliency.lambda < 0) o.saliency.lambda = o.saliency.fisher_norm == "mean" ? 20.0 : 0.1;
     if (ckpt.packed.bits > 0)

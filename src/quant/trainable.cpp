@@ -13,12 +13,8 @@
 
 namespace saliq {
 
-TrainableLinear::TrainableLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha)
-    : weight_(weight.detach().to(weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).contiguous()),
-      spec_(spec),
-      lwc_(make_lwc_params(weight_, spec)) {
-    lwc_.up.requires_grad_(true);
-    lwc_.low.requires_grad_(true);
+TrainableLinear::TrainableLinear(const at::Tensor& weight, int64_t lora_rank, double lora_alpha)
+    : weight_(weight.detach().to(weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat).contiguous()) {
     if (lora_rank > 0) {
         const int64_t in = weight_.size(1);
         const double bound = 1.0 / std::sqrt(static_cast<double>(in));  // kaiming_uniform(a=sqrt(5))
@@ -28,15 +24,19 @@ TrainableLinear::TrainableLinear(const at::Tensor& weight, const QuantSpec& spec
     }
 }
 
+at::Tensor TrainableLinear::quantized_forward(const at::Tensor& x) const {
+    return at::linear(x, fake_quant().to(x.scalar_type()));
+}
+
 at::Tensor TrainableLinear::forward(const at::Tensor& x) const {
-    at::Tensor y = at::linear(x, lwc_fake_quant(weight_, lwc_, spec_).to(x.scalar_type()));
+    at::Tensor y = quantized_forward(x);
     if (has_lora())
         y = y + at::linear(at::linear(x, lora_a_.to(x.scalar_type())), lora_b_.to(x.scalar_type())) * lora_scale_;
     return y;
 }
 
 at::Tensor TrainableLinear::effective_weight(bool with_lora) const {
-    at::Tensor w = lwc_fake_quant(weight_, lwc_, spec_);
+    at::Tensor w = fake_quant();
     if (with_lora && has_lora()) w = w + at::matmul(lora_b_, lora_a_) * lora_scale_;
     return w;
 }
@@ -51,15 +51,35 @@ std::vector<at::Tensor> TrainableLinear::lora_parameters() const {
 LinearResult TrainableLinear::finalize(const std::string& name) const {
     LinearResult r;
     r.name = name;
-    r.q = lwc_finalize(weight_, lwc_, spec_);
-    r.lwc_up = lwc_.up.detach().clone();
-    r.lwc_low = lwc_.low.detach().clone();
+    finalize_quantizer(r);
     if (has_lora()) {
         r.lora_a = lora_a_.detach().clone();
         r.lora_b = lora_b_.detach().clone();
         r.lora_scale = lora_scale_;
     }
     return r;
+}
+
+LwcLinear::LwcLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha)
+    : TrainableLinear(weight, lora_rank, lora_alpha), spec_(spec), lwc_(make_lwc_params(weight_, spec)) {
+    lwc_.up.requires_grad_(true);
+    lwc_.low.requires_grad_(true);
+}
+
+at::Tensor LwcLinear::fake_quant() const { return lwc_fake_quant(weight_, lwc_, spec_); }
+
+void LwcLinear::finalize_quantizer(LinearResult& r) const {
+    r.q = lwc_finalize(weight_, lwc_, spec_);
+    r.lwc_up = lwc_.up.detach().clone();
+    r.lwc_low = lwc_.low.detach().clone();
+}
+
+std::shared_ptr<TrainableLinear> make_trainable_linear(const at::Tensor& weight, const QuantizeOptions& o,
+                                                       int64_t lora_rank) {
+    const std::string& kind = o.apiq.quantizer;
+    if (kind == "db-llm") return make_dual_binary_linear(weight, o.spec.group_size, lora_rank, o.apiq.lora_alpha);
+    if (kind == "binarymos") return make_mos_linear(weight, o.apiq.mos_experts, lora_rank, o.apiq.lora_alpha);
+    return std::make_shared<LwcLinear>(weight, o.spec, lora_rank, o.apiq.lora_alpha);
 }
 
 std::vector<TrainStage> resolve_stages(const QuantizeOptions& o) {
@@ -84,7 +104,9 @@ double block_lambda(const QuantizeOptions& o, int64_t layer) {
 }
 
 double lwc_learning_rate(const QuantizeOptions& o, bool with_lora) {
-    return o.apiq.lwc_lr >= 0 ? o.apiq.lwc_lr : (with_lora ? 5e-3 : 1e-2);
+    if (o.apiq.lwc_lr >= 0) return o.apiq.lwc_lr;
+    if (o.apiq.quantizer != "uniform") return 1e-4;
+    return with_lora ? 5e-3 : 1e-2;
 }
 
 double training_weight_decay(const QuantizeOptions& o, bool with_lora) {

@@ -1,5 +1,5 @@
-// What ApiQ and OmniQuant train: a frozen weight behind a learnable-clipping fake quantizer, optionally with a LoRA
-// branch; plus the optimizer loop with stages, the saliency regularizer and loss scaling.
+// What ApiQ and OmniQuant train: a frozen weight behind a trainable fake quantizer, optionally with a LoRA branch;
+// plus the optimizer loop with stages, the saliency regularizer and loss scaling.
 #pragma once
 
 #include <functional>
@@ -16,10 +16,14 @@
 
 namespace saliq {
 
+// A frozen weight behind a trainable quantizer, optionally with a LoRA branch: what ApiQ (and OmniQuant, without
+// LoRA) train. The quantizer is the uniform grid with learnable clipping (LwcLinear) or one of the seed paper's
+// binarizers (trainable_binary.cpp).
 class TrainableLinear : public Linear {
 public:
-    // `weight` [out, in] is frozen (kept in fp32, or fp64 when given fp64); LoRA A is Kaiming-uniform, B zero (PEFT's init), when rank > 0.
-    TrainableLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha);
+    // `weight` [out, in] is frozen (kept in fp32, or fp64 when given fp64); LoRA A is Kaiming-uniform, B zero (PEFT's
+    // init), when rank > 0.
+    TrainableLinear(const at::Tensor& weight, int64_t lora_rank, double lora_alpha);
 
     at::Tensor forward(const at::Tensor& x) const override;     // x in the compute dtype
     at::Tensor weight() const override;                         // current effective weight, detached
@@ -29,21 +33,54 @@ public:
     // Q(W) (+ scale B A when `with_lora`), fp32 and differentiable: the regularizer's W_eff.
     at::Tensor effective_weight(bool with_lora) const;
     const at::Tensor& frozen_weight() const { return weight_; }
-    std::vector<at::Tensor> lwc_parameters() const { return {lwc_.up, lwc_.low}; }
+    // What the quantizer learns (clipping logits, binarizer scales), trained at the --lwc-lr rate.
+    virtual std::vector<at::Tensor> quantizer_parameters() const = 0;
     std::vector<at::Tensor> lora_parameters() const;
     bool has_lora() const { return lora_a_.defined(); }
 
-    // The learned grid as stored (with the adapters and clipping logits).
+    // The learned weight as stored (with the adapters and the quantizer's parameters).
     LinearResult finalize(const std::string& name) const;
 
-private:
+protected:
+    // Q(W) [out, in], differentiable in the quantizer's parameters.
+    virtual at::Tensor fake_quant() const = 0;
+    // The quantized linear on x (BinaryMoS's depends on x through its router).
+    virtual at::Tensor quantized_forward(const at::Tensor& x) const;
+    virtual void finalize_quantizer(LinearResult& result) const = 0;
+
     at::Tensor weight_;  // [out, in] fp32, frozen
-    QuantSpec spec_;
-    LwcParams lwc_;      // [out, G] each
+
+private:
     at::Tensor lora_a_;  // [r, in]
     at::Tensor lora_b_;  // [out, r]
     double lora_scale_ = 0.0;
 };
+
+// The uniform grid with OmniQuant's learnable weight clipping.
+class LwcLinear : public TrainableLinear {
+public:
+    LwcLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha);
+    std::vector<at::Tensor> quantizer_parameters() const override { return {lwc_.up, lwc_.low}; }
+
+protected:
+    at::Tensor fake_quant() const override;
+    void finalize_quantizer(LinearResult& result) const override;
+
+private:
+    QuantSpec spec_;
+    LwcParams lwc_;  // [out, G] each
+};
+
+// DB-LLM's flexible dual binarization (alpha1, alpha2 per group of --group-size) and BinaryMoS (--mos-experts
+// scale experts); trainable_binary.cpp.
+std::shared_ptr<TrainableLinear> make_dual_binary_linear(const at::Tensor& weight, int64_t group_size,
+                                                         int64_t lora_rank, double lora_alpha);
+std::shared_ptr<TrainableLinear> make_mos_linear(const at::Tensor& weight, int64_t experts, int64_t lora_rank,
+                                                 double lora_alpha);
+
+// The trainable linear of --quantizer (uniform, db-llm, binarymos) for `weight`.
+std::shared_ptr<TrainableLinear> make_trainable_linear(const at::Tensor& weight, const QuantizeOptions& options,
+                                                       int64_t lora_rank);
 
 // Stages after the defaults are applied: plain ApiQ trains "opt" for `epochs`; with saliency, "mixed" for `epochs`.
 std::vector<TrainStage> resolve_stages(const QuantizeOptions& options);
@@ -53,7 +90,8 @@ bool stages_use_reg(const std::vector<TrainStage>& stages);  // any stage with e
 
 // Per-block settings shared by ApiQ-bw, OmniQuant (with_lora false) and ApiQ-lw.
 double block_lambda(const QuantizeOptions& options, int64_t layer);            // lambda * multiplier^layer
-double lwc_learning_rate(const QuantizeOptions& options, bool with_lora);      // default ApiQ 5e-3, OmniQuant 1e-2
+// Default ApiQ 5e-3, OmniQuant 1e-2 for clipping logits; the binarizers' scales live on the weights' scale: 1e-4.
+double lwc_learning_rate(const QuantizeOptions& options, bool with_lora);
 double training_weight_decay(const QuantizeOptions& options, bool with_lora);  // default ApiQ 0.1, OmniQuant 0
 // Seeds LibTorch's generator from the run's seed and the block alone, so a resumed run draws the same LoRA init.
 void seed_block(const QuantizeOptions& options, int64_t layer);

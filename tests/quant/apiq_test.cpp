@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cmath>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -86,6 +87,73 @@ TEST(Apiq, BlockwiseTrainsAndExportsAdaptersThatReloadExactly) {
     ModelOptions no_adapter;
     no_adapter.use_adapter = false;
     EXPECT_GT(std::abs(test::heldout_ppl(*LlamaModel::load(packed, no_adapter), *tok, 16) - reloaded), 1e-3);
+}
+
+// The seed paper's binarizers inside ApiQ-bw: each trains (loss falls), writes its own packed layout (config says
+// saliq_binary, so GPTQ loaders refuse it) and reloads to the model the run evaluated, adapters included.
+TEST(Apiq, BinarizersTrainAndReloadExactly) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    for (const std::string kind : {"db-llm", "binarymos"}) {
+        test::TempDir dir;
+        const std::string out = dir.file("q");
+        QuantizeOptions o = tiny_apiq("apiq-bw");
+        o.apiq.quantizer = kind;
+        o.spec.bits = kind == "binarymos" ? 1 : 2;
+        o.apiq.mos_experts = 4;
+        QuantRun run = quantize_into(out, o);
+        for (const auto& b : run.result.blocks) {
+            const auto& stage = b.method_stats["stages"][0];
+            EXPECT_LT(stage["loss_end"].get<double>(), stage["loss_start"].get<double>()) << kind << " " << b.layer;
+            EXPECT_TRUE(b.linears[0].binary.defined());
+        }
+        const auto config = nlohmann::json::parse(read_text_file(out + "/config.json"));
+        EXPECT_EQ(config["quantization_config"]["quant_method"], "saliq_binary");
+        EXPECT_EQ(config["quantization_config"]["binarizer"], kind);
+        const auto model = SafetensorsReader::open(out + "/model.safetensors");
+        const std::string q = "model.layers.1.mlp.down_proj";
+        ASSERT_NE(model->find(q + ".qweight"), nullptr);
+        EXPECT_EQ(model->find(q + ".qweight")->shape, (std::vector<int64_t>{kind == "binarymos" ? 6 : 11, 64}));
+        if (kind == "binarymos") {
+            EXPECT_EQ(model->find(q + ".router")->shape, (std::vector<int64_t>{4, 172}));
+            EXPECT_EQ(model->find(q + ".scale_out")->shape, (std::vector<int64_t>{4, 64}));
+        } else {
+            EXPECT_EQ(model->find(q + ".alpha1")->shape, (std::vector<int64_t>{6, 64}));  // ceil(172 / 32) groups
+        }
+        EXPECT_EQ(model->find(q + ".qzeros"), nullptr);
+        EXPECT_TRUE(path_exists(out + "/adapter_model.safetensors"));
+        const Checkpoint packed = load_checkpoint(out);
+        EXPECT_EQ(packed.packed.binarizer, kind);
+        const double in_memory = test::heldout_ppl(*run.in_memory, *tok, 16);
+        const double reloaded = test::heldout_ppl(*LlamaModel::load(packed, {}), *tok, 16);
+        EXPECT_TRUE(std::isfinite(reloaded)) << kind;
+        EXPECT_NEAR(in_memory, reloaded, 1e-5 * in_memory) << kind;
+        // A packed binarized folder is not a starting point for another quantization.
+        QuantizeOptions again = tiny_apiq("rtn");
+        EXPECT_THROW(validate_quantize_options(packed, *tok, again), ConfigError);
+    }
+}
+
+TEST(Apiq, BinarizerOptionsAreChecked) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = read_llama2c(test::stories_bin());
+    auto refused = [&](const std::string& method, const std::string& quantizer, int bits) {
+        QuantizeOptions o = tiny_apiq(method);
+        o.apiq.quantizer = quantizer;
+        o.spec.bits = bits;
+        try {
+            validate_quantize_options(ckpt, *tok, o);
+        } catch (const ConfigError&) {
+            return true;
+        }
+        return false;
+    };
+    EXPECT_TRUE(refused("apiq-bw", "db-llm", 3));      // two binary planes are 2 bits
+    EXPECT_TRUE(refused("apiq-bw", "binarymos", 2));   // one sign bit
+    EXPECT_TRUE(refused("gptq", "db-llm", 2));         // nothing trains it
+    EXPECT_TRUE(refused("apiq-bw", "ternary", 2));
+    EXPECT_TRUE(refused("apiq-bw", "uniform", 1));     // the uniform grid needs 2 bits or more
+    EXPECT_FALSE(refused("apiq-bw", "binarymos", 1));
+    EXPECT_FALSE(refused("omniquant", "db-llm", 2));
 }
 
 TEST(Apiq, OmniquantAndLayerwiseRun) {

@@ -91,7 +91,7 @@ TEST(Gradients, LwcClippingFactorsMatchFiniteDifferences) {
 
 TEST(Gradients, LoraBranchMatchesFiniteDifferences) {
     at::manual_seed(6);
-    TrainableLinear layer(at::randn({5, 8}, at::kDouble), spec2(4), /*rank=*/3, /*alpha=*/6.0);
+    LwcLinear layer(at::randn({5, 8}, at::kDouble), spec2(4), /*rank=*/3, /*alpha=*/6.0);
     auto params = layer.lora_parameters();
     ASSERT_EQ(params.size(), 2u);
     {
@@ -106,7 +106,7 @@ TEST(Gradients, LoraBranchMatchesFiniteDifferences) {
         EXPECT_TRUE(at::allclose(p.grad(), num, 1e-6, 1e-8)) << p.grad() << num;
     }
     // PEFT's init: B = 0, A ~ U(-1/sqrt(in), 1/sqrt(in)); scale alpha / r.
-    TrainableLinear fresh(at::randn({5, 8}, at::kDouble), spec2(4), 3, 6.0);
+    LwcLinear fresh(at::randn({5, 8}, at::kDouble), spec2(4), 3, 6.0);
     EXPECT_EQ(fresh.lora_parameters()[1].abs().sum().item<double>(), 0.0);
     EXPECT_LE(fresh.lora_parameters()[0].abs().max().item<double>(), 1.0 / std::sqrt(8.0));
     EXPECT_TRUE(at::allclose(fresh.weight(), fresh.effective_weight(false).detach()));
@@ -114,7 +114,7 @@ TEST(Gradients, LoraBranchMatchesFiniteDifferences) {
 
 TEST(Gradients, RegularizerValueAndGradient) {
     at::manual_seed(7);
-    TrainableLinear layer(at::randn({4, 8}, at::kDouble), spec2(4), 2, 4.0);
+    LwcLinear layer(at::randn({4, 8}, at::kDouble), spec2(4), 2, 4.0);
     auto lora = layer.lora_parameters();
     {
         c10::NoGradGuard no_grad;
@@ -145,7 +145,7 @@ TEST(Gradients, RegularizerValueAndGradient) {
 TEST(Gradients, MeanNormalizedFisherIsFreeOfTheFishersScale) {
     test::TempDir dir;
     at::manual_seed(3);
-    TrainableLinear a(at::randn({4, 8}, at::kFloat), spec2(4), 2, 4.0), b(at::randn({6, 8}, at::kFloat), spec2(4), 2, 4.0);
+    LwcLinear a(at::randn({4, 8}, at::kFloat), spec2(4), 2, 4.0), b(at::randn({6, 8}, at::kFloat), spec2(4), 2, 4.0);
     const std::vector<const TrainableLinear*> linears = {&a, &b};
     const std::vector<std::string> names = {"model.layers.0.self_attn.q_proj", "model.layers.0.mlp.up_proj"};
     const at::Tensor fa = at::rand({4, 8}), fb = at::rand({6, 8});

@@ -45,9 +45,8 @@ public:
         std::vector<std::string> names;
         std::vector<at::Tensor> lwc_params, lora_params;
         for (int i = 0; i < kNumLinears; ++i) {
-            auto t = std::make_shared<TrainableLinear>(block.linears[i]->weight(), o.spec, lora_ ? o.apiq.lora_rank : 0,
-                                                       o.apiq.lora_alpha);
-            for (auto& p : t->lwc_parameters()) lwc_params.push_back(p);
+            auto t = make_trainable_linear(block.linears[i]->weight(), o, lora_ ? o.apiq.lora_rank : 0);
+            for (auto& p : t->quantizer_parameters()) lwc_params.push_back(p);
             for (auto& p : t->lora_parameters()) lora_params.push_back(p);
             train.linears[i] = t;
             raw.push_back(t.get());

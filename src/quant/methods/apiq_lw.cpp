@@ -64,7 +64,8 @@ public:
             for (int index : group) {
                 const std::string name = hf_names::linear_name(layer, index);
                 const at::Tensor W = block.linears[index]->weight();
-                TrainableLinear t(W, o.spec, o.apiq.lora_rank, o.apiq.lora_alpha);
+                const std::shared_ptr<TrainableLinear> trainable = make_trainable_linear(W, o, o.apiq.lora_rank);
+                const TrainableLinear& t = *trainable;
                 std::vector<const TrainableLinear*> raw = {&t};
                 nlohmann::json layer_stats = nlohmann::json::object();
                 std::vector<at::Tensor> fisher;
@@ -73,7 +74,7 @@ public:
                     fisher = load_block_fisher(o, raw, {name}, fisher_stats);
                     layer_stats["fisher"] = fisher_stats[name];
                 }
-                Trainer trainer(t.lwc_parameters(), t.lora_parameters(), lwc_lr, o.apiq.lora_lr, wd,
+                Trainer trainer(t.quantizer_parameters(), t.lora_parameters(), lwc_lr, o.apiq.lora_lr, wd,
                                 options.dtype() == at::kHalf);
                 layer_stats["stages"] = run_stages(
                     stages, trainer, N, batch,
