@@ -27,6 +27,7 @@
 #include "saliq/threads.h"
 #include "saliq/tokenizer.h"
 #include "saliq/zeroshot.h"
+#include "table.h"
 
 namespace {
 
@@ -276,7 +277,7 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     o.saliency.weighted = !qargs.plain_l2;
     o.saliency.fisher_path = qargs.fisher_path;
     o.apiq.seed = o.calib.seed;
-    o.spec.validate();
+    if (o.apiq.quantizer == "uniform") o.spec.validate();  // the binarizers fix their bits (validate_quantize_options)
     if (o.saliency.enabled && o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant")
         throw ConfigError("--saliency works with --method apiq-bw, apiq-lw or omniquant, not " + o.method);
     if (o.saliency.metric != "fisher" && o.saliency.metric != "hessian" && o.saliency.metric != "pqi")
@@ -517,7 +518,7 @@ int main(int argc, char** argv) {
     quantize->add_option("--lora-rank", ao.lora_rank, "ApiQ: LoRA rank r")->capture_default_str();
     quantize->add_option("--lora-alpha", ao.lora_alpha, "ApiQ: LoRA alpha (scale alpha/r)")->capture_default_str();
     quantize->add_option("--lwc-lr", ao.lwc_lr, "learning rate of the quantizer's parameters (default: clipping "
-                                                "logits ApiQ 5e-3, OmniQuant 1e-2; binarizer scales 1e-4)");
+                                                "logits ApiQ 5e-3, OmniQuant 1e-2; db-llm 1e-3, binarymos 1e-2)");
     quantize->add_option("--quantizer", ao.quantizer,
                          "fake quantizer trained with LoRA: uniform (learnable clipping), db-llm (DB-LLM's dual "
                          "binarization, --bits 2) or binarymos (BinaryMoS, --bits 1); the binarizers' folders are "
@@ -606,6 +607,20 @@ int main(int argc, char** argv) {
     generate->add_option("--prompt,-p", prompt, "prompt text (empty: start from BOS)");
     generate->add_option("--max-tokens,-n", max_tokens, "tokens to generate")->capture_default_str();
 
+    TableArgs table_args;
+    CLI::App* table = app.add_subcommand("table", "run every row of a paper table config (configs/tables/*.toml): "
+                                                  "quantize, perplexity, zero-shot; writes OUT/table.md and table.json");
+    table->add_option("config", table_args.config, "table config (.toml)")->required();
+    table->add_option("--rows", table_args.rows, "comma-separated row names to run (default: all)");
+    table->add_option("--seeds", table_args.seeds, "comma-separated seeds (default: the config's)");
+    table->add_option("--out,-o", table_args.out, "working and output folder (default: the config's)");
+    table->add_option("--model,-m", table_args.model, "the model (default: the config's)");
+    table->add_option("--tokenizer", table_args.tokenizer, "its tokenizer (default: the config's)");
+    table->add_option("--threads", table_args.threads, "CPU threads of every child run (0: all cores)")
+        ->capture_default_str();
+    table->add_flag("--dry-run", table_args.dry_run, "print the commands, run nothing");
+    table->add_flag("--keep-models", table_args.keep_models, "keep each row's quantized folder");
+
     tune_allocator();
     // A misspelled key in a config file must not be silently ignored.
     app.allow_config_extras(CLI::config_extras_mode::error);
@@ -632,6 +647,7 @@ int main(int argc, char** argv) {
         if (*generate) return run_generate(gen_model, prompt, max_tokens);
         if (*quantize) return run_quantize(quant_model, quant_args, command_line(argc, argv));
         if (*inspect) return run_inspect(inspect_path, inspect_tokenizer, inspect_json);
+        if (*table) return run_table(table_args);
         if (*saliency) return run_saliency(sal_model, fisher_options, sal_range, sal_out);
     } catch (const ConfigError& e) {
         log_error(e.what());

@@ -40,8 +40,11 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
                                {"group_size", ckpt.packed.group_size},
                                {"symmetric", ckpt.packed.symmetric},
                                {"desc_act", ckpt.packed.desc_act},
-                               {"checkpoint_format", ckpt.packed.zeros_v2 ? "gptq_v2" : "gptq"},
+                               {"checkpoint_format", !ckpt.packed.binarizer.empty() ? "saliq_binary"
+                                                     : ckpt.packed.zeros_v2       ? "gptq_v2"
+                                                                                  : "gptq"},
                                {"quantized_linears", n_quantized}};
+    if (!ckpt.packed.binarizer.empty()) out["quantization"]["binarizer"] = ckpt.packed.binarizer;
     if (is_directory(ckpt.path) && path_exists(ckpt.path + "/model.safetensors"))
         out["file_bytes"] = file_size(ckpt.path + "/model.safetensors");
     return out;

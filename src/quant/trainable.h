@@ -90,7 +90,7 @@ bool stages_use_reg(const std::vector<TrainStage>& stages);  // any stage with e
 
 // Per-block settings shared by ApiQ-bw, OmniQuant (with_lora false) and ApiQ-lw.
 double block_lambda(const QuantizeOptions& options, int64_t layer);            // lambda * multiplier^layer
-// Default ApiQ 5e-3, OmniQuant 1e-2 for clipping logits; the binarizers' scales live on the weights' scale: 1e-4.
+// Default ApiQ 5e-3, OmniQuant 1e-2 for clipping logits; db-llm 1e-3, binarymos 1e-2 for the binarizers' scales.
 double lwc_learning_rate(const QuantizeOptions& options, bool with_lora);
 double training_weight_decay(const QuantizeOptions& options, bool with_lora);  // default ApiQ 0.1, OmniQuant 0
 // Seeds LibTorch's generator from the run's seed and the block alone, so a resumed run draws the same LoRA init.

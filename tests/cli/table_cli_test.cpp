@@ -1,0 +1,86 @@
+// `saliq table`: a small table config runs every row through child processes, aggregates seeds, puts the paper's
+// numbers beside ours, keeps finished row runs on a rerun, and reports a failing row with a non-zero exit.
+#include <nlohmann/json.hpp>
+
+#include "saliq/file.h"
+#include "test_utils.h"
+
+namespace saliq {
+namespace {
+
+using test::run_saliq;
+using test::TempDir;
+
+std::string table_config(const TempDir& dir, const std::string& extra_rows) {
+    const std::string path = dir.file("t.toml");
+    std::string text = "[table]\ntitle = \"tiny\"\nmodel = \"" + test::stories_bin() + "\"\ntokenizer = \"" +
+                       test::stories_tokenizer() + "\"\nout = \"" + dir.file("out") +
+                       "\"\nseeds = [0, 1]\nreference = \"gptq\"\n"
+                       "quantize = \"--calib tinystories --calib-range 0:0.5 --nsamples 4 --seqlen 64 --group-size 32\"\n"
+                       "\n[[perplexity]]\nname = \"ts\"\nargs = \"--dataset tinystories --eval-range 0.5:1 --seqlen 64 "
+                       "--max-windows 4\"\n"
+                       "\n[zeroshot]\ntasks = \"piqa,arc_easy\"\nargs = \"--limit 4\"\n"
+                       "\n[fp]\npaper_acc = 64.85\n"
+                       "\n[[row]]\nname = \"rtn\"\nargs = \"--method rtn --bits 2\"\npaper_ppl_ts = 431.97\n"
+                       "\n[[row]]\nname = \"gptq\"\nargs = [\"--method\", \"gptq\", \"--bits\", \"2\"]\n" + extra_rows;
+    write_file_atomic(path, [&](std::ostream& o) { o << text; });
+    return path;
+}
+
+TEST(TableCli, RunsEveryRowAggregatesSeedsAndKeepsFinishedRuns) {
+    TempDir dir;
+    const std::string config = table_config(dir, "");
+    auto r = run_saliq("table " + config + " --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto table = nlohmann::json::parse(test::read_bytes(dir.file("out/table.json")));
+    ASSERT_EQ(table["rows"].size(), 3u);  // fp, rtn, gptq
+    const auto& fp = table["rows"][0];
+    const auto& rtn = table["rows"][1];
+    EXPECT_EQ(fp["row"], "fp");
+    EXPECT_EQ(rtn["seeds"], 2);
+    EXPECT_EQ(rtn["ppl"]["ts"]["n"], 2);
+    EXPECT_EQ(rtn["ppl"]["ts"]["std"], 0.0);  // RTN draws no windows: both seeds agree
+    EXPECT_GT(rtn["ppl"]["ts"]["mean"].get<double>(), fp["ppl"]["ts"]["mean"].get<double>());
+    EXPECT_TRUE(rtn["acc"]["piqa"]["mean"].is_number());
+    const double avg = (rtn["acc"]["piqa"]["mean"].get<double>() + rtn["acc"]["arc_easy"]["mean"].get<double>()) / 2;
+    EXPECT_NEAR(rtn["avg_acc"]["mean"].get<double>(), avg, 1e-12);
+    // The share of the reference row's (GPTQ's) degradation closed: (ref - x) / (ref - fp) on the first perplexity.
+    const double x = rtn["ppl"]["ts"]["mean"], ref = table["rows"][2]["ppl"]["ts"]["mean"], f = fp["ppl"]["ts"]["mean"];
+    EXPECT_NEAR(rtn["gap_closed_ppl"].get<double>(), (ref - x) / (ref - f), 1e-12);
+    const std::string md = test::read_bytes(dir.file("out/table.md"));
+    EXPECT_NE(md.find("| rtn |"), std::string::npos) << md;
+    EXPECT_NE(md.find("431.97"), std::string::npos) << md;
+    EXPECT_NE(md.find("64.85"), std::string::npos) << md;
+    EXPECT_FALSE(path_exists(dir.file("out/rtn/s0/model")));  // quantized folders are removed once scored
+    // A rerun keeps every finished row seed.
+    r = run_saliq("table " + config + " --threads 1");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("done before, kept"), std::string::npos) << r.output;
+}
+
+TEST(TableCli, AFailingRowIsReportedAndTheOthersStillRun) {
+    TempDir dir;
+    const std::string config = table_config(dir, "\n[[row]]\nname = \"broken\"\nargs = \"--method rtn --bits 7\"\n");
+    const auto r = run_saliq("table " + config + " --threads 1 --seeds 0");
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("broken/s0"), std::string::npos) << r.output;
+    EXPECT_TRUE(path_exists(dir.file("out/gptq/s0/result.json")));
+    EXPECT_NE(test::read_bytes(dir.file("out/broken/s0/quantize.log")).find("bit width 7"), std::string::npos);
+    const auto bad = run_saliq("table " + dir.file("t.toml") + " --rows nosuch");
+    EXPECT_EQ(bad.exit_code, 2) << bad.output;
+}
+
+// The shipped table configs parse and name every command they would run.
+TEST(TableCli, ShippedConfigsDryRun) {
+    for (const char* name : {"stories260k", "llama2-7b", "llama2-13b"}) {
+        const std::string config = std::string(SALIQ_SOURCE_DIR) + "/configs/tables/" + name + ".toml";
+        const auto r = run_saliq("table " + config + " --dry-run --out /nonexistent/never-written");
+        EXPECT_EQ(r.exit_code, 0) << name << "\n" << r.output;
+        EXPECT_NE(r.output.find("apiq-bw seed"), std::string::npos) << r.output;
+        EXPECT_NE(r.output.find("--quantizer binarymos"), std::string::npos) << r.output;
+        EXPECT_FALSE(path_exists("/nonexistent/never-written"));
+    }
+}
+
+}  // namespace
+}  // namespace saliq

@@ -1,0 +1,451 @@
+// `saliq table`: runs a table config's rows as child saliq processes (a row that crashes or runs out of memory does
+// not take the table with it, and each row starts with a clean heap), then aggregates their JSON results.
+#include "table.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <map>
+#include <set>
+#include <sstream>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "saliq/error.h"
+#include "saliq/file.h"
+#include "saliq/log.h"
+#include "saliq/progress.h"
+#include "saliq/strings.h"
+#include "saliq/toml.h"
+
+extern char** environ;
+
+namespace saliq {
+namespace {
+
+struct Perplexity {
+    std::string name;
+    std::vector<std::string> args;
+    std::string paper_key;  // paper_ppl_<name>
+};
+
+struct Row {
+    std::string name;
+    std::vector<std::string> args;
+    nlohmann::json paper = nlohmann::json::object();  // metric -> published value
+    std::string note;
+};
+
+struct Table {
+    std::string title, model, tokenizer, out, reference, source;
+    std::vector<int64_t> seeds;
+    std::vector<std::string> quantize_args;
+    std::vector<Perplexity> perplexity;
+    std::vector<std::string> tasks_args;  // empty: no zero-shot
+    std::string tasks;
+    Row fp;
+    std::vector<Row> rows;
+};
+
+std::string data_dir() {
+    const char* env = std::getenv("SALIQ_DATA_DIR");
+    return env != nullptr && *env != '\0' ? env : "../shared/data";
+}
+
+// "{data}" stands for the data folder (SALIQ_DATA_DIR, default ../shared/data), so configs run on any machine.
+std::string expand(std::string s) {
+    for (size_t at; (at = s.find("{data}")) != std::string::npos;) s.replace(at, 6, data_dir());
+    return s;
+}
+
+std::vector<std::string> words(const nlohmann::json& v, const std::string& where) {
+    std::vector<std::string> out;
+    if (v.is_null()) return out;
+    if (v.is_string()) {
+        std::istringstream in(v.get<std::string>());
+        for (std::string w; in >> w;) out.push_back(expand(w));
+        return out;
+    }
+    if (v.is_array()) {
+        for (const auto& w : v) {
+            if (!w.is_string()) throw ConfigError(where + ": arguments must be strings");
+            out.push_back(expand(w.get<std::string>()));
+        }
+        return out;
+    }
+    throw ConfigError(where + " must be a string of arguments or an array of them");
+}
+
+std::string text(const nlohmann::json& t, const char* key, const std::string& fallback = "") {
+    if (!t.contains(key)) return fallback;
+    if (!t[key].is_string()) throw ConfigError(std::string("'") + key + "' must be a string");
+    return expand(t[key].get<std::string>());
+}
+
+bool names_contain(const Table& t, const std::string& name) {
+    for (const auto& r : t.rows)
+        if (r.name == name) return true;
+    return false;
+}
+
+Row parse_row(const nlohmann::json& r, const std::string& where) {
+    if (!r.is_object()) throw ConfigError(where + " must be a table");
+    static const std::set<std::string> known = {"name", "args", "note"};
+    Row row;
+    row.name = text(r, "name");
+    row.args = words(r.value("args", nlohmann::json()), where + ".args");
+    row.note = text(r, "note");
+    for (auto it = r.begin(); it != r.end(); ++it) {
+        if (it.key().rfind("paper_", 0) == 0) {
+            if (!it.value().is_number()) throw ConfigError(where + "." + it.key() + " must be a number");
+            row.paper[it.key().substr(6)] = it.value();
+        } else if (!known.count(it.key())) {
+            throw ConfigError(where + ": unknown key '" + it.key() + "' (name, args, note, paper_*)");
+        }
+    }
+    return row;
+}
+
+Table parse_table(const std::string& path, const TableArgs& a) {
+    const nlohmann::json c = read_toml_file(path);
+    Table t;
+    try {
+        static const std::set<std::string> sections = {"table", "perplexity", "zeroshot", "fp", "row"};
+        for (auto it = c.begin(); it != c.end(); ++it)
+            if (!sections.count(it.key())) throw ConfigError("unknown section [" + it.key() + "]");
+        const nlohmann::json& h = c.at("table");
+        t.title = text(h, "title", path);
+        t.source = text(h, "source");
+        t.model = a.model.empty() ? text(h, "model") : a.model;
+        t.tokenizer = a.tokenizer.empty() ? text(h, "tokenizer") : a.tokenizer;
+        t.out = a.out.empty() ? text(h, "out") : a.out;
+        t.reference = text(h, "reference");
+        t.quantize_args = words(h.value("quantize", nlohmann::json()), "table.quantize");
+        if (a.seeds.empty()) {
+            for (const auto& s : h.value("seeds", nlohmann::json::array({0}))) t.seeds.push_back(s.get<int64_t>());
+        } else {
+            for (const auto& s : split(a.seeds, ',')) t.seeds.push_back(std::stoll(s));
+        }
+        for (const auto& p : c.value("perplexity", nlohmann::json::array())) {
+            Perplexity q;
+            q.name = text(p, "name");
+            q.args = words(p.value("args", nlohmann::json()), "perplexity.args");
+            if (q.name.empty()) throw ConfigError("every [[perplexity]] needs a name");
+            t.perplexity.push_back(q);
+        }
+        if (c.contains("zeroshot")) {
+            t.tasks = text(c["zeroshot"], "tasks");
+            t.tasks_args = words(c["zeroshot"].value("args", nlohmann::json()), "zeroshot.args");
+        }
+        t.fp = parse_row(c.value("fp", nlohmann::json::object()), "[fp]");
+        t.fp.name = "fp";
+        std::set<std::string> names;
+        for (const auto& r : c.value("row", nlohmann::json::array())) {
+            Row row = parse_row(r, "[[row]]");
+            if (row.name.empty() || row.name.find_first_of("/ ") != std::string::npos || row.name == "fp")
+                throw ConfigError("every [[row]] needs a name without '/' or spaces (and not 'fp')");
+            if (!names.insert(row.name).second) throw ConfigError("two rows are named '" + row.name + "'");
+            t.rows.push_back(row);
+        }
+    } catch (const nlohmann::json::exception& e) {
+        throw ConfigError(path + ": " + e.what());
+    } catch (const std::invalid_argument&) {
+        throw ConfigError("--seeds takes integers separated by commas");
+    } catch (const ConfigError& e) {
+        throw ConfigError(path + ": " + e.what());
+    }
+    if (t.model.empty()) throw ConfigError(path + ": [table] needs a model (or pass --model)");
+    if (t.out.empty()) throw ConfigError(path + ": [table] needs out (or pass --out)");
+    if (t.rows.empty()) throw ConfigError(path + ": no [[row]]");
+    if (t.perplexity.empty() && t.tasks.empty()) throw ConfigError(path + ": nothing to evaluate ([[perplexity]], [zeroshot])");
+    if (!t.reference.empty() && !names_contain(t, t.reference))
+        throw ConfigError(path + ": reference row '" + t.reference + "' is not a row");
+    if (!a.rows.empty())
+        for (const auto& r : split(a.rows, ','))
+            if (!names_contain(t, r)) throw ConfigError("--rows: no row named '" + r + "'");
+    return t;
+}
+
+std::string self_exe() {
+    char buffer[4096];
+    const ssize_t n = readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
+    if (n <= 0) throw IoError("/proc/self/exe", "cannot find the saliq executable");
+    return std::string(buffer, static_cast<size_t>(n));
+}
+
+std::string shell_line(const std::vector<std::string>& argv) {
+    std::string out;
+    for (const auto& a : argv) out += (out.empty() ? "" : " ") + a;
+    return out;
+}
+
+// Runs saliq with `args`, its output into `log`. True when it exited 0; a child stopped by Ctrl-C cancels the table.
+bool run_child(const std::vector<std::string>& args, const std::string& log) {
+    std::vector<std::string> argv = {self_exe()};
+    argv.insert(argv.end(), args.begin(), args.end());
+    std::vector<char*> cargv;
+    for (auto& s : argv) cargv.push_back(s.data());
+    cargv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 1, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    posix_spawn_file_actions_adddup2(&actions, 1, 2);
+    pid_t pid = 0;
+    const int rc = posix_spawn(&pid, cargv[0], &actions, nullptr, cargv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    if (rc != 0) throw IoError(argv[0], "cannot start a child saliq process");
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR) throw IoError(argv[0], "lost the child saliq process");
+    if (WIFSIGNALED(status) && (WTERMSIG(status) == SIGINT || WTERMSIG(status) == SIGTERM)) throw Cancelled{};
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 130) throw Cancelled{};
+    return WIFEXITED(status) && WEXITSTATUS(status) == 0;
+}
+
+nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(read_text_file(path)); }
+
+std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
+    a.insert(a.end(), b.begin(), b.end());
+    return a;
+}
+
+// Evaluates `model` (a quantized folder, or the source model with its tokenizer) into dir/result.json.
+// Returns false (and logs which command failed) when a child did not finish.
+bool evaluate(const Table& t, const std::vector<std::string>& model_args, const std::vector<std::string>& common,
+              const std::string& dir, nlohmann::json& result) {
+    for (const auto& p : t.perplexity) {
+        const std::string json = dir + "/ppl-" + p.name + ".json";
+        if (!path_exists(json)) {
+            const auto args = with(with(with({"eval"}, model_args), p.args), with(common, {"--json", json}));
+            if (!run_child(args, dir + "/ppl-" + p.name + ".log")) {
+                log_error("failed: saliq " + shell_line(args) + " (log: " + dir + "/ppl-" + p.name + ".log)");
+                return false;
+            }
+        }
+        result["ppl"][p.name] = read_json(json).at("ppl");
+    }
+    if (!t.tasks.empty()) {
+        const std::string json = dir + "/zeroshot.json";
+        if (!path_exists(json)) {
+            const auto args =
+                with(with(with({"eval"}, model_args), {"--tasks", t.tasks}), with(with(t.tasks_args, common), {"--json", json}));
+            if (!run_child(args, dir + "/zeroshot.log")) {
+                log_error("failed: saliq " + shell_line(args) + " (log: " + dir + "/zeroshot.log)");
+                return false;
+            }
+        }
+        const nlohmann::json z = read_json(json).at("zeroshot");
+        // The unweighted mean of acc over the table's tasks (with the seed paper's five: its headline number).
+        double sum = 0;
+        for (auto it = z.at("tasks").begin(); it != z.at("tasks").end(); ++it) {
+            result["acc"][it.key()] = it.value().at("acc");
+            sum += it.value().at("acc").get<double>();
+        }
+        if (!z.at("tasks").empty()) result["avg_acc"] = sum / static_cast<double>(z.at("tasks").size());
+    }
+    return true;
+}
+
+struct Stat {
+    double mean = NAN, std = NAN;
+    int n = 0;
+};
+
+Stat stat_of(const std::vector<double>& v) {
+    Stat s;
+    s.n = static_cast<int>(v.size());
+    if (v.empty()) return s;
+    double sum = 0;
+    for (double x : v) sum += x;
+    s.mean = sum / static_cast<double>(v.size());
+    double ss = 0;
+    for (double x : v) ss += (x - s.mean) * (x - s.mean);
+    s.std = v.size() > 1 ? std::sqrt(ss / static_cast<double>(v.size() - 1)) : 0.0;
+    return s;
+}
+
+// mean (and std) over seeds of result[section][key] (key empty: result[section]).
+Stat over_seeds(const std::vector<nlohmann::json>& results, const std::string& section, const std::string& key) {
+    std::vector<double> v;
+    for (const auto& r : results) {
+        const nlohmann::json* x = r.contains(section) ? &r[section] : nullptr;
+        if (x != nullptr && !key.empty()) x = x->contains(key) ? &(*x)[key] : nullptr;
+        if (x != nullptr && x->is_number()) v.push_back(x->get<double>());
+    }
+    return stat_of(v);
+}
+
+nlohmann::json stat_json(const Stat& s) {
+    if (s.n == 0) return nullptr;
+    return {{"mean", s.mean}, {"std", s.std}, {"n", s.n}};
+}
+
+std::string cell(const Stat& s, int digits) {
+    if (s.n == 0) return "–";
+    if (s.n == 1) return strprintf("%.*f", digits, s.mean);
+    return strprintf("%.*f ± %.*f", digits, s.mean, digits, s.std);
+}
+
+std::string paper_cell(const Row& r, const std::string& key, int digits) {
+    if (!r.paper.contains(key)) return "–";
+    return strprintf("%.*f", digits, r.paper[key].get<double>());
+}
+
+std::string percent(double x) { return std::isfinite(x) ? strprintf("%.1f %%", 100.0 * x) : "–"; }
+
+}  // namespace
+
+int run_table(const TableArgs& a) {
+    const Table t = parse_table(a.config, a);
+    std::set<std::string> wanted;
+    if (!a.rows.empty())
+        for (const auto& r : split(a.rows, ',')) wanted.insert(r);
+    const std::vector<std::string> common = {"--threads", std::to_string(a.threads), "-q"};
+    std::vector<std::string> source = {"-m", t.model};
+    if (!t.tokenizer.empty()) source = with(source, {"--tokenizer", t.tokenizer});
+    if (!a.dry_run) make_directories(t.out);
+
+    std::vector<std::string> failed;
+    // The full-precision model: evaluated once.
+    std::map<std::string, std::vector<nlohmann::json>> results;
+    {
+        const std::string dir = t.out + "/fp";
+        nlohmann::json result = {{"row", "fp"}};
+        if (a.dry_run) {
+            std::printf("fp: saliq eval %s ...\n", shell_line(source).c_str());
+        } else if (path_exists(dir + "/result.json")) {
+            results["fp"].push_back(read_json(dir + "/result.json"));
+        } else {
+            make_directories(dir);
+            if (evaluate(t, source, common, dir, result)) {
+                write_json_atomic(dir + "/result.json", result);
+                results["fp"].push_back(result);
+            } else {
+                failed.push_back("fp");
+            }
+        }
+    }
+    for (const auto& row : t.rows) {
+        if (!wanted.empty() && !wanted.count(row.name)) continue;
+        for (int64_t seed : t.seeds) {
+            const std::string dir = t.out + "/" + row.name + "/s" + std::to_string(seed);
+            const std::string model = dir + "/model";
+            const auto quantize = with(with(with(with({"quantize"}, source), t.quantize_args), row.args),
+                                       with({"--seed", std::to_string(seed), "--out", model, "--force"}, common));
+            if (a.dry_run) {
+                std::printf("%s seed %lld: saliq %s\n", row.name.c_str(), (long long)seed, shell_line(quantize).c_str());
+                continue;
+            }
+            if (path_exists(dir + "/result.json")) {
+                results[row.name].push_back(read_json(dir + "/result.json"));
+                log_info(row.name + " seed " + std::to_string(seed) + ": done before, kept");
+                continue;
+            }
+            make_directories(dir);
+            log_info(row.name + " seed " + std::to_string(seed) + ": saliq " + shell_line(quantize));
+            nlohmann::json result = {{"row", row.name}, {"seed", seed}, {"quantize", quantize}};
+            if (!path_exists(model + "/saliq_manifest.json") && !run_child(quantize, dir + "/quantize.log")) {
+                log_error(row.name + " seed " + std::to_string(seed) + ": quantize failed (log: " + dir + "/quantize.log)");
+                failed.push_back(row.name + "/s" + std::to_string(seed));
+                continue;
+            }
+            const nlohmann::json manifest = read_json(model + "/saliq_manifest.json");
+            result["quantize_seconds"] = manifest.at("timings").at("quantize_seconds");
+            if (!evaluate(t, {"-m", model}, common, dir, result)) {
+                failed.push_back(row.name + "/s" + std::to_string(seed));
+                continue;
+            }
+            write_json_atomic(dir + "/result.json", result);
+            results[row.name].push_back(result);
+            if (!a.keep_models) remove_tree(model);
+        }
+    }
+    if (a.dry_run) return 0;
+
+    // Aggregate: means over seeds, the share of the reference row's degradation each row closes, paper beside.
+    const auto& fp = results["fp"];
+    const auto& ref = t.reference.empty() ? std::vector<nlohmann::json>() : results[t.reference];
+    nlohmann::json rows_json = nlohmann::json::array();
+    std::string md = "# " + t.title + "\n\n";
+    if (!t.source.empty()) md += "Paper numbers: " + t.source + "\n\n";
+    md += "| row | ";
+    for (const auto& p : t.perplexity) md += p.name + " ppl | ";
+    if (!t.tasks.empty()) md += "avg acc (%) | ";
+    if (!t.reference.empty()) md += "closes of " + t.reference + "'s gap (ppl / acc) | ";
+    for (const auto& p : t.perplexity) md += "paper " + p.name + " | ";
+    if (!t.tasks.empty()) md += "paper avg acc | ";
+    md += "paper gap closed | seeds |\n|";
+    const size_t columns = 3 + 2 * t.perplexity.size() + (t.tasks.empty() ? 0 : 2) + (t.reference.empty() ? 0 : 1);
+    for (size_t i = 0; i < columns; ++i) md += "---|";
+    md += "\n";
+    std::vector<const Row*> all = {&t.fp};
+    for (const auto& r : t.rows) all.push_back(&r);
+    for (const Row* r : all) {
+        const auto& got = results[r->name];
+        nlohmann::json j = {{"row", r->name}, {"args", r->args}, {"paper", r->paper}, {"seeds", got.size()}};
+        if (!r->note.empty()) j["note"] = r->note;
+        md += "| " + r->name + " | ";
+        for (const auto& p : t.perplexity) {
+            const Stat s = over_seeds(got, "ppl", p.name);
+            j["ppl"][p.name] = stat_json(s);
+            md += cell(s, 3) + " | ";
+        }
+        Stat acc;
+        if (!t.tasks.empty()) {
+            acc = over_seeds(got, "avg_acc", "");
+            j["avg_acc"] = stat_json(acc);
+            for (const auto& task : split(t.tasks, ',')) j["acc"][task] = stat_json(over_seeds(got, "acc", task));
+            md += (acc.n ? cell(Stat{100 * acc.mean, 100 * acc.std, acc.n}, 2) : "–") + " | ";
+        }
+        if (!t.reference.empty()) {
+            std::string gaps;
+            if (!t.perplexity.empty()) {
+                const std::string& p0 = t.perplexity.front().name;
+                const double x = over_seeds(got, "ppl", p0).mean, q = over_seeds(ref, "ppl", p0).mean,
+                             f = over_seeds(fp, "ppl", p0).mean;
+                const double g = (q - x) / (q - f);
+                j["gap_closed_ppl"] = std::isfinite(g) ? nlohmann::json(g) : nlohmann::json();
+                gaps = percent(g);
+            }
+            if (!t.tasks.empty()) {
+                const double q = over_seeds(ref, "avg_acc", "").mean, f = over_seeds(fp, "avg_acc", "").mean;
+                const double g = (acc.mean - q) / (f - q);
+                j["gap_closed_acc"] = std::isfinite(g) ? nlohmann::json(g) : nlohmann::json();
+                gaps += (gaps.empty() ? "" : " / ") + percent(g);
+            }
+            md += (r->name == t.reference || r->name == "fp" ? "–" : gaps) + " | ";
+        }
+        for (const auto& p : t.perplexity) md += paper_cell(*r, "ppl_" + p.name, 2) + " | ";
+        if (!t.tasks.empty()) md += paper_cell(*r, "acc", 2) + " | ";
+        md += (r->paper.contains("gap") ? strprintf("%.2f %%", r->paper["gap"].get<double>()) : std::string("–")) +
+              " | " + std::to_string(got.size()) + " |\n";
+        rows_json.push_back(j);
+    }
+    md += "\n";
+    for (const Row* r : all)
+        if (!r->note.empty()) md += "- **" + r->name + "**: " + r->note + "\n";
+    const nlohmann::json table = {{"title", t.title}, {"config", a.config}, {"source", t.source},
+                                  {"model", t.model}, {"seeds", t.seeds}, {"reference", t.reference},
+                                  {"rows", rows_json}, {"failed", failed}};
+    write_json_atomic(t.out + "/table.json", table);
+    write_file_atomic(t.out + "/table.md", [&](std::ostream& o) { o << md; });
+    std::printf("%s", md.c_str());
+    std::printf("wrote %s/table.md and table.json\n", t.out.c_str());
+    if (!failed.empty()) {
+        std::string list;
+        for (const auto& f : failed) list += (list.empty() ? "" : ", ") + f;
+        log_error(std::to_string(failed.size()) + " row runs failed: " + list + " (their logs are in " + t.out +
+                  "; rerun the same command to retry them, finished ones are kept)");
+        return 1;
+    }
+    return 0;
+}
+
+}  // namespace saliq
