@@ -409,6 +409,11 @@ int run_inspect(const std::string& path, const std::string& tokenizer, bool as_j
                     (long long)q["group_size"], q["symmetric"].get<bool>() ? "symmetric" : "asymmetric",
                     q["checkpoint_format"].get<std::string>().c_str(), q["desc_act"].get<bool>() ? ", act-order" : "",
                     (long long)q["quantized_linears"]);
+        if (q.contains("gptq_loaders_reject") && !q["gptq_loaders_reject"].empty()) {
+            std::string list;
+            for (const auto& l : q["gptq_loaders_reject"]) list += (list.empty() ? "" : "; ") + l.get<std::string>();
+            std::printf("gptq loaders  cannot read %s (widths must be multiples of 32; saliq reads them)\n", list.c_str());
+        }
     } else {
         std::printf("quantization  none\n");
     }

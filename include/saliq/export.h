@@ -44,6 +44,8 @@ public:
 
 private:
     std::string block_path(int64_t layer) const;
+    double adapter_scale() const;              // lora_alpha / r of the run
+    std::string final_absolute_path() const;   // the output folder, absolute
     const Checkpoint& source_;
     QuantizeOptions options_;
     std::string out_;

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -31,5 +32,9 @@ struct LlamaConfig {
 // Parses a config.json object; missing optional keys take the HF defaults. Throws FormatError naming `source`.
 LlamaConfig llama_config_from_json(const nlohmann::json& json, const std::string& source);
 nlohmann::json llama_config_to_json(const LlamaConfig& config);
+
+// Linears whose widths GPTQ loaders (GPTQModel, transformers' GPTQ path) cannot unpack or repack: both dimensions
+// must be multiples of 32. "mlp.down_proj: in 172" for each; saliq itself reads any width.
+std::vector<std::string> gptq_loader_rejected_linears(const LlamaConfig& config);
 
 }  // namespace saliq

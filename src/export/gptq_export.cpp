@@ -169,6 +169,10 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
     : source_(source), options_(options), out_(out_dir), force_(force) {
     while (out_.size() > 1 && out_.back() == '/') out_.pop_back();
     partial_ = out_ + ".partial";
+    if (options.apiq.quantizer == "uniform")
+        for (const auto& l : gptq_loader_rejected_linears(source.config))
+            log_warn("GPTQ loaders (GPTQModel, transformers) cannot read " + l +
+                     " (widths must be multiples of 32); saliq reads the folder");
     if (path_exists(out_) && (!is_directory(out_) || !is_empty_directory(out_)) && !force)
         throw ConfigError("output folder " + out_ + " already holds files; pass --force to replace it");
     fingerprint_ = run_fingerprint(source, options);
@@ -224,6 +228,18 @@ void GptqFolderWriter::discard_if_unstarted() noexcept {
 }
 
 GptqFolderWriter::~GptqFolderWriter() = default;
+
+double GptqFolderWriter::adapter_scale() const {
+    return options_.apiq.lora_alpha / static_cast<double>(options_.apiq.lora_rank);
+}
+
+std::string GptqFolderWriter::final_absolute_path() const {
+    const size_t slash = out_.rfind('/');
+    const std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : out_.substr(0, slash));
+    const std::string name = slash == std::string::npos ? out_ : out_.substr(slash + 1);
+    const std::string dir = canonical_path(parent);
+    return (dir == "/" ? "" : dir) + "/" + name;
+}
 
 std::string GptqFolderWriter::block_path(int64_t layer) const {
     return partial_ + strprintf("/block_%04lld.safetensors", (long long)layer);
@@ -329,8 +345,10 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
                 release.emplace_back([&blocks, &owner, key] { blocks[owner.at(key)]->release(key); });
             }
             if (owner.count(base + ".lora_A")) {
+                // B carries the scale alpha / r and the config says lora_alpha = r: PEFT (which multiplies by
+                // lora_alpha / r) and GPTQModel (which applies x A^T B^T as stored) then compute the same thing.
                 adapters.emplace_back(hf_names::lora_key(base, 'A'), packed(base + ".lora_A"));
-                adapters.emplace_back(hf_names::lora_key(base, 'B'), packed(base + ".lora_B"));
+                adapters.emplace_back(hf_names::lora_key(base, 'B'), packed(base + ".lora_B") * adapter_scale());
             }
             if (owner.count(base + ".lwc_up")) {
                 clipping.emplace_back(base + ".lwc_up", packed(base + ".lwc_up"));
@@ -356,9 +374,10 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
         const nlohmann::json adapter_config = {
             {"peft_type", "LORA"},
             {"task_type", "CAUSAL_LM"},
-            {"base_model_name_or_path", source_.path},
+            // The quantized folder itself: PEFT's AutoPeftModelForCausalLM loads the adapters onto this model.
+            {"base_model_name_or_path", final_absolute_path()},
             {"r", options_.apiq.lora_rank},
-            {"lora_alpha", options_.apiq.lora_alpha},
+            {"lora_alpha", options_.apiq.lora_rank},  // B is pre-scaled by the trained alpha / r
             {"lora_dropout", 0.0},
             {"target_modules", {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}},
             {"bias", "none"},
@@ -384,6 +403,11 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     nlohmann::json manifest = {{"saliq_version", "0.1.0"}, {"created", utc_now()}};
     manifest["source_model"] = {{"path", source_.path}, {"format", source_.format}, {"config", llama_config_to_json(c)}};
     manifest["method"] = options_.method;
+    if (!adapters.empty())
+        manifest["adapters"] = {{"r", options_.apiq.lora_rank},
+                                {"lora_alpha", options_.apiq.lora_alpha},
+                                {"scale", adapter_scale()},
+                                {"stored", "lora_B pre-scaled by lora_alpha / r; adapter_config.json lora_alpha = r"}};
     manifest["settings"] = run_fingerprint(source_, options_);
     manifest["calibration"] = {{"source", options_.calib.source},
                                {"nsamples", options_.calib.nsamples},

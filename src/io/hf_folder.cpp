@@ -53,6 +53,20 @@ at::Tensor permute_rotary_rows_to_meta(const at::Tensor& weight, int64_t n_heads
     return weight.reshape({n_heads, 2, half, cols}).transpose(1, 2).reshape({rows, cols}).contiguous();
 }
 
+std::vector<std::string> gptq_loader_rejected_linears(const LlamaConfig& c) {
+    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim,
+                  kvd = c.n_kv_heads * c.head_dim;
+    const int64_t shapes[7][2] = {{qd, H}, {kvd, H}, {kvd, H}, {H, qd}, {I, H}, {I, H}, {H, I}};  // [out, in]
+    std::vector<std::string> out;
+    for (int i = 0; i < 7; ++i) {
+        std::string why;
+        if (shapes[i][1] % 32 != 0) why = "in " + std::to_string(shapes[i][1]);
+        if (shapes[i][0] % 32 != 0) why += (why.empty() ? "out " : ", out ") + std::to_string(shapes[i][0]);
+        if (!why.empty()) out.push_back(std::string(hf_names::kLinearNames[i]) + ": " + why);
+    }
+    return out;
+}
+
 PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string& source) {
     if (!q.is_object()) throw FormatError(source, "quantization_config is not an object");
     const std::string method = q.value("quant_method", std::string());

@@ -45,6 +45,8 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
                                                                                   : "gptq"},
                                {"quantized_linears", n_quantized}};
     if (!ckpt.packed.binarizer.empty()) out["quantization"]["binarizer"] = ckpt.packed.binarizer;
+    if (ckpt.packed.bits > 0 && ckpt.packed.binarizer.empty())
+        out["quantization"]["gptq_loaders_reject"] = gptq_loader_rejected_linears(c);
     if (is_directory(ckpt.path) && path_exists(ckpt.path + "/model.safetensors"))
         out["file_bytes"] = file_size(ckpt.path + "/model.safetensors");
     return out;

@@ -77,16 +77,50 @@ TEST(Apiq, BlockwiseTrainsAndExportsAdaptersThatReloadExactly) {
     const auto config = nlohmann::json::parse(read_text_file(out + "/adapter_config.json"));
     EXPECT_EQ(config["r"], 8);
     EXPECT_EQ(config["peft_type"], "LORA");
+    // B is stored pre-scaled and lora_alpha = r, so PEFT's W + (alpha/r) B A and GPTQModel's W + B A (as stored)
+    // are the same, and both equal the trained delta alpha_trained / r * B A (alpha 16, r 8).
+    EXPECT_EQ(config["lora_alpha"], 8);
+    EXPECT_EQ(config["base_model_name_or_path"], canonical_path(out));
+    const auto manifest = nlohmann::json::parse(read_text_file(out + "/saliq_manifest.json"));
+    EXPECT_EQ(manifest["adapters"]["lora_alpha"], 16.0);
+    EXPECT_EQ(manifest["adapters"]["r"], 8);
+    {
+        const std::string base = "base_model.model.model.layers.2.mlp.up_proj.";
+        const at::Tensor A = adapter->tensor(base + "lora_A.weight"), B = adapter->tensor(base + "lora_B.weight");
+        const at::Tensor peft = (config["lora_alpha"].get<double>() / config["r"].get<double>()) * at::matmul(B, A);
+        const at::Tensor gptqmodel = at::matmul(B, A);
+        EXPECT_TRUE(at::equal(peft, gptqmodel));
+        const auto* lr = dynamic_cast<const LoraLinear*>(run.in_memory->block(2).linears[kUpProj].get());
+        ASSERT_NE(lr, nullptr);
+        const at::Tensor trained = lr->scale() * at::matmul(lr->lora_b(), lr->lora_a());
+        EXPECT_NEAR(lr->scale(), 2.0, 1e-12);
+        EXPECT_TRUE(at::allclose(gptqmodel, trained, 1e-5, 1e-7));
+        EXPECT_GT(trained.abs().max().item<double>(), 0.0);
+    }
 
     auto tok = Tokenizer::load(test::stories_tokenizer());
     const Checkpoint packed = load_checkpoint(out);
-    EXPECT_NEAR(packed.adapter_scale, 16.0 / 8.0, 1e-12);
+    EXPECT_NEAR(packed.adapter_scale, 1.0, 1e-12);
     const double in_memory = test::heldout_ppl(*run.in_memory, *tok, 16);
     const double reloaded = test::heldout_ppl(*LlamaModel::load(packed, {}), *tok, 16);
     EXPECT_NEAR(in_memory, reloaded, 1e-5 * in_memory);
     ModelOptions no_adapter;
     no_adapter.use_adapter = false;
     EXPECT_GT(std::abs(test::heldout_ppl(*LlamaModel::load(packed, no_adapter), *tok, 16) - reloaded), 1e-3);
+
+    // A folder from before the pre-scaling (B as trained, lora_alpha 16) still loads to the same model.
+    NamedTensors old;
+    for (const auto& e : adapter->entries()) {
+        const at::Tensor t = adapter->tensor(e.name);
+        old.emplace_back(e.name, e.name.find("lora_B") != std::string::npos ? t / 2.0 : t.clone());
+    }
+    write_safetensors(out + "/adapter_model.safetensors", old);
+    nlohmann::json old_config = config;
+    old_config["lora_alpha"] = 16;
+    write_json_atomic(out + "/adapter_config.json", old_config);
+    const Checkpoint legacy = load_checkpoint(out);
+    EXPECT_NEAR(legacy.adapter_scale, 2.0, 1e-12);
+    EXPECT_NEAR(test::heldout_ppl(*LlamaModel::load(legacy, {}), *tok, 16), reloaded, 1e-5 * reloaded);
 }
 
 // The seed paper's binarizers inside ApiQ-bw: each trains (loss falls), writes its own packed layout (config says
