@@ -135,6 +135,15 @@ int run_convert(const std::string& from, const std::string& tokenizer, const std
     return 0;
 }
 
+int run_export(const std::string& model, const std::string& tokenizer, const std::string& out,
+               const DenseExportOptions& options) {
+    const Checkpoint ckpt = load_checkpoint(model, tokenizer);
+    export_dense(ckpt, out, options);
+    std::cout << "wrote " << out << " (" << options.format << ", " << options.dtype
+              << (ckpt.adapter != nullptr && options.use_adapter ? ", adapters merged" : "") << ")\n";
+    return 0;
+}
+
 struct EvalArgs {
     std::string dataset;
     std::string text_file;
@@ -612,6 +621,18 @@ int main(int argc, char** argv) {
     generate->add_option("--prompt,-p", prompt, "prompt text (empty: start from BOS)");
     generate->add_option("--max-tokens,-n", max_tokens, "tokens to generate")->capture_default_str();
 
+    std::string export_model, export_tokenizer, export_out;
+    DenseExportOptions export_options;
+    CLI::App* exporter = app.add_subcommand("export", "write a model (packed folders dequantized, adapters merged) "
+                                                      "dense: a Hugging Face folder or a GGUF file for llama.cpp");
+    exporter->add_option("--model,-m", export_model, "model folder or file")->required();
+    exporter->add_option("--tokenizer", export_tokenizer, "SentencePiece .model (default: the folder's)");
+    exporter->add_option("--format", export_options.format, "hf or gguf")->capture_default_str();
+    exporter->add_option("--dtype", export_options.dtype, "f32, f16 or bf16 (gguf norms stay f32)")->capture_default_str();
+    exporter->add_option("--out,-o", export_out, "output folder (hf) or .gguf file")->required();
+    exporter->add_flag("!--no-adapter", export_options.use_adapter, "do not merge the folder's LoRA adapters");
+    exporter->add_flag("--force", export_options.force, "replace an existing output");
+
     TableArgs table_args;
     CLI::App* table = app.add_subcommand("table", "run every row of a paper table config (configs/tables/*.toml): "
                                                   "quantize, perplexity, zero-shot; writes OUT/table.md and table.json");
@@ -653,6 +674,7 @@ int main(int argc, char** argv) {
         if (*quantize) return run_quantize(quant_model, quant_args, command_line(argc, argv));
         if (*inspect) return run_inspect(inspect_path, inspect_tokenizer, inspect_json);
         if (*table) return run_table(table_args);
+        if (*exporter) return run_export(export_model, export_tokenizer, export_out, export_options);
         if (*saliency) return run_saliency(sal_model, fisher_options, sal_range, sal_out);
     } catch (const ConfigError& e) {
         log_error(e.what());

@@ -62,9 +62,14 @@ struct Checkpoint {
 // Parses a config.json "quantization_config" object (GPTQ). Throws FormatError naming `source`.
 PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string& source);
 
-// A folder is read as Hugging Face, a file as llama2.c. `tokenizer_path` overrides the folder's tokenizer.model.
+// A folder is read as Hugging Face, a .gguf file as GGUF, another file as llama2.c. `tokenizer_path` overrides the folder's tokenizer.model.
 Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer_path = "");
 Checkpoint read_llama2c(const std::string& bin_path);
+// A LLaMA GGUF file (F32 / F16 / BF16 tensors); its tokenizer comes from --tokenizer (or tokenizer.model beside it).
+Checkpoint read_gguf(const std::string& path);
+// llama.cpp's name of a Hugging Face LLaMA tensor ("model.layers.3.mlp.up_proj.weight" -> "blk.3.ffn_up.weight"),
+// empty when it has none.
+std::string gguf_tensor_name(const std::string& hf_name);
 
 // llama2.c (Meta) rotates adjacent pairs (2i, 2i+1) within a head, Hugging Face rotates halves (i, i + d/2):
 // this permutes the rows of wq/wk ([n_heads * head_dim, in]) from the former to the latter, and back.

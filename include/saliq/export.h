@@ -63,3 +63,19 @@ nlohmann::json gptq_quantization_config(const QuantizeOptions& options);
 nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& options);
 
 }  // namespace saliq
+
+namespace saliq {
+
+// `saliq export`: a model (dense, GPTQ-packed or binarized db-llm folder, with its adapters merged) written dense,
+// for tools without a GPTQ backend: "hf" (a Hugging Face folder plain transformers loads) or "gguf" (a GGUF v3
+// file llama.cpp runs: llama.* metadata, the SentencePiece vocabulary with scores and token types, llama.cpp's
+// tensor names, q/k rows in its rotary order; norms stay F32). dtype: "f32", "f16" or "bf16".
+struct DenseExportOptions {
+    std::string format = "hf";
+    std::string dtype = "f32";
+    bool use_adapter = true;
+    bool force = false;
+};
+void export_dense(const Checkpoint& checkpoint, const std::string& out, const DenseExportOptions& options);
+
+}  // namespace saliq

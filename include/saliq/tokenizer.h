@@ -20,6 +20,8 @@ public:
     std::vector<int32_t> encode(const std::string& text) const;
     std::string decode(const std::vector<int32_t>& ids) const;
     std::string piece(int32_t id) const;
+    float score(int32_t id) const;     // the piece's log-probability score
+    int piece_type(int32_t id) const;  // 1 normal (or user defined), 2 unknown, 3 control, 5 unused, 6 byte
     int32_t vocab_size() const { return vocab_size_; }
     int32_t bos_id() const { return bos_id_; }
     int32_t eos_id() const { return eos_id_; }

@@ -82,6 +82,19 @@ int32_t saliq_spm_vocab_size(void* handle) {
 }
 int32_t saliq_spm_bos_id(void* handle) { return static_cast<sentencepiece::SentencePieceProcessor*>(handle)->bos_id(); }
 int32_t saliq_spm_eos_id(void* handle) { return static_cast<sentencepiece::SentencePieceProcessor*>(handle)->eos_id(); }
+float saliq_spm_score(void* handle, int32_t id) {
+    return static_cast<sentencepiece::SentencePieceProcessor*>(handle)->GetScore(id);
+}
+// SentencePiece's piece types, numbered as its ModelProto (and GGUF's tokenizer.ggml.token_type): 1 normal,
+// 2 unknown, 3 control, 5 unused, 6 byte (Debian's libsentencepiece has no IsUserDefined: those read as normal).
+int saliq_spm_type(void* handle, int32_t id) {
+    const auto* p = static_cast<sentencepiece::SentencePieceProcessor*>(handle);
+    if (p->IsUnknown(id)) return 2;
+    if (p->IsControl(id)) return 3;
+    if (p->IsUnused(id)) return 5;
+    if (p->IsByte(id)) return 6;
+    return 1;
+}
 int32_t saliq_spm_unk_id(void* handle) { return static_cast<sentencepiece::SentencePieceProcessor*>(handle)->unk_id(); }
 
 }  // extern "C"

@@ -28,6 +28,8 @@ struct ShimApi {
     int32_t (*vocab_size)(void*) = nullptr;
     int32_t (*bos_id)(void*) = nullptr;
     int32_t (*eos_id)(void*) = nullptr;
+    float (*score)(void*, int32_t) = nullptr;
+    int (*type)(void*, int32_t) = nullptr;
 };
 
 std::vector<std::string> shim_candidates() {
@@ -84,6 +86,8 @@ const ShimApi& shim() {
                 bind(library, "saliq_spm_vocab_size", api.vocab_size, path);
                 bind(library, "saliq_spm_bos_id", api.bos_id, path);
                 bind(library, "saliq_spm_eos_id", api.eos_id, path);
+                bind(library, "saliq_spm_score", api.score, path);
+                bind(library, "saliq_spm_type", api.type, path);
             } catch (const Error& e) {
                 error = e.what();
                 api = ShimApi{};
@@ -157,6 +161,18 @@ std::string Tokenizer::piece(int32_t id) const {
     const int n = shim().piece(handle_, id, buffer, sizeof(buffer));
     if (n < 0) throw FormatError(path_, "SentencePiece failed to look up piece " + std::to_string(id));
     return std::string(buffer, static_cast<size_t>(std::min(n, static_cast<int>(sizeof(buffer)))));
+}
+
+float Tokenizer::score(int32_t id) const {
+    if (id < 0 || id >= vocab_size_)
+        throw ConfigError("token id " + std::to_string(id) + " is outside the vocabulary of " + path_);
+    return shim().score(handle_, id);
+}
+
+int Tokenizer::piece_type(int32_t id) const {
+    if (id < 0 || id >= vocab_size_)
+        throw ConfigError("token id " + std::to_string(id) + " is outside the vocabulary of " + path_);
+    return shim().type(handle_, id);
 }
 
 }  // namespace saliq

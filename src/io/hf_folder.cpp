@@ -152,6 +152,11 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
         }
         if (path_exists(path + "/tokenizer.model")) ckpt.tokenizer_path = path + "/tokenizer.model";
         if (path_exists(path + "/adapter_config.json")) load_adapter(ckpt, path);
+    } else if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0) {
+        ckpt = read_gguf(path);
+        const size_t slash = path.rfind('/');
+        const std::string beside = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer.model";
+        if (path_exists(beside)) ckpt.tokenizer_path = beside;
     } else {
         ckpt = read_llama2c(path);
     }

@@ -167,6 +167,44 @@ TEST(Apiq, BinarizersTrainAndReloadExactly) {
     }
 }
 
+// Dense exports of a packed ApiQ-bw folder (adapters merged): the hf folder and the GGUF file score what the packed
+// folder scores; db-llm exports too, BinaryMoS (token-wise scales) is refused.
+TEST(Apiq, DenseExportsReloadToThePackedFoldersPerplexity) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    test::TempDir dir;
+    const std::string out = dir.file("q");
+    QuantRun run = quantize_into(out, tiny_apiq("apiq-bw"));
+    const Checkpoint packed = load_checkpoint(out);
+    const double want = test::heldout_ppl(*LlamaModel::load(packed, {}), *tok, 16);
+    export_dense(packed, dir.file("hf"), {"hf", "f32", true, false});
+    export_dense(packed, dir.file("m.gguf"), {"gguf", "f32", true, false});
+    const Checkpoint hf = load_checkpoint(dir.file("hf"));
+    EXPECT_EQ(hf.format, "hf");
+    EXPECT_EQ(hf.adapter, nullptr);  // merged
+    EXPECT_NEAR(test::heldout_ppl(*LlamaModel::load(hf, {}), *tok, 16), want, 1e-5 * want);
+    const Checkpoint gguf = load_checkpoint(dir.file("m.gguf"), test::stories_tokenizer());
+    EXPECT_NEAR(test::heldout_ppl(*LlamaModel::load(gguf, {}), *tok, 16), want, 1e-5 * want);
+    // Without the adapters it is another model.
+    export_dense(packed, dir.file("bare"), {"hf", "f32", false, false});
+    EXPECT_GT(std::abs(test::heldout_ppl(*LlamaModel::load(load_checkpoint(dir.file("bare")), {}), *tok, 16) - want), 1e-3);
+
+    for (const std::string kind : {"db-llm", "binarymos"}) {
+        QuantizeOptions o = tiny_apiq("apiq-bw");
+        o.apiq.quantizer = kind;
+        o.spec.bits = kind == "binarymos" ? 1 : 2;
+        o.apiq.epochs = 1;
+        quantize_into(dir.file(kind), o);
+        const Checkpoint b = load_checkpoint(dir.file(kind));
+        if (kind == "binarymos") {
+            EXPECT_THROW(export_dense(b, dir.file(kind + "-hf"), {"hf", "f32", true, false}), ConfigError);
+            continue;
+        }
+        export_dense(b, dir.file(kind + "-hf"), {"hf", "f32", true, false});
+        const double bw = test::heldout_ppl(*LlamaModel::load(b, {}), *tok, 16);
+        EXPECT_NEAR(test::heldout_ppl(*LlamaModel::load(load_checkpoint(dir.file(kind + "-hf")), {}), *tok, 16), bw, 1e-5 * bw);
+    }
+}
+
 TEST(Apiq, BinarizerOptionsAreChecked) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     const Checkpoint ckpt = read_llama2c(test::stories_bin());

@@ -1,0 +1,75 @@
+// GGUF v3 (llama.cpp's container; methods_formats_eval.md 2.4): little-endian header, typed key-value metadata,
+// tensor infos with ne[0] fastest-varying (an [out, in] weight is ne = [in, out]), aligned data section.
+// Reading maps the file and checks every offset and size; tensors of the float types F32 / F16 / BF16 are served as
+// LibTorch tensors (quantized ggml types are listed but refused with their name).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+namespace saliq {
+
+class MappedFile;
+
+// A metadata value as written: the GGUF type beside the JSON value (numbers, strings, bools, arrays of one type).
+enum class GgufType : uint32_t {
+    kUint8 = 0, kInt8 = 1, kUint16 = 2, kInt16 = 3, kUint32 = 4, kInt32 = 5, kFloat32 = 6, kBool = 7,
+    kString = 8, kArray = 9, kUint64 = 10, kInt64 = 11, kFloat64 = 12
+};
+
+struct GgufValue {
+    std::string key;
+    GgufType type = GgufType::kString;
+    GgufType element = GgufType::kString;  // for arrays
+    nlohmann::json value;
+};
+
+struct GgufTensorInfo {
+    std::string name;
+    std::vector<int64_t> ne;  // fastest-varying first
+    uint32_t ggml_type = 0;   // 0 F32, 1 F16, 30 BF16, others quantized
+    uint64_t offset = 0;      // from the data section's start
+    uint64_t bytes = 0;
+};
+
+constexpr uint32_t kGgmlF32 = 0, kGgmlF16 = 1, kGgmlBF16 = 30;
+const char* ggml_type_name(uint32_t type);
+
+class GgufReader {
+public:
+    static std::shared_ptr<GgufReader> open(const std::string& path);  // throws FormatError naming the file
+    const std::string& path() const;
+    const std::vector<GgufValue>& metadata() const { return metadata_; }
+    const GgufValue* find_value(const std::string& key) const;
+    const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
+    const GgufTensorInfo* find(const std::string& name) const;
+    // [ne[n-1], ..., ne[0]] (row-major, the PyTorch order), zero-copy over the mapping; float types only.
+    at::Tensor tensor(const std::string& name) const;
+    void release(const std::string& name) const;
+
+private:
+    std::shared_ptr<const MappedFile> file_;
+    std::vector<GgufValue> metadata_;
+    std::vector<GgufTensorInfo> tensors_;
+    uint64_t data_start_ = 0;
+};
+
+// A tensor to write: its name and PyTorch shape (written reversed as ne), F32 / F16 / BF16, produced on demand.
+struct GgufTensorSpec {
+    std::string name;
+    at::ScalarType dtype = at::kFloat;
+    std::vector<int64_t> shape;
+};
+
+// Writes a GGUF v3 file atomically (temporary name, then rename), tensors streamed one at a time.
+void write_gguf(const std::string& path, const std::vector<GgufValue>& metadata,
+                const std::vector<GgufTensorSpec>& tensors, const std::function<at::Tensor(size_t)>& produce,
+                uint32_t alignment = 32);
+
+}  // namespace saliq

@@ -1,0 +1,179 @@
+// Dense exports (hf, gguf): every linear's effective weight (dequantized, adapters merged) computed one block at a
+// time from the checkpoint, so exporting holds one block, not the model.
+#include <ATen/ATen.h>
+
+#include "saliq/error.h"
+#include "saliq/export.h"
+#include "saliq/file.h"
+#include "saliq/gguf.h"
+#include "saliq/log.h"
+#include "saliq/model.h"
+#include "saliq/strings.h"
+#include "saliq/tokenizer.h"
+
+namespace saliq {
+namespace {
+
+at::ScalarType export_dtype(const std::string& d) {
+    if (d == "f32") return at::kFloat;
+    if (d == "f16") return at::kHalf;
+    if (d == "bf16") return at::kBFloat16;
+    throw ConfigError("--dtype must be f32, f16 or bf16, not '" + d + "'");
+}
+
+// The checkpoint's tensors as a dense model would hold them: linears merged, the rest as stored, in `dtype`.
+class MergedSource : public TensorSource {
+public:
+    MergedSource(const Checkpoint& ckpt, at::ScalarType dtype, bool use_adapter)
+        : ckpt_(ckpt), dtype_(dtype), adapter_(use_adapter ? ckpt.adapter.get() : nullptr) {}
+    bool has(const std::string& name) const override {
+        return linear_of(name).first >= 0 || ckpt_.tensors->has(name);
+    }
+    at::Tensor get(const std::string& name) const override {
+        const auto [layer, index] = linear_of(name);
+        if (layer < 0) return ckpt_.tensors->get(name).to(dtype_);
+        if (layer != cached_layer_) {
+            cached_ = load_block(*ckpt_.tensors, ckpt_.config, ckpt_.packed, layer, at::TensorOptions().dtype(at::kFloat),
+                                 adapter_, ckpt_.adapter_scale);
+            cached_layer_ = layer;
+        }
+        if (dynamic_cast<const MosLinear*>(cached_.linears[index].get()) != nullptr)
+            throw ConfigError("BinaryMoS mixes its scales per token: it has no dense weight to export");
+        return cached_.linears[index]->weight().to(dtype_);
+    }
+    std::vector<std::string> names() const override { return llama_tensor_names(ckpt_.config); }
+    std::string origin() const override { return ckpt_.path; }
+    void release(const std::string& name) const override {
+        if (linear_of(name).first < 0) ckpt_.tensors->release(name);
+    }
+
+private:
+    // (layer, linear index) of a linear weight's name, (-1, -1) otherwise.
+    std::pair<int64_t, int> linear_of(const std::string& name) const {
+        for (int64_t layer = 0; layer < ckpt_.config.n_layers; ++layer)
+            for (int i = 0; i < kNumLinears; ++i)
+                if (name == hf_names::linear_name(layer, i) + ".weight") return {layer, i};
+        return {-1, -1};
+    }
+    const Checkpoint& ckpt_;
+    at::ScalarType dtype_;
+    const TensorSource* adapter_;
+    mutable DecoderBlock cached_;
+    mutable int64_t cached_layer_ = -1;
+};
+
+std::vector<GgufValue> gguf_metadata(const Checkpoint& ckpt, const Tokenizer& tok, const std::string& name,
+                                     at::ScalarType dtype) {
+    const LlamaConfig& c = ckpt.config;
+    if (tok.vocab_size() != c.vocab_size)
+        throw ConfigError(strprintf("tokenizer has %d pieces but the model's vocabulary is %lld", tok.vocab_size(),
+                                    (long long)c.vocab_size));
+    if (c.head_dim * c.n_heads != c.hidden_size)
+        throw ConfigError("llama.cpp needs head_dim * heads == hidden size");
+    auto u32 = [](const std::string& k, int64_t v) { return GgufValue{k, GgufType::kUint32, GgufType::kString, v}; };
+    auto f32 = [](const std::string& k, double v) { return GgufValue{k, GgufType::kFloat32, GgufType::kString, v}; };
+    auto str = [](const std::string& k, const std::string& v) { return GgufValue{k, GgufType::kString, GgufType::kString, v}; };
+    nlohmann::json tokens = nlohmann::json::array(), scores = nlohmann::json::array(), types = nlohmann::json::array();
+    for (int32_t id = 0; id < tok.vocab_size(); ++id) {
+        tokens.push_back(tok.piece(id));
+        scores.push_back(tok.score(id));
+        types.push_back(tok.piece_type(id));
+    }
+    // llama.cpp's LLAMA_FTYPE: 0 all F32, 1 mostly F16, 32 mostly BF16.
+    const int64_t file_type = dtype == at::kFloat ? 0 : dtype == at::kHalf ? 1 : 32;
+    return {str("general.architecture", "llama"),
+            str("general.name", name),
+            u32("general.file_type", file_type),
+            u32("llama.context_length", c.max_position_embeddings),
+            u32("llama.embedding_length", c.hidden_size),
+            u32("llama.feed_forward_length", c.intermediate_size),
+            u32("llama.block_count", c.n_layers),
+            u32("llama.attention.head_count", c.n_heads),
+            u32("llama.attention.head_count_kv", c.n_kv_heads),
+            u32("llama.rope.dimension_count", c.head_dim),
+            f32("llama.rope.freq_base", c.rope_theta),
+            f32("llama.attention.layer_norm_rms_epsilon", c.rms_norm_eps),
+            str("tokenizer.ggml.model", "llama"),
+            GgufValue{"tokenizer.ggml.tokens", GgufType::kArray, GgufType::kString, tokens},
+            GgufValue{"tokenizer.ggml.scores", GgufType::kArray, GgufType::kFloat32, scores},
+            GgufValue{"tokenizer.ggml.token_type", GgufType::kArray, GgufType::kInt32, types},
+            u32("tokenizer.ggml.bos_token_id", tok.bos_id()),
+            u32("tokenizer.ggml.eos_token_id", tok.eos_id()),
+            u32("tokenizer.ggml.unknown_token_id", 0)};
+}
+
+// [out, in] of the linear weight `name`.
+std::vector<int64_t> linear_shape(const LlamaConfig& c, const std::string& name) {
+    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
+    const std::vector<int64_t> shapes[kNumLinears] = {{qd, H}, {kvd, H}, {kvd, H}, {H, qd}, {I, H}, {I, H}, {H, I}};
+    for (int i = 0; i < kNumLinears; ++i) {
+        const std::string tail = std::string(hf_names::kLinearNames[i]) + ".weight";
+        if (name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0) return shapes[i];
+    }
+    throw Error("internal: " + name + " is not a linear weight");
+}
+
+void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const std::string& out,
+                       at::ScalarType dtype) {
+    if (ckpt.tokenizer_path.empty())
+        throw ConfigError("a GGUF file embeds the vocabulary: pass --tokenizer (no tokenizer.model beside the model)");
+    const auto tok = Tokenizer::load(ckpt.tokenizer_path);
+    std::string name = out.substr(out.rfind('/') == std::string::npos ? 0 : out.rfind('/') + 1);
+    if (name.size() > 5 && name.compare(name.size() - 5, 5, ".gguf") == 0) name.resize(name.size() - 5);
+    const LlamaConfig& c = ckpt.config;
+    // llama.cpp's order: embeddings, final norm, head, then per block attention and feed-forward.
+    std::vector<std::string> hf;
+    hf.push_back(hf_names::kEmbed);
+    hf.push_back(hf_names::kFinalNorm);
+    hf.push_back(hf_names::kLmHead);  // written for tied models too, as llama.cpp's own converters do
+    const int order[] = {kQProj, kKProj, kVProj, kOProj};
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const std::string p = hf_names::layer_prefix(l);
+        for (int i : order) hf.push_back(hf_names::linear_name(l, i) + ".weight");
+        hf.push_back(p + hf_names::kInputNorm);
+        for (int i : {kGateProj, kDownProj, kUpProj}) hf.push_back(hf_names::linear_name(l, i) + ".weight");
+        hf.push_back(p + hf_names::kPostNorm);
+    }
+    auto produce = [&](size_t i) {
+        at::Tensor t = merged.get(hf[i] == hf_names::kLmHead && c.tie_word_embeddings ? hf_names::kEmbed : hf[i]);
+        if (t.dim() == 1) return t.to(at::kFloat);  // norms stay F32, as llama.cpp's converter writes them
+        if (hf[i].find("self_attn.q_proj") != std::string::npos) return permute_rotary_rows_to_meta(t, c.n_heads);
+        if (hf[i].find("self_attn.k_proj") != std::string::npos) return permute_rotary_rows_to_meta(t, c.n_kv_heads);
+        return t;
+    };
+    std::vector<GgufTensorSpec> specs;
+    for (size_t i = 0; i < hf.size(); ++i) {
+        const std::string g = gguf_tensor_name(hf[i]);
+        std::vector<int64_t> shape;
+        if (hf[i] == hf_names::kEmbed || hf[i] == hf_names::kLmHead) shape = {c.vocab_size, c.hidden_size};
+        else if (hf[i].find("norm") != std::string::npos) shape = {c.hidden_size};
+        else shape = linear_shape(c, hf[i]);
+        specs.push_back({g, shape.size() == 1 ? at::kFloat : dtype, shape});
+    }
+    write_gguf(out, gguf_metadata(ckpt, *tok, name, dtype), specs, [&](size_t i) {
+        at::Tensor t = produce(i);
+        merged.release(hf[i]);
+        return t;
+    });
+}
+
+}  // namespace
+
+void export_dense(const Checkpoint& ckpt, const std::string& out, const DenseExportOptions& o) {
+    const at::ScalarType dtype = export_dtype(o.dtype);
+    if (o.format != "hf" && o.format != "gguf") throw ConfigError("--format must be hf or gguf, not '" + o.format + "'");
+    if (ckpt.packed.binarizer == "binarymos")
+        throw ConfigError("BinaryMoS mixes its scales per token: it has no dense weight to export (evaluate it with saliq)");
+    if (path_exists(out) && !o.force) throw ConfigError(out + " exists; pass --force to replace it");
+    const MergedSource merged(ckpt, dtype, o.use_adapter && ckpt.adapter != nullptr);
+    if (ckpt.adapter != nullptr && o.use_adapter) log_info("merging the LoRA adapters of " + ckpt.adapter_path);
+    if (o.format == "gguf") {
+        write_gguf_export(ckpt, merged, out, dtype);
+        return;
+    }
+    LlamaConfig config = ckpt.config;
+    config.torch_dtype = dtype == at::kFloat ? "float32" : dtype == at::kHalf ? "float16" : "bfloat16";
+    write_hf_folder(out, config, merged, ckpt.tokenizer_path, o.force);
+}
+
+}  // namespace saliq
