@@ -153,6 +153,7 @@ struct EvalArgs {
     std::string eval_range = "0:1";
     bool batch_size_given = false;
     std::string json_path;
+    std::string json_format = "saliq";
     std::string tasks;
     int64_t limit = -1;
     bool bos = true;
@@ -201,6 +202,9 @@ int run_eval(const ModelArgs& margs, EvalArgs eargs) {
     const bool want_tasks = !eargs.tasks.empty();
     const bool want_perplexity = !want_tasks || !eargs.dataset.empty() || !eargs.text_file.empty();
     std::vector<McTask> tasks;
+    if (eargs.json_format != "saliq" && eargs.json_format != "lm-eval")
+        throw ConfigError("--json-format must be saliq or lm-eval, not '" + eargs.json_format + "'");
+    ZeroShotResult last_zeroshot;
     if (want_tasks)  // bad names and files fail before the model loads
         for (const auto& name : parse_task_list(eargs.tasks)) tasks.push_back(load_task(name));
 
@@ -224,10 +228,28 @@ int run_eval(const ModelArgs& margs, EvalArgs eargs) {
         options.add_bos = eargs.bos;
         options.share_prefix = !eargs.no_share_prefix;
         const ZeroShotResult r = evaluate_zeroshot(*loaded.model, *loaded.tokenizer, tasks, options, progress_printer());
+        last_zeroshot = r;
         std::printf("\n%s", format_zeroshot_table(r).c_str());
         json["zeroshot"] = zeroshot_json(r);
     }
-    if (!eargs.json_path.empty()) write_json_atomic(eargs.json_path, json);
+    if (!eargs.json_path.empty()) {
+        if (eargs.json_format == "lm-eval") {
+            nlohmann::json lm = zeroshot_lm_eval_json(last_zeroshot, margs.model, json["device"].get<std::string>());
+            if (json.contains("ppl")) {  // perplexity beside the tasks, as a results entry of its own
+                const std::string name = json.value("dataset", std::string("text"));
+                lm["results"][name] = {{"alias", name},
+                                       {"token_perplexity,none", json["ppl"]},
+                                       {"token_perplexity_stderr,none", "N/A"}};
+                lm["higher_is_better"][name] = {{"token_perplexity", false}};
+                lm["n-samples"][name] = {{"original", json["windows"]}, {"effective", json["windows"]}};
+                lm["versions"][name] = nullptr;
+            }
+            lm["saliq"] = json;
+            write_json_atomic(eargs.json_path, lm);
+        } else {
+            write_json_atomic(eargs.json_path, json);
+        }
+    }
     return 0;
 }
 
@@ -484,6 +506,9 @@ int main(int argc, char** argv) {
                      "calibration data")
         ->capture_default_str();
     eval->add_option("--json", eval_args.json_path, "also write the result as JSON to this file");
+    eval->add_option("--json-format", eval_args.json_format,
+                     "saliq (default) or lm-eval (lm-evaluation-harness's results layout, perplexity as an entry)")
+        ->capture_default_str();
     eval->add_option("--tasks", eval_args.tasks,
                      "zero-shot tasks, comma-separated or all: piqa, arc_easy, arc_challenge, hellaswag, winogrande, "
                      "boolq (alone: tasks only; with --dataset/--text: both)");

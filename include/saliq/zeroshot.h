@@ -121,7 +121,8 @@ struct MetricValue {
 struct TaskResult {
     std::string name;
     std::string path;
-    int64_t n_docs = 0;
+    int64_t n_docs = 0;        // scored (after --limit)
+    int64_t n_available = 0;   // in the task's file
     int64_t n_requests = 0;
     int64_t n_truncated = 0;   // requests cut to max_length
     int64_t n_continuation_cut = 0;  // of those, requests whose continuation alone exceeds max_length
@@ -153,5 +154,10 @@ std::string format_zeroshot_table(const ZeroShotResult& result);
 
 // Settings, per-task metrics with stderr and n, timings and the paper average.
 nlohmann::json zeroshot_json(const ZeroShotResult& result);
+
+// lm-evaluation-harness's results layout (what its `--output_path` JSON holds): results.<task>["acc,none"],
+// "acc_stderr,none", "acc_norm,none", versions, n-shot, higher_is_better, n-samples, configs and config, so the
+// tools that read lm-eval results read ours. `model` names the model in config.
+nlohmann::json zeroshot_lm_eval_json(const ZeroShotResult& result, const std::string& model, const std::string& device);
 
 }  // namespace saliq

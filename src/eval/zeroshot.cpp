@@ -117,6 +117,7 @@ TaskResult evaluate_task(const LlamaModel& model, const Tokenizer& tokenizer, co
     const size_t n_docs = options.limit >= 0 ? std::min(task.docs.size(), static_cast<size_t>(options.limit))
                                              : task.docs.size();
     result.n_docs = static_cast<int64_t>(n_docs);
+    result.n_available = static_cast<int64_t>(task.docs.size());
 
     auto start = std::chrono::steady_clock::now();
     RequestEncoder encoder(tokenizer, options.add_bos);

@@ -93,4 +93,79 @@ nlohmann::json zeroshot_json(const ZeroShotResult& r) {
     };
 }
 
+namespace {
+
+// What lm-eval's task YAML says of each task saliq scores (version, data set, split), for "configs"/"versions".
+struct LmEvalTask {
+    const char* name;
+    double version;
+    const char* dataset_path;
+    const char* dataset_name;  // "" for none
+    const char* split;
+    bool acc_norm;
+};
+
+const LmEvalTask* lm_eval_task(const std::string& name) {
+    static const LmEvalTask tasks[] = {
+        {"piqa", 1.0, "baber/piqa", "", "validation", true},
+        {"arc_easy", 1.0, "allenai/ai2_arc", "ARC-Easy", "test", true},
+        {"arc_challenge", 1.0, "allenai/ai2_arc", "ARC-Challenge", "test", true},
+        {"hellaswag", 1.0, "Rowan/hellaswag", "", "validation", true},
+        {"winogrande", 1.0, "allenai/winogrande", "winogrande_xl", "validation", false},
+        {"boolq", 2.0, "aps/super_glue", "boolq", "validation", false},
+    };
+    for (const auto& t : tasks)
+        if (name == t.name) return &t;
+    return nullptr;
+}
+
+}  // namespace
+
+nlohmann::json zeroshot_lm_eval_json(const ZeroShotResult& r, const std::string& model, const std::string& device) {
+    nlohmann::json results = nlohmann::json::object(), configs = nlohmann::json::object(),
+                   versions = nlohmann::json::object(), n_shot = nlohmann::json::object(),
+                   higher = nlohmann::json::object(), n_samples = nlohmann::json::object();
+    for (const auto& t : r.tasks) {
+        nlohmann::json entry = {{"alias", t.name}};
+        nlohmann::json metric_list = nlohmann::json::array();
+        for (const auto& m : t.metrics) {
+            entry[m.name + ",none"] = m.value;
+            entry[m.name + "_stderr,none"] = std::isfinite(m.standard_error) ? nlohmann::json(m.standard_error)
+                                                                              : nlohmann::json("N/A");
+            higher[t.name][m.name] = true;
+            metric_list.push_back({{"metric", m.name}, {"aggregation", "mean"}, {"higher_is_better", true}});
+        }
+        results[t.name] = entry;
+        const LmEvalTask* info = lm_eval_task(t.name);
+        versions[t.name] = info ? nlohmann::json(info->version) : nlohmann::json(nullptr);
+        n_shot[t.name] = 0;
+        n_samples[t.name] = {{"original", t.n_available}, {"effective", t.n_docs}};
+        nlohmann::json config = {{"task", t.name}, {"output_type", "multiple_choice"}, {"num_fewshot", 0},
+                                 {"metric_list", metric_list}, {"saliq_data_file", t.path}};
+        if (info) {
+            config["dataset_path"] = info->dataset_path;
+            config["dataset_name"] = *info->dataset_name ? nlohmann::json(info->dataset_name) : nlohmann::json(nullptr);
+            config["test_split"] = info->split;
+            config["metadata"] = {{"version", info->version}};
+        }
+        configs[t.name] = config;
+    }
+    return {{"results", results},
+            {"group_subtasks", nlohmann::json::object()},
+            {"configs", configs},
+            {"versions", versions},
+            {"n-shot", n_shot},
+            {"higher_is_better", higher},
+            {"n-samples", n_samples},
+            {"config",
+             {{"model", "saliq"},
+              {"model_args", "pretrained=" + model},
+              {"batch_size", r.options.batch_size},
+              {"device", device},
+              {"limit", r.options.limit > 0 ? nlohmann::json(r.options.limit) : nlohmann::json(nullptr)},
+              {"bootstrap_iters", 0},
+              {"add_bos_token", r.options.add_bos}}},
+            {"total_evaluation_time_seconds", std::to_string(r.seconds)}};
+}
+
 }  // namespace saliq

@@ -20,6 +20,31 @@ public:
     ~ScopedDataDir() { unsetenv("SALIQ_DATA_DIR"); }
 };
 
+// --json-format lm-eval: the harness's results layout, with the same numbers as saliq's own JSON.
+TEST(ZeroShotCli, LmEvalLayoutCarriesTheSameNumbers) {
+    TempDir dir;
+    const std::string common = "eval " + stories_args() + " --tasks piqa,winogrande --limit 6 --threads 1 "
+                               "--dataset tinystories --seqlen 128 --max-windows 2 --json ";
+    auto r = run_saliq(common + dir.file("s.json"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_saliq(common + dir.file("l.json") + " --json-format lm-eval");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto s = nlohmann::json::parse(test::read_bytes(dir.file("s.json")));
+    const auto l = nlohmann::json::parse(test::read_bytes(dir.file("l.json")));
+    EXPECT_EQ(l["results"]["piqa"]["acc,none"], s["zeroshot"]["tasks"]["piqa"]["acc"]);
+    EXPECT_EQ(l["results"]["piqa"]["acc_norm,none"], s["zeroshot"]["tasks"]["piqa"]["acc_norm"]);
+    EXPECT_EQ(l["results"]["piqa"]["acc_stderr,none"], s["zeroshot"]["tasks"]["piqa"]["acc_stderr"]);
+    EXPECT_FALSE(l["results"]["winogrande"].contains("acc_norm,none"));
+    EXPECT_EQ(l["versions"]["piqa"], 1.0);
+    EXPECT_EQ(l["n-shot"]["winogrande"], 0);
+    EXPECT_EQ(l["n-samples"]["piqa"]["effective"], 6);
+    EXPECT_EQ(l["n-samples"]["piqa"]["original"], 1838);
+    EXPECT_EQ(l["config"]["limit"], 6);
+    EXPECT_EQ(l["results"]["tinystories"]["token_perplexity,none"], s["ppl"]);
+    EXPECT_EQ(l["higher_is_better"]["tinystories"]["token_perplexity"], false);
+    EXPECT_EQ(run_saliq(common + dir.file("x.json") + " --json-format csv").exit_code, 2);
+}
+
 TEST(ZeroShotCli, TasksWriteATableAndJson) {
     TempDir dir;
     const auto r = run_saliq("eval " + stories_args() + " --tasks piqa,winogrande --limit 4 --threads 1 --json " +
