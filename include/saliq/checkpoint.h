@@ -92,7 +92,11 @@ extern const char* const kPostNorm;                       // post_attention_laye
 // Every tensor a LLaMA checkpoint with this config must hold, in file order.
 std::vector<std::string> llama_tensor_names(const LlamaConfig& config);
 
-// Writes config.json, model.safetensors (the given dtype) and tokenizer.model into `out_dir`, atomically.
+// tokenizer_config.json for a SentencePiece tokenizer.model beside a LLaMA folder.
+nlohmann::json llama_tokenizer_config(const LlamaConfig& config);
+
+// Writes config.json, model.safetensors (the given dtype), tokenizer.model and tokenizer_config.json into `out_dir`,
+// atomically.
 void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, const TensorSource& tensors,
                      const std::string& tokenizer_path, bool force);
 

@@ -167,6 +167,20 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
     return ckpt;
 }
 
+nlohmann::json llama_tokenizer_config(const LlamaConfig& config) {
+    // What transformers needs to read tokenizer.model as LLaMA's SentencePiece tokenizer (without it, recent
+    // versions guess another tokenizer class); BOS before every text, as LLaMA's tokenizer adds it.
+    return {{"tokenizer_class", "LlamaTokenizer"},
+            {"bos_token", "<s>"},
+            {"eos_token", "</s>"},
+            {"unk_token", "<unk>"},
+            {"add_bos_token", true},
+            {"add_eos_token", false},
+            {"legacy", true},
+            {"clean_up_tokenization_spaces", false},
+            {"model_max_length", config.max_position_embeddings}};
+}
+
 void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, const TensorSource& tensors,
                      const std::string& tokenizer_path, bool force) {
     StagingDir staging(out_dir, force);
@@ -181,7 +195,10 @@ void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, cons
                                [&](size_t i) { return tensors.get(names[i]); }, {{"format", "pt"}},
                                [&](size_t i) { tensors.release(names[i]); });
     write_json_atomic(staging.file("config.json"), llama_config_to_json(config));
-    if (!tokenizer_path.empty()) copy_file(tokenizer_path, staging.file("tokenizer.model"));
+    if (!tokenizer_path.empty()) {
+        copy_file(tokenizer_path, staging.file("tokenizer.model"));
+        write_json_atomic(staging.file("tokenizer_config.json"), llama_tokenizer_config(config));
+    }
     staging.commit();
 }
 

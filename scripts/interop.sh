@@ -1,0 +1,117 @@
+#!/usr/bin/env bash
+# Interop with the real clients (issue: outputs every tool reads as saliq means them). Installs transformers, peft,
+# gguf and lm-eval from PyPI into a virtual environment outside the repository (SALIQ_INTEROP_VENV, default
+# ~/.cache/saliq/interop-venv; torch comes from scripts/setup.sh --pip-torch's venv when that exists), then on
+# stories260K checks:
+#   1. transformers loads `saliq export --format hf` of a packed apiq-bw folder and scores saliq's perplexity;
+#   2. PEFT loads the folder's adapters (lora_alpha = r, B pre-scaled) onto its adapter-free export and scores the
+#      packed folder's perplexity; AutoPeftModelForCausalLM resolves base_model_name_or_path to the folder itself;
+#   3. the gguf package (llama.cpp's reader) reads `saliq export --format gguf` of the converted stories260K tensor
+#      for tensor equal to llama.cpp's own stories260K.gguf;
+#   4. lm-evaluation-harness on the hf export (CPU, offline over our local copies) gives saliq eval --tasks' acc.
+# Prints each client's figures; exits 1 when a check fails. Not part of scripts/test.sh (downloads, minutes).
+#   scripts/interop.sh [WORK_DIR]   env: LIMIT (items per task, 200), SALIQ_BUILD_DIR (build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+data=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
+export SALIQ_DATA_DIR=$data
+saliq=$(pwd)/${SALIQ_BUILD_DIR:-build}/saliq
+work=${1:-$(mktemp -d /tmp/saliq-interop.XXXXXX)}
+mkdir -p "$work"
+venv=${SALIQ_INTEROP_VENV:-$HOME/.cache/saliq/interop-venv}
+limit=${LIMIT:-200}
+py=$venv/bin/python
+if [ ! -x "$py" ]; then
+  python3 -m venv "$venv"
+  torch_venv=$HOME/.cache/saliq/torch-venv
+  if [ -x "$torch_venv/bin/python" ]; then  # reuse the pip LibTorch's wheel instead of a second 4 GB download
+    "$torch_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+      > "$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/saliq-torch.pth"
+  fi
+fi
+"$py" -c 'import transformers, peft, gguf, lm_eval, sentencepiece, google.protobuf' 2>/dev/null ||
+  "$py" -m pip install -q torch transformers peft gguf lm-eval sentencepiece protobuf safetensors accelerate
+export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false
+here=scripts/interop
+model=$data/models/stories260K
+tok=$model/tok512.model
+fail=0
+check() {  # name ok(0/1) detail
+  if [ "$2" = 0 ]; then echo "PASS  $1: $3"; else echo "FAIL  $1: $3"; fail=1; fi
+}
+close() {  # a b rel -> 0 when |a-b| <= rel*|b|
+  python3 -c 'import sys; a,b,r=map(float,sys.argv[1:]); sys.exit(0 if abs(a-b) <= r*abs(b) else 1)' "$1" "$2" "$3"
+}
+ppl_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ppl"])' "$1"; }
+
+echo "== building the models (stories260K: converted, apiq-bw W2 g32 packed with adapters, exports)"
+"$saliq" convert --from-llama2c "$model/stories260K.bin" --tokenizer "$tok" --out "$work/hf" --force -q >/dev/null
+"$saliq" quantize -m "$work/hf" --method apiq-bw --bits 2 --group-size 32 --calib tinystories --calib-range 0:0.5 \
+  --nsamples 16 --seqlen 256 --epochs 4 --lora-rank 8 --out "$work/q" --force -q >/dev/null 2>&1
+"$saliq" export -m "$work/q" --format hf --out "$work/q-hf" --force -q >/dev/null
+"$saliq" export -m "$work/q" --format hf --no-adapter --out "$work/q-hf-bare" --force -q >/dev/null
+"$saliq" export -m "$work/hf" --format gguf --out "$work/stories260K.gguf" --force -q >/dev/null
+head -c 200000 "$data/text/tinystories/tinystories_validation_head.txt" > "$work/text.txt"
+ev="--text $work/text.txt --seqlen 128 --max-windows 8 --dtype fp32 -q"
+"$saliq" eval -m "$work/q" $ev --json "$work/ppl-q.json" >/dev/null
+"$saliq" eval -m "$work/q-hf" $ev --json "$work/ppl-q-hf.json" >/dev/null
+saliq_q=$(ppl_of "$work/ppl-q.json"); saliq_hf=$(ppl_of "$work/ppl-q-hf.json")
+
+echo "== 1. transformers on the merged hf export"
+"$py" $here/ppl_transformers.py --model "$work/q-hf" --tokenizer "$tok" --text "$work/text.txt" --seqlen 128 \
+  --max-windows 8 > "$work/tf.json"
+tf=$(ppl_of "$work/tf.json")
+close "$tf" "$saliq_q" 1e-5 && ok=0 || ok=1
+check "transformers $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["transformers"])' "$work/tf.json")" \
+  $ok "ppl $tf vs saliq on the packed folder $saliq_q (its hf export $saliq_hf)"
+
+echo "== 2. PEFT adapters"
+"$py" $here/ppl_transformers.py --model "$work/q-hf-bare" --adapter "$work/q" --tokenizer "$tok" --text "$work/text.txt" \
+  --seqlen 128 --max-windows 8 > "$work/peft.json"
+pf=$(ppl_of "$work/peft.json")
+close "$pf" "$saliq_q" 1e-5 && ok=0 || ok=1
+check "peft PeftModel" $ok "adapters of the packed folder on its adapter-free export: ppl $pf vs saliq $saliq_q"
+base=$("$py" -c 'import peft,sys; print(peft.PeftConfig.from_pretrained(sys.argv[1]).base_model_name_or_path)' "$work/q")
+[ "$base" = "$(cd "$work/q" && pwd -P)" ] && ok=0 || ok=1
+check "peft AutoPeftModelForCausalLM base" $ok "base_model_name_or_path = $base"
+if "$py" -c 'import sys, peft, torch; peft.AutoPeftModelForCausalLM.from_pretrained(sys.argv[1], dtype=torch.float32)' \
+     "$work/q" > "$work/autopeft.log" 2>&1; then
+  echo "INFO  AutoPeftModelForCausalLM loaded the packed folder with its adapters"
+else
+  echo "INFO  AutoPeftModelForCausalLM could not load the GPTQ base here: $(tail -1 "$work/autopeft.log" | cut -c1-160)"
+fi
+
+echo "== 3. gguf (llama.cpp's reader) on the GGUF export"
+if "$py" $here/gguf_compare.py "$work/stories260K.gguf" "$model/stories260K.gguf" > "$work/gguf.json"; then ok=0; else ok=1; fi
+check "gguf reader" $ok "$(cat "$work/gguf.json")"
+
+echo "== 4. lm-evaluation-harness on the hf export (first $limit items per task)"
+tasks=$("$py" $here/lm_eval_tasks.py "$data" "$work/lm-tasks")
+"$py" -m lm_eval --model hf --model_args "pretrained=$work/q-hf,dtype=float32,tokenizer=$work/q-hf" \
+  --include_path "$work/lm-tasks" --tasks "${tasks// /,}" --limit "$limit" --device cpu --batch_size 16 \
+  --output_path "$work/lm-eval" > "$work/lm-eval.log" 2>&1 || { echo "FAIL  lm-eval did not run (see $work/lm-eval.log)"; fail=1; }
+"$saliq" eval -m "$work/q-hf" --tasks piqa,arc_easy,arc_challenge,boolq --limit "$limit" --dtype fp32 -q \
+  --json "$work/saliq-tasks.json" --json-format lm-eval >/dev/null
+python3 - "$work" <<'PY' || fail=1
+import glob, json, sys
+work = sys.argv[1]
+files = sorted(glob.glob(work + "/lm-eval/**/results_*.json", recursive=True))
+if not files:
+    print("FAIL  lm-eval wrote no results"); sys.exit(1)
+theirs = json.load(open(files[-1]))["results"]
+ours = json.load(open(work + "/saliq-tasks.json"))["results"]
+bad = 0
+for task in ["piqa", "arc_easy", "arc_challenge", "boolq"]:
+    t, o = theirs[task + "_local"], ours[task]
+    for m in ["acc", "acc_norm"]:
+        if m + ",none" not in o:
+            continue
+        a, b, se = t[m + ",none"], o[m + ",none"], t[m + "_stderr,none"]
+        ok = abs(a - b) <= max(se, 1e-12)
+        bad += not ok
+        print(("PASS" if ok else "FAIL") + f"  lm-eval {task} {m}: {a:.4f} (stderr {se:.4f}) vs saliq {b:.4f}" +
+              (" (equal)" if a == b else ""))
+sys.exit(1 if bad else 0)
+PY
+[ $fail = 0 ] && echo "interop: all checks passed ($work)" || echo "interop: some checks failed ($work)"
+exit $fail
