@@ -336,12 +336,21 @@ TEST(Apiq, KilledRunResumesToIdenticalOutput) {
     EXPECT_NE(r.output.find("--resume"), std::string::npos) << r.output;
     r = test::run_saliq(args.substr(std::string(SALIQ_BINARY).size()) + out + " --resume");
     ASSERT_EQ(r.exit_code, 0) << r.output;
-    for (const char* f : {"model.safetensors", "adapter_model.safetensors", "adapter_config.json", "lwc.safetensors",
-                          "config.json", "tokenizer.model"})
+    for (const char* f : {"model.safetensors", "adapter_model.safetensors", "lwc.safetensors", "config.json",
+                          "tokenizer.model", "tokenizer_config.json"})
         EXPECT_EQ(test::read_bytes(dir.file("full/") + f), test::read_bytes(out + "/" + f)) << f;
+    // adapter_config.json names its own folder as the base model; all else is identical.
+    auto ca = nlohmann::json::parse(test::read_bytes(dir.file("full/adapter_config.json")));
+    auto cb = nlohmann::json::parse(test::read_bytes(out + "/adapter_config.json"));
+    EXPECT_EQ(cb["base_model_name_or_path"], canonical_path(out));
+    ca.erase("base_model_name_or_path");
+    cb.erase("base_model_name_or_path");
+    EXPECT_EQ(ca, cb);
     auto a = nlohmann::json::parse(test::read_bytes(dir.file("full/saliq_manifest.json")));
     auto b = nlohmann::json::parse(test::read_bytes(out + "/saliq_manifest.json"));
     EXPECT_EQ(a["layers"], b["layers"]);
+    a["files"].erase("adapter_config.json");
+    b["files"].erase("adapter_config.json");
     EXPECT_EQ(a["files"], b["files"]);
     EXPECT_EQ(a["calibration"], b["calibration"]);
     for (size_t i = 0; i < a["blocks"].size(); ++i)
