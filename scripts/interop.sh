@@ -9,8 +9,11 @@
 #   3. the gguf package (llama.cpp's reader) reads `saliq export --format gguf` of the converted stories260K tensor
 #      for tensor equal to llama.cpp's own stories260K.gguf;
 #   4. lm-evaluation-harness on the hf export (CPU, offline over our local copies) gives saliq eval --tasks' acc.
+#   5. with GPTQMODEL=1: transformers' GPTQ path (optimum + GPTQModel built with BUILD_CUDA_EXT=0, its CPU kernels)
+#      loads saliq's packed folders (W4 g32 symmetric v1, W2 g32 asymmetric gptq_v2) of a random LLaMA with widths
+#      GPTQ loaders accept and scores saliq's perplexity. Opt-in: GPTQModel pulls its own torch (several GB).
 # Prints each client's figures; exits 1 when a check fails. Not part of scripts/test.sh (downloads, minutes).
-#   scripts/interop.sh [WORK_DIR]   env: LIMIT (items per task, 200), SALIQ_BUILD_DIR (build)
+#   scripts/interop.sh [WORK_DIR]   env: LIMIT (items per task, 200), GPTQMODEL (0), SALIQ_BUILD_DIR (build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
@@ -113,5 +116,22 @@ for task in ["piqa", "arc_easy", "arc_challenge", "boolq"]:
               (" (equal)" if a == b else ""))
 sys.exit(1 if bad else 0)
 PY
+if [ "${GPTQMODEL:-0}" = 1 ]; then
+  echo "== 5. transformers' GPTQ path (optimum + GPTQModel, CPU kernels) on packed folders"
+  "$py" -c 'import gptqmodel, optimum' 2>/dev/null || BUILD_CUDA_EXT=0 "$py" -m pip install -q optimum gptqmodel
+  "$(dirname "$saliq")/make_random_llama" -o "$work/rand" --hidden 128 --intermediate 384 --layers 2 --heads 4 \
+    --kv-heads 4 --vocab 512 --context 512 --dtype f32 --tokenizer "$tok" >/dev/null
+  for spec in "4 --sym" "2"; do
+    set -- $spec
+    "$saliq" quantize -m "$work/rand" --method gptq --bits "$1" --group-size 32 ${2:-} --calib tinystories \
+      --nsamples 8 --seqlen 128 --out "$work/rand-w$1" --force -q >/dev/null 2>&1
+    "$saliq" eval -m "$work/rand-w$1" $ev --json "$work/rand-w$1.json" >/dev/null
+    "$py" $here/ppl_transformers.py --model "$work/rand-w$1" --tokenizer "$tok" --text "$work/text.txt" --seqlen 128 \
+      --max-windows 8 > "$work/rand-w$1-tf.json" 2>"$work/rand-w$1-tf.log" || true
+    a=$(ppl_of "$work/rand-w$1-tf.json" 2>/dev/null || echo nan); b=$(ppl_of "$work/rand-w$1.json")
+    close "$a" "$b" 1e-5 && ok=0 || ok=1
+    check "transformers+GPTQModel W$1 ${2:-asym}" $ok "ppl $a vs saliq $b"
+  done
+fi
 [ $fail = 0 ] && echo "interop: all checks passed ($work)" || echo "interop: some checks failed ($work)"
 exit $fail
