@@ -62,7 +62,7 @@ saliq_q=$(ppl_of "$work/ppl-q.json"); saliq_hf=$(ppl_of "$work/ppl-q-hf.json")
 
 echo "== 1. transformers on the merged hf export"
 "$py" $here/ppl_transformers.py --model "$work/q-hf" --tokenizer "$tok" --text "$work/text.txt" --seqlen 128 \
-  --max-windows 8 > "$work/tf.json"
+  --max-windows 8 | tail -1 > "$work/tf.json"  # the last line: clients may print banners first
 tf=$(ppl_of "$work/tf.json")
 close "$tf" "$saliq_q" 1e-5 && ok=0 || ok=1
 check "transformers $(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["transformers"])' "$work/tf.json")" \
@@ -70,7 +70,7 @@ check "transformers $(python3 -c 'import json,sys; print(json.load(open(sys.argv
 
 echo "== 2. PEFT adapters"
 "$py" $here/ppl_transformers.py --model "$work/q-hf-bare" --adapter "$work/q" --tokenizer "$tok" --text "$work/text.txt" \
-  --seqlen 128 --max-windows 8 > "$work/peft.json"
+  --seqlen 128 --max-windows 8 | tail -1 > "$work/peft.json"
 pf=$(ppl_of "$work/peft.json")
 close "$pf" "$saliq_q" 1e-5 && ok=0 || ok=1
 check "peft PeftModel" $ok "adapters of the packed folder on its adapter-free export: ppl $pf vs saliq $saliq_q"
@@ -127,7 +127,7 @@ if [ "${GPTQMODEL:-0}" = 1 ]; then
       --nsamples 8 --seqlen 128 --out "$work/rand-w$1" --force -q >/dev/null 2>&1
     "$saliq" eval -m "$work/rand-w$1" $ev --json "$work/rand-w$1.json" >/dev/null
     "$py" $here/ppl_transformers.py --model "$work/rand-w$1" --tokenizer "$tok" --text "$work/text.txt" --seqlen 128 \
-      --max-windows 8 > "$work/rand-w$1-tf.json" 2>"$work/rand-w$1-tf.log" || true
+      --max-windows 8 2>"$work/rand-w$1-tf.log" | tail -1 > "$work/rand-w$1-tf.json" || true
     a=$(ppl_of "$work/rand-w$1-tf.json" 2>/dev/null || echo nan); b=$(ppl_of "$work/rand-w$1.json")
     close "$a" "$b" 1e-5 && ok=0 || ok=1
     check "transformers+GPTQModel W$1 ${2:-asym}" $ok "ppl $a vs saliq $b"
