@@ -443,7 +443,7 @@ int run_inspect(const std::string& path, const std::string& tokenizer, bool as_j
         if (q.contains("gptq_loaders_reject") && !q["gptq_loaders_reject"].empty()) {
             std::string list;
             for (const auto& l : q["gptq_loaders_reject"]) list += (list.empty() ? "" : "; ") + l.get<std::string>();
-            std::printf("gptq loaders  cannot read %s (widths must be multiples of 32; saliq reads them)\n", list.c_str());
+            std::printf("gptq loaders  may reject %s (widths not multiples of 32; saliq reads them)\n", list.c_str());
         }
     } else {
         std::printf("quantization  none\n");

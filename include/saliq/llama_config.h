@@ -33,8 +33,9 @@ struct LlamaConfig {
 LlamaConfig llama_config_from_json(const nlohmann::json& json, const std::string& source);
 nlohmann::json llama_config_to_json(const LlamaConfig& config);
 
-// Linears whose widths GPTQ loaders (GPTQModel, transformers' GPTQ path) cannot unpack or repack: both dimensions
-// must be multiples of 32. "mlp.down_proj: in 172" for each; saliq itself reads any width.
+// Linears whose widths GPTQ loaders may reject: GPTQ packers and most kernels need both dimensions to be multiples
+// of 32 (GPTQModel 7.7's Torch kernel reads stories260K's 172-wide MLP, others do not). "mlp.down_proj: in 172" for
+// each; saliq itself reads any width.
 std::vector<std::string> gptq_loader_rejected_linears(const LlamaConfig& config);
 
 }  // namespace saliq

@@ -171,8 +171,8 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
     partial_ = out_ + ".partial";
     if (options.apiq.quantizer == "uniform")
         for (const auto& l : gptq_loader_rejected_linears(source.config))
-            log_warn("GPTQ loaders (GPTQModel, transformers) cannot read " + l +
-                     " (widths must be multiples of 32); saliq reads the folder");
+            log_warn("GPTQ loaders may reject " + l +
+                     " (GPTQ packers and most kernels need widths that are multiples of 32); saliq reads the folder");
     if (path_exists(out_) && (!is_directory(out_) || !is_empty_directory(out_)) && !force)
         throw ConfigError("output folder " + out_ + " already holds files; pass --force to replace it");
     fingerprint_ = run_fingerprint(source, options);

@@ -136,7 +136,7 @@ TEST(CliQuantize, WritesAFolderThatInspectAndEvalRead) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("bits/weight"), std::string::npos) << r.output;
     // stories260K's 172-wide MLP is not something GPTQ loaders read: said at quantize time and by inspect.
-    EXPECT_NE(r.output.find("GPTQ loaders (GPTQModel, transformers) cannot read mlp.down_proj: in 172"),
+    EXPECT_NE(r.output.find("GPTQ loaders may reject mlp.down_proj: in 172"),
               std::string::npos) << r.output;
     const auto manifest = nlohmann::json::parse(test::read_bytes(out + "/saliq_manifest.json"));
     EXPECT_EQ(manifest["method"], "gptq");
@@ -146,7 +146,7 @@ TEST(CliQuantize, WritesAFolderThatInspectAndEvalRead) {
     r = run_saliq("inspect " + out);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("2-bit, group 32"), std::string::npos) << r.output;
-    EXPECT_NE(r.output.find("gptq loaders  cannot read mlp.gate_proj: out 172"), std::string::npos) << r.output;
+    EXPECT_NE(r.output.find("gptq loaders  may reject mlp.gate_proj: out 172"), std::string::npos) << r.output;
     EXPECT_TRUE(path_exists(out + "/tokenizer_config.json"));
     r = run_saliq("eval -m " + out + " --dataset tinystories --seqlen 128 --max-windows 2 --eval-range 0.5:1");
     EXPECT_EQ(r.exit_code, 0) << r.output;
