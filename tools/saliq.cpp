@@ -125,8 +125,10 @@ ProgressFn progress_printer() {
     };
 }
 
-int run_convert(const std::string& from, const std::string& tokenizer, const std::string& out, bool force) {
-    Checkpoint ckpt = read_llama2c(from);
+int run_convert(const std::string& from, const std::string& from_gguf, const std::string& tokenizer,
+                const std::string& out, bool force) {
+    if (from.empty() == from_gguf.empty()) throw ConfigError("give one of --from-llama2c and --from-gguf");
+    Checkpoint ckpt = from.empty() ? read_gguf(from_gguf) : read_llama2c(from);
     if (!tokenizer.empty() && !path_exists(tokenizer)) throw IoError(tokenizer, "tokenizer file does not exist");
     if (!tokenizer.empty()) Tokenizer::load(tokenizer);  // refuse a broken tokenizer before writing anything
     write_hf_folder(out, ckpt.config, *ckpt.tensors, tokenizer, force);
@@ -483,8 +485,10 @@ int main(int argc, char** argv) {
 
     std::string from_llama2c, convert_tokenizer, convert_out;
     bool force = false;
-    CLI::App* convert = app.add_subcommand("convert", "convert a llama2.c .bin checkpoint to a Hugging Face folder");
-    convert->add_option("--from-llama2c", from_llama2c, "llama2.c .bin checkpoint")->required();
+    CLI::App* convert = app.add_subcommand("convert", "convert a llama2.c .bin or a GGUF checkpoint to a Hugging Face folder");
+    std::string from_gguf;
+    convert->add_option("--from-llama2c", from_llama2c, "llama2.c .bin checkpoint");
+    convert->add_option("--from-gguf", from_gguf, "LLaMA GGUF file (F32/F16/BF16; Q8_0/Q4_0/Q4_1 dequantized)");
     convert->add_option("--tokenizer", convert_tokenizer, "SentencePiece .model to copy into the folder");
     convert->add_option("--out,-o", convert_out, "output folder")->required();
     convert->add_flag("--force", force, "replace an existing non-empty output folder");
@@ -690,7 +694,7 @@ int main(int argc, char** argv) {
         set_log_level(level);
         if (const std::string shadowing = libstdcxx_shadowing(); !shadowing.empty()) log_warn(shadowing);
 
-        if (*convert) return run_convert(from_llama2c, convert_tokenizer, convert_out, force);
+        if (*convert) return run_convert(from_llama2c, from_gguf, convert_tokenizer, convert_out, force);
         if (*eval) {
             eval_args.batch_size_given = batch_size->count() > 0;
             return run_eval(eval_model, eval_args);

@@ -1,7 +1,8 @@
 // GGUF v3 (llama.cpp's container; methods_formats_eval.md 2.4): little-endian header, typed key-value metadata,
 // tensor infos with ne[0] fastest-varying (an [out, in] weight is ne = [in, out]), aligned data section.
 // Reading maps the file and checks every offset and size; tensors of the float types F32 / F16 / BF16 are served as
-// LibTorch tensors (quantized ggml types are listed but refused with their name).
+// LibTorch tensors, Q8_0 / Q4_0 / Q4_1 dequantized to fp32 on read (other quantized types are listed but refused
+// with their name).
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,7 @@ struct GgufTensorInfo {
     uint64_t bytes = 0;
 };
 
-constexpr uint32_t kGgmlF32 = 0, kGgmlF16 = 1, kGgmlBF16 = 30;
+constexpr uint32_t kGgmlF32 = 0, kGgmlF16 = 1, kGgmlQ4_0 = 2, kGgmlQ4_1 = 3, kGgmlQ8_0 = 8, kGgmlBF16 = 30;
 const char* ggml_type_name(uint32_t type);
 
 class GgufReader {
@@ -49,7 +50,8 @@ public:
     const GgufValue* find_value(const std::string& key) const;
     const std::vector<GgufTensorInfo>& tensors() const { return tensors_; }
     const GgufTensorInfo* find(const std::string& name) const;
-    // [ne[n-1], ..., ne[0]] (row-major, the PyTorch order), zero-copy over the mapping; float types only.
+    // [ne[n-1], ..., ne[0]] (row-major, the PyTorch order): zero-copy over the mapping for float types, a
+    // dequantized fp32 copy for Q8_0 / Q4_0 / Q4_1.
     at::Tensor tensor(const std::string& name) const;
     void release(const std::string& name) const;
 

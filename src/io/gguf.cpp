@@ -24,11 +24,48 @@ uint64_t scalar_size(GgufType t) {
     }
 }
 
-// Bytes of a tensor of `n` elements of a float ggml type; 0 for types we do not serve.
+// Bytes of a tensor of `n` elements of a ggml type saliq reads (float types, and the 32-weight block types Q8_0,
+// Q4_0, Q4_1, dequantized on read); 0 for types we do not serve (or a count that is not whole blocks).
 uint64_t float_bytes(uint32_t type, uint64_t n) {
     if (type == kGgmlF32) return 4 * n;
     if (type == kGgmlF16 || type == kGgmlBF16) return 2 * n;
+    if (n % 32 != 0) return 0;
+    if (type == kGgmlQ8_0) return n / 32 * 34;  // fp16 d, 32 x int8
+    if (type == kGgmlQ4_0) return n / 32 * 18;  // fp16 d, 16 bytes of nibbles
+    if (type == kGgmlQ4_1) return n / 32 * 20;  // fp16 d, fp16 m, 16 bytes of nibbles
     return 0;
+}
+
+float half_to_float(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return at::Half(h, at::Half::from_bits()).operator float();
+}
+
+// ggml's dequantize_row_q8_0 / q4_0 / q4_1: per block of 32, w = d * q (q int8), d * (q - 8) or d * q + m with the
+// nibbles of byte j holding weights j (low) and j + 16 (high).
+at::Tensor dequantize_blocks(uint32_t type, const uint8_t* data, int64_t n) {
+    at::Tensor out = at::empty({n}, at::kFloat);
+    float* w = out.data_ptr<float>();
+    const int64_t blocks = n / 32;
+    for (int64_t b = 0; b < blocks; ++b, w += 32) {
+        if (type == kGgmlQ8_0) {
+            const uint8_t* p = data + b * 34;
+            const float d = half_to_float(p);
+            for (int j = 0; j < 32; ++j) w[j] = d * static_cast<float>(static_cast<int8_t>(p[2 + j]));
+        } else {
+            const bool q41 = type == kGgmlQ4_1;
+            const uint8_t* p = data + b * (q41 ? 20 : 18);
+            const float d = half_to_float(p), m = q41 ? half_to_float(p + 2) : 0.0f;
+            const uint8_t* qs = p + (q41 ? 4 : 2);
+            for (int j = 0; j < 16; ++j) {
+                const int lo = qs[j] & 0x0f, hi = qs[j] >> 4;
+                w[j] = q41 ? d * static_cast<float>(lo) + m : d * static_cast<float>(lo - 8);
+                w[j + 16] = q41 ? d * static_cast<float>(hi) + m : d * static_cast<float>(hi - 8);
+            }
+        }
+    }
+    return out;
 }
 
 class Cursor {
@@ -167,8 +204,14 @@ at::Tensor GgufReader::tensor(const std::string& name) const {
     if (t == nullptr) throw FormatError(path(), "no tensor '" + name + "'");
     if (t->bytes == 0)
         throw FormatError(path(), "tensor '" + name + "' is " + ggml_type_name(t->ggml_type) +
-                                      "; saliq reads F32, F16 and BF16 GGUF tensors (dequantize with llama.cpp first)");
+                                      "; saliq reads F32, F16, BF16, Q8_0, Q4_0 and Q4_1 GGUF tensors");
     std::vector<int64_t> shape(t->ne.rbegin(), t->ne.rend());
+    const uint8_t* bytes = file_->data() + data_start_ + t->offset;
+    if (t->ggml_type == kGgmlQ8_0 || t->ggml_type == kGgmlQ4_0 || t->ggml_type == kGgmlQ4_1) {
+        int64_t n = 1;
+        for (int64_t d : shape) n *= d;
+        return dequantize_blocks(t->ggml_type, bytes, n).view(shape);
+    }
     const auto dtype = t->ggml_type == kGgmlF32 ? at::kFloat : t->ggml_type == kGgmlF16 ? at::kHalf : at::kBFloat16;
     auto keep = file_;
     void* data = const_cast<uint8_t*>(file_->data() + data_start_ + t->offset);

@@ -21,6 +21,26 @@ std::string convert_stories(const TempDir& dir) {
     return out;
 }
 
+// llama.cpp's own stories260K.gguf converts to the same HF folder as the llama2.c checkpoint (q/k rows back to HF's
+// rotary order), and exactly one source must be given.
+TEST(Cli, ConvertFromGgufMatchesTheLlama2cConversion) {
+    TempDir dir;
+    const std::string hf = convert_stories(dir);
+    const std::string gguf = test::data_path("models/stories260K/stories260K.gguf");
+    auto r = run_saliq("convert --from-gguf " + gguf + " --tokenizer " + test::stories_tokenizer() + " --out " +
+                       dir.file("g"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const std::string ev = " --dataset tinystories --seqlen 128 --max-windows 4 -q --json ";
+    ASSERT_EQ(run_saliq("eval -m " + hf + ev + dir.file("a.json")).exit_code, 0);
+    ASSERT_EQ(run_saliq("eval -m " + dir.file("g") + ev + dir.file("b.json")).exit_code, 0);
+    const auto a = nlohmann::json::parse(test::read_bytes(dir.file("a.json")));
+    const auto b = nlohmann::json::parse(test::read_bytes(dir.file("b.json")));
+    EXPECT_EQ(a["ppl"], b["ppl"]);
+    r = run_saliq("convert --from-gguf " + gguf + " --from-llama2c " + test::stories_bin() + " --out " + dir.file("x"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("one of --from-llama2c and --from-gguf"), std::string::npos) << r.output;
+}
+
 TEST(Cli, ConvertRefusesToOverwriteWithoutForce) {
     TempDir dir;
     const std::string out = convert_stories(dir);

@@ -1,5 +1,7 @@
 // GGUF: the container round-trips every value type, refuses truncated files and quantized tensors by name; the
 // LLaMA export of the converted stories260K equals llama.cpp's own conversion tensor for tensor and piece for piece.
+#include <cstring>
+
 #include <ATen/ATen.h>
 
 #include "saliq/checkpoint.h"
@@ -78,6 +80,68 @@ TEST(Gguf, ExportOfStories260KEqualsLlamaCppsConversion) {
         if (name != "lm_head.weight") EXPECT_TRUE(at::equal(g.tensors->get(name), hf.tensors->get(name))) << name;
     EXPECT_THROW(export_dense(hf, dir.file("s.gguf"), {"gguf", "f32", true, false}), ConfigError);  // exists
     EXPECT_THROW(export_dense(hf, dir.file("x"), {"onnx", "f32", true, false}), ConfigError);
+}
+
+}  // namespace
+}  // namespace saliq
+
+namespace saliq {
+namespace {
+
+// Q8_0 / Q4_0 / Q4_1 blocks written by hand (ggml's layouts) read back as ggml's dequantizers compute them.
+TEST(Gguf, BlockQuantizedTensorsAreDequantizedOnRead) {
+    test::TempDir dir;
+    auto half_bytes = [](float v) {
+        const uint16_t h = at::Half(v).x;
+        return std::string(reinterpret_cast<const char*>(&h), 2);
+    };
+    std::string q8 = half_bytes(0.5f), q40 = half_bytes(0.25f), q41 = half_bytes(0.125f) + half_bytes(-1.0f);
+    std::vector<float> e8, e40(32), e41(32);
+    for (int j = 0; j < 32; ++j) {
+        const int8_t v = static_cast<int8_t>(j * 7 - 100);
+        q8.push_back(static_cast<char>(v));
+        e8.push_back(0.5f * v);
+    }
+    for (int j = 0; j < 16; ++j) {
+        const int lo = j, hi = 15 - j;
+        q40.push_back(static_cast<char>(lo | (hi << 4)));
+        q41.push_back(static_cast<char>(lo | (hi << 4)));
+        e40[j] = 0.25f * (lo - 8), e40[j + 16] = 0.25f * (hi - 8);
+        e41[j] = 0.125f * lo - 1.0f, e41[j + 16] = 0.125f * hi - 1.0f;
+    }
+    // A GGUF with three F32 placeholders, whose type ids and bytes are then patched to the block types.
+    const std::string path = dir.file("q.gguf");
+    write_gguf(path, {}, {{"a", at::kFloat, {8}}, {"b", at::kFloat, {8}}, {"c", at::kFloat, {8}}},
+               [](size_t) { return at::zeros({8}); });
+    std::string bytes = test::read_bytes(path);
+    const auto r0 = GgufReader::open(path);
+    // Rewrite: tensor infos keep their names; set ne = 32, types 8 / 2 / 3 and the offsets of the new data.
+    std::string head = bytes.substr(0, bytes.size() - 3 * 32);
+    auto patch_u64 = [&](size_t at, uint64_t v) { std::memcpy(&head[at], &v, 8); };
+    auto patch_u32 = [&](size_t at, uint32_t v) { std::memcpy(&head[at], &v, 4); };
+    size_t pos = 24;  // after magic, version, counts
+    const uint32_t types[3] = {8, 2, 3};
+    const std::string data[3] = {q8, q40, q41};
+    uint64_t offset = 0;
+    for (int i = 0; i < 3; ++i) {
+        pos += 8 + 1;  // name length + one-character name
+        pos += 4;      // n_dims
+        patch_u64(pos, 32);
+        pos += 8;
+        patch_u32(pos, types[i]);
+        pos += 4;
+        patch_u64(pos, offset);
+        pos += 8;
+        offset += (data[i].size() + 31) / 32 * 32;
+    }
+    std::string body;
+    for (const auto& d : data) body += d + std::string((32 - d.size() % 32) % 32, '\0');
+    write_file_atomic(path, [&](std::ostream& o) { o << head << body; });
+    const auto r = GgufReader::open(path);
+    EXPECT_TRUE(at::equal(r->tensor("a"), at::tensor(e8)));
+    EXPECT_TRUE(at::equal(r->tensor("b"), at::tensor(e40)));
+    EXPECT_TRUE(at::equal(r->tensor("c"), at::tensor(e41)));
+    (void)r0;
 }
 
 }  // namespace
