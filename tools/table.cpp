@@ -38,6 +38,7 @@ struct Perplexity {
 
 struct Row {
     std::string name;
+    std::string reference;  // the row whose gap this one closes (default: the table's)
     std::vector<std::string> args;
     nlohmann::json paper = nlohmann::json::object();  // metric -> published value
     std::string note;
@@ -97,9 +98,10 @@ bool names_contain(const Table& t, const std::string& name) {
 
 Row parse_row(const nlohmann::json& r, const std::string& where) {
     if (!r.is_object()) throw ConfigError(where + " must be a table");
-    static const std::set<std::string> known = {"name", "args", "note"};
+    static const std::set<std::string> known = {"name", "args", "note", "reference"};
     Row row;
     row.name = text(r, "name");
+    row.reference = text(r, "reference");
     row.args = words(r.value("args", nlohmann::json()), where + ".args");
     row.note = text(r, "note");
     for (auto it = r.begin(); it != r.end(); ++it) {
@@ -107,7 +109,7 @@ Row parse_row(const nlohmann::json& r, const std::string& where) {
             if (!it.value().is_number()) throw ConfigError(where + "." + it.key() + " must be a number");
             row.paper[it.key().substr(6)] = it.value();
         } else if (!known.count(it.key())) {
-            throw ConfigError(where + ": unknown key '" + it.key() + "' (name, args, note, paper_*)");
+            throw ConfigError(where + ": unknown key '" + it.key() + "' (name, args, note, reference, paper_*)");
         }
     }
     return row;
@@ -167,6 +169,11 @@ Table parse_table(const std::string& path, const TableArgs& a) {
     if (t.perplexity.empty() && t.tasks.empty()) throw ConfigError(path + ": nothing to evaluate ([[perplexity]], [zeroshot])");
     if (!t.reference.empty() && !names_contain(t, t.reference))
         throw ConfigError(path + ": reference row '" + t.reference + "' is not a row");
+    for (auto& r : t.rows) {
+        if (r.reference.empty()) r.reference = t.reference;
+        if (!r.reference.empty() && !names_contain(t, r.reference))
+            throw ConfigError(path + ": row " + r.name + "'s reference '" + r.reference + "' is not a row");
+    }
     if (!a.rows.empty())
         for (const auto& r : split(a.rows, ','))
             if (!names_contain(t, r)) throw ConfigError("--rows: no row named '" + r + "'");
@@ -371,23 +378,35 @@ int run_table(const TableArgs& a) {
 
     // Aggregate: means over seeds, the share of the reference row's degradation each row closes, paper beside.
     const auto& fp = results["fp"];
-    const auto& ref = t.reference.empty() ? std::vector<nlohmann::json>() : results[t.reference];
     nlohmann::json rows_json = nlohmann::json::array();
+    std::vector<const Row*> all = {&t.fp};
+    for (const auto& r : t.rows) all.push_back(&r);
+    // Paper columns only for the metrics some row has a published number for.
+    auto paper_used = [&](const std::string& key) {
+        for (const Row* r : all)
+            if (r->paper.contains(key)) return true;
+        return false;
+    };
+    std::vector<const Perplexity*> paper_ppl;
+    for (const auto& p : t.perplexity)
+        if (paper_used("ppl_" + p.name)) paper_ppl.push_back(&p);
+    const bool paper_acc = !t.tasks.empty() && paper_used("acc"), paper_gap = paper_used("gap");
     std::string md = "# " + t.title + "\n\n";
     if (!t.source.empty()) md += "Paper numbers: " + t.source + "\n\n";
     md += "| row | ";
     for (const auto& p : t.perplexity) md += p.name + " ppl | ";
     if (!t.tasks.empty()) md += "avg acc (%) | ";
-    if (!t.reference.empty()) md += "closes of " + t.reference + "'s gap (ppl / acc) | ";
-    for (const auto& p : t.perplexity) md += "paper " + p.name + " | ";
-    if (!t.tasks.empty()) md += "paper avg acc | ";
-    md += "paper gap closed | seeds |\n|";
-    const size_t columns = 3 + 2 * t.perplexity.size() + (t.tasks.empty() ? 0 : 2) + (t.reference.empty() ? 0 : 1);
+    if (!t.reference.empty()) md += "gap closed vs " + t.reference + " (ppl / acc) | ";
+    for (const Perplexity* p : paper_ppl) md += "paper " + p->name + " | ";
+    if (paper_acc) md += "paper avg acc | ";
+    if (paper_gap) md += "paper gap closed | ";
+    md += "seeds |\n|";
+    const size_t columns = 2 + t.perplexity.size() + (t.tasks.empty() ? 0 : 1) + (t.reference.empty() ? 0 : 1) +
+                           paper_ppl.size() + (paper_acc ? 1 : 0) + (paper_gap ? 1 : 0);
     for (size_t i = 0; i < columns; ++i) md += "---|";
     md += "\n";
-    std::vector<const Row*> all = {&t.fp};
-    for (const auto& r : t.rows) all.push_back(&r);
     for (const Row* r : all) {
+        const auto& ref = r->reference.empty() ? std::vector<nlohmann::json>() : results[r->reference];
         const auto& got = results[r->name];
         nlohmann::json j = {{"row", r->name}, {"args", r->args}, {"paper", r->paper}, {"seeds", got.size()}};
         if (!r->note.empty()) j["note"] = r->note;
@@ -405,6 +424,7 @@ int run_table(const TableArgs& a) {
             md += (acc.n ? cell(Stat{100 * acc.mean, 100 * acc.std, acc.n}, 2) : "–") + " | ";
         }
         if (!t.reference.empty()) {
+            if (!r->reference.empty()) j["reference"] = r->reference;
             std::string gaps;
             if (!t.perplexity.empty()) {
                 const std::string& p0 = t.perplexity.front().name;
@@ -420,12 +440,14 @@ int run_table(const TableArgs& a) {
                 j["gap_closed_acc"] = std::isfinite(g) ? nlohmann::json(g) : nlohmann::json();
                 gaps += (gaps.empty() ? "" : " / ") + percent(g);
             }
-            md += (r->name == t.reference || r->name == "fp" ? "–" : gaps) + " | ";
+            const std::string shown = r->reference == t.reference ? gaps : gaps + " (vs " + r->reference + ")";
+            md += (r->name == r->reference || r->name == "fp" ? "–" : shown) + " | ";
         }
-        for (const auto& p : t.perplexity) md += paper_cell(*r, "ppl_" + p.name, 2) + " | ";
-        if (!t.tasks.empty()) md += paper_cell(*r, "acc", 2) + " | ";
-        md += (r->paper.contains("gap") ? strprintf("%.2f %%", r->paper["gap"].get<double>()) : std::string("–")) +
-              " | " + std::to_string(got.size()) + " |\n";
+        for (const Perplexity* p : paper_ppl) md += paper_cell(*r, "ppl_" + p->name, 2) + " | ";
+        if (paper_acc) md += paper_cell(*r, "acc", 2) + " | ";
+        if (paper_gap)
+            md += (r->paper.contains("gap") ? strprintf("%.2f %%", r->paper["gap"].get<double>()) : std::string("–")) + " | ";
+        md += std::to_string(got.size()) + " |\n";
         rows_json.push_back(j);
     }
     md += "\n";

@@ -22,7 +22,9 @@ std::string table_config(const TempDir& dir, const std::string& extra_rows) {
                        "\n[zeroshot]\ntasks = \"piqa,arc_easy\"\nargs = \"--limit 4\"\n"
                        "\n[fp]\npaper_acc = 64.85\n"
                        "\n[[row]]\nname = \"rtn\"\nargs = \"--method rtn --bits 2\"\npaper_ppl_ts = 431.97\n"
-                       "\n[[row]]\nname = \"gptq\"\nargs = [\"--method\", \"gptq\", \"--bits\", \"2\"]\n" + extra_rows;
+                       "\n[[row]]\nname = \"gptq\"\nargs = [\"--method\", \"gptq\", \"--bits\", \"2\"]\n"
+                       "[[row]]\nname = \"gptq-g64\"\nreference = \"rtn\"\n"
+                       "args = \"--method gptq --bits 2 --group-size 64\"\n" + extra_rows;
     write_file_atomic(path, [&](std::ostream& o) { o << text; });
     return path;
 }
@@ -33,7 +35,7 @@ TEST(TableCli, RunsEveryRowAggregatesSeedsAndKeepsFinishedRuns) {
     auto r = run_saliq("table " + config + " --threads 1");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const auto table = nlohmann::json::parse(test::read_bytes(dir.file("out/table.json")));
-    ASSERT_EQ(table["rows"].size(), 3u);  // fp, rtn, gptq
+    ASSERT_EQ(table["rows"].size(), 4u);  // fp, rtn, gptq, gptq-g64
     const auto& fp = table["rows"][0];
     const auto& rtn = table["rows"][1];
     EXPECT_EQ(fp["row"], "fp");
@@ -47,6 +49,11 @@ TEST(TableCli, RunsEveryRowAggregatesSeedsAndKeepsFinishedRuns) {
     // The share of the reference row's (GPTQ's) degradation closed: (ref - x) / (ref - fp) on the first perplexity.
     const double x = rtn["ppl"]["ts"]["mean"], ref = table["rows"][2]["ppl"]["ts"]["mean"], f = fp["ppl"]["ts"]["mean"];
     EXPECT_NEAR(rtn["gap_closed_ppl"].get<double>(), (ref - x) / (ref - f), 1e-12);
+    // A row may name its own reference (e.g. W3 rows against the W3 baseline).
+    const auto& g64 = table["rows"][3];
+    EXPECT_EQ(g64["reference"], "rtn");
+    const double y = g64["ppl"]["ts"]["mean"];
+    EXPECT_NEAR(g64["gap_closed_ppl"].get<double>(), (x - y) / (x - f), 1e-12);
     const std::string md = test::read_bytes(dir.file("out/table.md"));
     EXPECT_NE(md.find("| rtn |"), std::string::npos) << md;
     EXPECT_NE(md.find("431.97"), std::string::npos) << md;
