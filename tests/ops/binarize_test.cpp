@@ -6,32 +6,18 @@
 #include "saliq/binarize.h"
 #include "saliq/error.h"
 #include "saliq/quantizer.h"
+#include "grad_check.h"
 #include "test_utils.h"
 
 namespace saliq {
 namespace {
 
+using test::numeric_grad;
+
 at::Tensor groups_of(int64_t in, int64_t g) {
     QuantSpec spec;
     spec.group_size = g;
     return natural_group_index(in, spec);
-}
-
-// d(sum(f() * probe)) / dp by central differences, entry by entry.
-at::Tensor numeric_grad(const std::function<at::Tensor()>& f, at::Tensor p, const at::Tensor& probe, double eps) {
-    c10::NoGradGuard no_grad;
-    at::Tensor grad = at::zeros_like(p);
-    auto flat = p.view({-1});
-    for (int64_t i = 0; i < flat.numel(); ++i) {
-        const double old = flat[i].item<double>();
-        flat[i] = old + eps;
-        const double up = (f() * probe).sum().item<double>();
-        flat[i] = old - eps;
-        const double down = (f() * probe).sum().item<double>();
-        flat[i] = old;
-        grad.view({-1})[i] = (up - down) / (2 * eps);
-    }
-    return grad;
 }
 
 TEST(DualBinary, InitialGridIsMinusSZeroSTwoSAndCodesPickTheNearestLevel) {

@@ -11,10 +11,13 @@
 #include "saliq/quantize.h"
 #include "saliq/safetensors.h"
 #include "saliq/lwc.h"
+#include "grad_check.h"
 #include "test_utils.h"
 
 namespace saliq {
 namespace {
+
+using test::numeric_grad;
 
 QuantSpec spec2(int64_t g, bool sym = false) {
     QuantSpec s;
@@ -22,23 +25,6 @@ QuantSpec spec2(int64_t g, bool sym = false) {
     s.group_size = g;
     s.symmetric = sym;
     return s;
-}
-
-// d(sum(f(p) * probe)) / dp by central differences, entry by entry.
-at::Tensor numeric_grad(const std::function<at::Tensor()>& f, at::Tensor p, const at::Tensor& probe, double eps) {
-    c10::NoGradGuard no_grad;
-    at::Tensor grad = at::zeros_like(p);
-    auto flat = p.view({-1});
-    for (int64_t i = 0; i < flat.numel(); ++i) {
-        const double old = flat[i].item<double>();
-        flat[i] = old + eps;
-        const double up = (f() * probe).sum().item<double>();
-        flat[i] = old - eps;
-        const double down = (f() * probe).sum().item<double>();
-        flat[i] = old;
-        grad.view({-1})[i] = (up - down) / (2 * eps);
-    }
-    return grad;
 }
 
 TEST(Gradients, RoundSteIsIdentityBackward) {
