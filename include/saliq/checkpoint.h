@@ -5,6 +5,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -24,6 +25,9 @@ public:
     // Throws FormatError naming the checkpoint and the tensor when it is absent.
     virtual at::Tensor get(const std::string& name) const = 0;
     virtual std::vector<std::string> names() const = 0;
+    // dtype and shape of `name` without its values when the source can tell (writers declare headers first);
+    // by default the tensor is read.
+    virtual std::pair<at::ScalarType, std::vector<int64_t>> describe(const std::string& name) const;
     virtual std::string origin() const = 0;  // file or folder, for messages
     // The caller has copied `name` out and will not read it again soon: memory-mapped sources drop its resident
     // pages (a later get() still works). In-memory sources keep it.

@@ -21,6 +21,17 @@ at::ScalarType export_dtype(const std::string& d) {
     throw ConfigError("--dtype must be f32, f16 or bf16, not '" + d + "'");
 }
 
+// [out, in] of the linear weight `name`.
+std::vector<int64_t> linear_shape(const LlamaConfig& c, const std::string& name) {
+    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
+    const std::vector<int64_t> shapes[kNumLinears] = {{qd, H}, {kvd, H}, {kvd, H}, {H, qd}, {I, H}, {I, H}, {H, I}};
+    for (int i = 0; i < kNumLinears; ++i) {
+        const std::string tail = std::string(hf_names::kLinearNames[i]) + ".weight";
+        if (name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0) return shapes[i];
+    }
+    throw Error("internal: " + name + " is not a linear weight");
+}
+
 // The checkpoint's tensors as a dense model would hold them: linears merged, the rest as stored, in `dtype`.
 class MergedSource : public TensorSource {
 public:
@@ -42,6 +53,11 @@ public:
         return cached_.linears[index]->weight().to(dtype_);
     }
     std::vector<std::string> names() const override { return llama_tensor_names(ckpt_.config); }
+    // A linear's header from the config, so declaring the file does not dequantize every block a first time.
+    std::pair<at::ScalarType, std::vector<int64_t>> describe(const std::string& name) const override {
+        if (linear_of(name).first < 0) return {dtype_, ckpt_.tensors->describe(name).second};
+        return {dtype_, linear_shape(ckpt_.config, name)};
+    }
     std::string origin() const override { return ckpt_.path; }
     void release(const std::string& name) const override {
         if (linear_of(name).first < 0) ckpt_.tensors->release(name);
@@ -102,17 +118,6 @@ std::vector<GgufValue> gguf_metadata(const Checkpoint& ckpt, const Tokenizer& to
             u32("tokenizer.ggml.unknown_token_id", 0)};
 }
 
-// [out, in] of the linear weight `name`.
-std::vector<int64_t> linear_shape(const LlamaConfig& c, const std::string& name) {
-    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
-    const std::vector<int64_t> shapes[kNumLinears] = {{qd, H}, {kvd, H}, {kvd, H}, {H, qd}, {I, H}, {I, H}, {H, I}};
-    for (int i = 0; i < kNumLinears; ++i) {
-        const std::string tail = std::string(hf_names::kLinearNames[i]) + ".weight";
-        if (name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0) return shapes[i];
-    }
-    throw Error("internal: " + name + " is not a linear weight");
-}
-
 void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const std::string& out,
                        at::ScalarType dtype) {
     if (ckpt.tokenizer_path.empty())
@@ -144,10 +149,8 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
     std::vector<GgufTensorSpec> specs;
     for (size_t i = 0; i < hf.size(); ++i) {
         const std::string g = gguf_tensor_name(hf[i]);
-        std::vector<int64_t> shape;
-        if (hf[i] == hf_names::kEmbed || hf[i] == hf_names::kLmHead) shape = {c.vocab_size, c.hidden_size};
-        else if (hf[i].find("norm") != std::string::npos) shape = {c.hidden_size};
-        else shape = linear_shape(c, hf[i]);
+        const std::vector<int64_t> shape =
+            merged.describe(hf[i] == hf_names::kLmHead && c.tie_word_embeddings ? hf_names::kEmbed : hf[i]).second;
         specs.push_back({g, shape.size() == 1 ? at::kFloat : dtype, shape});
     }
     write_gguf(out, gguf_metadata(ckpt, *tok, name, dtype), specs, [&](size_t i) {

@@ -181,6 +181,11 @@ nlohmann::json llama_tokenizer_config(const LlamaConfig& config) {
             {"model_max_length", config.max_position_embeddings}};
 }
 
+std::pair<at::ScalarType, std::vector<int64_t>> TensorSource::describe(const std::string& name) const {
+    const at::Tensor t = get(name);
+    return {t.scalar_type(), t.sizes().vec()};
+}
+
 void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, const TensorSource& tensors,
                      const std::string& tokenizer_path, bool force) {
     StagingDir staging(out_dir, force);
@@ -188,8 +193,8 @@ void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, cons
     const std::vector<std::string> names = llama_tensor_names(config);
     std::vector<TensorSpec> specs;
     for (const auto& name : names) {
-        const at::Tensor t = tensors.get(name);
-        specs.push_back({name, t.scalar_type(), t.sizes().vec()});
+        const auto [dtype, shape] = tensors.describe(name);
+        specs.push_back({name, dtype, shape});
     }
     write_safetensors_streamed(staging.file("model.safetensors"), specs,
                                [&](size_t i) { return tensors.get(names[i]); }, {{"format", "pt"}},
