@@ -74,4 +74,14 @@ void write_gguf(const std::string& path, const std::vector<GgufValue>& metadata,
                 const std::vector<GgufTensorSpec>& tensors, const std::function<at::Tensor(size_t)>& produce,
                 uint32_t alignment = 32);
 
+// The byte-level BPE vocabulary of a GGUF (tokenizer.ggml.model "gpt2") as the tokenizer.json Hugging Face would
+// write for it: tokens, merges, control / user-defined tokens as added tokens, and the pre-tokenizer llama.cpp
+// names in tokenizer.ggml.pre ("gpt2", "smollm", "llama-bpe", ...) spelled out as tokenizers' steps. ConfigError for
+// a SentencePiece vocabulary ("llama": give its tokenizer.model) or a pre-tokenizer name saliq does not know.
+nlohmann::json gguf_tokenizer_json(const GgufReader& reader);
+// tokenizer_config.json for it: bos/eos/pad tokens and add_bos_token.
+nlohmann::json gguf_tokenizer_config(const GgufReader& reader);
+// The inverse for writers: llama.cpp's tokenizer.ggml.pre name of a tokenizer.json pre-tokenizer ("" if none fits).
+std::string gguf_pre_name(const nlohmann::json& pre_tokenizer);
+
 }  // namespace saliq

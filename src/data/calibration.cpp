@@ -56,7 +56,7 @@ CalibSet sample_calibration(const CalibOptions& o, const Tokenizer& tokenizer) {
                                                 "than --seqlen %lld tokens",
                                                 o.range.to_string().c_str(), (long long)o.seqlen));
                 index = rng.uniform(lo, hi - 1);
-                doc = {tokenizer.bos_id()};
+                doc = tokenizer.prefix();
                 const auto body = tokenizer.encode(docs[static_cast<size_t>(index)]);
                 doc.insert(doc.end(), body.begin(), body.end());
             } while (static_cast<int64_t>(doc.size()) <= o.seqlen);
@@ -67,7 +67,7 @@ CalibSet sample_calibration(const CalibOptions& o, const Tokenizer& tokenizer) {
         }
         return set;
     }
-    std::vector<int32_t> stream = {tokenizer.bos_id()};
+    std::vector<int32_t> stream = tokenizer.prefix();
     const auto body = encode_cached(tokenizer, corpus_text(o.source));
     stream.insert(stream.end(), body.begin(), body.end());
     const auto n = static_cast<double>(stream.size());

@@ -143,7 +143,7 @@ std::vector<std::string> c4_documents(const std::string& path) {
 std::vector<int32_t> perplexity_tokens(const std::string& name_or_path, const Tokenizer& tokenizer, int64_t seqlen,
                                        double begin, double end) {
     if (name_or_path != "c4") {
-        std::vector<int32_t> tokens = {tokenizer.bos_id()};
+        std::vector<int32_t> tokens = tokenizer.prefix();
         const auto body = encode_cached(tokenizer, corpus_text(name_or_path));
         tokens.insert(tokens.end(), body.begin(), body.end());
         const auto n = static_cast<double>(tokens.size());
@@ -167,7 +167,7 @@ std::vector<int32_t> perplexity_tokens(const std::string& name_or_path, const To
                 throw ConfigError(strprintf("c4: too few documents reach %lld tokens; use a smaller --seqlen",
                                             (long long)seqlen));
             const auto& text = docs[static_cast<size_t>(rng.uniform(0, static_cast<int64_t>(docs.size()) - 1))];
-            doc = {tokenizer.bos_id()};
+            doc = tokenizer.prefix();
             const auto body = tokenizer.encode(text);
             doc.insert(doc.end(), body.begin(), body.end());
         } while (static_cast<int64_t>(doc.size()) < seqlen + 1);

@@ -15,6 +15,8 @@
 #include "saliq/error.h"
 #include "saliq/file.h"
 #include "saliq/log.h"
+#include "saliq/strings.h"
+#include "saliq/bpe_tokenizer.h"
 
 namespace saliq {
 namespace {
@@ -101,78 +103,92 @@ const ShimApi& shim() {
     return api;
 }
 
+class SentencePieceTokenizer final : public Tokenizer {
+public:
+    static std::shared_ptr<Tokenizer> open(const std::string& model_path) {
+        const auto file = MappedFile::open(model_path);
+        const ShimApi& api = shim();
+        char error[512] = {0};
+        void* handle = api.load(reinterpret_cast<const char*>(file->data()), static_cast<int64_t>(file->size()),
+                                error, sizeof(error));
+        if (handle == nullptr) throw FormatError(model_path, std::string("not a SentencePiece model: ") + error);
+        auto tokenizer = std::shared_ptr<SentencePieceTokenizer>(new SentencePieceTokenizer());
+        tokenizer->path_ = model_path;
+        tokenizer->handle_ = handle;
+        tokenizer->vocab_size_ = api.vocab_size(handle);
+        tokenizer->bos_id_ = api.bos_id(handle);
+        tokenizer->eos_id_ = api.eos_id(handle);
+        tokenizer->add_bos_ = true;  // LLaMA's convention
+        return tokenizer;
+    }
+    ~SentencePieceTokenizer() override {
+        if (handle_ != nullptr) shim().free(handle_);
+    }
+
+    std::vector<int32_t> encode(const std::string& text) const override {
+        const ShimApi& api = shim();
+        // Roughly a token per 3 bytes; the shim reports the real count when the buffer is short.
+        std::vector<int32_t> ids(text.size() / 3 + 16);
+        int64_t n = api.encode(handle_, text.data(), static_cast<int64_t>(text.size()), ids.data(),
+                               static_cast<int64_t>(ids.size()));
+        if (n > static_cast<int64_t>(ids.size())) {
+            ids.resize(static_cast<size_t>(n));
+            n = api.encode(handle_, text.data(), static_cast<int64_t>(text.size()), ids.data(), n);
+        }
+        if (n < 0) throw FormatError(path_, "SentencePiece failed to encode the text");
+        ids.resize(static_cast<size_t>(n));
+        return ids;
+    }
+
+    std::string decode(const std::vector<int32_t>& ids) const override {
+        const ShimApi& api = shim();
+        std::string text(ids.size() * 8 + 16, '\0');
+        int64_t n = api.decode(handle_, ids.data(), static_cast<int64_t>(ids.size()), text.data(),
+                               static_cast<int64_t>(text.size()));
+        if (n > static_cast<int64_t>(text.size())) {
+            text.resize(static_cast<size_t>(n));
+            n = api.decode(handle_, ids.data(), static_cast<int64_t>(ids.size()), text.data(), n);
+        }
+        if (n < 0) throw FormatError(path_, "SentencePiece failed to decode ids (out of the vocabulary?)");
+        text.resize(static_cast<size_t>(n));
+        return text;
+    }
+
+    std::string piece(int32_t id) const override {
+        check_id(id);
+        char buffer[256];
+        const int n = shim().piece(handle_, id, buffer, sizeof(buffer));
+        if (n < 0) throw FormatError(path_, "SentencePiece failed to look up piece " + std::to_string(id));
+        return std::string(buffer, static_cast<size_t>(std::min(n, static_cast<int>(sizeof(buffer)))));
+    }
+    float score(int32_t id) const override {
+        check_id(id);
+        return shim().score(handle_, id);
+    }
+    int piece_type(int32_t id) const override {
+        check_id(id);
+        return shim().type(handle_, id);
+    }
+    bool is_bpe() const override { return false; }
+
+private:
+    SentencePieceTokenizer() = default;
+    void* handle_ = nullptr;
+};
+
 }  // namespace
 
-std::shared_ptr<Tokenizer> Tokenizer::load(const std::string& model_path) {
-    if (!path_exists(model_path)) throw IoError(model_path, "tokenizer model does not exist");
-    const auto file = MappedFile::open(model_path);
-    const ShimApi& api = shim();
-    char error[512] = {0};
-    void* handle = api.load(reinterpret_cast<const char*>(file->data()), static_cast<int64_t>(file->size()), error,
-                            sizeof(error));
-    if (handle == nullptr)
-        throw FormatError(model_path, std::string("not a SentencePiece model: ") + error);
-    auto tokenizer = std::shared_ptr<Tokenizer>(new Tokenizer());
-    tokenizer->path_ = model_path;
-    tokenizer->handle_ = handle;
-    tokenizer->vocab_size_ = api.vocab_size(handle);
-    tokenizer->bos_id_ = api.bos_id(handle);
-    tokenizer->eos_id_ = api.eos_id(handle);
-    return tokenizer;
-}
-
-Tokenizer::~Tokenizer() {
-    if (handle_ != nullptr) shim().free(handle_);
-}
-
-std::vector<int32_t> Tokenizer::encode(const std::string& text) const {
-    const ShimApi& api = shim();
-    // Roughly a token per 3 bytes; the shim reports the real count when the buffer is short.
-    std::vector<int32_t> ids(text.size() / 3 + 16);
-    int64_t n = api.encode(handle_, text.data(), static_cast<int64_t>(text.size()), ids.data(),
-                           static_cast<int64_t>(ids.size()));
-    if (n > static_cast<int64_t>(ids.size())) {
-        ids.resize(static_cast<size_t>(n));
-        n = api.encode(handle_, text.data(), static_cast<int64_t>(text.size()), ids.data(), n);
-    }
-    if (n < 0) throw FormatError(path_, "SentencePiece failed to encode the text");
-    ids.resize(static_cast<size_t>(n));
-    return ids;
-}
-
-std::string Tokenizer::decode(const std::vector<int32_t>& ids) const {
-    const ShimApi& api = shim();
-    std::string text(ids.size() * 8 + 16, '\0');
-    int64_t n = api.decode(handle_, ids.data(), static_cast<int64_t>(ids.size()), text.data(),
-                           static_cast<int64_t>(text.size()));
-    if (n > static_cast<int64_t>(text.size())) {
-        text.resize(static_cast<size_t>(n));
-        n = api.decode(handle_, ids.data(), static_cast<int64_t>(ids.size()), text.data(), n);
-    }
-    if (n < 0) throw FormatError(path_, "SentencePiece failed to decode ids (out of the vocabulary?)");
-    text.resize(static_cast<size_t>(n));
-    return text;
-}
-
-std::string Tokenizer::piece(int32_t id) const {
+void Tokenizer::check_id(int32_t id) const {
     if (id < 0 || id >= vocab_size_)
         throw ConfigError("token id " + std::to_string(id) + " is outside the vocabulary of " + path_);
-    char buffer[256];
-    const int n = shim().piece(handle_, id, buffer, sizeof(buffer));
-    if (n < 0) throw FormatError(path_, "SentencePiece failed to look up piece " + std::to_string(id));
-    return std::string(buffer, static_cast<size_t>(std::min(n, static_cast<int>(sizeof(buffer)))));
 }
 
-float Tokenizer::score(int32_t id) const {
-    if (id < 0 || id >= vocab_size_)
-        throw ConfigError("token id " + std::to_string(id) + " is outside the vocabulary of " + path_);
-    return shim().score(handle_, id);
-}
-
-int Tokenizer::piece_type(int32_t id) const {
-    if (id < 0 || id >= vocab_size_)
-        throw ConfigError("token id " + std::to_string(id) + " is outside the vocabulary of " + path_);
-    return shim().type(handle_, id);
+std::shared_ptr<Tokenizer> Tokenizer::load(const std::string& path) {
+    if (!path_exists(path)) throw IoError(path, "tokenizer file does not exist");
+    if (is_directory(path)) throw IoError(path, "is a folder; give its tokenizer.model or tokenizer.json");
+    if (ends_with(path, ".json")) return load_tokenizer_json(path);
+    if (ends_with(path, ".gguf")) return load_gguf_vocabulary(path);
+    return SentencePieceTokenizer::open(path);
 }
 
 }  // namespace saliq

@@ -30,13 +30,15 @@ std::vector<int32_t> generate_greedy(const LlamaModel& model, const std::vector<
 
 std::string generate_text(const LlamaModel& model, const Tokenizer& tokenizer, const std::string& prompt,
                           int64_t max_tokens) {
-    std::vector<int32_t> ids = {tokenizer.bos_id()};
+    std::vector<int32_t> ids = tokenizer.prefix();
+    const size_t prefix = ids.size();
     if (!prompt.empty()) {
         const auto body = tokenizer.encode(prompt);
         ids.insert(ids.end(), body.begin(), body.end());
     }
+    if (ids.empty()) throw ConfigError("this model's tokenizer adds no BOS: give a prompt to continue");
     const auto out = generate_greedy(model, ids, max_tokens, tokenizer.eos_id(), tokenizer.bos_id());
-    std::vector<int32_t> all(ids.begin() + 1, ids.end());
+    std::vector<int32_t> all(ids.begin() + static_cast<std::ptrdiff_t>(prefix), ids.end());
     all.insert(all.end(), out.begin(), out.end());
     return tokenizer.decode(all);
 }

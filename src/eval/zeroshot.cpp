@@ -74,7 +74,8 @@ public:
         }
         TokenizedRequest out;
         if (request.context.empty()) {
-            out.context = {tokenizer_.bos_id()};  // the harness's prefix token for an empty context
+            // the harness's prefix token for an empty context: BOS, or EOS where there is none
+            out.context = {tokenizer_.bos_id() >= 0 ? tokenizer_.bos_id() : tokenizer_.eos_id()};
             out.continuation = tokenizer_.encode(continuation);
             return out;
         }

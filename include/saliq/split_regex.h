@@ -1,0 +1,54 @@
+// The regular expressions byte-level BPE pre-tokenizers split text with (GPT-2's, LLaMA-3's, Qwen2's, ...), matched
+// over code points with Oniguruma's leftmost-first semantics, as Hugging Face tokenizers does. The supported
+// subset: literals and escapes, classes with ranges, \p{..} categories, \s \d \w and their negations, `.`, `^`, `$`,
+// groups (plain, `(?:`, `(?i:` ASCII case folding), lookahead `(?=` `(?!`, alternation, greedy and lazy `? * + {m,n}`.
+// Anything else (lookbehind, backreferences, possessive quantifiers, scripts) is refused when compiling.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace saliq {
+
+class SplitRegex {
+public:
+    // Throws ConfigError naming the construct saliq lacks or the position of a syntax error.
+    explicit SplitRegex(const std::string& pattern);
+    const std::string& pattern() const { return pattern_; }
+
+    // Non-overlapping matches in text[begin, end), leftmost first, as [first, last) index pairs; empty matches
+    // are skipped. Lookaheads and `$` see the text up to `end`.
+    std::vector<std::pair<size_t, size_t>> find_all(const std::vector<char32_t>& text, size_t begin,
+                                                    size_t end) const;
+
+    struct ClassItem {
+        enum Kind : uint8_t { kRange, kCategory, kSpace, kDigit, kWord } kind = kRange;
+        bool negated = false;
+        char32_t lo = 0, hi = 0;       // kRange
+        char major = 0, minor = 0;     // kCategory: minor 0 for a whole major class (\p{L})
+    };
+    struct CharClass {
+        std::vector<ClassItem> items;
+        bool negated = false;
+    };
+    enum class Op : uint8_t { kChar, kClass, kAny, kSplit, kJmp, kMatch, kLook, kBegin, kEnd };
+    struct Inst {
+        Op op = Op::kMatch;
+        bool fold = false;     // kChar: ASCII case-insensitive
+        bool negate = false;   // kLook: (?! rather than (?=
+        char32_t c = 0;        // kChar
+        uint32_t x = 0, y = 0; // kSplit: preferred, other; kJmp: x; kLook: sub-program x, continuation y; kClass: x
+    };
+
+private:
+    size_t run(uint32_t pc, const char32_t* text, size_t pos, size_t begin, size_t end) const;
+
+    std::string pattern_;
+    std::vector<Inst> program_;
+    std::vector<CharClass> classes_;
+};
+
+}  // namespace saliq
