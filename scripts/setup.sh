@@ -51,3 +51,9 @@ fi
 cmake -S . -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-Release} "${cmake_args[@]}" "$@" >/dev/null
 cmake --build "$build_dir" -j "$(nproc)"
 echo "setup: built $build_dir/saliq"
+# The second reference model (SmolLM2-135M, byte-level BPE) into ~/.cache/saliq/models; SALIQ_FETCH_MODELS=0 skips.
+# Offline, the tests that need it skip.
+if [ "${SALIQ_FETCH_MODELS:-1}" = 1 ] && [ $pip_torch = 0 ]; then
+  SALIQ_BUILD_DIR=$build_dir scripts/fetch_models.sh ||
+    echo "setup: could not fetch SmolLM2-135M (scripts/fetch_models.sh); the tests that need it skip" >&2
+fi

@@ -61,7 +61,8 @@ struct LoadedModel {
 // The checkpoint's tokenizer, refused when there is none or its vocabulary does not fit the model.
 std::shared_ptr<Tokenizer> checkpoint_tokenizer(const Checkpoint& ckpt, const std::string& model_arg) {
     if (ckpt.tokenizer_path.empty())
-        throw ConfigError("no tokenizer: " + model_arg + " has no tokenizer.model beside it; pass --tokenizer");
+        throw ConfigError("no tokenizer: " + model_arg +
+                          " has no tokenizer.model or tokenizer.json beside it; pass --tokenizer");
     auto tokenizer = Tokenizer::load(ckpt.tokenizer_path);
     if (tokenizer->vocab_size() != ckpt.config.vocab_size)
         throw ConfigError(strprintf("tokenizer %s has %d pieces but the model's vocabulary is %lld",
@@ -125,15 +126,48 @@ ProgressFn progress_printer() {
     };
 }
 
+int run_tokenize(const std::string& tokenizer_arg, const std::string& text_path, const std::string& out) {
+    std::string path = tokenizer_arg;
+    if (is_directory(path)) path = load_checkpoint(path, "").tokenizer_path;
+    if (path.empty()) throw ConfigError(tokenizer_arg + " has no tokenizer.model or tokenizer.json");
+    const auto tok = Tokenizer::load(path);
+    const auto ids = tok->encode(read_text_file(text_path));
+    std::string line;
+    line.reserve(ids.size() * 6);
+    for (size_t i = 0; i < ids.size(); ++i) {
+        if (i > 0) line += ' ';
+        line += std::to_string(ids[i]);
+    }
+    line += '\n';
+    if (out.empty()) {
+        std::cout << line;
+    } else {
+        write_file_atomic(out, [&](std::ostream& os) { os << line; });
+    }
+    log_info(strprintf("%zu tokens (%s, vocabulary %d)", ids.size(), tok->is_bpe() ? "byte-level BPE" : "SentencePiece",
+                       tok->vocab_size()));
+    return 0;
+}
+
 int run_convert(const std::string& from, const std::string& from_gguf, const std::string& tokenizer,
                 const std::string& out, bool force) {
     if (from.empty() == from_gguf.empty()) throw ConfigError("give one of --from-llama2c and --from-gguf");
     Checkpoint ckpt = from.empty() ? read_gguf(from_gguf) : read_llama2c(from);
     if (!tokenizer.empty() && !path_exists(tokenizer)) throw IoError(tokenizer, "tokenizer file does not exist");
-    if (!tokenizer.empty()) Tokenizer::load(tokenizer);  // refuse a broken tokenizer before writing anything
-    write_hf_folder(out, ckpt.config, *ckpt.tensors, tokenizer, force);
-    std::cout << "wrote " << out << " (config.json, model.safetensors" << (tokenizer.empty() ? "" : ", tokenizer.model")
-              << ")\n";
+    const std::string tokenizer_path = tokenizer.empty() ? ckpt.tokenizer_path : tokenizer;
+    std::string tokenizer_file;
+    if (!tokenizer_path.empty()) {  // refuse a broken or mismatched tokenizer before writing anything
+        const auto tok = Tokenizer::load(tokenizer_path);
+        tokenizer_file = ", " + tok->file_name();
+        if (tok->vocab_size() != ckpt.config.vocab_size)
+            throw ConfigError(strprintf("tokenizer %s has %d pieces but the model's vocabulary is %lld",
+                                        tokenizer_path.c_str(), tok->vocab_size(), (long long)ckpt.config.vocab_size));
+        log_info("tokenizer: " + std::string(tok->is_bpe() ? "byte-level BPE" : "SentencePiece") + " from " +
+                 tokenizer_path);
+    }
+    write_hf_folder(out, ckpt.config, *ckpt.tensors, tokenizer_path, force);
+    std::cout << "wrote " << out << " (config.json, model.safetensors"
+              << tokenizer_file << ")\n";
     return 0;
 }
 
@@ -158,7 +192,7 @@ struct EvalArgs {
     std::string json_format = "saliq";
     std::string tasks;
     int64_t limit = -1;
-    bool bos = true;
+    bool bos = false, no_bos = false;  // neither: the tokenizer's own convention
     bool no_share_prefix = false;
 };
 
@@ -227,7 +261,7 @@ int run_eval(const ModelArgs& margs, EvalArgs eargs) {
         ZeroShotOptions options;
         options.batch_size = eargs.batch_size_given ? eargs.batch_size : kTaskBatchSize;
         options.limit = eargs.limit;
-        options.add_bos = eargs.bos;
+        options.add_bos = eargs.bos || (!eargs.no_bos && loaded.tokenizer->add_bos());
         options.share_prefix = !eargs.no_share_prefix;
         const ZeroShotResult r = evaluate_zeroshot(*loaded.model, *loaded.tokenizer, tasks, options, progress_printer());
         last_zeroshot = r;
@@ -489,7 +523,15 @@ int main(int argc, char** argv) {
     std::string from_gguf;
     convert->add_option("--from-llama2c", from_llama2c, "llama2.c .bin checkpoint");
     convert->add_option("--from-gguf", from_gguf, "LLaMA GGUF file (F32/F16/BF16; Q8_0/Q4_0/Q4_1 dequantized)");
-    convert->add_option("--tokenizer", convert_tokenizer, "SentencePiece .model to copy into the folder");
+    convert->add_option("--tokenizer", convert_tokenizer,
+                        "tokenizer for the folder: SentencePiece .model or tokenizer.json (default: a GGUF's own BPE "
+                        "vocabulary)");
+
+    std::string tok_path, tok_text, tok_out;
+    CLI::App* tokenize = app.add_subcommand("tokenize", "token ids of a text file (no BOS/EOS), one line, space-separated");
+    tokenize->add_option("--tokenizer", tok_path, "tokenizer.model, tokenizer.json, a GGUF or a model folder")->required();
+    tokenize->add_option("--text", tok_text, "text file")->required();
+    tokenize->add_option("--out,-o", tok_out, "write the ids here instead of stdout");
     convert->add_option("--out,-o", convert_out, "output folder")->required();
     convert->add_flag("--force", force, "replace an existing non-empty output folder");
 
@@ -517,7 +559,8 @@ int main(int argc, char** argv) {
                      "zero-shot tasks, comma-separated or all: piqa, arc_easy, arc_challenge, hellaswag, winogrande, "
                      "boolq (alone: tasks only; with --dataset/--text: both)");
     eval->add_option("--limit", eval_args.limit, "score only the first N items of each task");
-    eval->add_flag("--bos,!--no-bos", eval_args.bos, "BOS before every task context (default on, as for LLaMA)");
+    eval->add_flag("--bos", eval_args.bos, "BOS before every task context (default: as the model's tokenizer does; on for LLaMA)");
+    eval->add_flag("--no-bos", eval_args.no_bos, "no BOS before task contexts")->excludes("--bos");
     eval->add_flag("--no-share-prefix", eval_args.no_share_prefix,
                    "score every choice as a separate row instead of running a shared context once");
 
@@ -694,6 +737,7 @@ int main(int argc, char** argv) {
         set_log_level(level);
         if (const std::string shadowing = libstdcxx_shadowing(); !shadowing.empty()) log_warn(shadowing);
 
+        if (*tokenize) return run_tokenize(tok_path, tok_text, tok_out);
         if (*convert) return run_convert(from_llama2c, from_gguf, convert_tokenizer, convert_out, force);
         if (*eval) {
             eval_args.batch_size_given = batch_size->count() > 0;

@@ -60,9 +60,19 @@ std::string data_dir() {
     return env != nullptr && *env != '\0' ? env : "../shared/data";
 }
 
-// "{data}" stands for the data folder (SALIQ_DATA_DIR, default ../shared/data), so configs run on any machine.
+// Where scripts/fetch_models.sh puts the models it fetches (SALIQ_MODELS_DIR, default ~/.cache/saliq/models).
+std::string models_dir() {
+    const char* env = std::getenv("SALIQ_MODELS_DIR");
+    if (env != nullptr && *env != '\0') return env;
+    const char* home = std::getenv("HOME");
+    return std::string(home != nullptr ? home : ".") + "/.cache/saliq/models";
+}
+
+// "{data}" stands for the data folder (SALIQ_DATA_DIR, default ../shared/data) and "{models}" for the fetched
+// models' folder, so configs run on any machine.
 std::string expand(std::string s) {
     for (size_t at; (at = s.find("{data}")) != std::string::npos;) s.replace(at, 6, data_dir());
+    for (size_t at; (at = s.find("{models}")) != std::string::npos;) s.replace(at, 8, models_dir());
     return s;
 }
 

@@ -96,11 +96,13 @@ extern const char* const kPostNorm;                       // post_attention_laye
 // Every tensor a LLaMA checkpoint with this config must hold, in file order.
 std::vector<std::string> llama_tensor_names(const LlamaConfig& config);
 
-// tokenizer_config.json for a SentencePiece tokenizer.model beside a LLaMA folder.
-nlohmann::json llama_tokenizer_config(const LlamaConfig& config);
+// Puts the tokenizer into a model folder being written (`dir`): a SentencePiece file as tokenizer.model with
+// LLaMA's tokenizer_config.json; a tokenizer.json with the tokenizer_config.json beside it (a minimal one if none);
+// a GGUF's BPE vocabulary as the tokenizer.json and tokenizer_config.json it spells. Returns the files written.
+std::vector<std::string> write_tokenizer_files(const std::string& tokenizer_path, const LlamaConfig& config,
+                                               const std::string& dir);
 
-// Writes config.json, model.safetensors (the given dtype), tokenizer.model and tokenizer_config.json into `out_dir`,
-// atomically.
+// Writes config.json, model.safetensors (the given dtype) and the tokenizer's files into `out_dir`, atomically.
 void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, const TensorSource& tensors,
                      const std::string& tokenizer_path, bool force);
 

@@ -9,6 +9,7 @@
 #include "saliq/log.h"
 #include "saliq/model.h"
 #include "saliq/strings.h"
+#include "saliq/bpe_tokenizer.h"
 #include "saliq/tokenizer.h"
 
 namespace saliq {
@@ -97,31 +98,46 @@ std::vector<GgufValue> gguf_metadata(const Checkpoint& ckpt, const Tokenizer& to
     }
     // llama.cpp's LLAMA_FTYPE: 0 all F32, 1 mostly F16, 32 mostly BF16.
     const int64_t file_type = dtype == at::kFloat ? 0 : dtype == at::kHalf ? 1 : 32;
-    return {str("general.architecture", "llama"),
-            str("general.name", name),
-            u32("general.file_type", file_type),
-            u32("llama.context_length", c.max_position_embeddings),
-            u32("llama.embedding_length", c.hidden_size),
-            u32("llama.feed_forward_length", c.intermediate_size),
-            u32("llama.block_count", c.n_layers),
-            u32("llama.attention.head_count", c.n_heads),
-            u32("llama.attention.head_count_kv", c.n_kv_heads),
-            u32("llama.rope.dimension_count", c.head_dim),
-            f32("llama.rope.freq_base", c.rope_theta),
-            f32("llama.attention.layer_norm_rms_epsilon", c.rms_norm_eps),
-            str("tokenizer.ggml.model", "llama"),
-            GgufValue{"tokenizer.ggml.tokens", GgufType::kArray, GgufType::kString, tokens},
-            GgufValue{"tokenizer.ggml.scores", GgufType::kArray, GgufType::kFloat32, scores},
-            GgufValue{"tokenizer.ggml.token_type", GgufType::kArray, GgufType::kInt32, types},
-            u32("tokenizer.ggml.bos_token_id", tok.bos_id()),
-            u32("tokenizer.ggml.eos_token_id", tok.eos_id()),
-            u32("tokenizer.ggml.unknown_token_id", 0)};
+    std::vector<GgufValue> meta = {str("general.architecture", "llama"),
+                                   str("general.name", name),
+                                   u32("general.file_type", file_type),
+                                   u32("llama.context_length", c.max_position_embeddings),
+                                   u32("llama.embedding_length", c.hidden_size),
+                                   u32("llama.feed_forward_length", c.intermediate_size),
+                                   u32("llama.block_count", c.n_layers),
+                                   u32("llama.attention.head_count", c.n_heads),
+                                   u32("llama.attention.head_count_kv", c.n_kv_heads),
+                                   u32("llama.rope.dimension_count", c.head_dim),
+                                   f32("llama.rope.freq_base", c.rope_theta),
+                                   f32("llama.attention.layer_norm_rms_epsilon", c.rms_norm_eps)};
+    const auto* bpe = dynamic_cast<const BpeTokenizer*>(&tok);
+    if (bpe != nullptr) {
+        const std::string pre = gguf_pre_name(bpe->pre_tokenizer());
+        if (pre.empty())
+            throw ConfigError("tokenizer " + tok.path() + ": its pre-tokenizer has no llama.cpp name saliq knows "
+                              "(gpt2, smollm, llama-bpe), so llama.cpp would split text differently");
+        meta.push_back(str("tokenizer.ggml.model", "gpt2"));
+        meta.push_back(str("tokenizer.ggml.pre", pre));
+        meta.push_back(GgufValue{"tokenizer.ggml.tokens", GgufType::kArray, GgufType::kString, tokens});
+        meta.push_back(GgufValue{"tokenizer.ggml.token_type", GgufType::kArray, GgufType::kInt32, types});
+        meta.push_back(GgufValue{"tokenizer.ggml.merges", GgufType::kArray, GgufType::kString, bpe->merges()});
+        meta.push_back(GgufValue{"tokenizer.ggml.add_bos_token", GgufType::kBool, GgufType::kString, tok.add_bos()});
+    } else {
+        meta.push_back(str("tokenizer.ggml.model", "llama"));
+        meta.push_back(GgufValue{"tokenizer.ggml.tokens", GgufType::kArray, GgufType::kString, tokens});
+        meta.push_back(GgufValue{"tokenizer.ggml.scores", GgufType::kArray, GgufType::kFloat32, scores});
+        meta.push_back(GgufValue{"tokenizer.ggml.token_type", GgufType::kArray, GgufType::kInt32, types});
+        meta.push_back(u32("tokenizer.ggml.unknown_token_id", 0));
+    }
+    if (tok.bos_id() >= 0) meta.push_back(u32("tokenizer.ggml.bos_token_id", tok.bos_id()));
+    if (tok.eos_id() >= 0) meta.push_back(u32("tokenizer.ggml.eos_token_id", tok.eos_id()));
+    return meta;
 }
 
 void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const std::string& out,
                        at::ScalarType dtype) {
     if (ckpt.tokenizer_path.empty())
-        throw ConfigError("a GGUF file embeds the vocabulary: pass --tokenizer (no tokenizer.model beside the model)");
+        throw ConfigError("a GGUF file embeds the vocabulary: pass --tokenizer (no tokenizer.model or tokenizer.json beside the model)");
     const auto tok = Tokenizer::load(ckpt.tokenizer_path);
     std::string name = out.substr(out.rfind('/') == std::string::npos ? 0 : out.rfind('/') + 1);
     if (name.size() > 5 && name.compare(name.size() - 5, 5, ".gguf") == 0) name.resize(name.size() - 5);

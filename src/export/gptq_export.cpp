@@ -398,10 +398,7 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     nlohmann::json config = llama_config_to_json(c);
     config["quantization_config"] = gptq_quantization_config(options_);
     write_json_atomic(staging.file("config.json"), config);
-    if (!source_.tokenizer_path.empty()) {
-        copy_file(source_.tokenizer_path, staging.file("tokenizer.model"));
-        write_json_atomic(staging.file("tokenizer_config.json"), llama_tokenizer_config(c));
-    }
+    write_tokenizer_files(source_.tokenizer_path, c, staging.path());
 
     nlohmann::json manifest = {{"saliq_version", "0.1.0"}, {"created", utc_now()}};
     manifest["source_model"] = {{"path", source_.path}, {"format", source_.format}, {"config", llama_config_to_json(c)}};
@@ -432,7 +429,8 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     for (auto it = extra.begin(); it != extra.end(); ++it) manifest[it.key()] = it.value();
     nlohmann::json files = nlohmann::json::object();
     for (const char* name : {"model.safetensors", "adapter_model.safetensors", "adapter_config.json",
-                             "lwc.safetensors", "config.json", "tokenizer.model", "tokenizer_config.json"}) {
+                             "lwc.safetensors", "config.json", "tokenizer.model", "tokenizer.json",
+                             "tokenizer_config.json"}) {
         const std::string path = staging.file(name);
         if (path_exists(path)) files[name] = {{"bytes", file_size(path)}, {"sha256", sha256_file(path)}};
     }

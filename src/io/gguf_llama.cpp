@@ -116,6 +116,9 @@ Checkpoint read_gguf(const std::string& path) {
     ckpt.format = "gguf";
     ckpt.config = c;
     ckpt.tensors = std::make_shared<GgufSource>(reader, c);
+    const GgufValue* vocab = reader->find_value("tokenizer.ggml.model");
+    if (vocab != nullptr && vocab->value.is_string() && vocab->value.get<std::string>() == "gpt2")
+        ckpt.tokenizer_path = path;  // its byte-level BPE vocabulary serves as the tokenizer
     return ckpt;
 }
 

@@ -7,7 +7,9 @@
 #include "saliq/checkpoint.h"
 #include "saliq/error.h"
 #include "saliq/file.h"
+#include "saliq/gguf.h"
 #include "saliq/safetensors.h"
+#include "saliq/strings.h"
 
 namespace saliq {
 
@@ -151,12 +153,13 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
             ckpt.format = "gptq";
         }
         if (path_exists(path + "/tokenizer.model")) ckpt.tokenizer_path = path + "/tokenizer.model";
+        else if (path_exists(path + "/tokenizer.json")) ckpt.tokenizer_path = path + "/tokenizer.json";
         if (path_exists(path + "/adapter_config.json")) load_adapter(ckpt, path);
     } else if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0) {
         ckpt = read_gguf(path);
         const size_t slash = path.rfind('/');
         const std::string beside = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer.model";
-        if (path_exists(beside)) ckpt.tokenizer_path = beside;
+        if (path_exists(beside)) ckpt.tokenizer_path = beside;  // else read_gguf's: its own BPE vocabulary, if any
     } else {
         ckpt = read_llama2c(path);
     }
@@ -167,9 +170,11 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
     return ckpt;
 }
 
+namespace {
+
+// What transformers needs to read tokenizer.model as LLaMA's SentencePiece tokenizer (without it, recent versions
+// guess another tokenizer class); BOS before every text, as LLaMA's tokenizer adds it.
 nlohmann::json llama_tokenizer_config(const LlamaConfig& config) {
-    // What transformers needs to read tokenizer.model as LLaMA's SentencePiece tokenizer (without it, recent
-    // versions guess another tokenizer class); BOS before every text, as LLaMA's tokenizer adds it.
     return {{"tokenizer_class", "LlamaTokenizer"},
             {"bos_token", "<s>"},
             {"eos_token", "</s>"},
@@ -179,6 +184,35 @@ nlohmann::json llama_tokenizer_config(const LlamaConfig& config) {
             {"legacy", true},
             {"clean_up_tokenization_spaces", false},
             {"model_max_length", config.max_position_embeddings}};
+}
+
+}  // namespace
+
+std::vector<std::string> write_tokenizer_files(const std::string& tokenizer_path, const LlamaConfig& config,
+                                               const std::string& dir) {
+    if (tokenizer_path.empty()) return {};
+    const std::string json_out = dir + "/tokenizer.json", config_out = dir + "/tokenizer_config.json";
+    if (ends_with(tokenizer_path, ".gguf")) {
+        const auto reader = GgufReader::open(tokenizer_path);
+        write_json_atomic(json_out, gguf_tokenizer_json(*reader));
+        nlohmann::json tc = gguf_tokenizer_config(*reader);
+        tc["model_max_length"] = config.max_position_embeddings;
+        write_json_atomic(config_out, tc);
+        return {"tokenizer.json", "tokenizer_config.json"};
+    }
+    if (ends_with(tokenizer_path, ".json")) {
+        copy_file(tokenizer_path, json_out);
+        const size_t slash = tokenizer_path.rfind('/');
+        const std::string beside =
+            (slash == std::string::npos ? std::string(".") : tokenizer_path.substr(0, slash)) + "/tokenizer_config.json";
+        if (path_exists(beside)) copy_file(beside, config_out);
+        else write_json_atomic(config_out, {{"tokenizer_class", "PreTrainedTokenizerFast"},
+                                            {"model_max_length", config.max_position_embeddings}});
+        return {"tokenizer.json", "tokenizer_config.json"};
+    }
+    copy_file(tokenizer_path, dir + "/tokenizer.model");
+    write_json_atomic(config_out, llama_tokenizer_config(config));
+    return {"tokenizer.model", "tokenizer_config.json"};
 }
 
 std::pair<at::ScalarType, std::vector<int64_t>> TensorSource::describe(const std::string& name) const {
@@ -200,10 +234,7 @@ void write_hf_folder(const std::string& out_dir, const LlamaConfig& config, cons
                                [&](size_t i) { return tensors.get(names[i]); }, {{"format", "pt"}},
                                [&](size_t i) { tensors.release(names[i]); });
     write_json_atomic(staging.file("config.json"), llama_config_to_json(config));
-    if (!tokenizer_path.empty()) {
-        copy_file(tokenizer_path, staging.file("tokenizer.model"));
-        write_json_atomic(staging.file("tokenizer_config.json"), llama_tokenizer_config(config));
-    }
+    write_tokenizer_files(tokenizer_path, config, staging.path());
     staging.commit();
 }
 
