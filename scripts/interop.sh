@@ -12,6 +12,9 @@
 #   5. with GPTQMODEL=1: transformers' GPTQ path (optimum + GPTQModel built with BUILD_CUDA_EXT=0, its CPU kernels)
 #      loads saliq's packed folders (W4 g32 symmetric v1, W2 g32 asymmetric gptq_v2) of a random LLaMA with widths
 #      GPTQ loaders accept and scores saliq's perplexity. Opt-in: GPTQModel pulls its own torch (several GB).
+#   6. with SmolLM2-135M fetched (scripts/fetch_models.sh): transformers loading the GGUF itself (its own dequantization)
+#      and saliq's converted folder give saliq's perplexity and greedy continuation; transformers reads the folder's
+#      tokenizer.json to saliq's ids.
 # Prints each client's figures; exits 1 when a check fails. Not part of scripts/test.sh (downloads, minutes).
 #   scripts/interop.sh [WORK_DIR]   env: LIMIT (items per task, 200), GPTQMODEL (0), SALIQ_BUILD_DIR (build)
 set -euo pipefail
@@ -132,6 +135,43 @@ if [ "${GPTQMODEL:-0}" = 1 ]; then
     close "$a" "$b" 1e-5 && ok=0 || ok=1
     check "transformers+GPTQModel W$1 ${2:-asym}" $ok "ppl $a vs saliq $b"
   done
+fi
+models=${SALIQ_MODELS_DIR:-$HOME/.cache/saliq/models}
+smol=$models/SmolLM2-135M-Instruct
+if [ -f "$smol/tokenizer.json" ] && [ -f "$models/SmolLM2-135M-Instruct.Q4_1.gguf" ]; then
+  echo "== 6. SmolLM2-135M: transformers' own GGUF loader and saliq's converted folder (scripts/fetch_models.sh)"
+  head -c 60000 "$data/text/wikitext2/wiki.test.raw" > "$work/smol.txt"
+  printf 'Once upon a time, in a small village by the sea, there lived' > "$work/smol-prompt.txt"
+  "$saliq" tokenize --tokenizer "$smol" --text "$work/smol.txt" -o "$work/smol.ids" -q
+  "$saliq" tokenize --tokenizer "$smol" --text "$work/smol-prompt.txt" -o "$work/smol-prompt.ids" -q
+  "$saliq" eval -m "$smol" --text "$work/smol.txt" --seqlen 512 --max-windows 4 --dtype fp32 -q \
+    --json "$work/smol-ppl.json" >/dev/null
+  "$saliq" generate -m "$smol" --prompt "$(cat "$work/smol-prompt.txt")" --max-tokens 32 -q > "$work/smol-gen.txt"
+  "$py" $here/smollm2_gguf.py "$models/SmolLM2-135M-Instruct.Q4_1.gguf" "$smol" "$work/smol.txt" "$work/smol.ids" \
+    "$work/smol-prompt.ids" 512 4 32 2>"$work/smol-tf.log" | tail -1 > "$work/smol-tf.json" || true
+  python3 - "$work/smol-tf.json" "$work/smol-ppl.json" "$work/smol-gen.txt" "$work/smol-prompt.txt" <<'PY' || fail=1
+import json, sys
+try:
+    r = json.load(open(sys.argv[1]))
+except ValueError:
+    print("FAIL  SmolLM2: transformers did not run (see smol-tf.log)"); sys.exit(1)
+ours = json.load(open(sys.argv[2]))["ppl"]
+gen = open(sys.argv[3]).read().rstrip("\n")
+prompt = open(sys.argv[4]).read()
+bad = 0
+for key in ("gguf_ppl", "folder_ppl"):
+    ok = abs(r[key] - ours) <= 1e-4 * ours
+    bad |= not ok
+    print("%s  SmolLM2 %s: transformers %.6f vs saliq %.6f" % ("PASS" if ok else "FAIL", key, r[key], ours))
+ok = r["gguf_greedy"] == r["folder_greedy"] and gen == (prompt + r["greedy_text"]).rstrip("\n")
+bad |= not ok
+print("%s  SmolLM2 greedy 32 tokens: transformers(GGUF) %r, saliq %r" % ("PASS" if ok else "FAIL", r["greedy_text"],
+                                                                          gen[len(prompt):]))
+ok = r["folder_tokenizer_ids_equal"]
+bad |= not ok
+print("%s  SmolLM2 transformers reads saliq's tokenizer.json to the same ids" % ("PASS" if ok else "FAIL"))
+sys.exit(1 if bad else 0)
+PY
 fi
 [ $fail = 0 ] && echo "interop: all checks passed ($work)" || echo "interop: some checks failed ($work)"
 exit $fail
