@@ -43,6 +43,9 @@ void write_file_atomic(const std::string& path, const std::function<void(std::os
 // `value` as indented JSON text with a final newline, written like write_file_atomic.
 void write_json_atomic(const std::string& path, const nlohmann::json& value);
 
+// A whole JSON file. Throws IoError (unreadable) or FormatError "not valid JSON: ..." naming it.
+nlohmann::json read_json_file(const std::string& path);
+
 // Reads a whole (small) file into a string. Throws IoError.
 std::string read_text_file(const std::string& path);
 

@@ -486,22 +486,12 @@ std::shared_ptr<Tokenizer> Tokenizer::from_json(const json& tokenizer, const jso
     return BpeTokenizer::create(tokenizer, config, origin);
 }
 
-namespace {
-json parse_json_file(const std::string& path) {
-    try {
-        return json::parse(read_text_file(path));
-    } catch (const json::exception& e) {
-        throw FormatError(path, std::string("not valid JSON: ") + e.what());
-    }
-}
-}  // namespace
-
 std::shared_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
-    const json doc = parse_json_file(path);
+    const json doc = read_json_file(path);
     const size_t slash = path.rfind('/');
     const std::string config_path =
         (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
-    const json config = path_exists(config_path) ? parse_json_file(config_path) : json();
+    const json config = path_exists(config_path) ? read_json_file(config_path) : json();
     return BpeTokenizer::create(doc, config, path);
 }
 

@@ -101,6 +101,15 @@ void write_json_atomic(const std::string& path, const nlohmann::json& value) {
     write_file_atomic(path, [&](std::ostream& out) { out << text; });
 }
 
+nlohmann::json read_json_file(const std::string& path) {
+    const std::string text = read_text_file(path);
+    try {
+        return nlohmann::json::parse(text);
+    } catch (const nlohmann::json::exception& e) {
+        throw FormatError(path, std::string("not valid JSON: ") + e.what());
+    }
+}
+
 std::string read_text_file(const std::string& path) {
     std::ifstream in(path, std::ios::binary);
     if (!in) throw IoError(path, std::string("cannot open: ") + std::strerror(errno));

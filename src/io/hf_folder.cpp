@@ -108,12 +108,7 @@ namespace {
 
 void load_adapter(Checkpoint& ckpt, const std::string& dir) {
     const std::string config_path = dir + "/adapter_config.json";
-    nlohmann::json a;
-    try {
-        a = nlohmann::json::parse(read_text_file(config_path));
-    } catch (const nlohmann::json::exception& e) {
-        throw FormatError(config_path, std::string("not valid JSON: ") + e.what());
-    }
+    const nlohmann::json a = read_json_file(config_path);
     if (a.value("peft_type", std::string()) != "LORA")
         throw FormatError(config_path, "peft_type must be LORA");
     if (!a.contains("r") || !a["r"].is_number_integer() || a["r"].get<int64_t>() <= 0)
@@ -138,12 +133,7 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
         const std::string config_path = path + "/config.json";
         if (!path_exists(config_path))
             throw FormatError(path, "not a Hugging Face model folder: config.json is missing");
-        nlohmann::json json;
-        try {
-            json = nlohmann::json::parse(read_text_file(config_path));
-        } catch (const nlohmann::json::exception& e) {
-            throw FormatError(config_path, std::string("not valid JSON: ") + e.what());
-        }
+        const nlohmann::json json = read_json_file(config_path);
         ckpt.path = path;
         ckpt.format = "hf";
         ckpt.config = llama_config_from_json(json, config_path);

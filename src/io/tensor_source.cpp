@@ -78,12 +78,7 @@ std::shared_ptr<TensorSource> open_safetensors_folder(const std::string& dir) {
     const std::string index_path = dir + "/model.safetensors.index.json";
     const std::string single_path = dir + "/model.safetensors";
     if (path_exists(index_path)) {
-        nlohmann::json index;
-        try {
-            index = nlohmann::json::parse(read_text_file(index_path));
-        } catch (const nlohmann::json::exception& e) {
-            throw FormatError(index_path, std::string("not valid JSON: ") + e.what());
-        }
+        const nlohmann::json index = read_json_file(index_path);
         if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
             throw FormatError(index_path, "missing object 'weight_map'");
         std::map<std::string, size_t> shard_ids;
