@@ -40,16 +40,20 @@ struct ModelArgs {
     std::string dtype = "auto";
     int threads = 0;
     bool no_adapter = false;
+    bool dequantize = false;
 };
 
 void add_model_options(CLI::App* cmd, ModelArgs& args) {
-    cmd->add_option("--model,-m", args.model, "Hugging Face folder or llama2.c .bin checkpoint")->required();
-    cmd->add_option("--tokenizer", args.tokenizer, "SentencePiece .model (default: the folder's tokenizer.model)");
+    cmd->add_option("--model,-m", args.model, "Hugging Face folder, llama2.c .bin or GGUF checkpoint")->required();
+    cmd->add_option("--tokenizer", args.tokenizer, "SentencePiece .model or tokenizer.json (default: the folder's)");
     cmd->add_option("--device", args.device, "cpu or cuda")->capture_default_str();
     cmd->add_option("--dtype", args.dtype, "compute dtype: fp32, bf16, fp16 or auto (fp32 on CPU, bf16 on CUDA)")
         ->capture_default_str();
     cmd->add_option("--threads", args.threads, "CPU threads (0: all cores)")->capture_default_str();
     cmd->add_flag("--no-adapter", args.no_adapter, "ignore LoRA adapters stored beside the weights");
+    cmd->add_flag("--dequantize", args.dequantize,
+                  "hold a packed folder's linears as dense weights (the reference path; default: compute from the "
+                  "packed codes)");
 }
 
 struct LoadedModel {
@@ -80,6 +84,7 @@ LoadedModel load_model(const ModelArgs& args, bool stream_blocks = false) {
     options.device = args.device;
     options.dtype = args.dtype;
     options.use_adapter = !args.no_adapter;
+    options.dequantize = args.dequantize;
     options.stream_blocks = stream_blocks;
     const auto start = std::chrono::steady_clock::now();
     loaded.model = LlamaModel::load(loaded.checkpoint, options);
@@ -497,7 +502,11 @@ int run_inspect(const std::string& path, const std::string& tokenizer, bool as_j
 
 int run_generate(const ModelArgs& margs, const std::string& prompt, int64_t max_tokens) {
     LoadedModel loaded = load_model(margs);
-    std::cout << generate_text(*loaded.model, *loaded.tokenizer, prompt, max_tokens) << std::endl;
+    const auto start = std::chrono::steady_clock::now();
+    const std::string text = generate_text(*loaded.model, *loaded.tokenizer, prompt, max_tokens);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::cout << text << std::endl;
+    log_info(strprintf("generated in %.2f s (prompt and up to %lld tokens)", seconds, (long long)max_tokens));
     return 0;
 }
 

@@ -13,6 +13,7 @@
 #include "saliq/binarize.h"
 #include "saliq/checkpoint.h"
 #include "saliq/llama_config.h"
+#include "saliq/packed_matmul.h"
 #include "saliq/quantizer.h"
 
 namespace saliq {
@@ -26,6 +27,8 @@ struct ModelOptions {
     // after), so resident memory does not grow with depth. For block-major passes (perplexity); a window-major caller
     // (zero-shot, generation) would read every block once per forward.
     bool stream_blocks = false;
+    // Packed linears dequantized to dense weights on load (the reference path) instead of computed from the codes.
+    bool dequantize = false;
 };
 
 // Resolves and checks ModelOptions (CUDA present, fp16 not on CPU). Throws ConfigError.
@@ -66,6 +69,22 @@ public:
 private:
     QuantizedTensor q_;
     at::Tensor weight_;  // [out, in] dequantized, compute dtype
+};
+
+// A packed folder's linear at inference: the codes stay bit-packed and y = x·Ŵᵀ is computed from them
+// (packed_matmul.h), so a W2 model takes ~2.4 bits per weight in memory instead of the compute dtype's 16 or 32.
+class PackedLinear : public Linear {
+public:
+    PackedLinear(const QuantizedTensor& q, const at::TensorOptions& options);
+    at::Tensor forward(const at::Tensor& x) const override;
+    at::Tensor weight() const override;  // dequantized on demand (exports, merges)
+    int64_t in_features() const override { return packed_.in; }
+    int64_t out_features() const override { return packed_.out; }
+    const PackedWeight& packed() const { return packed_; }
+
+private:
+    PackedWeight packed_;
+    at::TensorOptions options_;
 };
 
 // BinaryMoS at inference: sign(W) with the router's token-wise mixture of scale experts (binarize.h).
@@ -137,16 +156,24 @@ at::Tensor grouped_query_attention(const LlamaConfig& config, const at::Tensor& 
 // The block's gated MLP, down(silu(gate(y)) * up(y)), on normed hidden states y.
 at::Tensor mlp_forward(const DecoderBlock& block, const at::Tensor& y);
 
-// One decoder block on hidden states [B, T, H] (positions 0..T-1, causal).
+// Keys and values of the positions a decoder block has seen ([B, nkv, L, d] each; undefined before the first step).
+struct LayerCache {
+    at::Tensor k, v;
+    int64_t length() const { return k.defined() ? k.size(2) : 0; }
+};
+
+// One decoder block on hidden states [B, T, H] (positions 0..T-1, causal). With `cache`, the T new positions follow
+// the cache's (RoPE and the causal mask offset by its length), attend to its keys too, and are appended to it.
 at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
-                         const at::Tensor& hidden);
+                         const at::Tensor& hidden, LayerCache* cache = nullptr);
 
 // Reads block `layer` from the checkpoint, checking every shape, converted to `options`. Linears stored GPTQ-packed
-// (`packed.bits` > 0 and a `.qweight` present) become QuantizedLinear; the rest are dense.
+// (`packed.bits` > 0 and a `.qweight` present) become PackedLinear, or QuantizedLinear (dense, dequantized) without
+// `keep_packed`; the rest are dense.
 // With `adapter`, linears that have PEFT lora_A/lora_B tensors there are wrapped in LoraLinear.
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& config, const PackedInfo& packed,
                         int64_t layer, const at::TensorOptions& options, const TensorSource* adapter = nullptr,
-                        double adapter_scale = 0.0);
+                        double adapter_scale = 0.0, bool keep_packed = false);
 
 class LlamaModel {
 public:
@@ -170,6 +197,8 @@ public:
     at::Tensor head(const at::Tensor& hidden) const;                        // [B, T, H] -> logits [B, T, V] fp32
     at::Tensor forward(const at::Tensor& ids) const;                        // [B, T] -> logits [B, T, V] fp32
     at::Tensor hidden_states(const at::Tensor& ids) const;                  // [B, T] -> last block's output [B, T, H]
+    // Logits of new tokens after those `cache` holds (one LayerCache per block, grown in place): incremental decoding.
+    at::Tensor forward_cached(const at::Tensor& ids, std::vector<LayerCache>& cache) const;
     const Rope& rope() const { return rope_; }
 
 private:
@@ -186,6 +215,7 @@ private:
     PackedInfo packed_;
     std::shared_ptr<TensorSource> adapter_;
     double adapter_scale_ = 0.0;
+    bool keep_packed_ = true;
 };
 
 }  // namespace saliq

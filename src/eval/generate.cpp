@@ -16,14 +16,16 @@ std::vector<int32_t> generate_greedy(const LlamaModel& model, const std::vector<
     std::vector<int64_t> sequence(prompt_ids.begin(), prompt_ids.end());
     std::vector<int32_t> generated;
     const int64_t context = model.config().max_position_embeddings;
-    // Recomputes the whole prefix each step (no KV cache): simple and exact, fine for a probe.
+    // The prompt once, then one token per step against the blocks' key/value cache.
+    std::vector<LayerCache> cache;
+    at::Tensor ids = at::tensor(sequence, at::kLong).unsqueeze(0);
     while (static_cast<int64_t>(generated.size()) < max_tokens && static_cast<int64_t>(sequence.size()) < context) {
-        at::Tensor ids = at::tensor(sequence, at::kLong).unsqueeze(0);
-        at::Tensor logits = model.forward(ids);  // [1, T, V]
+        at::Tensor logits = model.forward_cached(ids, cache);  // [1, T, V]
         const int32_t next = static_cast<int32_t>(logits[0][-1].argmax().item<int64_t>());
         if (next == stop_a || next == stop_b) break;
         generated.push_back(next);
         sequence.push_back(next);
+        ids = at::full({1, 1}, static_cast<int64_t>(next), at::kLong);
     }
     return generated;
 }

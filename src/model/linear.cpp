@@ -16,6 +16,15 @@ QuantizedLinear::QuantizedLinear(QuantizedTensor q, const at::TensorOptions& opt
 
 at::Tensor QuantizedLinear::forward(const at::Tensor& x) const { return at::linear(x, weight_); }
 
+PackedLinear::PackedLinear(const QuantizedTensor& q, const at::TensorOptions& options)
+    : packed_(pack_weight(q)), options_(options) {}
+
+at::Tensor PackedLinear::forward(const at::Tensor& x) const { return packed_linear(x, packed_); }
+
+at::Tensor PackedLinear::weight() const {
+    return packed_dequantize_rows(packed_, 0, packed_.out).to(options_.dtype()).to(options_.device());
+}
+
 MosLinear::MosLinear(const BinaryWeight& w, const at::TensorOptions& options)
     : signs_(w.dequantize().to(options.dtype()).to(options.device())),
       params_{w.router.to(options.dtype()).to(options.device()), w.scale_in.to(options.dtype()).to(options.device()),

@@ -93,24 +93,36 @@ at::Tensor mlp_forward(const DecoderBlock& block, const at::Tensor& y) {
 }
 
 at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
-                         const at::Tensor& hidden) {
+                         const at::Tensor& hidden, LayerCache* cache) {
     const int64_t B = hidden.size(0), T = hidden.size(1);
     const int64_t nh = config.n_heads, nkv = config.n_kv_heads, d = config.head_dim;
 
     const at::Tensor x = rms_norm(hidden, block.input_norm, config.rms_norm_eps);
     at::Tensor q = block.linears[kQProj]->forward(x).view({B, T, nh, d}).transpose(1, 2);    // [B, nh, T, d]
     at::Tensor k = block.linears[kKProj]->forward(x).view({B, T, nkv, d}).transpose(1, 2);   // [B, nkv, T, d]
-    const at::Tensor v = block.linears[kVProj]->forward(x).view({B, T, nkv, d}).transpose(1, 2);
-    const at::Tensor cos = rope.cos.narrow(0, 0, T), sin = rope.sin.narrow(0, 0, T);
+    at::Tensor v = block.linears[kVProj]->forward(x).view({B, T, nkv, d}).transpose(1, 2);
+    const int64_t past = cache != nullptr ? cache->length() : 0;
+    const at::Tensor cos = rope.cos.narrow(0, past, T), sin = rope.sin.narrow(0, past, T);
     q = apply_rope(q, cos, sin);
     k = apply_rope(k, cos, sin);
-    const at::Tensor causal = at::ones({T, T}, at::TensorOptions().dtype(at::kBool).device(hidden.device())).triu(1);
+    if (cache != nullptr) {
+        if (past > 0) {
+            k = at::cat({cache->k, k}, 2);
+            v = at::cat({cache->v, v}, 2);
+        }
+        cache->k = k;
+        cache->v = v;
+    }
+    // Query t (position past + t) sees keys 0..past + t.
+    const at::Tensor causal =
+        at::ones({T, past + T}, at::TensorOptions().dtype(at::kBool).device(hidden.device())).triu(past + 1);
     const at::Tensor h = hidden + block.linears[kOProj]->forward(grouped_query_attention(config, q, k, v, causal));
     return h + mlp_forward(block, rms_norm(h, block.post_norm, config.rms_norm_eps));
 }
 
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const PackedInfo& packed, int64_t layer,
-                        const at::TensorOptions& options, const TensorSource* adapter, double adapter_scale) {
+                        const at::TensorOptions& options, const TensorSource* adapter, double adapter_scale,
+                        bool keep_packed) {
     const std::string p = hf_names::layer_prefix(layer);
     const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim,
                   kvd = c.n_kv_heads * c.head_dim;
@@ -136,7 +148,8 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
             QuantizedTensor q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2,
                                             tensors.origin() + " (" + name + ")");
             for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) tensors.release(name + suffix);
-            block.linears[i] = std::make_shared<QuantizedLinear>(std::move(q), options);
+            if (keep_packed) block.linears[i] = std::make_shared<PackedLinear>(q, options);
+            else block.linears[i] = std::make_shared<QuantizedLinear>(std::move(q), options);
         } else {
             block.linears[i] = std::make_shared<DenseLinear>(checked(tensors, name + ".weight", shapes[i], options));
         }
@@ -170,6 +183,7 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
                           ? model->embed_tokens_
                           : checked(tensors, hf_names::kLmHead, {c.vocab_size, c.hidden_size}, model->options_);
     model->streaming_ = model_options.stream_blocks;
+    model->keep_packed_ = !model_options.dequantize;
     model->packed_ = checkpoint.packed;
     if (model_options.use_adapter) {
         model->adapter_ = checkpoint.adapter;
@@ -180,7 +194,7 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
     } else {
         for (int64_t i = 0; i < c.n_layers; ++i)
             model->blocks_.push_back(load_block(tensors, c, checkpoint.packed, i, model->options_,
-                                                model->adapter_.get(), model->adapter_scale_));
+                                                model->adapter_.get(), model->adapter_scale_, model->keep_packed_));
     }
     model->rope_ = make_rope(c, c.max_position_embeddings, model->options_);
     return model;
@@ -198,7 +212,7 @@ const DecoderBlock& LlamaModel::block(int64_t i) const {
 
 DecoderBlock LlamaModel::read_block(int64_t i) const {
     if (!streaming_) return block(i);
-    return load_block(*source_, config_, packed_, i, options_, adapter_.get(), adapter_scale_);
+    return load_block(*source_, config_, packed_, i, options_, adapter_.get(), adapter_scale_, keep_packed_);
 }
 
 at::Tensor LlamaModel::embed(const at::Tensor& ids) const {
@@ -233,5 +247,20 @@ at::Tensor LlamaModel::hidden_states(const at::Tensor& ids) const {
 }
 
 at::Tensor LlamaModel::forward(const at::Tensor& ids) const { return head(hidden_states(ids)); }
+
+at::Tensor LlamaModel::forward_cached(const at::Tensor& ids, std::vector<LayerCache>& cache) const {
+    cache.resize(static_cast<size_t>(n_layers()));
+    const int64_t end = cache[0].length() + ids.size(1);
+    if (end > rope_.cos.size(0))
+        throw ConfigError(strprintf("sequence length %lld exceeds the model's max_position_embeddings %lld",
+                                    (long long)end, (long long)rope_.cos.size(0)));
+    at::Tensor h = embed(ids);
+    for (int64_t i = 0; i < n_layers(); ++i) {
+        LayerCache* layer = &cache[static_cast<size_t>(i)];
+        h = streaming_ ? block_forward(read_block(i), config_, rope_, h, layer)
+                       : block_forward(block(i), config_, rope_, h, layer);
+    }
+    return head(h);
+}
 
 }  // namespace saliq

@@ -172,6 +172,29 @@ TEST(CliQuantize, WritesAFolderThatInspectAndEvalRead) {
     EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
+// Computed from the packed codes (the default) or from the dequantized dense weights (--dequantize): the same
+// perplexity, for plain GPTQ folders and for ApiQ's with adapters, and the same greedy text.
+TEST(CliQuantize, PackedAndDequantizedEvalAgree) {
+    TempDir dir;
+    for (const std::string method : {"gptq --bits 2 --group-size 32 --act-order", "apiq-bw --bits 3 --group-size 64 --epochs 1"}) {
+        const std::string out = dir.file("q" + std::to_string(method.size()));
+        auto r = run_saliq(quantize_args(out) + " --method " + method);
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        double ppl[2];
+        for (int dense = 0; dense < 2; ++dense) {
+            const std::string json = out + (dense ? "/dense.json" : "/packed.json");
+            r = run_saliq("eval -m " + out + " --dataset tinystories --seqlen 256 --max-windows 4 --eval-range 0.5:1" +
+                          (dense ? " --dequantize" : "") + " --json " + json);
+            ASSERT_EQ(r.exit_code, 0) << r.output;
+            ppl[dense] = nlohmann::json::parse(test::read_bytes(json))["ppl"].get<double>();
+        }
+        EXPECT_NEAR(ppl[0], ppl[1], 1e-4 * ppl[1]) << method;
+        const auto a = run_saliq("generate -m " + out + " --prompt \"Once upon\" -n 24 -q");
+        const auto b = run_saliq("generate -m " + out + " --prompt \"Once upon\" -n 24 --dequantize -q");
+        EXPECT_EQ(a.output, b.output) << method;
+    }
+}
+
 TEST(CliQuantize, RefusesBadRequestsWithClearMessages) {
     TempDir dir;
     auto r = run_saliq(quantize_args(dir.file("a")) + " --bits 5");

@@ -86,6 +86,22 @@ TEST(LlamaModel, BatchedWindowsEqualSingleWindows) {
         EXPECT_LT((batched[b] - model->forward(ids.narrow(0, b, 1))[0]).abs().max().item<double>(), 1e-5);
 }
 
+// Incremental decoding: a prompt of 6, then 1, then 3 tokens against the key/value cache give the logits of one
+// forward over all 10 (RoPE and the causal mask follow the cached positions).
+TEST(LlamaModel, CachedStepsEqualTheWholeForward) {
+    c10::InferenceMode guard;
+    const LlamaConfig c = test::tiny_config();
+    auto model = LlamaModel::load(test::memory_checkpoint(c, test::random_weights(c)), {});
+    at::Tensor ids = at::randint(0, c.vocab_size, {2, 10}, at::kLong);
+    const at::Tensor whole = model->forward(ids);
+    std::vector<LayerCache> cache;
+    std::vector<at::Tensor> steps;
+    for (auto [t0, n] : {std::pair<int64_t, int64_t>{0, 6}, {6, 1}, {7, 3}})
+        steps.push_back(model->forward_cached(ids.narrow(1, t0, n), cache));
+    EXPECT_EQ(cache[0].length(), 10);
+    EXPECT_LT((at::cat(steps, 1) - whole).abs().max().item<double>(), 1e-5);
+}
+
 TEST(LlamaModel, AttentionInPiecesEqualsAttentionAtOnce) {
     LlamaConfig c = test::tiny_config();  // GQA: more query heads than KV heads
     const int64_t B = 3, T = 9, d = c.head_dim;
