@@ -1,10 +1,14 @@
 #include "saliq/packed_matmul.h"
 
 #include <algorithm>
+#include <cstring>
 #include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #include "saliq/error.h"
 #include "saliq/strings.h"
@@ -18,81 +22,122 @@ int64_t tile_rows(int64_t in) { return std::max<int64_t>(16, std::min<int64_t>(1
 // Batches of at most this many token rows take the fused dequantize-dot path (decode is bandwidth-bound).
 constexpr int64_t kFusedMaxRows = 4;
 
-inline float code_at(const uint8_t* row, int64_t k, int field_bits, int per_byte, int mask) {
-    return static_cast<float>((row[k / per_byte] >> ((k % per_byte) * field_bits)) & mask);
+// Each byte's codes as floats, looked up whole (a 256-entry table per storage width): unpacking a row is one
+// small copy per byte instead of a shift and mask per code.
+template <int FB>
+const float* code_table() {
+    constexpr int per = 8 / FB, mask = (1 << FB) - 1;
+    static const std::vector<float> table = [] {
+        std::vector<float> t(256 * per);
+        for (int b = 0; b < 256; ++b)
+            for (int j = 0; j < per; ++j) t[static_cast<size_t>(b * per + j)] = static_cast<float>((b >> (j * FB)) & mask);
+        return t;
+    }();
+    return table.data();
 }
+
+template <int FB>
+void unpack_span(const uint8_t* row, int64_t k0, int64_t k1, float* out) {
+    constexpr int per = 8 / FB, mask = (1 << FB) - 1;
+    int64_t k = k0;
+    if (k0 % per == 0) {
+        const float* table = code_table<FB>();
+        for (; k + per <= k1; k += per) std::memcpy(out + (k - k0), table + row[k / per] * per, sizeof(float) * per);
+    }
+    for (; k < k1; ++k) out[k - k0] = static_cast<float>((row[k / per] >> ((k % per) * FB)) & mask);
+}
+
+void unpack_codes(int field_bits, const uint8_t* row, int64_t k0, int64_t k1, float* out) {
+    if (field_bits == 2) unpack_span<2>(row, k0, k1, out);
+    else if (field_bits == 4) unpack_span<4>(row, k0, k1, out);
+    else unpack_span<8>(row, k0, k1, out);
+}
+
+// Σ a_k b_k over n: AVX2/FMA where the CPU has them (checked at run time: the binary stays baseline x86-64),
+// else four independent scalar sums.
+#if defined(__x86_64__) && defined(__GNUC__)
+__attribute__((target("avx2,fma"))) float dot_avx2(const float* a, const float* b, int64_t n) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = _mm256_setzero_ps();
+    int64_t k = 0;
+    for (; k + 16 <= n; k += 16) {
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k), _mm256_loadu_ps(b + k), acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + k + 8), _mm256_loadu_ps(b + k + 8), acc1);
+    }
+    const __m256 acc = _mm256_add_ps(acc0, acc1);
+    __m128 lo = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    lo = _mm_hadd_ps(lo, lo);
+    lo = _mm_hadd_ps(lo, lo);
+    float sum = _mm_cvtss_f32(lo);
+    for (; k < n; ++k) sum += a[k] * b[k];
+    return sum;
+}
+bool have_avx2() {
+    static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    return yes;
+}
+#else
+float dot_avx2(const float*, const float*, int64_t) { return 0.0f; }
+bool have_avx2() { return false; }
+#endif
+
+float dot(const float* a, const float* b, int64_t n) {
+    if (have_avx2()) return dot_avx2(a, b, n);
+    float acc[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    int64_t k = 0;
+    for (; k + 4 <= n; k += 4)
+        for (int j = 0; j < 4; ++j) acc[j] += a[k + j] * b[k + j];
+    for (; k < n; ++k) acc[0] += a[k] * b[k];
+    return (acc[0] + acc[1]) + (acc[2] + acc[3]);
+}
+
+bool natural_order(const PackedWeight& w) { return !w.g_idx.defined() || w.g_idx.numel() == 0; }
 
 // Row o dequantized into out[0, in).
 void dequantize_row(const PackedWeight& w, int64_t o, float* out) {
-    const int64_t row_bytes = w.data.size(1), G = w.scales.size(1);
-    const uint8_t* row = w.data.data_ptr<uint8_t>() + o * row_bytes;
+    const int64_t G = w.scales.size(1);
+    const uint8_t* row = w.data.data_ptr<uint8_t>() + o * w.data.size(1);
     const float* s = w.scales.data_ptr<float>() + o * G;
     const float* m = w.offsets.data_ptr<float>() + o * G;
-    const int fb = w.field_bits, per = w.per_byte(), mask = (1 << fb) - 1;
-    if (!w.g_idx.defined() || w.g_idx.numel() == 0) {
+    unpack_codes(w.field_bits, row, 0, w.in, out);
+    if (natural_order(w)) {
         for (int64_t g = 0, k0 = 0; k0 < w.in; ++g, k0 += w.group_size) {
             const int64_t k1 = std::min(w.in, k0 + w.group_size);
             const float sg = s[g], mg = m[g];
-            if (fb == 2 && k0 % 4 == 0) {
-                int64_t k = k0;
-                for (; k + 4 <= k1; k += 4) {
-                    const uint8_t b = row[k / 4];
-                    out[k] = sg * static_cast<float>(b & 3) + mg;
-                    out[k + 1] = sg * static_cast<float>((b >> 2) & 3) + mg;
-                    out[k + 2] = sg * static_cast<float>((b >> 4) & 3) + mg;
-                    out[k + 3] = sg * static_cast<float>(b >> 6) + mg;
-                }
-                for (; k < k1; ++k) out[k] = sg * code_at(row, k, fb, per, mask) + mg;
-            } else {
-                for (int64_t k = k0; k < k1; ++k) out[k] = sg * code_at(row, k, fb, per, mask) + mg;
-            }
+            for (int64_t k = k0; k < k1; ++k) out[k] = sg * out[k] + mg;
         }
         return;
     }
     const int32_t* gi = w.g_idx.data_ptr<int32_t>();
-    for (int64_t k = 0; k < w.in; ++k) out[k] = s[gi[k]] * code_at(row, k, fb, per, mask) + m[gi[k]];
+    for (int64_t k = 0; k < w.in; ++k) out[k] = s[gi[k]] * out[k] + m[gi[k]];
 }
 
-// y[t, o] = Σ_g s_g Σ_{k∈g} x_k q_k + m_g Σ_{k∈g} x_k, per row, codes read once per row.
+// y[t, o] = Σ_g s_g Σ_{k∈g} x_k q_k + m_g Σ_{k∈g} x_k: each row's codes unpacked once for all T tokens.
 void fused_rows(const float* x, int64_t T, const PackedWeight& w, float* y) {
     const int64_t in = w.in, out = w.out, G = w.scales.size(1), row_bytes = w.data.size(1);
-    const bool natural = !w.g_idx.defined() || w.g_idx.numel() == 0;
+    const bool natural = natural_order(w);
+    const int32_t* gi = natural ? nullptr : w.g_idx.data_ptr<int32_t>();
     // Σ_{k∈g} x_k for every token and group.
     std::vector<float> xsum(static_cast<size_t>(T * G), 0.0f);
-    const int32_t* gi = natural ? nullptr : w.g_idx.data_ptr<int32_t>();
     for (int64_t t = 0; t < T; ++t)
         for (int64_t k = 0; k < in; ++k) xsum[t * G + (natural ? k / w.group_size : gi[k])] += x[t * in + k];
     const uint8_t* data = w.data.data_ptr<uint8_t>();
     const float* scales = w.scales.data_ptr<float>();
     const float* offsets = w.offsets.data_ptr<float>();
-    const int fb = w.field_bits, per = w.per_byte(), mask = (1 << fb) - 1;
     at::parallel_for(0, out, 16, [&](int64_t o0, int64_t o1) {
-        std::vector<float> dots(static_cast<size_t>(G));
+        std::vector<float> codes(static_cast<size_t>(in)), dots(static_cast<size_t>(G));
         for (int64_t o = o0; o < o1; ++o) {
-            const uint8_t* row = data + o * row_bytes;
+            unpack_codes(w.field_bits, data + o * row_bytes, 0, in, codes.data());
+            const float* s = scales + o * G;
+            const float* m = offsets + o * G;
             for (int64_t t = 0; t < T; ++t) {
                 const float* xt = x + t * in;
-                std::fill(dots.begin(), dots.end(), 0.0f);
                 if (natural) {
-                    for (int64_t g = 0, k0 = 0; k0 < in; ++g, k0 += w.group_size) {
-                        const int64_t k1 = std::min(in, k0 + w.group_size);
-                        float acc = 0.0f;
-                        int64_t k = k0;
-                        if (fb == 2 && k0 % 4 == 0) {
-                            for (; k + 4 <= k1; k += 4) {
-                                const uint8_t b = row[k / 4];
-                                acc += xt[k] * static_cast<float>(b & 3) + xt[k + 1] * static_cast<float>((b >> 2) & 3) +
-                                       xt[k + 2] * static_cast<float>((b >> 4) & 3) + xt[k + 3] * static_cast<float>(b >> 6);
-                            }
-                        }
-                        for (; k < k1; ++k) acc += xt[k] * code_at(row, k, fb, per, mask);
-                        dots[static_cast<size_t>(g)] = acc;
-                    }
+                    for (int64_t g = 0, k0 = 0; k0 < in; ++g, k0 += w.group_size)
+                        dots[static_cast<size_t>(g)] = dot(xt + k0, codes.data() + k0, std::min(in, k0 + w.group_size) - k0);
                 } else {
-                    for (int64_t k = 0; k < in; ++k) dots[static_cast<size_t>(gi[k])] += xt[k] * code_at(row, k, fb, per, mask);
+                    std::fill(dots.begin(), dots.end(), 0.0f);
+                    for (int64_t k = 0; k < in; ++k) dots[static_cast<size_t>(gi[k])] += xt[k] * codes[static_cast<size_t>(k)];
                 }
-                const float* s = scales + o * G;
-                const float* m = offsets + o * G;
                 const float* xs = xsum.data() + t * G;
                 float acc = 0.0f;
                 for (int64_t g = 0; g < G; ++g) acc += s[g] * dots[static_cast<size_t>(g)] + m[g] * xs[g];
