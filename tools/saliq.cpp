@@ -159,18 +159,15 @@ int run_convert(const std::string& from, const std::string& from_gguf, const std
     if (from.empty() == from_gguf.empty()) throw ConfigError("give one of --from-llama2c and --from-gguf");
     Checkpoint ckpt = from.empty() ? read_gguf(from_gguf) : read_llama2c(from);
     if (!tokenizer.empty() && !path_exists(tokenizer)) throw IoError(tokenizer, "tokenizer file does not exist");
-    const std::string tokenizer_path = tokenizer.empty() ? ckpt.tokenizer_path : tokenizer;
+    if (!tokenizer.empty()) ckpt.tokenizer_path = tokenizer;
     std::string tokenizer_file;
-    if (!tokenizer_path.empty()) {  // refuse a broken or mismatched tokenizer before writing anything
-        const auto tok = Tokenizer::load(tokenizer_path);
+    if (!ckpt.tokenizer_path.empty()) {  // refuse a broken or mismatched tokenizer before writing anything
+        const auto tok = checkpoint_tokenizer(ckpt, from.empty() ? from_gguf : from);
         tokenizer_file = ", " + tok->file_name();
-        if (tok->vocab_size() != ckpt.config.vocab_size)
-            throw ConfigError(strprintf("tokenizer %s has %d pieces but the model's vocabulary is %lld",
-                                        tokenizer_path.c_str(), tok->vocab_size(), (long long)ckpt.config.vocab_size));
         log_info("tokenizer: " + std::string(tok->is_bpe() ? "byte-level BPE" : "SentencePiece") + " from " +
-                 tokenizer_path);
+                 ckpt.tokenizer_path);
     }
-    write_hf_folder(out, ckpt.config, *ckpt.tensors, tokenizer_path, force);
+    write_hf_folder(out, ckpt.config, *ckpt.tensors, ckpt.tokenizer_path, force);
     std::cout << "wrote " << out << " (config.json, model.safetensors"
               << tokenizer_file << ")\n";
     return 0;

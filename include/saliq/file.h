@@ -73,6 +73,9 @@ private:
     bool committed_ = false;
 };
 
+// The folder part of a path: "." without a slash, "/" for a file at the root.
+std::string parent_directory(const std::string& path);
+
 // Folder of the running executable (from /proc/self/exe), "." when unknown.
 std::string executable_dir();
 

@@ -488,9 +488,7 @@ std::shared_ptr<Tokenizer> Tokenizer::from_json(const json& tokenizer, const jso
 
 std::shared_ptr<Tokenizer> load_tokenizer_json(const std::string& path) {
     const json doc = read_json_file(path);
-    const size_t slash = path.rfind('/');
-    const std::string config_path =
-        (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer_config.json";
+    const std::string config_path = parent_directory(path) + "/tokenizer_config.json";
     const json config = path_exists(config_path) ? read_json_file(config_path) : json();
     return BpeTokenizer::create(doc, config, path);
 }

@@ -235,7 +235,7 @@ double GptqFolderWriter::adapter_scale() const {
 
 std::string GptqFolderWriter::final_absolute_path() const {
     const size_t slash = out_.rfind('/');
-    const std::string parent = slash == std::string::npos ? "." : (slash == 0 ? "/" : out_.substr(0, slash));
+    const std::string parent = parent_directory(out_);
     const std::string name = slash == std::string::npos ? out_ : out_.substr(slash + 1);
     const std::string dir = canonical_path(parent);
     return (dir == "/" ? "" : dir) + "/" + name;

@@ -215,9 +215,12 @@ std::string executable_dir() {
     char buffer[PATH_MAX];
     const ssize_t n = ::readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
     if (n <= 0) return ".";
-    const std::string exe(buffer, static_cast<size_t>(n));
-    const size_t slash = exe.rfind('/');
-    return slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : exe.substr(0, slash);
+    return parent_directory(std::string(buffer, static_cast<size_t>(n)));
+}
+
+std::string parent_directory(const std::string& path) {
+    const size_t slash = path.rfind('/');
+    return slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : path.substr(0, slash);
 }
 
 StagingDir::StagingDir(std::string final_path, bool force) : final_(std::move(final_path)) {

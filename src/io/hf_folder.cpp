@@ -147,8 +147,7 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
         if (path_exists(path + "/adapter_config.json")) load_adapter(ckpt, path);
     } else if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0) {
         ckpt = read_gguf(path);
-        const size_t slash = path.rfind('/');
-        const std::string beside = (slash == std::string::npos ? std::string(".") : path.substr(0, slash)) + "/tokenizer.model";
+        const std::string beside = parent_directory(path) + "/tokenizer.model";
         if (path_exists(beside)) ckpt.tokenizer_path = beside;  // else read_gguf's: its own BPE vocabulary, if any
     } else {
         ckpt = read_llama2c(path);
@@ -192,9 +191,7 @@ std::vector<std::string> write_tokenizer_files(const std::string& tokenizer_path
     }
     if (ends_with(tokenizer_path, ".json")) {
         copy_file(tokenizer_path, json_out);
-        const size_t slash = tokenizer_path.rfind('/');
-        const std::string beside =
-            (slash == std::string::npos ? std::string(".") : tokenizer_path.substr(0, slash)) + "/tokenizer_config.json";
+        const std::string beside = parent_directory(tokenizer_path) + "/tokenizer_config.json";
         if (path_exists(beside)) copy_file(beside, config_out);
         else write_json_atomic(config_out, {{"tokenizer_class", "PreTrainedTokenizerFast"},
                                             {"model_max_length", config.max_position_embeddings}});
