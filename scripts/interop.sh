@@ -14,7 +14,8 @@
 #      GPTQ loaders accept and scores saliq's perplexity. Opt-in: GPTQModel pulls its own torch (several GB).
 #   6. with SmolLM2-135M fetched (scripts/fetch_models.sh): transformers loading the GGUF itself (its own dequantization)
 #      and saliq's converted folder give saliq's perplexity and greedy continuation; transformers reads the folder's
-#      tokenizer.json to saliq's ids.
+#      tokenizer.json to saliq's ids; `export --format gguf` of the folder writes the tokenizer and llama keys the shipped
+#      GGUF has.
 # Prints each client's figures; exits 1 when a check fails. Not part of scripts/test.sh (downloads, minutes).
 #   scripts/interop.sh [WORK_DIR]   env: LIMIT (items per task, 200), GPTQMODEL (0), SALIQ_BUILD_DIR (build)
 set -euo pipefail
@@ -171,6 +172,19 @@ ok = r["folder_tokenizer_ids_equal"]
 bad |= not ok
 print("%s  SmolLM2 transformers reads saliq's tokenizer.json to the same ids" % ("PASS" if ok else "FAIL"))
 sys.exit(1 if bad else 0)
+PY
+  "$saliq" export -m "$smol" --format gguf --dtype f16 --out "$work/smol.gguf" --force -q >/dev/null
+  "$py" - "$work/smol.gguf" "$models/SmolLM2-135M-Instruct.Q4_1.gguf" <<'PY' || fail=1
+import sys
+import gguf
+ours, ref = gguf.GGUFReader(sys.argv[1]), gguf.GGUFReader(sys.argv[2])
+# Every key that decides tokens or the forward; saliq keeps no unknown/padding ids (they change neither).
+skip = {"tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"}
+keys = [k for k in ref.fields if (k.startswith("tokenizer.ggml.") or k.startswith("llama.")) and k not in skip]
+differing = [k for k in keys if k not in ours.fields or ours.fields[k].contents() != ref.fields[k].contents()]
+print("%s  SmolLM2 export --format gguf: %d tokenizer/llama keys as the shipped GGUF has them%s"
+      % ("PASS" if not differing else "FAIL", len(keys) - len(differing), ", differing: %s" % differing if differing else ""))
+sys.exit(1 if differing else 0)
 PY
 fi
 [ $fail = 0 ] && echo "interop: all checks passed ($work)" || echo "interop: some checks failed ($work)"

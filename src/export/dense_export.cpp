@@ -102,6 +102,7 @@ std::vector<GgufValue> gguf_metadata(const Checkpoint& ckpt, const Tokenizer& to
                                    str("general.name", name),
                                    u32("general.file_type", file_type),
                                    u32("llama.context_length", c.max_position_embeddings),
+                                   u32("llama.vocab_size", c.vocab_size),
                                    u32("llama.embedding_length", c.hidden_size),
                                    u32("llama.feed_forward_length", c.intermediate_size),
                                    u32("llama.block_count", c.n_layers),
@@ -118,6 +119,7 @@ std::vector<GgufValue> gguf_metadata(const Checkpoint& ckpt, const Tokenizer& to
                               "(gpt2, smollm, llama-bpe), so llama.cpp would split text differently");
         meta.push_back(str("tokenizer.ggml.model", "gpt2"));
         meta.push_back(str("tokenizer.ggml.pre", pre));
+        meta.push_back(GgufValue{"tokenizer.ggml.add_space_prefix", GgufType::kBool, GgufType::kString, false});
         meta.push_back(GgufValue{"tokenizer.ggml.tokens", GgufType::kArray, GgufType::kString, tokens});
         meta.push_back(GgufValue{"tokenizer.ggml.token_type", GgufType::kArray, GgufType::kInt32, types});
         meta.push_back(GgufValue{"tokenizer.ggml.merges", GgufType::kArray, GgufType::kString, bpe->merges()});
