@@ -426,9 +426,16 @@ SplitRegex::SplitRegex(const std::string& pattern) : pattern_(pattern) {
 
 size_t SplitRegex::run(uint32_t pc0, const char32_t* text, size_t pos0, size_t begin, size_t end) const {
     constexpr size_t kNone = static_cast<size_t>(-1);
+    // Backtracking can go exponential on nested repeats ((a+)+b); the pre-tokenizers' regexes take a few dozen steps
+    // per position, so a budget refuses a pathological pattern instead of hanging.
+    constexpr size_t kMaxSteps = size_t{1} << 24;
+    size_t steps = 0;
     std::vector<std::pair<uint32_t, size_t>> stack;
     stack.emplace_back(pc0, pos0);
     while (!stack.empty()) {
+        if (++steps > kMaxSteps)
+            throw ConfigError("pre-tokenizer regex /" + pattern_ + "/ backtracks without end on this text (over " +
+                              std::to_string(kMaxSteps) + " steps at one position)");
         uint32_t pc = stack.back().first;
         size_t pos = stack.back().second;
         stack.pop_back();

@@ -65,6 +65,12 @@ TEST(SplitRegex, UnsupportedConstructsAreRefusedByName) {
     }
 }
 
+TEST(SplitRegex, CatastrophicBacktrackingIsRefusedNotHung) {
+    SplitRegex re("(a+)+b");
+    const auto text = unicode::decode_utf8(std::string(40, 'a') + "c");
+    EXPECT_THROW(re.find_all(text.cps, 0, text.cps.size()), ConfigError);
+}
+
 TEST(Unicode, CategoriesAndInvalidBytes) {
     EXPECT_EQ(unicode::category('A').major, 'L');
     EXPECT_EQ(unicode::category(0x00BD).minor, 'o');  // ½ is No

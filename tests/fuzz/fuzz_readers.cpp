@@ -1,5 +1,5 @@
 // libFuzzer harness for everything saliq reads from disk: safetensors files, llama2.c .bin files, Hugging Face
-// config.json and shard indexes, and the zero-shot task files. The first input byte picks the reader, the rest
+// config.json and shard indexes, the zero-shot task files, GGUF files, tokenizer.json and pre-tokenizer regexes. The first input byte picks the reader, the rest
 // is the file (a SentencePiece model too, and the model.safetensors of a GPTQ-packed folder, run through a forward
 // pass). A reader may reject its input only with saliq::Error (a message the CLI prints, exit 2 or 3);
 // any other exception, a crash or a sanitizer report is a finding.
@@ -18,6 +18,9 @@
 #include "saliq/checkpoint.h"
 #include "saliq/error.h"
 #include "saliq/file.h"
+#include "saliq/gguf.h"
+#include "saliq/split_regex.h"
+#include "saliq/unicode.h"
 #include "saliq/log.h"
 #include "saliq/model.h"
 #include "saliq/safetensors.h"
@@ -61,7 +64,7 @@ void touch_all(const saliq::Checkpoint& checkpoint) {
 void run(uint8_t which, const uint8_t* data, size_t size) {
     const std::string& dir = work_dir();
     const std::string folder = dir + "/folder";
-    switch (which % 10) {
+    switch (which % 13) {
         case 0: {  // a safetensors file
             write(dir + "/t.safetensors", data, size);
             const auto reader = saliq::SafetensorsReader::open(dir + "/t.safetensors");
@@ -106,6 +109,31 @@ void run(uint8_t which, const uint8_t* data, size_t size) {
             write(folder + "/model.safetensors", data, size);
             const auto model = saliq::LlamaModel::load(saliq::load_checkpoint(folder), saliq::ModelOptions{});
             (void)model->forward(at::arange(6, at::kLong).view({1, 6})).sum().item<double>();
+            break;
+        }
+        case 10: {  // a GGUF file: metadata, tensors, and its BPE vocabulary when it has one
+            write(dir + "/m.gguf", data, size);
+            const auto reader = saliq::GgufReader::open(dir + "/m.gguf");
+            for (const auto& t : reader->tensors()) (void)reader->tensor(t.name).sum().item<double>();
+            const saliq::GgufValue* vocab = reader->find_value("tokenizer.ggml.model");
+            if (vocab != nullptr && vocab->value.is_string() && vocab->value.get<std::string>() == "gpt2") {
+                const auto tokenizer = saliq::Tokenizer::load(dir + "/m.gguf");
+                (void)tokenizer->decode(tokenizer->encode("Once upon a time, 12 \xe2\x82\xac."));
+            }
+            break;
+        }
+        case 11: {  // a tokenizer.json (byte-level BPE)
+            write(dir + "/tokenizer.json", data, size);
+            const auto tokenizer = saliq::Tokenizer::load(dir + "/tokenizer.json");
+            (void)tokenizer->decode(tokenizer->encode("Once upon a time, 12 \xe2\x82\xac <|endoftext|>."));
+            break;
+        }
+        case 12: {  // a pre-tokenizer regex (first line) run on a text (the rest)
+            const std::string all(reinterpret_cast<const char*>(data), size);
+            const size_t cut = all.find('\n');
+            const saliq::SplitRegex regex(all.substr(0, cut));
+            const auto text = saliq::unicode::decode_utf8(cut == std::string::npos ? "" : all.substr(cut + 1));
+            (void)regex.find_all(text.cps, 0, text.cps.size());
             break;
         }
         default: {  // a tokenizer model
