@@ -14,16 +14,6 @@ namespace {
 
 constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
 
-uint64_t scalar_size(GgufType t) {
-    switch (t) {
-        case GgufType::kUint8: case GgufType::kInt8: case GgufType::kBool: return 1;
-        case GgufType::kUint16: case GgufType::kInt16: return 2;
-        case GgufType::kUint32: case GgufType::kInt32: case GgufType::kFloat32: return 4;
-        case GgufType::kUint64: case GgufType::kInt64: case GgufType::kFloat64: return 8;
-        default: return 0;
-    }
-}
-
 // Bytes of a tensor of `n` elements of a ggml type saliq reads (float types, and the 32-weight block types Q8_0,
 // Q4_0, Q4_1, dequantized on read); 0 for types we do not serve (or a count that is not whole blocks).
 uint64_t float_bytes(uint32_t type, uint64_t n) {
