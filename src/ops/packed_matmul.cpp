@@ -25,14 +25,17 @@ constexpr int64_t kFusedMaxRows = 4;
 // Each byte's codes as floats, looked up whole (a 256-entry table per storage width): unpacking a row is one
 // small copy per byte instead of a shift and mask per code.
 template <int FB>
-const float* code_table() {
+std::vector<float> make_code_table() {
     constexpr int per = 8 / FB, mask = (1 << FB) - 1;
-    static const std::vector<float> table = [] {
-        std::vector<float> t(256 * per);
-        for (int b = 0; b < 256; ++b)
-            for (int j = 0; j < per; ++j) t[static_cast<size_t>(b * per + j)] = static_cast<float>((b >> (j * FB)) & mask);
-        return t;
-    }();
+    std::vector<float> t(256 * per);
+    for (int b = 0; b < 256; ++b)
+        for (int j = 0; j < per; ++j) t[static_cast<size_t>(b * per + j)] = static_cast<float>((b >> (j * FB)) & mask);
+    return t;
+}
+
+template <int FB>
+const float* code_table() {
+    static const std::vector<float> table = make_code_table<FB>();
     return table.data();
 }
 
