@@ -34,6 +34,8 @@ public:
 
 private:
     BpeTokenizer();
+    static std::shared_ptr<BpeTokenizer> create_checked(const nlohmann::json& tokenizer, const nlohmann::json& config,
+                                                        const std::string& origin);
     struct Impl;
     std::unique_ptr<Impl> impl_;
 };

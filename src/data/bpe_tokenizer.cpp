@@ -279,6 +279,16 @@ BpeTokenizer::BpeTokenizer() : impl_(std::make_unique<Impl>()) {}
 BpeTokenizer::~BpeTokenizer() = default;
 
 std::shared_ptr<BpeTokenizer> BpeTokenizer::create(const json& doc, const json& config, const std::string& origin) {
+    // A field of the wrong JSON type (value() and get() throw json's type_error) is a malformed file, not a crash.
+    try {
+        return create_checked(doc, config, origin);
+    } catch (const json::exception& e) {
+        throw FormatError(origin, std::string("malformed tokenizer.json or tokenizer_config.json: ") + e.what());
+    }
+}
+
+std::shared_ptr<BpeTokenizer> BpeTokenizer::create_checked(const json& doc, const json& config,
+                                                           const std::string& origin) {
     if (!doc.is_object() || !doc.contains("model") || !doc["model"].is_object())
         throw FormatError(origin, "not a tokenizer.json: no \"model\" object");
     auto tok = std::shared_ptr<BpeTokenizer>(new BpeTokenizer());

@@ -81,7 +81,27 @@ int64_t id_value(const GgufReader& r, const std::string& key) {
 
 }  // namespace
 
+json gguf_tokenizer_json_checked(const GgufReader& r);
+json gguf_tokenizer_config_checked(const GgufReader& r);
+
+// Arrays of the wrong element type (json's type_error) are a malformed file, not a crash.
 json gguf_tokenizer_json(const GgufReader& r) {
+    try {
+        return gguf_tokenizer_json_checked(r);
+    } catch (const json::exception& e) {
+        throw FormatError(r.path(), std::string("malformed tokenizer metadata: ") + e.what());
+    }
+}
+
+json gguf_tokenizer_config(const GgufReader& r) {
+    try {
+        return gguf_tokenizer_config_checked(r);
+    } catch (const json::exception& e) {
+        throw FormatError(r.path(), std::string("malformed tokenizer metadata: ") + e.what());
+    }
+}
+
+json gguf_tokenizer_json_checked(const GgufReader& r) {
     const std::string model = string_value(r, "tokenizer.ggml.model");
     if (model != "gpt2")
         throw ConfigError(r.path() + ": its vocabulary is tokenizer.ggml.model '" + model +
@@ -123,7 +143,7 @@ json gguf_tokenizer_json(const GgufReader& r) {
               {"ignore_merges", pre == Pre::kLlama3}, {"vocab", vocab}, {"merges", merges}}}};
 }
 
-json gguf_tokenizer_config(const GgufReader& r) {
+json gguf_tokenizer_config_checked(const GgufReader& r) {
     const json& tokens = array_value(r, "tokenizer.ggml.tokens", true);
     auto token = [&](const std::string& key) -> json {
         const int64_t id = id_value(r, key);

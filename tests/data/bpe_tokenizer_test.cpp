@@ -118,6 +118,11 @@ TEST(BpeTokenizer, TokenizersItCannotRunAreRefusedWithTheReason) {
     bad_merge["model"]["merges"].push_back("zz q");
     EXPECT_THROW(BpeTokenizer::create(bad_merge, json(), "x"), FormatError);
     EXPECT_THROW(BpeTokenizer::create(json::array(), json(), "x"), FormatError);
+    // Fields of the wrong JSON type are malformed files (the fuzzer's first finding: "type" an object).
+    json typed = tiny_tokenizer({{"type", {{"not", "a string"}}}});
+    EXPECT_THROW(BpeTokenizer::create(typed, json(), "x"), FormatError);
+    json behavior = tiny_tokenizer({{"type", "Split"}, {"pattern", {{"String", "-"}}}, {"behavior", 3}});
+    EXPECT_THROW(BpeTokenizer::create(behavior, json(), "x"), FormatError);
 }
 
 TEST(BpeTokenizer, LoadsTokenizerJsonWithItsConfigBeside) {
