@@ -121,7 +121,6 @@ bool ascii_word_char(unsigned char c) { return std::isalnum(c) || c == '_'; }
 }  // namespace
 
 struct BpeTokenizer::Impl {
-    std::string origin;
     std::vector<SplitStep> steps;
     json pre_tokenizer;
     std::unordered_map<std::string, int32_t> vocab;
@@ -132,7 +131,6 @@ struct BpeTokenizer::Impl {
     std::vector<AddedToken> added;          // longest first
     bool added_first_byte[256] = {};        // bytes an added token starts with
     std::unordered_map<int32_t, size_t> added_by_id;
-    std::vector<char32_t> alphabet;         // byte -> character
     std::unordered_map<char32_t, uint8_t> byte_of;
     std::vector<std::string> byte_spelling; // byte -> its character in UTF-8
     int32_t byte_ids[256];
@@ -293,7 +291,6 @@ std::shared_ptr<BpeTokenizer> BpeTokenizer::create_checked(const json& doc, cons
         throw FormatError(origin, "not a tokenizer.json: no \"model\" object");
     auto tok = std::shared_ptr<BpeTokenizer>(new BpeTokenizer());
     Impl& m = *tok->impl_;
-    m.origin = origin;
     tok->path_ = origin;
     const json& model = doc["model"];
     const std::string type = model.value("type", std::string("BPE"));
@@ -349,11 +346,11 @@ std::shared_ptr<BpeTokenizer> BpeTokenizer::create_checked(const json& doc, cons
         m.added_by_id[t.id] = i;
     }
 
-    m.alphabet = byte_alphabet();
+    const std::vector<char32_t> alphabet = byte_alphabet();
     m.byte_spelling.resize(256);
     for (int b = 0; b < 256; ++b) {
-        m.byte_of[m.alphabet[static_cast<size_t>(b)]] = static_cast<uint8_t>(b);
-        unicode::append_utf8(m.byte_spelling[static_cast<size_t>(b)], m.alphabet[static_cast<size_t>(b)]);
+        m.byte_of[alphabet[static_cast<size_t>(b)]] = static_cast<uint8_t>(b);
+        unicode::append_utf8(m.byte_spelling[static_cast<size_t>(b)], alphabet[static_cast<size_t>(b)]);
         const auto it = m.vocab.find(m.byte_spelling[static_cast<size_t>(b)]);
         m.byte_ids[b] = it == m.vocab.end() ? -1 : it->second;
     }
