@@ -52,10 +52,8 @@ int main(int argc, char** argv) {
                                                      : throw ConfigError("--dtype must be bf16, f16 or f32");
         c.torch_dtype = dtype == "bf16" ? "bfloat16" : dtype == "f16" ? "float16" : "float32";
         c.validate(out);
-        const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim,
-                      kvd = c.n_kv_heads * c.head_dim;
-        const std::vector<std::vector<int64_t>> linear_shapes = {{qd, H}, {kvd, H}, {kvd, H}, {H, qd},
-                                                                 {I, H},  {I, H},   {H, I}};
+        const int64_t H = c.hidden_size, I = c.intermediate_size;
+        const auto shapes = saliq::linear_shapes(c);
         std::vector<TensorSpec> specs;
         for (const auto& name : llama_tensor_names(c)) {
             std::vector<int64_t> shape;
@@ -63,7 +61,7 @@ int main(int argc, char** argv) {
             else if (name.find("norm") != std::string::npos) shape = {H};
             else
                 for (int i = 0; i < 7; ++i)
-                    if (name.find(hf_names::kLinearNames[i]) != std::string::npos) shape = linear_shapes[i];
+                    if (name.find(hf_names::kLinearNames[i]) != std::string::npos) shape = shapes[i];
             specs.push_back({name, type, shape});
         }
         StagingDir staging(out, force);

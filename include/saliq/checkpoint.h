@@ -2,6 +2,7 @@
 // `.bin` files. Everything is returned in Hugging Face tensor names and rotary layout.
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
@@ -92,6 +93,9 @@ extern const char* const kLinearNames[7];                 // self_attn.q_proj ..
 extern const char* const kInputNorm;                      // input_layernorm.weight
 extern const char* const kPostNorm;                       // post_attention_layernorm.weight
 }  // namespace hf_names
+
+// [out, in] of each linear of a block, in kLinearNames order (the one place the shapes are spelled).
+std::array<std::vector<int64_t>, 7> linear_shapes(const LlamaConfig& config);
 
 // Every tensor a LLaMA checkpoint with this config must hold, in file order.
 std::vector<std::string> llama_tensor_names(const LlamaConfig& config);

@@ -58,7 +58,9 @@ private:
 // The settings that differ between an interrupted run's fingerprint and the current one, named one by one.
 std::string describe_fingerprint_difference(const nlohmann::json& saved, const nlohmann::json& now);
 
-nlohmann::json gptq_quantization_config(const QuantizeOptions& options);
+// `gptq_symmetric_zeros`: every zero point is 2^(bits-1), GPTQ's symmetric zero (its symmetric kernels assume it
+// and ignore qzeros); only then does the config say sym true. OmniQuant's symmetric clipping uses 2^(bits-1) - 1.
+nlohmann::json gptq_quantization_config(const QuantizeOptions& options, bool gptq_symmetric_zeros);
 // The settings that decide a run's output: a resumed run must match them.
 nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& options);
 

@@ -33,4 +33,15 @@ GptqTensors gptq_pack(const QuantizedTensor& q, bool zeros_v2);
 QuantizedTensor gptq_unpack(const GptqTensors& packed, const QuantSpec& spec, int64_t in, int64_t out,
                             bool zeros_v2, const std::string& origin);
 
+// What a folder's quantization_config says about every packed linear.
+struct GptqClaims {
+    int64_t group_size = -1;  // -1: one group per row
+    bool desc_act = false;    // false: g_idx is k / group_size; true: any order, group_size columns per group
+    bool symmetric = false;   // true: every zero point is 2^(bits-1), as GPTQ's symmetric kernels assume
+};
+
+// Checks an unpacked linear against those claims (groups, g_idx, zero points) and its scales for finite values;
+// throws FormatError(origin) naming the first disagreement. A folder that fails would score a wrong number.
+void check_gptq_claims(const QuantizedTensor& q, const GptqClaims& claims, const std::string& origin);
+
 }  // namespace saliq

@@ -175,6 +175,12 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& config, 
                         int64_t layer, const at::TensorOptions& options, const TensorSource* adapter = nullptr,
                         double adapter_scale = 0.0, bool keep_packed = false);
 
+// Checks a checkpoint's tensors against its config.json from their headers, before any weight is read: every
+// tensor the config implies present with its shape and a float dtype; in a packed folder every linear packed, with
+// the four GPTQ tensors of the shapes and dtypes its quantization_config implies (or its binarizer's tensors), and no
+// packed tensor the model does not have. Throws FormatError naming the folder and the tensor.
+void check_checkpoint_tensors(const Checkpoint& checkpoint);
+
 class LlamaModel {
 public:
     // Loads all weights. Throws FormatError for missing tensors or wrong shapes.

@@ -39,6 +39,8 @@ public:
     // A CPU tensor over the mapped bytes (zero-copy when aligned; read-only: clone before writing in place).
     // Throws FormatError when the name is absent or the dtype has no LibTorch equivalent.
     at::Tensor tensor(const std::string& name) const;
+    // The LibTorch dtype and the shape of `name` from the header, no value read. Throws as tensor() does.
+    std::pair<at::ScalarType, std::vector<int64_t>> describe(const std::string& name) const;
     // Releases the resident pages of a tensor once its values have been copied out (see MappedFile::release).
     void release(const std::string& name) const;
 

@@ -67,6 +67,11 @@ std::map<std::string, at::Tensor> compute_saliency(const Checkpoint& checkpoint,
 void write_fisher(const std::string& path, const std::map<std::string, at::Tensor>& fisher,
                   const FisherOptions& options);
 
+// A Fisher (or salience) file against the model it will weight, from its header: one float tensor per linear of
+// every layer with that linear's shape, nothing else. Throws FormatError naming the file and the tensor (values are
+// checked, finite and non-negative, when each block reads them).
+void check_fisher_file(const std::string& path, const LlamaConfig& config);
+
 // Per-tensor summary (sum, max, mean, fraction of mass in the top 1% of entries).
 nlohmann::json fisher_summary(const std::map<std::string, at::Tensor>& fisher);
 

@@ -333,6 +333,11 @@ std::shared_ptr<BpeTokenizer> BpeTokenizer::create_checked(const json& doc, cons
             m.added.push_back(t);
         }
     }
+    // The piece table is sized by the largest id: refuse a file whose few entries claim a huge one.
+    const size_t defined = m.vocab.size() + m.added.size();
+    if (static_cast<size_t>(size) > defined + 65536)
+        throw FormatError(origin, strprintf("token ids reach %d but only %zu tokens are defined (more than 65536 "
+                                            "unused ids)", size - 1, defined));
     std::stable_sort(m.added.begin(), m.added.end(),
                      [](const AddedToken& a, const AddedToken& b) { return a.content.size() > b.content.size(); });
     tok->vocab_size_ = size;

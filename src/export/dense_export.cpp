@@ -24,8 +24,7 @@ at::ScalarType export_dtype(const std::string& d) {
 
 // [out, in] of the linear weight `name`.
 std::vector<int64_t> linear_shape(const LlamaConfig& c, const std::string& name) {
-    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
-    const std::vector<int64_t> shapes[kNumLinears] = {{qd, H}, {kvd, H}, {kvd, H}, {H, qd}, {I, H}, {I, H}, {H, I}};
+    const auto shapes = linear_shapes(c);
     for (int i = 0; i < kNumLinears; ++i) {
         const std::string tail = std::string(hf_names::kLinearNames[i]) + ".weight";
         if (name.size() >= tail.size() && name.compare(name.size() - tail.size(), tail.size(), tail) == 0) return shapes[i];

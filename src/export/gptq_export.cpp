@@ -1,4 +1,5 @@
 #include <chrono>
+#include <cmath>
 #include <ctime>
 #include <functional>
 #include <set>
@@ -75,9 +76,67 @@ BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::jso
     return block;
 }
 
+// A resumed block must be the one this run would have written: its layer, the seven linears of that layer with the
+// config's shapes and the run's bits and groups, adapters of the run's rank exactly when the method trains them.
+// Anything else (a file copied from another run, a hand-edited state) would be assembled into a wrong model.
+void check_resumed_block(const BlockResult& b, int64_t layer, const LlamaConfig& c, const QuantizeOptions& o,
+                         const std::string& path) {
+    auto fail = [&](const std::string& what) {
+        throw FormatError(path, what + "; this file is not the run's block " + std::to_string(layer) +
+                                    " (use --force to start over)");
+    };
+    if (b.layer != layer) fail("the file says it holds block " + std::to_string(b.layer));
+    if (b.linears.size() != 7) fail(std::to_string(b.linears.size()) + " linears instead of 7");
+    if (!std::isfinite(b.block_error)) fail("a non-finite block error");
+    const auto shapes = linear_shapes(c);  // [out, in] of each linear
+    for (int i = 0; i < 7; ++i) {
+        const LinearResult& lr = b.linears[static_cast<size_t>(i)];
+        const std::string name = hf_names::linear_name(layer, i);
+        if (lr.name != name) fail("linear " + std::to_string(i) + " is '" + lr.name + "', not '" + name + "'");
+        const int64_t out = lr.binary.defined() ? lr.binary.out_features() : lr.q.out_features();
+        const int64_t in = lr.binary.defined() ? lr.binary.in_features() : lr.q.in_features();
+        if (out != shapes[i][0] || in != shapes[i][1])
+            fail(name + " is " + shape_to_string({out, in}) + ", the model's is " +
+                 shape_to_string(shapes[i]));
+        if (lr.binary.defined() != (o.apiq.quantizer != "uniform"))
+            fail(name + (lr.binary.defined() ? " is binarized" : " is not binarized") + ", the run's quantizer is " +
+                 o.apiq.quantizer);
+        if (!lr.binary.defined()) {
+            check_gptq_claims(lr.q, {o.spec.group_size, o.method == "gptq" && o.gptq.act_order, false}, path);
+            if (!std::isfinite(lr.rel_error)) fail(name + " has a non-finite error");
+        }
+        if (lr.lora_a.defined() != uses_adapters(o))
+            fail(name + (lr.lora_a.defined() ? " has" : " has no") + " LoRA adapters, the run's method " + o.method +
+                 (uses_adapters(o) ? " trains them" : " does not"));
+        if (lr.lora_a.defined() &&
+            (lr.lora_a.sizes().vec() != std::vector<int64_t>{o.apiq.lora_rank, in} ||
+             lr.lora_b.sizes().vec() != std::vector<int64_t>{out, o.apiq.lora_rank}))
+            fail(name + " has LoRA tensors " + shape_to_string(lr.lora_a.sizes().vec()) + " and " +
+                 shape_to_string(lr.lora_b.sizes().vec()) + ", rank " + std::to_string(o.apiq.lora_rank) +
+                 " implies " + shape_to_string({o.apiq.lora_rank, in}) + " and " +
+                 shape_to_string({out, o.apiq.lora_rank}));
+        if (lr.lwc_up.defined() && (!lr.lwc_low.defined() || lr.lwc_up.sizes() != lr.lwc_low.sizes()))
+            fail(name + " has clipping factors of two shapes");
+    }
+}
+
+// Whether every stored zero point of the finished blocks is 2^(bits-1) (symmetric runs store them v1, z - 1).
+bool gptq_symmetric_zeros(const std::vector<std::shared_ptr<SafetensorsReader>>& blocks,
+                          const std::map<std::string, size_t>& owner, const QuantSpec& spec) {
+    if (!spec.symmetric) return false;
+    for (const auto& [name, block] : owner) {
+        if (!ends_with(name, ".qzeros")) continue;
+        const at::Tensor packed = blocks[block]->tensor(name);
+        const int64_t out = blocks[block]->tensor(name.substr(0, name.size() - 7) + ".scales").size(1);
+        const at::Tensor z = unpack_bits(packed.t().contiguous(), spec.bits, out).to(at::kLong) + 1;
+        if (!(z == (int64_t{1} << (spec.bits - 1))).all().item<bool>()) return false;
+    }
+    return true;
+}
+
 }  // namespace
 
-nlohmann::json gptq_quantization_config(const QuantizeOptions& o) {
+nlohmann::json gptq_quantization_config(const QuantizeOptions& o, bool gptq_symmetric_zeros) {
     if (o.apiq.quantizer != "uniform") {  // saliq's own layout (binarize.h); GPTQ loaders refuse the quant_method
         nlohmann::json q = {{"quant_method", "saliq_binary"},
                             {"binarizer", o.apiq.quantizer},
@@ -90,7 +149,7 @@ nlohmann::json gptq_quantization_config(const QuantizeOptions& o) {
     return {{"quant_method", "gptq"},
             {"bits", o.spec.bits},
             {"group_size", o.spec.group_size},
-            {"sym", o.spec.symmetric},
+            {"sym", o.spec.symmetric && gptq_symmetric_zeros},
             {"desc_act", o.method == "gptq" && o.gptq.act_order},
             {"static_groups", false},
             {"damp_percent", o.gptq.damp},
@@ -306,7 +365,9 @@ BlockResult GptqFolderWriter::load(int64_t layer) const {
         throw FormatError(path, "missing or unreadable block metadata; use --force to start over");
     }
     try {
-        return read_block_file(*reader, meta, options_.spec, path);
+        BlockResult block = read_block_file(*reader, meta, options_.spec, path);
+        check_resumed_block(block, layer, source_.config, options_, path);
+        return block;
     } catch (const nlohmann::json::exception& e) {
         throw FormatError(path, std::string("unreadable block metadata (") + e.what() + "); use --force to start over");
     }
@@ -396,7 +457,7 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     if (!clipping.empty()) write_safetensors(staging.file("lwc.safetensors"), clipping, {{"format", "pt"}});
 
     nlohmann::json config = llama_config_to_json(c);
-    config["quantization_config"] = gptq_quantization_config(options_);
+    config["quantization_config"] = gptq_quantization_config(options_, gptq_symmetric_zeros(blocks, owner, options_.spec));
     write_json_atomic(staging.file("config.json"), config);
     write_tokenizer_files(source_.tokenizer_path, c, staging.path());
 

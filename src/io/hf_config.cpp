@@ -44,6 +44,23 @@ void LlamaConfig::validate(const std::string& source) const {
     positive(head_dim, "head_dim");
     positive(vocab_size, "vocab_size");
     positive(max_position_embeddings, "max_position_embeddings");
+    // Refused before anything is sized from them (rotary tables, caches, random models): far above any LLaMA
+    // (405B: hidden 16384, intermediate 53248, 126 layers, vocabularies to 256k, contexts to 1M).
+    auto at_most = [&](int64_t v, int64_t limit, const char* name) {
+        if (v > limit)
+            throw FormatError(source, strprintf("%s %lld exceeds saliq's limit of %lld", name, (long long)v,
+                                                (long long)limit));
+    };
+    at_most(hidden_size, int64_t{1} << 17, "hidden_size");
+    at_most(intermediate_size, int64_t{1} << 19, "intermediate_size");
+    at_most(n_layers, 1024, "num_hidden_layers");
+    at_most(n_heads, 1024, "num_attention_heads");
+    at_most(head_dim, 2048, "head_dim");
+    at_most(vocab_size, int64_t{1} << 22, "vocab_size");
+    at_most(max_position_embeddings, int64_t{1} << 22, "max_position_embeddings");
+    at_most(n_heads * head_dim, int64_t{1} << 18, "num_attention_heads x head_dim");
+    // The rotary table is built for the whole context: 2^27 entries is a 1M context at head_dim 128.
+    at_most(max_position_embeddings * head_dim, int64_t{1} << 27, "max_position_embeddings x head_dim");
     if (n_heads % n_kv_heads != 0)
         throw FormatError(source, strprintf("num_attention_heads (%lld) is not a multiple of num_key_value_heads (%lld)",
                                             (long long)n_heads, (long long)n_kv_heads));

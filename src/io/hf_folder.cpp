@@ -1,5 +1,8 @@
 #include <cmath>
 #include <fstream>
+#include <functional>
+#include <regex>
+#include <set>
 
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
@@ -27,6 +30,12 @@ const char* const kLinearNames[7] = {"self_attn.q_proj", "self_attn.k_proj", "se
 const char* const kInputNorm = "input_layernorm.weight";
 const char* const kPostNorm = "post_attention_layernorm.weight";
 }  // namespace hf_names
+
+std::array<std::vector<int64_t>, 7> linear_shapes(const LlamaConfig& c) {
+    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim,
+                  kvd = c.n_kv_heads * c.head_dim;
+    return {{{qd, H}, {kvd, H}, {kvd, H}, {H, qd}, {I, H}, {I, H}, {H, I}}};
+}
 
 std::vector<std::string> llama_tensor_names(const LlamaConfig& config) {
     std::vector<std::string> names = {hf_names::kEmbed};
@@ -56,9 +65,7 @@ at::Tensor permute_rotary_rows_to_meta(const at::Tensor& weight, int64_t n_heads
 }
 
 std::vector<std::string> gptq_loader_rejected_linears(const LlamaConfig& c) {
-    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim,
-                  kvd = c.n_kv_heads * c.head_dim;
-    const int64_t shapes[7][2] = {{qd, H}, {kvd, H}, {kvd, H}, {H, qd}, {I, H}, {I, H}, {H, I}};  // [out, in]
+    const auto shapes = linear_shapes(c);  // [out, in] of each linear
     std::vector<std::string> out;
     for (int i = 0; i < 7; ++i) {
         std::string why;
@@ -69,12 +76,29 @@ std::vector<std::string> gptq_loader_rejected_linears(const LlamaConfig& c) {
     return out;
 }
 
+namespace {
+
+bool bool_field(const nlohmann::json& j, const char* key, bool fallback, const std::string& source) {
+    if (!j.contains(key) || j[key].is_null()) return fallback;
+    if (!j[key].is_boolean()) throw FormatError(source, std::string("'") + key + "' must be true or false");
+    return j[key].get<bool>();
+}
+
+std::string string_field(const nlohmann::json& j, const char* key, const std::string& fallback,
+                         const std::string& source) {
+    if (!j.contains(key) || j[key].is_null()) return fallback;
+    if (!j[key].is_string()) throw FormatError(source, std::string("'") + key + "' must be a string");
+    return j[key].get<std::string>();
+}
+
+}  // namespace
+
 PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string& source) {
     if (!q.is_object()) throw FormatError(source, "quantization_config is not an object");
-    const std::string method = q.value("quant_method", std::string());
+    const std::string method = string_field(q, "quant_method", "", source);
     PackedInfo info;
     if (method == "saliq_binary") {
-        info.binarizer = q.value("binarizer", std::string());
+        info.binarizer = string_field(q, "binarizer", "", source);
         if (info.binarizer != "db-llm" && info.binarizer != "binarymos")
             throw FormatError(source, "quantization_config.binarizer '" + info.binarizer +
                                           "' is not db-llm or binarymos");
@@ -95,9 +119,12 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
         if (!q["group_size"].is_number_integer()) throw FormatError(source, "quantization_config.group_size is not an integer");
         info.group_size = q["group_size"].get<int64_t>();
     }
-    info.symmetric = q.value("sym", true);
-    info.desc_act = q.value("desc_act", false);
-    const std::string format = q.value("checkpoint_format", std::string("gptq"));
+    if (info.group_size == 0 || info.group_size < -1)
+        throw FormatError(source, "quantization_config.group_size " + std::to_string(info.group_size) +
+                                      " is neither -1 (one group per row) nor positive");
+    info.symmetric = bool_field(q, "sym", true, source);
+    info.desc_act = bool_field(q, "desc_act", false, source);
+    const std::string format = string_field(q, "checkpoint_format", "gptq", source);
     if (format != "gptq" && format != "gptq_v2")
         throw FormatError(source, "quantization_config.checkpoint_format '" + format + "' is not gptq or gptq_v2");
     info.zeros_v2 = format == "gptq_v2";
@@ -106,21 +133,133 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
 
 namespace {
 
+// Which linears of `config` a PEFT adapter config targets, as PEFT matches them: a list names modules by suffix
+// ("q_proj" matches "model.layers.0.self_attn.q_proj"), a string is a regular expression the whole name must
+// match, "all-linear" is every linear; layers_to_transform (a layer or a list) narrows the layers.
+std::set<std::string> adapter_targets(const nlohmann::json& a, const LlamaConfig& config, const std::string& source) {
+    if (!a.contains("target_modules") || a["target_modules"].is_null())
+        throw FormatError(source, "'target_modules' is missing: which linears do the adapters belong to?");
+    const nlohmann::json& t = a["target_modules"];
+    std::set<int64_t> layers;
+    if (a.contains("layers_to_transform") && !a["layers_to_transform"].is_null()) {
+        const nlohmann::json& l = a["layers_to_transform"];
+        const nlohmann::json list = l.is_array() ? l : nlohmann::json::array({l});
+        for (const auto& v : list) {
+            if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() >= config.n_layers)
+                throw FormatError(source, "layers_to_transform entry " + v.dump() + " is not a layer of this " +
+                                              std::to_string(config.n_layers) + "-layer model");
+            layers.insert(v.get<int64_t>());
+        }
+    } else {
+        for (int64_t i = 0; i < config.n_layers; ++i) layers.insert(i);
+    }
+    std::function<bool(const std::string&)> matches;
+    if (t.is_string() && t.get<std::string>() == "all-linear") {
+        matches = [](const std::string&) { return true; };
+    } else if (t.is_string()) {
+        const std::string pattern = t.get<std::string>();
+        if (pattern.size() > 1000) throw FormatError(source, "target_modules pattern longer than 1000 characters");
+        std::shared_ptr<std::regex> re;
+        try {
+            re = std::make_shared<std::regex>(pattern, std::regex::ECMAScript);
+        } catch (const std::regex_error& e) {
+            throw FormatError(source, "target_modules '" + pattern + "' is not a regular expression (" + e.what() + ")");
+        }
+        matches = [re](const std::string& name) { return std::regex_match(name, *re); };
+    } else if (t.is_array()) {
+        std::vector<std::string> keys;
+        for (const auto& k : t) {
+            if (!k.is_string() || k.get<std::string>().empty())
+                throw FormatError(source, "target_modules entry " + k.dump() + " is not a module name");
+            keys.push_back(k.get<std::string>());
+        }
+        matches = [keys](const std::string& name) {
+            for (const auto& k : keys)
+                if (name == k || ends_with(name, "." + k)) return true;
+            return false;
+        };
+    } else {
+        throw FormatError(source, "target_modules must be a list of module names or a pattern");
+    }
+    std::set<std::string> out;
+    for (int64_t layer : layers)
+        for (int i = 0; i < 7; ++i)
+            if (matches(hf_names::linear_name(layer, i))) out.insert(hf_names::linear_name(layer, i));
+    return out;
+}
+
+// A PEFT LoRA adapter beside the weights: adapter_config.json against adapter_model.safetensors. Every targeted
+// linear has lora_A [r, in] and lora_B [out, r]; the file holds nothing else. Half an adapter (a config without
+// tensors, tensors without a config) is an error, never skipped: evaluating without it would score another model.
 void load_adapter(Checkpoint& ckpt, const std::string& dir) {
     const std::string config_path = dir + "/adapter_config.json";
-    const nlohmann::json a = read_json_file(config_path);
-    if (a.value("peft_type", std::string()) != "LORA")
-        throw FormatError(config_path, "peft_type must be LORA");
-    if (!a.contains("r") || !a["r"].is_number_integer() || a["r"].get<int64_t>() <= 0)
-        throw FormatError(config_path, "'r' must be a positive integer");
-    if (!a.contains("lora_alpha") || !a["lora_alpha"].is_number())
-        throw FormatError(config_path, "'lora_alpha' must be a number");
-    if (a.value("use_dora", false)) throw FormatError(config_path, "DoRA adapters are not supported");
-    const double r = static_cast<double>(a["r"].get<int64_t>());
-    ckpt.adapter_scale = a["lora_alpha"].get<double>() / (a.value("use_rslora", false) ? std::sqrt(r) : r);
     const std::string weights = dir + "/adapter_model.safetensors";
-    if (!path_exists(weights)) throw FormatError(dir, "adapter_config.json without adapter_model.safetensors");
-    ckpt.adapter = open_safetensors_file(weights);
+    const bool has_config = path_exists(config_path), has_weights = path_exists(weights);
+    if (!has_config && !has_weights) {
+        if (path_exists(dir + "/adapter_model.bin"))
+            throw FormatError(dir + "/adapter_model.bin", "adapters as a PyTorch pickle are not read; save them as "
+                                                          "adapter_model.safetensors (PEFT: safe_serialization=True)");
+        return;
+    }
+    if (!has_config)
+        throw FormatError(weights, "adapter tensors without adapter_config.json (r, lora_alpha and the target "
+                                   "modules are unknown); add the config or remove the file");
+    if (!has_weights) throw FormatError(dir, "adapter_config.json without adapter_model.safetensors");
+    const nlohmann::json a = read_json_file(config_path);
+    if (!a.is_object()) throw FormatError(config_path, "not a JSON object");
+    if (!a.contains("peft_type") || a["peft_type"] != "LORA") throw FormatError(config_path, "peft_type must be LORA");
+    if (!a.contains("r") || !a["r"].is_number_integer() || a["r"].get<int64_t>() <= 0 ||
+        a["r"].get<int64_t>() > 65536)
+        throw FormatError(config_path, "'r' must be an integer in [1, 65536], got " +
+                                           (a.contains("r") ? a["r"].dump() : std::string("nothing")));
+    if (!a.contains("lora_alpha") || !a["lora_alpha"].is_number() || !std::isfinite(a["lora_alpha"].get<double>()))
+        throw FormatError(config_path, "'lora_alpha' must be a finite number");
+    if (bool_field(a, "use_dora", false, config_path)) throw FormatError(config_path, "DoRA adapters are not supported");
+    if (bool_field(a, "fan_in_fan_out", false, config_path))
+        throw FormatError(config_path, "fan_in_fan_out adapters (Conv1D models) do not fit LLaMA's linears");
+    if (a.contains("bias") && !a["bias"].is_null() && a["bias"] != "none")
+        throw FormatError(config_path, "adapter biases (bias " + a["bias"].dump() + ") are not supported");
+    if (a.contains("modules_to_save") && !a["modules_to_save"].is_null() && !a["modules_to_save"].empty())
+        throw FormatError(config_path, "modules_to_save (whole modules stored with the adapter) is not supported");
+    for (const char* key : {"rank_pattern", "alpha_pattern"})
+        if (a.contains(key) && !a[key].is_null() && !a[key].empty())
+            throw FormatError(config_path, std::string(key) + " is not supported: saliq applies one r and lora_alpha");
+    const int64_t r = a["r"].get<int64_t>();
+    const bool rslora = bool_field(a, "use_rslora", false, config_path);
+    ckpt.adapter_scale = a["lora_alpha"].get<double>() / (rslora ? std::sqrt(static_cast<double>(r)) : r);
+
+    const std::set<std::string> targets = adapter_targets(a, ckpt.config, config_path);
+    if (targets.empty()) throw FormatError(config_path, "target_modules match no linear of this model");
+    const auto source = open_safetensors_file(weights);
+    const LlamaConfig& c = ckpt.config;
+    const auto shapes = linear_shapes(c);  // [out, in] of each linear
+    std::set<std::string> expected;
+    for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+        for (int i = 0; i < 7; ++i) {
+            const std::string name = hf_names::linear_name(layer, i);
+            if (targets.count(name) == 0) continue;
+            const std::vector<int64_t> want[2] = {{r, shapes[i][1]}, {shapes[i][0], r}};
+            for (int ab = 0; ab < 2; ++ab) {
+                const std::string key = hf_names::lora_key(name, ab == 0 ? 'A' : 'B');
+                expected.insert(key);
+                if (!source->has(key))
+                    throw FormatError(weights, "tensor '" + key + "' is missing: adapter_config.json targets " + name);
+                const auto [dtype, shape] = source->describe(key);
+                if (shape != want[ab])
+                    throw FormatError(weights, "tensor '" + key + "' has shape " + shape_to_string(shape) + ", r " +
+                                                   std::to_string(r) + " and the model imply " +
+                                                   shape_to_string(want[ab]));
+                if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16)
+                    throw FormatError(weights, "tensor '" + key + "' is not a float tensor");
+            }
+        }
+    }
+    for (const auto& name : source->names())
+        if (expected.count(name) == 0)
+            throw FormatError(weights, "unknown tensor '" + name + "' (adapter_config.json targets " +
+                                           std::to_string(targets.size()) + " linears; this is not one of their "
+                                           "lora_A / lora_B)");
+    ckpt.adapter = source;
     ckpt.adapter_path = dir;
 }
 
@@ -144,7 +283,7 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
         }
         if (path_exists(path + "/tokenizer.model")) ckpt.tokenizer_path = path + "/tokenizer.model";
         else if (path_exists(path + "/tokenizer.json")) ckpt.tokenizer_path = path + "/tokenizer.json";
-        if (path_exists(path + "/adapter_config.json")) load_adapter(ckpt, path);
+        load_adapter(ckpt, path);
     } else if (path.size() > 5 && path.compare(path.size() - 5, 5, ".gguf") == 0) {
         ckpt = read_gguf(path);
         const std::string beside = parent_directory(path) + "/tokenizer.model";

@@ -75,6 +75,7 @@ SafetensorsEntry parse_entry(const std::string& path, const std::string& name, c
         if (dim != 0 && numel > UINT64_MAX / static_cast<uint64_t>(dim)) fail("shape overflows");
         numel *= static_cast<uint64_t>(dim);
     }
+    if (numel > UINT64_MAX / find_dtype(entry.dtype)->size) fail("shape overflows");
     const uint64_t expected = numel * find_dtype(entry.dtype)->size;
     if (entry.end - entry.begin != expected)
         fail(strprintf("dtype %s x shape %s = %llu bytes, but data_offsets span %llu bytes", entry.dtype.c_str(),
@@ -183,6 +184,15 @@ at::Tensor SafetensorsReader::tensor(const std::string& name) const {
     }
     auto keep_alive = file_;
     return at::from_blob(const_cast<uint8_t*>(ptr), entry->shape, [keep_alive](void*) {}, options);
+}
+
+std::pair<at::ScalarType, std::vector<int64_t>> SafetensorsReader::describe(const std::string& name) const {
+    const SafetensorsEntry* entry = find(name);
+    if (entry == nullptr) throw FormatError(path(), "no tensor named '" + name + "'");
+    const DTypeInfo* info = find_dtype(entry->dtype);
+    if (!info->has_torch)
+        throw FormatError(path(), "tensor '" + name + "': dtype " + entry->dtype + " is not supported by saliq");
+    return {info->torch_type, entry->shape};
 }
 
 void SafetensorsReader::release(const std::string& name) const {

@@ -42,6 +42,11 @@ public:
         if (it == where_.end()) throw FormatError(dir_, "checkpoint has no tensor '" + name + "'");
         return shards_[it->second]->tensor(name);
     }
+    std::pair<at::ScalarType, std::vector<int64_t>> describe(const std::string& name) const override {
+        auto it = where_.find(name);
+        if (it == where_.end()) throw FormatError(dir_, "checkpoint has no tensor '" + name + "'");
+        return shards_[it->second]->describe(name);
+    }
     void release(const std::string& name) const override {
         auto it = where_.find(name);
         if (it != where_.end()) shards_[it->second]->release(name);

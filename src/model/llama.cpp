@@ -124,9 +124,8 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
                         const at::TensorOptions& options, const TensorSource* adapter, double adapter_scale,
                         bool keep_packed) {
     const std::string p = hf_names::layer_prefix(layer);
-    const int64_t H = c.hidden_size, I = c.intermediate_size, qd = c.n_heads * c.head_dim,
-                  kvd = c.n_kv_heads * c.head_dim;
-    const std::vector<int64_t> shapes[kNumLinears] = {{qd, H}, {kvd, H}, {kvd, H}, {H, qd}, {I, H}, {I, H}, {H, I}};
+    const int64_t H = c.hidden_size;
+    const auto shapes = linear_shapes(c);  // [out, in] of each linear
     DecoderBlock block;
     block.input_norm = checked(tensors, p + hf_names::kInputNorm, {H}, options);
     block.post_norm = checked(tensors, p + hf_names::kPostNorm, {H}, options);
@@ -145,8 +144,9 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
             spec.symmetric = packed.symmetric;
             GptqTensors t{tensors.get(name + ".qweight"), tensors.get(name + ".qzeros"), tensors.get(name + ".scales"),
                           tensors.get(name + ".g_idx")};
-            QuantizedTensor q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2,
-                                            tensors.origin() + " (" + name + ")");
+            const std::string origin = tensors.origin() + " (" + name + ")";
+            QuantizedTensor q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2, origin);
+            check_gptq_claims(q, {packed.group_size, packed.desc_act, packed.symmetric}, origin);
             for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) tensors.release(name + suffix);
             if (keep_packed) block.linears[i] = std::make_shared<PackedLinear>(q, options);
             else block.linears[i] = std::make_shared<QuantizedLinear>(std::move(q), options);
@@ -172,6 +172,7 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
 }
 
 std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const ModelOptions& model_options) {
+    check_checkpoint_tensors(checkpoint);
     auto model = std::unique_ptr<LlamaModel>(new LlamaModel());
     const LlamaConfig& c = checkpoint.config;
     const TensorSource& tensors = *checkpoint.tensors;

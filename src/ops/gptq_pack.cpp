@@ -87,4 +87,31 @@ QuantizedTensor gptq_unpack(const GptqTensors& p, const QuantSpec& spec, int64_t
     return q;
 }
 
+void check_gptq_claims(const QuantizedTensor& q, const GptqClaims& claims, const std::string& origin) {
+    const int64_t in = q.in_features();
+    QuantSpec spec = q.spec;
+    spec.group_size = claims.group_size;
+    const int64_t groups = spec.n_groups(in);
+    if (q.scales.size(1) != groups)
+        throw FormatError(origin, strprintf("%lld groups of scales, but group_size %lld over %lld inputs makes %lld",
+                                            (long long)q.scales.size(1), (long long)claims.group_size,
+                                            (long long)in, (long long)groups));
+    const at::Tensor natural = natural_group_index(in, spec);
+    if (!claims.desc_act) {
+        if (!at::equal(q.g_idx, natural))
+            throw FormatError(origin, "g_idx is not column / group_size, but desc_act is false");
+    } else if (!at::equal(at::bincount(q.g_idx, {}, groups), at::bincount(natural, {}, groups))) {
+        throw FormatError(origin, strprintf("g_idx does not give every group %lld columns (desc_act reorders columns, "
+                                            "it does not resize groups)", (long long)spec.effective_group(in)));
+    }
+    if (claims.symmetric) {
+        const double zero = static_cast<double>(int64_t{1} << (q.spec.bits - 1));
+        if (!(q.zeros == zero).all().item<bool>())
+            throw FormatError(origin, strprintf("sym is true but a zero point is not %g (GPTQ's symmetric zero for "
+                                                "%d bits); the folder should say sym false",
+                                                zero, q.spec.bits));
+    }
+    if (!at::isfinite(q.scales).all().item<bool>()) throw FormatError(origin, "scales hold NaN or infinite values");
+}
+
 }  // namespace saliq

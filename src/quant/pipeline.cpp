@@ -10,6 +10,7 @@
 #include "saliq/file.h"
 #include "saliq/log.h"
 #include "saliq/quantize.h"
+#include "saliq/saliency.h"
 #include "saliq/strings.h"
 #include "saliq/tokenizer.h"
 
@@ -214,6 +215,8 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
     auto method = make_method(o.method);
     const at::TensorOptions compute = resolve_model_options(o.model);
     act_storage_dtype(o, compute);
+    if (o.saliency.enabled && o.saliency.weighted && !o.saliency.fisher_path.empty())
+        check_fisher_file(o.saliency.fisher_path, config);
     if (o.error_windows < -1) throw ConfigError("--error-windows must be 0 or more");
     if (o.error_windows == -1) o.error_windows = method->needs_calibration() ? kDefaultErrorWindows : 0;
     if (o.calib.seqlen <= 0) {

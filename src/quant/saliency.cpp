@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <set>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -90,6 +91,31 @@ void write_fisher(const std::string& path, const std::map<std::string, at::Tenso
                        {"seqlen", std::to_string(o.calib.seqlen)},
                        {"seed", std::to_string(o.calib.seed)},
                        {"calib_range", o.calib.range.to_string()}});
+}
+
+void check_fisher_file(const std::string& path, const LlamaConfig& c) {
+    const auto reader = SafetensorsReader::open(path);
+    const auto shapes = linear_shapes(c);  // [out, in] of each linear
+    std::set<std::string> expected;
+    for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+        for (int i = 0; i < kNumLinears; ++i) {
+            const std::string key = hf_names::linear_name(layer, i) + ".weight";
+            expected.insert(key);
+            if (!reader->has(key))
+                throw FormatError(path, "no Fisher tensor for '" + key + "' (made for another model?)");
+            const auto [dtype, shape] = reader->describe(key);
+            const std::vector<int64_t>& want = shapes[i];
+            if (shape != want)
+                throw FormatError(path, "Fisher tensor '" + key + "' has shape " + shape_to_string(shape) +
+                                            ", the model's weight " + shape_to_string(want) + " (made for another model?)");
+            if (dtype != at::kFloat && dtype != at::kHalf && dtype != at::kBFloat16 && dtype != at::kDouble)
+                throw FormatError(path, "Fisher tensor '" + key + "' is not a float tensor");
+        }
+    }
+    for (const auto& e : reader->entries())
+        if (expected.count(e.name) == 0)
+            throw FormatError(path, "tensor '" + e.name + "' is not a linear weight of this " +
+                                        std::to_string(c.n_layers) + "-layer model (made for another model?)");
 }
 
 nlohmann::json fisher_summary(const std::map<std::string, at::Tensor>& fisher) {

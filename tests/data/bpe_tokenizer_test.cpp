@@ -125,6 +125,17 @@ TEST(BpeTokenizer, TokenizersItCannotRunAreRefusedWithTheReason) {
     EXPECT_THROW(BpeTokenizer::create(behavior, json(), "x"), FormatError);
 }
 
+TEST(BpeTokenizer, AFewTokensClaimingAHugeIdAreRefusedBeforeThePieceTableIsSized) {
+    json sparse = tiny_tokenizer(kByteLevel);
+    sparse["added_tokens"][1]["id"] = 16000000;  // would size a 16M-entry table for 264 tokens
+    try {
+        BpeTokenizer::create(sparse, json(), "x/tokenizer.json");
+        ADD_FAILURE() << "a 16M-id tokenizer of 264 tokens was accepted";
+    } catch (const FormatError& e) {
+        EXPECT_NE(std::string(e.what()).find("16000000"), std::string::npos) << e.what();
+    }
+}
+
 TEST(BpeTokenizer, LoadsTokenizerJsonWithItsConfigBeside) {
     test::TempDir dir;
     test::write_bytes(dir.file("tokenizer.json"), tiny_tokenizer(kByteLevel).dump());

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Fuzzes every reader saliq has (tests/fuzz/fuzz_targets.cpp) with libFuzzer and AddressSanitizer.
+#
+#   scripts/fuzz.sh build                      build build-fuzz/fuzz_readers (clang)
+#   scripts/fuzz.sh run SECONDS [READER...]    each reader (default: all) for SECONDS, two at a time (SALIQ_FUZZ_JOBS)
+#   scripts/fuzz.sh totals                     executions per reader over every run so far
+#   scripts/fuzz.sh seed                       rewrite tests/fuzz/corpus from real files and saliq's writers
+#
+# Runs grow a working corpus under $SALIQ_FUZZ_DIR (default ~/.cache/saliq/fuzz), seeded from the small corpus kept
+# in tests/fuzz/corpus; the repository's corpus changes only by `seed` and by findings added by hand (each finding,
+# once fixed, goes into tests/fuzz/corpus/<reader>/finding-<what> where the test suite replays it). Findings (crashes, leaks,
+# untyped exceptions, allocations over 1 GiB, inputs slower than 10 s) land in $SALIQ_FUZZ_DIR/findings/<reader>/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+work=${SALIQ_FUZZ_DIR:-$HOME/.cache/saliq/fuzz}
+corpus=$root/tests/fuzz/corpus
+bin=$root/build-fuzz/fuzz_readers
+totals=$work/totals.tsv
+data=${SALIQ_DATA_DIR:-$root/../shared/data}
+
+readers() {  # the target names, from the binary itself
+  SALIQ_FUZZ_READER= "$bin" 2>&1 | awk '/^  [a-z]/ {print $1}'
+}
+
+case "${1:-}" in
+build)
+  cmake -S . -B build-fuzz -G Ninja -DSALIQ_FUZZ=ON -DSALIQ_SANITIZE=ON -DSALIQ_BUILD_TESTS=OFF -DCMAKE_CXX_COMPILER=clang++ \
+        -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
+  cmake --build build-fuzz --target fuzz_readers
+  ;;
+run)
+  seconds=${2:?"usage: scripts/fuzz.sh run SECONDS [READER...]"}
+  shift 2
+  [ -x "$bin" ] || { echo "fuzz: $bin is missing; run scripts/fuzz.sh build" >&2; exit 2; }
+  list=("$@")
+  [ ${#list[@]} -gt 0 ] || mapfile -t list < <(readers)
+  mkdir -p "$work"
+  [ -f "$totals" ] || printf 'date\treader\truns\tseconds\tfindings\n' > "$totals"
+  one() {
+    local r=$1 dir=$work/corpus/$1 found=$work/findings/$1 log=$work/logs/$1.log
+    mkdir -p "$dir" "$found" "$work/logs"
+    [ -d "$corpus/$r" ] || { echo "fuzz: no corpus folder for '$r'" >&2; return 2; }
+    cp -n "$corpus/$r"/* "$dir"/ 2>/dev/null || true
+    local before; before=$(ls "$found" | wc -l)
+    # -fork keeps going after a finding; ASan's leak check is off (LibTorch keeps caches alive on purpose).
+    SALIQ_FUZZ_READER=$r SALIQ_THREADS=1 ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+      "$bin" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=3072 -malloc_limit_mb=1024 \
+             -artifact_prefix="$found/" -print_final_stats=1 "$dir" > "$log" 2>&1 || true
+    local runs; runs=$(awk -F: '/stat::number_of_executed_units/ {gsub(/ /, "", $2); print $2}' "$log" | tail -1)
+    local after; after=$(ls "$found" | wc -l)
+    printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$r" "${runs:-0}" "$seconds" "$((after - before))" >> "$totals"
+    printf 'fuzz: %-16s %10s runs in %ss, %d new findings\n' "$r" "${runs:-0}" "$seconds" "$((after - before))"
+  }
+  jobs=${SALIQ_FUZZ_JOBS:-2}
+  for r in "${list[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
+    one "$r" &
+  done
+  wait
+  "$0" totals
+  ;;
+totals)
+  [ -f "$totals" ] || { echo "fuzz: no runs yet ($totals)"; exit 0; }
+  awk -F'\t' 'NR > 1 {runs[$2] += $3; secs[$2] += $4; found[$2] += $5}
+              END {printf "%-16s %14s %10s %9s\n", "reader", "executions", "seconds", "findings";
+                   for (r in runs) printf "%-16s %14d %10d %9d\n", r, runs[r], secs[r], found[r]}' "$totals" | sort
+  ;;
+seed)
+  [ -x build/fuzz_replay ] || { echo "fuzz: build/fuzz_replay is missing; run scripts/setup.sh" >&2; exit 2; }
+  rm -rf "$corpus.new" && mkdir -p "$corpus.new"
+  build/fuzz_replay --write-seeds "$corpus.new"
+  put() { mkdir -p "$corpus.new/$1" && cat > "$corpus.new/$1/$2"; }
+  # Heads of the real files (a few records each: libFuzzer inputs stay under 8 KiB).
+  head -n 2 "$data/tasks/piqa/valid.jsonl" | put piqa real_head
+  head -n 3 "$data/tasks/winogrande/dev.jsonl" | put winogrande real_head
+  head -n 2 "$data/tasks/boolq/dev.jsonl" | put boolq real_head
+  head -n 12 "$data/tasks/hellaswag/hellaswag_val_full.txt" | put hellaswag real_head
+  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps(d[:2] if isinstance(d, list) else d))' \
+    "$data/tasks/arc/ARC-Easy_test.json" 2>/dev/null | put arc real_head || head -c 4000 "$data/tasks/arc/ARC-Easy_test.json" | put arc real_head
+  mkdir -p "$corpus.new/sentencepiece" "$corpus.new/toml"
+  cp "$data/models/stories260K/tok512.model" "$corpus.new/sentencepiece/"
+  for f in configs/*.toml configs/tables/*.toml; do cp "$f" "$corpus.new/toml/$(basename "$(dirname "$f")")_$(basename "$f")"; done
+  # Pre-tokenizer patterns of GPT-2 and LLaMA-3 over a line of text.
+  printf "%s\n%s" "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+" \
+    "Once upon a time, 12 cats ran  away." | put split_regex gpt2
+  printf "%s\n%s" "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" \
+    "Hello World! 12345 \xe2\x82\xac" | put split_regex llama3
+  # A small byte-level BPE tokenizer.json (the 256 byte characters, a few merges, special tokens).
+  python3 - <<'PY' | put tokenizer_json tiny_bytelevel
+import json
+bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
+cs, n = bs[:], 0
+for b in range(256):
+    if b not in bs:
+        bs.append(b); cs.append(256 + n); n += 1
+vocab = {chr(c): i for i, c in enumerate(cs)}
+merges = ["l o", "lo w", "\u0120 low", "e r", "\u0120low er", "1 2"]
+for m in merges:
+    vocab[m.replace(" ", "")] = len(vocab)
+print(json.dumps({"added_tokens": [{"id": len(vocab), "content": "<|endoftext|>", "special": True}],
+                  "normalizer": None,
+                  "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                      {"type": "Digits", "individual_digits": True},
+                      {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]},
+                  "decoder": {"type": "ByteLevel"},
+                  "model": {"type": "BPE", "vocab": vocab, "merges": merges}}))
+PY
+  # Past findings (named finding-*) stay.
+  if [ -d "$corpus" ]; then
+    for f in "$corpus"/*/finding-*; do
+      [ -e "$f" ] || continue
+      r=$(basename "$(dirname "$f")")
+      mkdir -p "$corpus.new/$r" && cp "$f" "$corpus.new/$r/"
+    done
+  fi
+  rm -rf "$corpus" && mv "$corpus.new" "$corpus"
+  du -sh "$corpus"
+  ;;
+*)
+  sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+  ;;
+esac

@@ -1,0 +1,124 @@
+// A checkpoint's tensors against what its config.json claims, from the safetensors headers alone: run before the
+// first weight is read, so a folder that disagrees with itself is refused at load instead of scored (or refused
+// only when a streamed evaluation reaches its last block).
+#include <algorithm>
+#include <set>
+
+#include <ATen/ATen.h>
+
+#include "saliq/binarize.h"
+#include "saliq/error.h"
+#include "saliq/model.h"
+#include "saliq/quantizer.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+namespace {
+
+const char* const kGptqSuffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx"};
+// Every suffix a packed linear may carry in any layout saliq reads (GPTQ and its binarizers).
+const char* const kAnyPackedSuffixes[] = {".qweight", ".qzeros", ".scales",   ".g_idx",    ".alpha1",
+                                          ".alpha2",  ".router", ".scale_in", ".scale_out"};
+
+std::string dtype_name(at::ScalarType t) { return c10::toString(t); }
+
+void expect_tensor(const TensorSource& tensors, const std::string& name, const std::vector<int64_t>& shape,
+                   const std::vector<at::ScalarType>& dtypes, const std::string& why) {
+    if (!tensors.has(name))
+        throw FormatError(tensors.origin(), "tensor '" + name + "' is missing (" + why + ")");
+    const auto [dtype, sizes] = tensors.describe(name);
+    if (sizes != shape)
+        throw FormatError(tensors.origin(), "tensor '" + name + "' has shape " + shape_to_string(sizes) + ", " + why +
+                                                " implies " + shape_to_string(shape));
+    bool ok = false;
+    std::string allowed;
+    for (at::ScalarType d : dtypes) {
+        ok = ok || d == dtype;
+        allowed += (allowed.empty() ? "" : " or ") + dtype_name(d);
+    }
+    if (!ok)
+        throw FormatError(tensors.origin(), "tensor '" + name + "' is " + dtype_name(dtype) + ", " + why +
+                                                " stores " + allowed);
+}
+
+}  // namespace
+
+void check_checkpoint_tensors(const Checkpoint& checkpoint) {
+    const LlamaConfig& c = checkpoint.config;
+    const PackedInfo& packed = checkpoint.packed;
+    const TensorSource& tensors = *checkpoint.tensors;
+    const int64_t H = c.hidden_size;
+    const auto shapes = linear_shapes(c);  // [out, in] of each linear
+    const std::vector<at::ScalarType> floats = {at::kFloat, at::kHalf, at::kBFloat16};
+    const bool is_gptq = packed.bits > 0 && packed.binarizer.empty();
+    std::vector<std::string> suffixes;
+    if (is_gptq) suffixes.assign(std::begin(kGptqSuffixes), std::end(kGptqSuffixes));
+    else if (!packed.binarizer.empty()) suffixes = binary_suffixes(packed.binarizer);
+    const std::string claim =
+        is_gptq ? strprintf("quantization_config bits %d group_size %lld", packed.bits, (long long)packed.group_size)
+                : "quantization_config " + packed.binarizer;
+
+    std::set<std::string> linears;
+    for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+        for (int i = 0; i < 7; ++i) {
+            const std::string name = hf_names::linear_name(layer, i);
+            linears.insert(name);
+            const int64_t out = shapes[i][0], in = shapes[i][1];
+            const bool has_packed = tensors.has(name + ".qweight");
+            if (packed.bits == 0) {
+                if (has_packed)
+                    throw FormatError(tensors.origin(), "tensor '" + name + ".qweight' is packed, but config.json has "
+                                                        "no quantization_config to say how");
+                expect_tensor(tensors, name + ".weight", {out, in}, floats, "the config");
+                continue;
+            }
+            if (!has_packed)
+                throw FormatError(tensors.origin(), "linear '" + name + "' is not packed (no .qweight), but " + claim +
+                                                        " says every linear is");
+            if (tensors.has(name + ".weight"))
+                throw FormatError(tensors.origin(), "linear '" + name + "' has both a dense .weight and a packed "
+                                                    ".qweight; which one is the model?");
+            if (!is_gptq) {
+                for (const auto& s : suffixes)
+                    if (!tensors.has(name + s))
+                        throw FormatError(tensors.origin(), "tensor '" + name + s + "' is missing (" + claim + ")");
+                continue;
+            }
+            QuantSpec spec;
+            spec.bits = packed.bits;
+            spec.group_size = packed.group_size;
+            const int64_t G = spec.n_groups(in);
+            const int bits = packed.bits;
+            expect_tensor(tensors, name + ".qweight", {(in * bits + 31) / 32, out}, {at::kInt}, claim);
+            expect_tensor(tensors, name + ".qzeros", {G, (out * bits + 31) / 32}, {at::kInt}, claim);
+            expect_tensor(tensors, name + ".scales", {G, out}, floats, claim);
+            expect_tensor(tensors, name + ".g_idx", {in}, {at::kInt, at::kLong}, claim);
+        }
+    }
+    // Nothing packed that the model does not have: a stray tensor means the config and the weights were made for
+    // different models (or a layout saliq does not read), and ignoring it would score something else.
+    for (const auto& name : tensors.names()) {
+        for (const char* suffix : kAnyPackedSuffixes) {
+            if (!ends_with(name, suffix)) continue;
+            const std::string base = name.substr(0, name.size() - std::string(suffix).size());
+            const bool ours = std::find(suffixes.begin(), suffixes.end(), suffix) != suffixes.end();
+            if (linears.count(base) == 0 || !ours)
+                throw FormatError(tensors.origin(),
+                                  "stray packed tensor '" + name + "': " +
+                                      (linears.count(base) == 0
+                                           ? strprintf("not a linear of this %lld-layer model", (long long)c.n_layers)
+                                           : (packed.bits == 0 ? std::string("config.json has no quantization_config")
+                                                               : "not part of the layout " + claim + " names")));
+        }
+    }
+    expect_tensor(tensors, hf_names::kEmbed, {c.vocab_size, H}, floats, "the config");
+    expect_tensor(tensors, hf_names::kFinalNorm, {H}, floats, "the config");
+    if (!c.tie_word_embeddings) expect_tensor(tensors, hf_names::kLmHead, {c.vocab_size, H}, floats, "the config");
+    for (int64_t layer = 0; layer < c.n_layers; ++layer) {
+        const std::string p = hf_names::layer_prefix(layer);
+        expect_tensor(tensors, p + hf_names::kInputNorm, {H}, floats, "the config");
+        expect_tensor(tensors, p + hf_names::kPostNorm, {H}, floats, "the config");
+    }
+}
+
+}  // namespace saliq
