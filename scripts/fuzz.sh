@@ -47,7 +47,7 @@ run)
     SALIQ_FUZZ_READER=$r SALIQ_THREADS=1 ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
       "$bin" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=3072 -malloc_limit_mb=1024 \
              -artifact_prefix="$found/" -print_final_stats=1 "$dir" > "$log" 2>&1 || true
-    local runs; runs=$(awk -F: '/stat::number_of_executed_units/ {gsub(/ /, "", $2); print $2}' "$log" | tail -1)
+    local runs; runs=$(awk '/stat::number_of_executed_units/ {print $NF}' "$log" | tail -1)
     local after; after=$(ls "$found" | wc -l)
     printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$r" "${runs:-0}" "$seconds" "$((after - before))" >> "$totals"
     printf 'fuzz: %-16s %10s runs in %ss, %d new findings\n' "$r" "${runs:-0}" "$seconds" "$((after - before))"
