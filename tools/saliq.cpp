@@ -478,6 +478,14 @@ int run_inspect(const std::string& path, const std::string& tokenizer, bool as_j
                     (long long)q["group_size"], q["symmetric"].get<bool>() ? "symmetric" : "asymmetric",
                     q["checkpoint_format"].get<std::string>().c_str(), q["desc_act"].get<bool>() ? ", act-order" : "",
                     (long long)q["quantized_linears"]);
+        if (q.contains("bits_histogram")) {
+            std::string hist;
+            for (auto it = q["bits_histogram"].begin(); it != q["bits_histogram"].end(); ++it)
+                hist += strprintf("%s%s-bit %.1f%%", hist.empty() ? "" : ", ", it.key().c_str(),
+                                  100.0 * it.value().get<double>());
+            std::printf("bit widths    %s of the linears' weights: %.4f code bits per weight\n", hist.c_str(),
+                        q["code_bits_per_weight"].get<double>());
+        }
         if (q.contains("gptq_loaders_reject") && !q["gptq_loaders_reject"].empty()) {
             std::string list;
             for (const auto& l : q["gptq_loaders_reject"]) list += (list.empty() ? "" : "; ") + l.get<std::string>();
@@ -604,6 +612,9 @@ int main(int argc, char** argv) {
     quantize->add_option("--damp", qo.gptq.damp, "GPTQ: dampening, fraction of mean(diag(H))")->capture_default_str();
     quantize->add_option("--block-size", qo.gptq.block_size, "GPTQ: lazy-batch width in columns")->capture_default_str();
     quantize->add_flag("--act-order", qo.gptq.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
+    quantize->add_option("--slim-lambda", qo.slim.salience_lambda,
+                         "slim-llm: weight of the salient weights' error in the group range search (default 1, the "
+                         "released code's)");
     quantize->add_flag("!--no-true-sequential", qo.gptq.true_sequential,
                        "GPTQ: collect all Hessians from the FP block instead of group by group");
     ApiqOptions& ao = qo.apiq;

@@ -49,6 +49,8 @@ struct PackedInfo {
     bool zeros_v2 = false;        // checkpoint_format "gptq_v2": zero points stored without the v1 "- 1"
     // quant_method "saliq_binary": the linears hold a binarizer's weights (binarize.h), "db-llm" or "binarymos".
     std::string binarizer;
+    // quant_method "saliq_mixed": group-wise widths around `bits` (SliM-LLM; gptq_pack.h's mixed layout).
+    bool mixed = false;
 };
 
 struct Checkpoint {

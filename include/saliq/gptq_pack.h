@@ -33,6 +33,23 @@ GptqTensors gptq_pack(const QuantizedTensor& q, bool zeros_v2);
 QuantizedTensor gptq_unpack(const GptqTensors& packed, const QuantSpec& spec, int64_t in, int64_t out,
                             bool zeros_v2, const std::string& origin);
 
+// saliq's mixed-precision layout (quant_method "saliq_mixed": SliM-LLM's group-wise widths; GPTQ loaders cannot
+// read any mixed layout, SliM-LLM's own AutoGPTQ fork included):
+//   qweight    [ceil(sum over groups of columns_k * bits_k / 32), out] int32: each output column's codes as one
+//              LSB-first bit stream along the input dim, group k's columns at bits_k each;
+//   scales     [G, out] fp16;  zeros [G, out] fp16 (the zero points as stored, fractional for 1-bit groups);
+//   group_bits [G] int32, each in 1..8. Groups in natural order (column k in group k / group_size).
+struct MixedTensors {
+    at::Tensor qweight;
+    at::Tensor scales;
+    at::Tensor zeros;
+    at::Tensor group_bits;
+};
+MixedTensors mixed_pack(const QuantizedTensor& q);
+// Throws FormatError(origin) on shapes that disagree with the group widths or with [out, in].
+QuantizedTensor mixed_unpack(const MixedTensors& packed, const QuantSpec& spec, int64_t in, int64_t out,
+                             const std::string& origin);
+
 // What a folder's quantization_config says about every packed linear.
 struct GptqClaims {
     int64_t group_size = -1;  // -1: one group per row

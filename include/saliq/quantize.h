@@ -68,6 +68,11 @@ struct ApiqOptions {
     int64_t mos_experts = kDefaultMosExperts;  // binarymos: scale experts mixed by the router
 };
 
+// SliM-LLM's Salience-Weighted Quantizer Calibration.
+struct SlimOptions {
+    double salience_lambda = 1.0;  // weight of the salient entries' error (1: the released code's plain range search)
+};
+
 struct QuantizeOptions {
     std::string method = "apiq-bw";
     QuantSpec spec;
@@ -82,6 +87,7 @@ struct QuantizeOptions {
     std::string act_dtype = "auto";
     bool check_memory = true;     // refuse a run whose estimated memory exceeds what the machine has available
     GptqOptions gptq;
+    SlimOptions slim;
     ApiqOptions apiq;
     SaliencyOptions saliency;
 };

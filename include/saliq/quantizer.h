@@ -31,10 +31,15 @@ struct QuantizedTensor {
     at::Tensor scales;  // [out, G] fp32 (values representable in fp16: the packed format stores fp16)
     at::Tensor zeros;   // [out, G] fp32, integer-valued, in [0, maxq]
     at::Tensor g_idx;   // [in] int64
+    // Mixed precision (SliM-LLM): each group's code width, [G] int64; undefined: spec.bits for every group. Zero
+    // points of 1-bit groups are fractional (sign(w - m) a + m is (c - z) s with s = 2a, z = 1/2 - m / 2a).
+    at::Tensor group_bits;
     QuantSpec spec;
 
     int64_t out_features() const;
     int64_t in_features() const;
+    int max_bits() const;         // the widest code: spec.bits, or the largest group width
+    double average_bits() const;  // code bits per weight (each group's width times its columns, over in)
     at::Tensor dequantize() const;  // [out, in] fp32
 };
 

@@ -27,6 +27,7 @@ std::string utc_now() {
 }
 
 const char* const kPackedSuffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx"};
+const char* const kMixedSuffixes[] = {".qweight", ".scales", ".zeros", ".group_bits"};
 
 nlohmann::json stages_json(const std::vector<TrainStage>& stages) {
     nlohmann::json out = nlohmann::json::array();
@@ -55,6 +56,11 @@ BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::jso
             const int64_t in = l.at("in").get<int64_t>(), out = l.at("out").get<int64_t>();
             lr.binary = binary_unpack(binary, in, out,
                                       [&](const std::string& s) { return reader.tensor(lr.name + s).clone(); }, path);
+        } else if (reader.has(lr.name + ".group_bits")) {
+            const int64_t in = l.at("in").get<int64_t>(), out = l.at("out").get<int64_t>();
+            MixedTensors m{reader.tensor(lr.name + ".qweight"), reader.tensor(lr.name + ".scales"),
+                           reader.tensor(lr.name + ".zeros"), reader.tensor(lr.name + ".group_bits")};
+            lr.q = mixed_unpack(m, spec, in, out, path);
         } else {
             GptqTensors t{reader.tensor(lr.name + ".qweight"), reader.tensor(lr.name + ".qzeros"),
                           reader.tensor(lr.name + ".scales"), reader.tensor(lr.name + ".g_idx")};
@@ -146,6 +152,15 @@ nlohmann::json gptq_quantization_config(const QuantizeOptions& o, bool gptq_symm
         if (o.apiq.quantizer == "binarymos") q["experts"] = o.apiq.mos_experts;
         return q;
     }
+    if (o.method == "slim-llm")  // saliq's mixed-precision layout (gptq_pack.h); GPTQ loaders refuse it
+        return {{"quant_method", "saliq_mixed"},
+                {"bits", o.spec.bits},
+                {"group_size", o.spec.group_size},
+                {"bit_widths", {o.spec.bits - 1, o.spec.bits, o.spec.bits + 1}},
+                {"sym", false},
+                {"desc_act", false},
+                {"pack_dtype", "int32"},
+                {"saliq_method", o.method}};
     return {{"quant_method", "gptq"},
             {"bits", o.spec.bits},
             {"group_size", o.spec.group_size},
@@ -174,9 +189,10 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
                         {"batch_size", o.batch_size},
                         {"error_windows", o.error_windows},
                         {"act_dtype", o.act_dtype}};
-    if (o.method == "gptq")
+    if (o.method == "gptq" || o.method == "slim-llm")
         f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
                      {"true_sequential", o.gptq.true_sequential}};
+    if (o.method == "slim-llm") f["slim"] = {{"salience_lambda", o.slim.salience_lambda}};
     if (o.method == "omniquant" || uses_adapters(o)) {
         f["apiq"] = {{"lora_rank", o.apiq.lora_rank}, {"lora_alpha", o.apiq.lora_alpha}, {"lwc_lr", o.apiq.lwc_lr},
                      {"lora_lr", o.apiq.lora_lr}, {"weight_decay", o.apiq.weight_decay},
@@ -332,6 +348,21 @@ void GptqFolderWriter::save(const BlockResult& block) {
                                        {"out", lr.binary.out_features()}});
             continue;
         }
+        if (lr.q.group_bits.defined()) {
+            const MixedTensors m = mixed_pack(lr.q);
+            const QuantizedTensor back = mixed_unpack(m, lr.q.spec, lr.q.in_features(), lr.q.out_features(), lr.name);
+            if (!at::equal(back.codes, lr.q.codes.to(at::kCPU)) || !at::equal(back.zeros, lr.q.zeros.to(at::kCPU)) ||
+                !at::equal(back.scales, lr.q.scales.to(at::kCPU)) ||
+                !at::equal(back.group_bits, lr.q.group_bits.to(at::kCPU)))
+                throw Error("internal: mixed-precision weights of " + lr.name + " do not unpack to the quantized values");
+            tensors.emplace_back(lr.name + ".qweight", m.qweight);
+            tensors.emplace_back(lr.name + ".scales", m.scales);
+            tensors.emplace_back(lr.name + ".zeros", m.zeros);
+            tensors.emplace_back(lr.name + ".group_bits", m.group_bits);
+            meta["linears"].push_back({{"name", lr.name}, {"rel_error", lr.rel_error}, {"lora_scale", lr.lora_scale},
+                                       {"in", lr.q.in_features()}, {"out", lr.q.out_features()}});
+            continue;
+        }
         const GptqTensors t = gptq_pack(lr.q, v2);
         // Round-trip check before anything reaches disk: a packing bug must never produce a plausible file.
         const QuantizedTensor back = gptq_unpack(t, lr.q.spec, lr.q.in_features(), lr.q.out_features(), v2, lr.name);
@@ -395,9 +426,10 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
         const std::string base = name.substr(0, name.size() - std::string(".weight").size());
         if (owner.count(base + ".qweight")) {
             const std::vector<std::string> suffixes =
-                options_.apiq.quantizer == "uniform"
-                    ? std::vector<std::string>(std::begin(kPackedSuffixes), std::end(kPackedSuffixes))
-                    : binary_suffixes(options_.apiq.quantizer);
+                options_.apiq.quantizer != "uniform" ? binary_suffixes(options_.apiq.quantizer)
+                : owner.count(base + ".group_bits")
+                    ? std::vector<std::string>(std::begin(kMixedSuffixes), std::end(kMixedSuffixes))
+                    : std::vector<std::string>(std::begin(kPackedSuffixes), std::end(kPackedSuffixes));
             for (const std::string& suffix : suffixes) {
                 const std::string key = base + suffix;
                 const at::Tensor t = packed(key);

@@ -107,14 +107,18 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
             info.group_size = q["group_size"].get<int64_t>();
         return info;
     }
-    if (method != "gptq")
+    if (method != "gptq" && method != "saliq_mixed")
         throw FormatError(source, "quantization_config.quant_method '" + method +
-                                      "' is not supported (saliq reads GPTQ-packed folders and its own saliq_binary)");
+                                      "' is not supported (saliq reads GPTQ-packed folders and its own saliq_binary "
+                                      "and saliq_mixed)");
+    info.mixed = method == "saliq_mixed";
     if (!q.contains("bits") || !q["bits"].is_number_integer())
         throw FormatError(source, "quantization_config.bits is missing or not an integer");
     info.bits = q["bits"].get<int>();
-    if (info.bits != 2 && info.bits != 3 && info.bits != 4 && info.bits != 8)
-        throw FormatError(source, "quantization_config.bits " + std::to_string(info.bits) + " is not 2, 3, 4 or 8");
+    if (info.mixed ? (info.bits < 2 || info.bits > 7)
+                   : (info.bits != 2 && info.bits != 3 && info.bits != 4 && info.bits != 8))
+        throw FormatError(source, "quantization_config.bits " + std::to_string(info.bits) +
+                                      (info.mixed ? " is not an average saliq_mixed stores (2 to 7)" : " is not 2, 3, 4 or 8"));
     if (q.contains("group_size")) {
         if (!q["group_size"].is_number_integer()) throw FormatError(source, "quantization_config.group_size is not an integer");
         info.group_size = q["group_size"].get<int64_t>();
@@ -122,8 +126,10 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
     if (info.group_size == 0 || info.group_size < -1)
         throw FormatError(source, "quantization_config.group_size " + std::to_string(info.group_size) +
                                       " is neither -1 (one group per row) nor positive");
-    info.symmetric = bool_field(q, "sym", true, source);
+    info.symmetric = bool_field(q, "sym", !info.mixed, source);
+    if (info.mixed && info.symmetric) throw FormatError(source, "saliq_mixed folders are asymmetric (sym false)");
     info.desc_act = bool_field(q, "desc_act", false, source);
+    if (info.mixed && info.desc_act) throw FormatError(source, "saliq_mixed keeps groups in column order (desc_act false)");
     const std::string format = string_field(q, "checkpoint_format", "gptq", source);
     if (format != "gptq" && format != "gptq_v2")
         throw FormatError(source, "quantization_config.checkpoint_format '" + format + "' is not gptq or gptq_v2");
@@ -279,7 +285,7 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
         ckpt.tensors = open_safetensors_folder(path);
         if (json.contains("quantization_config") && !json["quantization_config"].is_null()) {
             ckpt.packed = parse_quantization_config(json["quantization_config"], config_path);
-            ckpt.format = "gptq";
+            ckpt.format = ckpt.packed.mixed ? "saliq_mixed" : !ckpt.packed.binarizer.empty() ? "saliq_binary" : "gptq";
         }
         if (path_exists(path + "/tokenizer.model")) ckpt.tokenizer_path = path + "/tokenizer.model";
         else if (path_exists(path + "/tokenizer.json")) ckpt.tokenizer_path = path + "/tokenizer.json";

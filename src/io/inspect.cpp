@@ -1,5 +1,8 @@
 #include "saliq/inspect.h"
 
+#include <algorithm>
+#include <map>
+
 #include <ATen/ATen.h>
 
 #include "saliq/file.h"
@@ -10,16 +13,20 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
     const LlamaConfig& c = ckpt.config;
     int64_t params_total = 0, params_linear = 0;
     uint64_t bytes_total = 0, bytes_linear = 0;
-    const int64_t qd = c.n_heads * c.head_dim, kvd = c.n_kv_heads * c.head_dim;
-    const int64_t linear_shapes[7][2] = {{qd, c.hidden_size}, {kvd, c.hidden_size}, {kvd, c.hidden_size},
-                                         {c.hidden_size, qd}, {c.intermediate_size, c.hidden_size},
-                                         {c.intermediate_size, c.hidden_size}, {c.hidden_size, c.intermediate_size}};
+    const auto shapes = linear_shapes(c);
     int64_t n_quantized = 0;
+    std::map<int64_t, int64_t> weights_at;  // mixed precision: code width -> weights stored at it
     for (int64_t layer = 0; layer < c.n_layers; ++layer)
         for (int i = 0; i < 7; ++i) {
             const std::string base = hf_names::linear_name(layer, i);
-            params_linear += linear_shapes[i][0] * linear_shapes[i][1];
+            const int64_t out = shapes[i][0], in = shapes[i][1];
+            params_linear += out * in;
             if (ckpt.tensors->has(base + ".qweight")) ++n_quantized;
+            if (!ckpt.packed.mixed || !ckpt.tensors->has(base + ".group_bits")) continue;
+            const at::Tensor bits = ckpt.tensors->get(base + ".group_bits").to(at::kLong).contiguous();
+            const int64_t g = ckpt.packed.group_size < 0 ? in : ckpt.packed.group_size;
+            for (int64_t k = 0; k < bits.numel(); ++k)
+                weights_at[bits[k].item<int64_t>()] += out * std::max<int64_t>(0, std::min(g, in - k * g));
         }
     for (const auto& name : ckpt.tensors->names()) {
         const at::Tensor t = ckpt.tensors->get(name);
@@ -45,7 +52,18 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
                                                                                   : "gptq"},
                                {"quantized_linears", n_quantized}};
     if (!ckpt.packed.binarizer.empty()) out["quantization"]["binarizer"] = ckpt.packed.binarizer;
-    if (ckpt.packed.bits > 0 && ckpt.packed.binarizer.empty())
+    if (ckpt.packed.mixed) {
+        out["quantization"]["checkpoint_format"] = "saliq_mixed";
+        nlohmann::json histogram = nlohmann::json::object();
+        double code_bits = 0;
+        for (const auto& [bits, count] : weights_at) {
+            histogram[std::to_string(bits)] = static_cast<double>(count) / static_cast<double>(params_linear);
+            code_bits += static_cast<double>(bits * count);
+        }
+        out["quantization"]["bits_histogram"] = histogram;  // fraction of the linears' weights at each width
+        out["quantization"]["code_bits_per_weight"] = code_bits / static_cast<double>(params_linear);
+    }
+    if (ckpt.packed.bits > 0 && ckpt.packed.binarizer.empty() && !ckpt.packed.mixed)
         out["quantization"]["gptq_loaders_reject"] = gptq_loader_rejected_linears(c);
     if (is_directory(ckpt.path) && path_exists(ckpt.path + "/model.safetensors"))
         out["file_bytes"] = file_size(ckpt.path + "/model.safetensors");

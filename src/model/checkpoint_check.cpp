@@ -16,9 +16,10 @@ namespace saliq {
 namespace {
 
 const char* const kGptqSuffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx"};
-// Every suffix a packed linear may carry in any layout saliq reads (GPTQ and its binarizers).
-const char* const kAnyPackedSuffixes[] = {".qweight", ".qzeros", ".scales",   ".g_idx",    ".alpha1",
-                                          ".alpha2",  ".router", ".scale_in", ".scale_out"};
+const char* const kMixedSuffixes[] = {".qweight", ".scales", ".zeros", ".group_bits"};
+// Every suffix a packed linear may carry in any layout saliq reads (GPTQ, mixed precision, the binarizers).
+const char* const kAnyPackedSuffixes[] = {".qweight", ".qzeros",   ".scales",    ".g_idx", ".zeros", ".group_bits",
+                                          ".alpha1",  ".alpha2",   ".router",    ".scale_in", ".scale_out"};
 
 std::string dtype_name(at::ScalarType t) { return c10::toString(t); }
 
@@ -50,13 +51,16 @@ void check_checkpoint_tensors(const Checkpoint& checkpoint) {
     const int64_t H = c.hidden_size;
     const auto shapes = linear_shapes(c);  // [out, in] of each linear
     const std::vector<at::ScalarType> floats = {at::kFloat, at::kHalf, at::kBFloat16};
-    const bool is_gptq = packed.bits > 0 && packed.binarizer.empty();
+    const bool is_gptq = packed.bits > 0 && packed.binarizer.empty() && !packed.mixed;
     std::vector<std::string> suffixes;
     if (is_gptq) suffixes.assign(std::begin(kGptqSuffixes), std::end(kGptqSuffixes));
+    else if (packed.mixed) suffixes.assign(std::begin(kMixedSuffixes), std::end(kMixedSuffixes));
     else if (!packed.binarizer.empty()) suffixes = binary_suffixes(packed.binarizer);
     const std::string claim =
-        is_gptq ? strprintf("quantization_config bits %d group_size %lld", packed.bits, (long long)packed.group_size)
-                : "quantization_config " + packed.binarizer;
+        packed.binarizer.empty()
+            ? strprintf("quantization_config %sbits %d group_size %lld", packed.mixed ? "saliq_mixed " : "",
+                        packed.bits, (long long)packed.group_size)
+            : "quantization_config " + packed.binarizer;
 
     std::set<std::string> linears;
     for (int64_t layer = 0; layer < c.n_layers; ++layer) {
@@ -78,16 +82,29 @@ void check_checkpoint_tensors(const Checkpoint& checkpoint) {
             if (tensors.has(name + ".weight"))
                 throw FormatError(tensors.origin(), "linear '" + name + "' has both a dense .weight and a packed "
                                                     ".qweight; which one is the model?");
+            QuantSpec spec;
+            spec.bits = packed.bits;
+            spec.group_size = packed.group_size;
+            const int64_t G = spec.n_groups(in);
+            if (packed.mixed) {  // qweight's height follows group_bits: checked as each block unpacks
+                if (!tensors.has(name + ".qweight"))
+                    throw FormatError(tensors.origin(), "tensor '" + name + ".qweight' is missing (" + claim + ")");
+                const auto [dtype, qshape] = tensors.describe(name + ".qweight");
+                if (dtype != at::kInt || qshape.size() != 2 || qshape[1] != out)
+                    throw FormatError(tensors.origin(), "tensor '" + name + ".qweight' is " + dtype_name(dtype) + " " +
+                                                            shape_to_string(qshape) + ", " + claim + " stores Int [*, " +
+                                                            std::to_string(out) + "]");
+                expect_tensor(tensors, name + ".scales", {G, out}, floats, claim);
+                expect_tensor(tensors, name + ".zeros", {G, out}, floats, claim);
+                expect_tensor(tensors, name + ".group_bits", {G}, {at::kInt, at::kLong, at::kByte}, claim);
+                continue;
+            }
             if (!is_gptq) {
                 for (const auto& s : suffixes)
                     if (!tensors.has(name + s))
                         throw FormatError(tensors.origin(), "tensor '" + name + s + "' is missing (" + claim + ")");
                 continue;
             }
-            QuantSpec spec;
-            spec.bits = packed.bits;
-            spec.group_size = packed.group_size;
-            const int64_t G = spec.n_groups(in);
             const int bits = packed.bits;
             expect_tensor(tensors, name + ".qweight", {(in * bits + 31) / 32, out}, {at::kInt}, claim);
             expect_tensor(tensors, name + ".qzeros", {G, (out * bits + 31) / 32}, {at::kInt}, claim);

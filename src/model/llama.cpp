@@ -142,12 +142,24 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
             spec.bits = packed.bits;
             spec.group_size = packed.group_size;
             spec.symmetric = packed.symmetric;
-            GptqTensors t{tensors.get(name + ".qweight"), tensors.get(name + ".qzeros"), tensors.get(name + ".scales"),
-                          tensors.get(name + ".g_idx")};
             const std::string origin = tensors.origin() + " (" + name + ")";
-            QuantizedTensor q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2, origin);
+            QuantizedTensor q;
+            if (packed.mixed) {
+                MixedTensors m{tensors.get(name + ".qweight"), tensors.get(name + ".scales"),
+                               tensors.get(name + ".zeros"), tensors.get(name + ".group_bits")};
+                q = mixed_unpack(m, spec, shapes[i][1], shapes[i][0], origin);
+                if (std::abs(q.average_bits() - packed.bits) > 1e-9)
+                    throw FormatError(origin, strprintf("group_bits average %.4f bits per weight, but "
+                                                        "quantization_config says bits %d",
+                                                        q.average_bits(), packed.bits));
+            } else {
+                GptqTensors t{tensors.get(name + ".qweight"), tensors.get(name + ".qzeros"),
+                              tensors.get(name + ".scales"), tensors.get(name + ".g_idx")};
+                q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2, origin);
+            }
             check_gptq_claims(q, {packed.group_size, packed.desc_act, packed.symmetric}, origin);
-            for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx"}) tensors.release(name + suffix);
+            for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx", ".zeros", ".group_bits"})
+                tensors.release(name + suffix);
             if (keep_packed) block.linears[i] = std::make_shared<PackedLinear>(q, options);
             else block.linears[i] = std::make_shared<QuantizedLinear>(std::move(q), options);
         } else {

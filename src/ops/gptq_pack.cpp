@@ -87,6 +87,86 @@ QuantizedTensor gptq_unpack(const GptqTensors& p, const QuantSpec& spec, int64_t
     return q;
 }
 
+namespace {
+
+// Bit offset of each input column in a mixed stream (one more entry: the total).
+std::vector<int64_t> mixed_offsets(const at::Tensor& group_bits, int64_t in, int64_t g) {
+    const at::Tensor bits = group_bits.to(at::kCPU).to(at::kLong).contiguous();
+    const int64_t* b = bits.data_ptr<int64_t>();
+    std::vector<int64_t> offsets(static_cast<size_t>(in) + 1, 0);
+    for (int64_t r = 0; r < in; ++r) offsets[r + 1] = offsets[r] + b[r / g];
+    return offsets;
+}
+
+}  // namespace
+
+MixedTensors mixed_pack(const QuantizedTensor& q) {
+    const int64_t in = q.in_features(), out = q.out_features(), g = q.spec.effective_group(in);
+    if (!at::equal(q.g_idx.to(at::kCPU), natural_group_index(in, q.spec)))
+        throw ConfigError("internal: the mixed-precision layout keeps groups in natural order (no act-order)");
+    const std::vector<int64_t> offsets = mixed_offsets(q.group_bits, in, g);
+    const at::Tensor v = q.codes.t().to(at::kCPU).to(at::kLong).contiguous();  // [in, out]
+    at::Tensor packed = at::zeros({(offsets.back() + 31) / 32, out}, at::kLong);
+    const int64_t* src = v.data_ptr<int64_t>();
+    int64_t* dst = packed.data_ptr<int64_t>();
+    for (int64_t r = 0; r < in; ++r) {
+        const int64_t bits = offsets[r + 1] - offsets[r], word = offsets[r] / 32, shift = offsets[r] % 32;
+        const uint64_t mask = (uint64_t{1} << bits) - 1;
+        for (int64_t c = 0; c < out; ++c) {
+            const uint64_t value = static_cast<uint64_t>(src[r * out + c]) & mask;
+            dst[word * out + c] |= static_cast<int64_t>((value << shift) & 0xffffffffull);
+            if (shift + bits > 32) dst[(word + 1) * out + c] |= static_cast<int64_t>(value >> (32 - shift));
+        }
+    }
+    MixedTensors m;
+    m.qweight = packed.to(at::kInt);
+    m.scales = q.scales.t().to(at::kCPU).to(at::kHalf).contiguous();
+    m.zeros = q.zeros.t().to(at::kCPU).to(at::kHalf).contiguous();
+    m.group_bits = q.group_bits.to(at::kCPU).to(at::kInt).contiguous();
+    return m;
+}
+
+QuantizedTensor mixed_unpack(const MixedTensors& p, const QuantSpec& spec, int64_t in, int64_t out,
+                             const std::string& origin) {
+    const int64_t g = spec.effective_group(in), G = spec.n_groups(in);
+    auto expect = [&](const at::Tensor& t, std::vector<int64_t> shape, const char* what) {
+        if (t.sizes().vec() != shape)
+            throw FormatError(origin, std::string(what) + " has shape " + shape_to_string(t.sizes().vec()) +
+                                          ", expected " + shape_to_string(shape));
+    };
+    expect(p.group_bits, {G}, "group_bits");
+    const at::Tensor bits = p.group_bits.to(at::kCPU).to(at::kLong);
+    if (bits.min().item<int64_t>() < 1 || bits.max().item<int64_t>() > 8)
+        throw FormatError(origin, "group_bits holds a width outside 1..8");
+    const std::vector<int64_t> offsets = mixed_offsets(bits, in, g);
+    expect(p.qweight, {(offsets.back() + 31) / 32, out}, "qweight");
+    expect(p.scales, {G, out}, "scales");
+    expect(p.zeros, {G, out}, "zeros");
+    const at::Tensor words = p.qweight.to(at::kCPU).to(at::kInt).contiguous();
+    const uint32_t* src = reinterpret_cast<const uint32_t*>(words.data_ptr<int32_t>());
+    at::Tensor codes = at::empty({in, out}, at::kByte);
+    uint8_t* dst = codes.data_ptr<uint8_t>();
+    for (int64_t r = 0; r < in; ++r) {
+        const int64_t width = offsets[r + 1] - offsets[r], word = offsets[r] / 32, shift = offsets[r] % 32;
+        const uint64_t mask = (uint64_t{1} << width) - 1;
+        for (int64_t c = 0; c < out; ++c) {
+            uint64_t value = static_cast<uint64_t>(src[word * out + c]) >> shift;
+            if (shift + width > 32) value |= static_cast<uint64_t>(src[(word + 1) * out + c]) << (32 - shift);
+            dst[r * out + c] = static_cast<uint8_t>(value & mask);
+        }
+    }
+    QuantizedTensor q;
+    q.spec = spec;
+    q.codes = codes.t().contiguous();
+    q.scales = p.scales.to(at::kFloat).t().contiguous();
+    q.zeros = p.zeros.to(at::kFloat).t().contiguous();
+    q.g_idx = natural_group_index(in, spec);
+    q.group_bits = bits.contiguous();
+    if (!at::isfinite(q.scales).all().item<bool>() || !at::isfinite(q.zeros).all().item<bool>())
+        throw FormatError(origin, "scales or zeros hold NaN or infinite values");
+    return q;
+}
+
 void check_gptq_claims(const QuantizedTensor& q, const GptqClaims& claims, const std::string& origin) {
     const int64_t in = q.in_features();
     QuantSpec spec = q.spec;

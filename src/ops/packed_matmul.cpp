@@ -161,7 +161,7 @@ int64_t PackedWeight::bytes() const {
 
 PackedWeight pack_weight(const QuantizedTensor& q) {
     PackedWeight w;
-    w.bits = q.spec.bits;
+    w.bits = q.max_bits();
     if (w.bits < 1 || w.bits > 8) throw ConfigError(strprintf("packed inference: %d-bit codes", w.bits));
     w.field_bits = w.bits <= 2 ? 2 : w.bits <= 4 ? 4 : 8;
     w.out = q.out_features();

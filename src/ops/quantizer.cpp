@@ -29,6 +29,16 @@ std::string QuantSpec::describe() const {
 int64_t QuantizedTensor::out_features() const { return codes.size(0); }
 int64_t QuantizedTensor::in_features() const { return codes.size(1); }
 
+int QuantizedTensor::max_bits() const {
+    return group_bits.defined() ? static_cast<int>(group_bits.max().item<int64_t>()) : spec.bits;
+}
+
+double QuantizedTensor::average_bits() const {
+    if (!group_bits.defined()) return spec.bits;
+    const at::Tensor columns = at::bincount(g_idx.to(at::kCPU), {}, group_bits.size(0)).to(at::kDouble);
+    return (columns * group_bits.to(at::kCPU).to(at::kDouble)).sum().item<double>() / static_cast<double>(in_features());
+}
+
 at::Tensor QuantizedTensor::dequantize() const {
     const at::Tensor s = expand_groups(scales, g_idx);
     const at::Tensor z = expand_groups(zeros, g_idx);

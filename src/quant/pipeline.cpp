@@ -26,6 +26,8 @@ const std::vector<MethodEntry>& registry() {
     static const std::vector<MethodEntry> entries = {
         {{"rtn", "round-to-nearest with min-max groups (no calibration)"}, make_rtn_method},
         {{"gptq", "GPTQ: Hessian-aware column-by-column rounding with error feedback"}, make_gptq_method},
+        {{"slim-llm", "SliM-LLM: GPTQ with salience-driven group-wise mixed precision (b-1/b/b+1 bits, average b)"},
+         make_slim_llm_method},
         {{"omniquant", "OmniQuant LWC: learned weight clipping per block, no adapters"}, make_omniquant_method},
         {{"apiq-bw", "ApiQ block-wise: learned clipping + LoRA matching each FP block's outputs"}, make_apiq_bw_method},
         {{"apiq-lw", "ApiQ layer-wise: learned clipping + LoRA matching each FP layer's outputs"}, make_apiq_lw_method},
@@ -183,6 +185,15 @@ void validate_quantizer(QuantizeOptions& o) {
     check_quantizer_name(o.apiq.quantizer);
     if (o.apiq.quantizer == "uniform") {
         o.spec.validate();
+        if (o.method == "slim-llm") {
+            if (o.spec.bits < 2 || o.spec.bits > 7)
+                throw ConfigError("slim-llm moves groups to b-1 and b+1 bits: --bits must be 2 to 7");
+            if (o.spec.symmetric) throw ConfigError("slim-llm's groups are asymmetric (min-max ranges): drop --sym");
+            if (o.gptq.act_order)
+                throw ConfigError("slim-llm keeps groups in column order (its bit map is per group): drop --act-order");
+            if (!(o.slim.salience_lambda > 0) || !std::isfinite(o.slim.salience_lambda))
+                throw ConfigError("--slim-lambda must be a positive number");
+        }
         return;
     }
     if (o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant")

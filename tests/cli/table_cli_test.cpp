@@ -87,6 +87,10 @@ TEST(TableCli, ShippedConfigsDryRun) {
         EXPECT_NE(r.output.find("--quantizer binarymos"), std::string::npos) << r.output;
         EXPECT_FALSE(path_exists("/nonexistent/never-written"));
     }
+    const std::string mixed = std::string(SALIQ_SOURCE_DIR) + "/configs/tables/stories260k-mixed.toml";
+    const auto r = run_saliq("table " + mixed + " --dry-run --out /nonexistent/never-written");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("--method slim-llm --bits 2 --group-size 8"), std::string::npos) << r.output;
 }
 
 }  // namespace

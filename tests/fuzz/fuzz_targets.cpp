@@ -69,8 +69,8 @@ struct Fixture {
     LlamaConfig config = tiny_config();
     std::map<std::string, at::Tensor> weights;
     Checkpoint source;  // the FP model in memory (the resume targets' source)
-    std::string dense_config, packed_config, adapter_config;
-    NamedTensors dense, packed, adapter;
+    std::string dense_config, packed_config, mixed_config, adapter_config;
+    NamedTensors dense, packed, mixed, adapter;
 };
 
 NamedTensors packed_tensors(const Fixture& f) {
@@ -87,6 +87,32 @@ NamedTensors packed_tensors(const Fixture& f) {
         out.emplace_back(base + ".qzeros", t.qzeros);
         out.emplace_back(base + ".scales", t.scales);
         out.emplace_back(base + ".g_idx", t.g_idx);
+    }
+    return out;
+}
+
+// The saliq_mixed layout at an average of 2 bits, groups of 4: widths 1 and 3 (and 2 and 2) side by side.
+NamedTensors mixed_tensors(const Fixture& f) {
+    QuantSpec spec = rtn_options().spec;
+    spec.group_size = 4;
+    NamedTensors out;
+    for (const auto& [name, w] : f.weights) {
+        if (name.find("_proj.weight") == std::string::npos) {
+            out.emplace_back(name, w);
+            continue;
+        }
+        const std::string base = name.substr(0, name.size() - 7);
+        QuantizedTensor q = quantize_rtn(w, spec);
+        const int64_t G = spec.n_groups(w.size(1));
+        q.group_bits = at::full({G}, 2, at::kLong);
+        q.group_bits[0] = 1;
+        q.group_bits[1] = 3;
+        q.codes.narrow(1, 0, 4).clamp_max_(1);
+        const MixedTensors m = mixed_pack(q);
+        out.emplace_back(base + ".qweight", m.qweight);
+        out.emplace_back(base + ".scales", m.scales);
+        out.emplace_back(base + ".zeros", m.zeros);
+        out.emplace_back(base + ".group_bits", m.group_bits);
     }
     return out;
 }
@@ -121,11 +147,15 @@ const Fixture& fixture() {
         x.source.path = "<fuzz source model>";  // in the resume fingerprint: the same in every process
         x.dense = NamedTensors(x.weights.begin(), x.weights.end());
         x.packed = packed_tensors(x);
+        x.mixed = mixed_tensors(x);
         x.adapter = adapter_tensors(x);
         nlohmann::json config = llama_config_to_json(x.config);
         x.dense_config = config.dump(2);
         config["quantization_config"] = gptq_quantization_config(rtn_options(), false);
         x.packed_config = config.dump(2);
+        config["quantization_config"] = {{"quant_method", "saliq_mixed"}, {"bits", 2}, {"group_size", 4},
+                                         {"sym", false}, {"desc_act", false}};
+        x.mixed_config = config.dump(2);
         x.adapter_config = nlohmann::json({{"peft_type", "LORA"},
                                            {"r", 2},
                                            {"lora_alpha", 4},
@@ -140,6 +170,7 @@ const Fixture& fixture() {
         remove_tree(x.dir + "/shard_index/model.safetensors");
         write_folder(x.dir + "/packed_tensors", x.packed_config, x.packed);
         write_folder(x.dir + "/packed_config", x.packed_config, x.packed);
+        write_folder(x.dir + "/mixed_tensors", x.mixed_config, x.mixed);
         write_folder(x.dir + "/adapter_config", x.dense_config, x.dense, x.adapter_config, x.adapter);
         write_folder(x.dir + "/adapter_tensors", x.dense_config, x.dense, x.adapter_config, x.adapter);
         for (const char* task : {"piqa", "arc", "hellaswag", "winogrande", "boolq"})
@@ -192,6 +223,11 @@ void run_packed_tensors(const uint8_t* data, size_t size) {
 void run_packed_config(const uint8_t* data, size_t size) {
     write(fixture().dir + "/packed_config/config.json", data, size);
     load_and_run(fixture().dir + "/packed_config");
+}
+
+void run_mixed_tensors(const uint8_t* data, size_t size) {
+    write(fixture().dir + "/mixed_tensors/model.safetensors", data, size);
+    load_and_run(fixture().dir + "/mixed_tensors");
 }
 
 void run_adapter_config(const uint8_t* data, size_t size) {
@@ -312,6 +348,7 @@ const std::vector<Target> kTargets = {
     {"shard_index", "model.safetensors.index.json of a sharded folder, loaded and run", run_shard_index},
     {"packed_tensors", "model.safetensors of a GPTQ W2 g8 folder, loaded and run", run_packed_tensors},
     {"packed_config", "config.json (quantization_config) of a GPTQ folder, loaded and run", run_packed_config},
+    {"mixed_tensors", "model.safetensors of a saliq_mixed (SliM-LLM) folder, loaded and run", run_mixed_tensors},
     {"adapter_config", "adapter_config.json beside valid adapters, loaded and run", run_adapter_config},
     {"adapter_tensors", "adapter_model.safetensors beside a valid config, loaded and run", run_adapter_tensors},
     {"piqa", "PIQA valid.jsonl", run_piqa},
@@ -372,6 +409,9 @@ void write_synthetic_seeds(const std::string& root) {
     seed("safetensors", "dense", tmp + "/dense.safetensors");
     seed("safetensors", "packed", tmp + "/packed.safetensors");
     seed("packed_tensors", "rtn_w2g8", tmp + "/packed.safetensors");
+    write_safetensors(tmp + "/mixed.safetensors", f.mixed, {{"format", "pt"}});
+    seed("mixed_tensors", "w2g4_widths_1_2_3", tmp + "/mixed.safetensors");
+    seed_text("packed_config", "mixed_w2g4", f.mixed_config);
     seed("adapter_tensors", "rank2", tmp + "/adapter.safetensors");
     seed_text("hf_config", "tiny", f.dense_config);
     seed_text("packed_config", "rtn_w2g8", f.packed_config);

@@ -1,5 +1,7 @@
 #include "saliq/gptq_pack.h"
 
+#include <tuple>
+
 #include <ATen/ATen.h>
 
 #include "saliq/error.h"
@@ -94,6 +96,63 @@ TEST(GptqPack, InconsistentShapesAreFormatErrors) {
     EXPECT_THROW(gptq_unpack(p, q.spec, 32, 8, true, "x"), FormatError);
     p.g_idx = at::full({64}, 5, at::kInt);
     EXPECT_THROW(gptq_unpack(p, q.spec, 64, 8, true, "x"), FormatError);
+}
+
+}  // namespace
+}  // namespace saliq
+
+namespace saliq {
+namespace {
+
+// A mixed-precision tensor: each group at a random width in 1..8, codes within it, fractional zeros (1-bit style).
+QuantizedTensor random_mixed(int64_t out, int64_t in, int64_t g) {
+    QuantSpec spec;
+    spec.bits = 2;
+    spec.group_size = g;
+    const int64_t G = spec.n_groups(in);
+    QuantizedTensor q;
+    q.spec = spec;
+    q.group_bits = at::randint(1, 9, {G}, at::kLong);
+    const at::Tensor maxq = at::pow(2.0, q.group_bits.to(at::kDouble)).to(at::kLong) - 1;
+    q.g_idx = natural_group_index(in, spec);
+    q.codes = (at::rand({out, in}) * (maxq.index_select(0, q.g_idx) + 1).to(at::kFloat).unsqueeze(0))
+                  .floor().to(at::kByte);
+    q.scales = (at::rand({out, G}) + 0.01).to(at::kHalf).to(at::kFloat);
+    q.zeros = (at::rand({out, G}) * 4.0).to(at::kHalf).to(at::kFloat);
+    return q;
+}
+
+TEST(MixedPack, PackUnpackIsBitExactOverRandomWidthsAndShapes) {
+    at::manual_seed(4);
+    for (const auto& [out, in, g] : std::vector<std::tuple<int64_t, int64_t, int64_t>>{
+             {16, 64, 8}, {5, 172, 8}, {33, 100, 32}, {8, 40, 16}}) {
+        const QuantizedTensor q = random_mixed(out, in, g);
+        const MixedTensors m = mixed_pack(q);
+        EXPECT_EQ(m.qweight.scalar_type(), at::kInt);
+        int64_t bits = 0;
+        for (int64_t k = 0; k < q.group_bits.size(0); ++k) bits += q.group_bits[k].item<int64_t>() * std::min(g, in - k * g);
+        EXPECT_EQ(m.qweight.size(0), (bits + 31) / 32);
+        const QuantizedTensor back = mixed_unpack(m, q.spec, in, out, "test");
+        EXPECT_TRUE(at::equal(back.codes, q.codes));
+        EXPECT_TRUE(at::equal(back.scales, q.scales));
+        EXPECT_TRUE(at::equal(back.zeros, q.zeros));
+        EXPECT_TRUE(at::equal(back.group_bits, q.group_bits));
+        EXPECT_TRUE(at::allclose(back.dequantize(), q.dequantize()));
+        EXPECT_NEAR(back.average_bits(), static_cast<double>(bits) / static_cast<double>(in), 1e-12);
+    }
+}
+
+TEST(MixedPack, WidthsThatDisagreeWithQweightAreFormatErrors) {
+    const QuantizedTensor q = random_mixed(8, 64, 8);
+    MixedTensors m = mixed_pack(q);
+    MixedTensors wider = m;
+    wider.group_bits = at::full_like(m.group_bits, 8);  // 16 words of codes per column; the stream holds fewer
+    ASSERT_LT(m.qweight.size(0), 16);
+    EXPECT_THROW(mixed_unpack(wider, q.spec, 64, 8, "test"), FormatError);
+    MixedTensors zero = m;
+    zero.group_bits = at::zeros_like(m.group_bits);
+    EXPECT_THROW(mixed_unpack(zero, q.spec, 64, 8, "test"), FormatError);
+    EXPECT_THROW(mixed_unpack(m, q.spec, 64, 9, "test"), FormatError);
 }
 
 }  // namespace

@@ -1,119 +1,15 @@
-// GPTQ (Frantar et al. 2022), after the reference gptq.py: Hessian H = 2 X X^T / N from the block's real inputs,
-// dead columns, damping, upper Cholesky factor of H^-1, lazy column batches, optional act-order, and
-// true-sequential groups within the block.
+// GPTQ (Frantar et al. 2022): the solver (quant/gptq_solver.cpp) on each linear, true-sequential groups within the
+// block: [k, v, q] -> [o] -> [up, gate] -> [down], each Hessian taken with every earlier group already quantized.
 #include <algorithm>
 #include <utility>
 
 #include <ATen/ATen.h>
 
+#include "quant/gptq_solver.h"
 #include "quant/method.h"
-#include "saliq/error.h"
-#include "saliq/log.h"
-#include "saliq/strings.h"
 
 namespace saliq {
 namespace {
-
-// Upper Cholesky factor of H^-1 (fp64), raising the damping until H is positive definite. Takes H (the caller's
-// only reference) and frees each factor once the next exists, so at most two in x in fp64 matrices are alive at a time
-// (down_proj of a 7B model: in = 11008, 0.97 GB each; the plain sequence held five).
-at::Tensor inverse_cholesky_upper(at::Tensor H, double damp, const std::string& name, double& used_damp) {
-    const double diag_mean = H.diagonal().mean().item<double>();
-    double added = 0;  // damping currently on H's diagonal, as a multiple of diag_mean
-    for (int attempt = 0; attempt < 10; ++attempt) {
-        used_damp = damp + 0.01 * attempt;
-        H.diagonal().add_((used_damp - added) * diag_mean);
-        added = used_damp;
-        auto [L, info] = at::linalg_cholesky_ex(H);
-        if (info.item<int64_t>() != 0) continue;
-        H.reset();
-        at::Tensor Hinv = at::cholesky_inverse(L);
-        L.reset();
-        auto [U, info2] = at::linalg_cholesky_ex(Hinv, /*upper=*/true);
-        if (info2.item<int64_t>() == 0) return U;
-        // Rare: H^-1 lost definiteness in rounding. Recover the damped H from it and damp more.
-        U.reset();
-        H = at::linalg_inv(Hinv);
-    }
-    throw NumericError("GPTQ: the Hessian of " + name + " is not positive definite even with damping " +
-                       strprintf("%.2f", used_damp) + " (too few or degenerate calibration inputs?)");
-}
-
-QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const QuantSpec& spec, const GptqOptions& o,
-                              const std::string& name, nlohmann::json& stats) {
-    const int64_t rows = weight.size(0), cols = weight.size(1);
-    const int64_t g = spec.effective_group(cols);
-    at::Tensor W = weight.to(at::kFloat).clone();
-    H = H.to(at::kDouble);  // the caller's fp32 H was moved in: only the fp64 copy stays
-
-    const at::Tensor dead = H.diagonal() == 0;
-    const int64_t n_dead = dead.sum().item<int64_t>();
-    if (n_dead > 0) {
-        H.diagonal().masked_fill_(dead, 1.0);
-        W.masked_fill_(dead.unsqueeze(0).to(W.device()), 0.0);
-    }
-    at::Tensor perm, invperm;
-    if (o.act_order) {
-        perm = at::argsort(H.diagonal(), 0, /*descending=*/true);
-        W = W.index_select(1, perm);
-        H = H.index_select(0, perm).index_select(1, perm);
-        invperm = at::argsort(perm);
-    }
-    double used_damp = o.damp;
-    const at::Tensor Hinv = inverse_cholesky_upper(std::move(H), o.damp, name, used_damp).to(W.device()).to(at::kFloat);
-
-    // Blocks hold whole groups, so each group's scale is fitted on its columns after every earlier update.
-    const int64_t block = g >= o.block_size ? g : std::max<int64_t>(1, o.block_size / g) * g;
-    const int64_t G = spec.n_groups(cols);
-    at::Tensor scales = at::zeros({rows, G}, W.options());
-    at::Tensor zeros = at::zeros({rows, G}, W.options());
-    at::Tensor codes = at::zeros({rows, cols}, W.options().dtype(at::kByte));
-    at::Tensor loss = at::zeros({}, W.options());
-    const double maxq = static_cast<double>(spec.maxq());
-    at::Tensor scale, zero;
-    for (int64_t i1 = 0; i1 < cols; i1 += block) {
-        const int64_t i2 = std::min(i1 + block, cols), count = i2 - i1;
-        at::Tensor W1 = W.narrow(1, i1, count).clone();
-        at::Tensor Err1 = at::zeros_like(W1);
-        at::Tensor Hinv1 = Hinv.narrow(0, i1, count).narrow(1, i1, count);
-        for (int64_t i = 0; i < count; ++i) {
-            const int64_t col = i1 + i;
-            if (col % g == 0) {
-                const int64_t width = std::min(g, cols - col);
-                at::Tensor group = W1.narrow(1, i, width);
-                minmax_scale_zero(std::get<0>(group.min(1)), std::get<0>(group.max(1)), spec, scale, zero);
-                scales.select(1, col / g).copy_(scale);
-                zeros.select(1, col / g).copy_(zero);
-            }
-            at::Tensor w = W1.select(1, i);
-            at::Tensor q = at::clamp(at::round(w / scale) + zero, 0.0, maxq);
-            codes.select(1, col).copy_(q);
-            at::Tensor deq = scale * (q - zero);
-            const at::Tensor d = Hinv1[i][i];
-            at::Tensor err = (w - deq) / d;
-            loss += (w - deq).pow(2).sum() / (2.0 * d * d);
-            W1.narrow(1, i, count - i).sub_(at::outer(err, Hinv1[i].narrow(0, i, count - i)));
-            Err1.select(1, i).copy_(err);
-        }
-        if (i2 < cols) W.narrow(1, i2, cols - i2).sub_(at::matmul(Err1, Hinv.narrow(0, i1, count).narrow(1, i2, cols - i2)));
-    }
-
-    QuantizedTensor result;
-    result.spec = spec;
-    result.scales = scales;
-    result.zeros = zeros;
-    if (o.act_order) {
-        result.codes = codes.index_select(1, invperm).contiguous();
-        // Column perm[j] was quantized j-th, in group j / g.
-        result.g_idx = at::empty({cols}, at::kLong).to(W.device());
-        result.g_idx.index_copy_(0, perm, at::div(at::arange(cols, perm.options()), g, "floor"));
-    } else {
-        result.codes = codes;
-        result.g_idx = natural_group_index(cols, spec).to(W.device());
-    }
-    stats[name] = {{"gptq_loss", loss.item<double>()}, {"damp", used_damp}, {"dead_columns", n_dead}};
-    return result;
-}
 
 class GptqMethod : public QuantMethod {
 public:
@@ -134,24 +30,10 @@ public:
         const at::TensorOptions options = block.input_norm.options();
         for (const auto& group : order) {
             // Hessians of this group's linears from the block's inputs, with every earlier group already quantized.
-            std::vector<at::Tensor> sums(kNumLinears);
-            std::vector<int64_t> counts(kNumLinears, 0);
-            DecoderBlock hooked = block;
-            for (int index : group) {
-                const int64_t in = block.linears[index]->in_features();
-                sums[index] = at::zeros({in, in}, options.dtype(at::kFloat));
-                hooked.linears[index] = std::make_shared<CapturingLinear>(
-                    block.linears[index], [&sums, &counts, index](const at::Tensor& x) {
-                        const at::Tensor flat = x.reshape({-1, x.size(-1)}).to(at::kFloat);
-                        sums[index].addmm_(flat.t(), flat);
-                        counts[index] += x.size(0);  // GPTQ's N counts sequences
-                    });
-            }
-            context.run(hooked, *context.inputs);
+            std::vector<at::Tensor> hessians = capture_hessians(block, context, group);
             for (int index : group) {
                 const std::string name = hf_names::linear_name(context.layer, index);
-                at::Tensor H = std::move(sums[index]);  // the sum becomes H in place: no second in x in copy
-                H.mul_(2.0 / static_cast<double>(counts[index]));
+                at::Tensor H = std::move(hessians[index]);
                 QuantizedTensor q =
                     gptq_quantize(block.linears[index]->weight(), std::move(H), o.spec, o.gptq, name, stats);
                 block.linears[index] = std::make_shared<QuantizedLinear>(std::move(q), options);

@@ -1,0 +1,143 @@
+// GPTQ (Frantar et al. 2022), after the reference gptq.py: Hessian H = 2 X X^T / N from the block's real inputs,
+// dead columns, damping, upper Cholesky factor of H^-1, lazy column batches, optional act-order.
+#include "quant/gptq_solver.h"
+
+#include <algorithm>
+#include <utility>
+
+#include <ATen/ATen.h>
+
+#include "saliq/error.h"
+#include "saliq/strings.h"
+
+namespace saliq {
+
+std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockContext& context,
+                                         const std::vector<int>& indices) {
+    std::vector<at::Tensor> sums(kNumLinears);
+    std::vector<int64_t> counts(kNumLinears, 0);
+    const at::TensorOptions options = block.input_norm.options().dtype(at::kFloat);
+    DecoderBlock hooked = block;
+    for (int index : indices) {
+        const int64_t in = block.linears[index]->in_features();
+        sums[index] = at::zeros({in, in}, options);
+        hooked.linears[index] = std::make_shared<CapturingLinear>(
+            block.linears[index], [&sums, &counts, index](const at::Tensor& x) {
+                const at::Tensor flat = x.reshape({-1, x.size(-1)}).to(at::kFloat);
+                sums[index].addmm_(flat.t(), flat);
+                counts[index] += x.size(0);  // GPTQ's N counts sequences
+            });
+    }
+    context.run(hooked, *context.inputs);
+    for (int index : indices) sums[index].mul_(2.0 / static_cast<double>(counts[index]));  // in place: no copy
+    return sums;
+}
+
+
+// Frees each factor once the next exists (down_proj of a 7B model: in = 11008, 0.97 GB each; the plain sequence
+// held five).
+at::Tensor inverse_cholesky_upper(at::Tensor H, double damp, const std::string& name, double& used_damp) {
+    const double diag_mean = H.diagonal().mean().item<double>();
+    double added = 0;  // damping currently on H's diagonal, as a multiple of diag_mean
+    for (int attempt = 0; attempt < 10; ++attempt) {
+        used_damp = damp + 0.01 * attempt;
+        H.diagonal().add_((used_damp - added) * diag_mean);
+        added = used_damp;
+        auto [L, info] = at::linalg_cholesky_ex(H);
+        if (info.item<int64_t>() != 0) continue;
+        H.reset();
+        at::Tensor Hinv = at::cholesky_inverse(L);
+        L.reset();
+        auto [U, info2] = at::linalg_cholesky_ex(Hinv, /*upper=*/true);
+        if (info2.item<int64_t>() == 0) return U;
+        // Rare: H^-1 lost definiteness in rounding. Recover the damped H from it and damp more.
+        U.reset();
+        H = at::linalg_inv(Hinv);
+    }
+    throw NumericError("GPTQ: the Hessian of " + name + " is not positive definite even with damping " +
+                       strprintf("%.2f", used_damp) + " (too few or degenerate calibration inputs?)");
+}
+
+QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const QuantSpec& spec, const GptqOptions& o,
+                              const std::string& name, nlohmann::json& stats, const GroupFit& fit) {
+    const int64_t rows = weight.size(0), cols = weight.size(1);
+    const int64_t g = spec.effective_group(cols);
+    at::Tensor W = weight.to(at::kFloat).clone();
+    H = H.to(at::kDouble);  // the caller's fp32 H was moved in: only the fp64 copy stays
+
+    const at::Tensor dead = H.diagonal() == 0;
+    const int64_t n_dead = dead.sum().item<int64_t>();
+    if (n_dead > 0) {
+        H.diagonal().masked_fill_(dead, 1.0);
+        W.masked_fill_(dead.unsqueeze(0).to(W.device()), 0.0);
+    }
+    at::Tensor perm, invperm;
+    if (o.act_order) {
+        perm = at::argsort(H.diagonal(), 0, /*descending=*/true);
+        W = W.index_select(1, perm);
+        H = H.index_select(0, perm).index_select(1, perm);
+        invperm = at::argsort(perm);
+    }
+    double used_damp = o.damp;
+    const at::Tensor Hinv = inverse_cholesky_upper(std::move(H), o.damp, name, used_damp).to(W.device()).to(at::kFloat);
+
+    // Blocks hold whole groups, so each group's scale is fitted on its columns after every earlier update.
+    const int64_t block = g >= o.block_size ? g : std::max<int64_t>(1, o.block_size / g) * g;
+    const int64_t G = spec.n_groups(cols);
+    at::Tensor scales = at::zeros({rows, G}, W.options());
+    at::Tensor zeros = at::zeros({rows, G}, W.options());
+    at::Tensor codes = at::zeros({rows, cols}, W.options().dtype(at::kByte));
+    at::Tensor loss = at::zeros({}, W.options());
+    at::Tensor scale, zero;
+    double maxq = static_cast<double>(spec.maxq());
+    for (int64_t i1 = 0; i1 < cols; i1 += block) {
+        const int64_t i2 = std::min(i1 + block, cols), count = i2 - i1;
+        at::Tensor W1 = W.narrow(1, i1, count).clone();
+        at::Tensor Err1 = at::zeros_like(W1);
+        at::Tensor Hinv1 = Hinv.narrow(0, i1, count).narrow(1, i1, count);
+        for (int64_t i = 0; i < count; ++i) {
+            const int64_t col = i1 + i;
+            if (col % g == 0) {
+                const int64_t width = std::min(g, cols - col);
+                at::Tensor group = W1.narrow(1, i, width);
+                if (fit) {
+                    maxq = static_cast<double>(fit(group, Hinv1.diagonal().narrow(0, i, width), col / g, scale, zero));
+                } else {
+                    minmax_scale_zero(std::get<0>(group.min(1)), std::get<0>(group.max(1)), spec, scale, zero);
+                }
+                scales.select(1, col / g).copy_(scale);
+                zeros.select(1, col / g).copy_(zero);
+            }
+            at::Tensor w = W1.select(1, i);
+            // A fitted grid may have a fractional zero (1-bit groups); min-max zeros are integers, added after rounding
+            // as gptq.py does.
+            at::Tensor q = at::clamp(fit ? at::round(w / scale + zero) : at::round(w / scale) + zero, 0.0, maxq);
+            codes.select(1, col).copy_(q);
+            at::Tensor deq = scale * (q - zero);
+            const at::Tensor d = Hinv1[i][i];
+            at::Tensor err = (w - deq) / d;
+            loss += (w - deq).pow(2).sum() / (2.0 * d * d);
+            W1.narrow(1, i, count - i).sub_(at::outer(err, Hinv1[i].narrow(0, i, count - i)));
+            Err1.select(1, i).copy_(err);
+        }
+        if (i2 < cols) W.narrow(1, i2, cols - i2).sub_(at::matmul(Err1, Hinv.narrow(0, i1, count).narrow(1, i2, cols - i2)));
+    }
+
+    QuantizedTensor result;
+    result.spec = spec;
+    result.scales = scales;
+    result.zeros = zeros;
+    if (o.act_order) {
+        result.codes = codes.index_select(1, invperm).contiguous();
+        // Column perm[j] was quantized j-th, in group j / g.
+        result.g_idx = at::empty({cols}, at::kLong).to(W.device());
+        result.g_idx.index_copy_(0, perm, at::div(at::arange(cols, perm.options()), g, "floor"));
+    } else {
+        result.codes = codes;
+        result.g_idx = natural_group_index(cols, spec).to(W.device());
+    }
+    stats[name] = {{"gptq_loss", loss.item<double>()}, {"damp", used_damp}, {"dead_columns", n_dead}};
+    return result;
+}
+
+}  // namespace saliq

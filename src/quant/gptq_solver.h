@@ -1,0 +1,37 @@
+// The GPTQ solver shared by the methods built on it (gptq, slim-llm): Hessians from a block's real inputs, the upper
+// Cholesky factor of H^-1, and the column-by-column rounding with error feedback, where how each group's grid is
+// fitted is the caller's.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <ATen/core/Tensor.h>
+#include <nlohmann/json.hpp>
+
+#include "quant/method.h"
+
+namespace saliq {
+
+// Hessians H = 2 X^T X / N of the linears `indices` of `block`, from one pass over the block's inputs. Entries of
+// other linears stay undefined.
+std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockContext& context,
+                                         const std::vector<int>& indices);
+
+// Upper Cholesky factor of H^-1 (fp64), raising the damping (a fraction of mean(diag H)) until H is positive definite.
+// Takes H (the caller's only reference): at most two in x in fp64 matrices are alive at a time.
+at::Tensor inverse_cholesky_upper(at::Tensor H, double damp, const std::string& name, double& used_damp);
+
+// The grid of one group, fitted when the solver reaches its first column: w holds the group's columns [rows, width]
+// after every earlier update, hinv_diag the matching diagonal of the factor U. Writes scale and zero [rows] (codes
+// are clamp(round(w / scale + zero), 0, maxq); zero may be fractional) and returns maxq.
+using GroupFit = std::function<int64_t(const at::Tensor& w, const at::Tensor& hinv_diag, int64_t group,
+                                       at::Tensor& scale, at::Tensor& zero)>;
+
+// GPTQ on `weight` [out, in] with Hessian H (moved in). `fit` null: min-max groups of `spec`. Per-linear figures
+// (loss, damping, dead columns) go to stats[name].
+QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const QuantSpec& spec, const GptqOptions& o,
+                              const std::string& name, nlohmann::json& stats, const GroupFit& fit = nullptr);
+
+}  // namespace saliq
