@@ -14,19 +14,6 @@
 namespace saliq {
 namespace {
 
-QuantizeOptions small_options(const std::string& method, int bits, int64_t group) {
-    QuantizeOptions o;
-    o.method = method;
-    o.spec.bits = bits;
-    o.spec.group_size = group;
-    o.calib.source = "tinystories";
-    o.calib.nsamples = 8;
-    o.calib.seqlen = 64;
-    o.calib.range = TokenRange::parse("0:0.5");
-    o.error_windows = 4;
-    return o;
-}
-
 // Quantizes into `out`, and also returns the fake-quantized in-memory model built from the same blocks.
 std::unique_ptr<LlamaModel> quantize_to(const Checkpoint& ckpt, const Tokenizer& tok, const QuantizeOptions& o,
                                         const std::string& out, QuantizeResult* result_out = nullptr) {
@@ -44,7 +31,7 @@ TEST(Pipeline, PackedFolderScoresLikeTheInMemoryFakeQuantModel) {
     ckpt.tokenizer_path = test::stories_tokenizer();
     test::TempDir dir;
     for (const auto& [method, act_order] : std::vector<std::pair<std::string, bool>>{{"rtn", false}, {"gptq", true}}) {
-        QuantizeOptions o = small_options(method, 2, 32);
+        QuantizeOptions o = test::small_options(method, 2, 32);
         o.gptq.act_order = act_order;
         const std::string out = dir.file("q-" + method);
         auto fake = quantize_to(ckpt, *tok, o, out);
@@ -66,8 +53,8 @@ TEST(Pipeline, GptqReconstructsBetterThanRtn) {
     const Checkpoint ckpt = read_llama2c(test::stories_bin());
     test::TempDir dir;
     QuantizeResult rtn, gptq;
-    quantize_to(ckpt, *tok, small_options("rtn", 3, 32), dir.file("rtn"), &rtn);
-    quantize_to(ckpt, *tok, small_options("gptq", 3, 32), dir.file("gptq"), &gptq);
+    quantize_to(ckpt, *tok, test::small_options("rtn", 3, 32), dir.file("rtn"), &rtn);
+    quantize_to(ckpt, *tok, test::small_options("gptq", 3, 32), dir.file("gptq"), &gptq);
     double rtn_err = 0, gptq_err = 0;
     int gptq_wins = 0, total = 0;
     for (size_t b = 0; b < rtn.blocks.size(); ++b) {
@@ -83,7 +70,7 @@ TEST(Pipeline, GptqReconstructsBetterThanRtn) {
 TEST(Pipeline, CalibrationWindowsAreRecordedAndDeterministic) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     const Checkpoint ckpt = read_llama2c(test::stories_bin());
-    QuantizeOptions o = small_options("gptq", 4, 32);
+    QuantizeOptions o = test::small_options("gptq", 4, 32);
     const auto a = quantize_model(ckpt, *tok, o);
     const auto b = quantize_model(ckpt, *tok, o);
     EXPECT_EQ(a.calib.starts, b.calib.starts);
@@ -98,7 +85,7 @@ TEST(Pipeline, CancelledRunLeavesNoFinishedLookingOutput) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     const Checkpoint ckpt = read_llama2c(test::stories_bin());
     test::TempDir dir;
-    const QuantizeOptions o = small_options("rtn", 2, 32);
+    const QuantizeOptions o = test::small_options("rtn", 2, 32);
     const std::string out = dir.file("q");
     try {
         GptqFolderWriter writer(out, ckpt, o, false);
@@ -118,18 +105,18 @@ TEST(Pipeline, CancelledRunLeavesNoFinishedLookingOutput) {
 TEST(Pipeline, BadRequestsAreRefused) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     const Checkpoint ckpt = read_llama2c(test::stories_bin());
-    QuantizeOptions o = small_options("rtn", 2, 128);  // q_proj rows have 64 inputs
+    QuantizeOptions o = test::small_options("rtn", 2, 128);  // q_proj rows have 64 inputs
     try {
         quantize_model(ckpt, *tok, o);
         FAIL();
     } catch (const ConfigError& e) {
         EXPECT_NE(std::string(e.what()).find("larger than the rows"), std::string::npos) << e.what();
     }
-    o = small_options("rtn", 5, 32);
+    o = test::small_options("rtn", 5, 32);
     EXPECT_THROW(quantize_model(ckpt, *tok, o), ConfigError);
-    o = small_options("awq", 2, 32);
+    o = test::small_options("awq", 2, 32);
     EXPECT_THROW(quantize_model(ckpt, *tok, o), ConfigError);
-    o = small_options("rtn", 2, 32);
+    o = test::small_options("rtn", 2, 32);
     test::TempDir dir;
     test::write_bytes(dir.file("short.txt"), "Lily saw a cat.");
     o.calib.source = dir.file("short.txt");
@@ -148,7 +135,7 @@ TEST(Pipeline, NonFiniteWeightsAreRefused) {
     auto weights = test::random_weights(c);
     weights["model.layers.1.self_attn.v_proj.weight"][0][0] = INFINITY;
     try {
-        quantize_model(test::memory_checkpoint(c, weights), *tok, small_options("rtn", 2, 32));
+        quantize_model(test::memory_checkpoint(c, weights), *tok, test::small_options("rtn", 2, 32));
         FAIL();
     } catch (const FormatError& e) {
         EXPECT_NE(std::string(e.what()).find("v_proj"), std::string::npos) << e.what();

@@ -26,6 +26,20 @@ private:
     LlamaModel& model_;
 };
 
+// A quick run on stories260K: 8 x 64 TinyStories windows from the first half, errors on 4 of them.
+inline QuantizeOptions small_options(const std::string& method, int bits, int64_t group) {
+    QuantizeOptions o;
+    o.method = method;
+    o.spec.bits = bits;
+    o.spec.group_size = group;
+    o.calib.source = "tinystories";
+    o.calib.nsamples = 8;
+    o.calib.seqlen = 64;
+    o.calib.range = TokenRange::parse("0:0.5");
+    o.error_windows = 4;
+    return o;
+}
+
 // Perplexity on the held-out second half of TinyStories (calibration draws from the first half), seqlen 128.
 inline double heldout_ppl(const LlamaModel& model, const Tokenizer& tok, int64_t max_windows) {
     PerplexityOptions p;

@@ -19,18 +19,7 @@
 namespace saliq {
 namespace {
 
-QuantizeOptions slim_options(const std::string& method, int64_t group) {
-    QuantizeOptions o;
-    o.method = method;
-    o.spec.bits = 2;
-    o.spec.group_size = group;
-    o.calib.source = "tinystories";
-    o.calib.nsamples = 8;
-    o.calib.seqlen = 64;
-    o.calib.range = TokenRange::parse("0:0.5");
-    o.error_windows = 4;
-    return o;
-}
+QuantizeOptions slim_options(const std::string& method, int64_t group) { return test::small_options(method, 2, group); }
 
 struct SlimRun {
     std::unique_ptr<LlamaModel> fake;  // the fake-quantized model the pipeline built
