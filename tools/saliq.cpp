@@ -347,8 +347,9 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     o.saliency.fisher_path = qargs.fisher_path;
     o.apiq.seed = o.calib.seed;
     if (o.apiq.quantizer == "uniform") o.spec.validate();  // the binarizers fix their bits (validate_quantize_options)
-    if (o.saliency.enabled && o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant")
-        throw ConfigError("--saliency works with --method apiq-bw, apiq-lw or omniquant, not " + o.method);
+    if (o.saliency.enabled && o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant" &&
+        o.method != "slim-llm-plus")
+        throw ConfigError("--saliency works with --method apiq-bw, apiq-lw, omniquant or slim-llm-plus, not " + o.method);
     if (o.saliency.metric != "fisher" && o.saliency.metric != "hessian" && o.saliency.metric != "pqi")
         throw ConfigError("--saliency-metric must be fisher, hessian or pqi");
     if (qargs.pqi_points < 1) throw ConfigError("--pqi-points must be at least 1");
@@ -612,6 +613,9 @@ int main(int argc, char** argv) {
     quantize->add_option("--damp", qo.gptq.damp, "GPTQ: dampening, fraction of mean(diag(H))")->capture_default_str();
     quantize->add_option("--block-size", qo.gptq.block_size, "GPTQ: lazy-batch width in columns")->capture_default_str();
     quantize->add_flag("--act-order", qo.gptq.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
+    quantize->add_option("--bit-map", qo.bit_map,
+                         "omniquant / apiq-bw: mixed precision, 'slim' = SliM-LLM's bit allocation per block "
+                         "(slim-llm-plus is omniquant with it)");
     quantize->add_option("--slim-lambda", qo.slim.salience_lambda,
                          "slim-llm: weight of the salient weights' error in the group range search (default 1, the "
                          "released code's)");

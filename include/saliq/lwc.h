@@ -36,4 +36,14 @@ at::Tensor lwc_fake_quant(const at::Tensor& weight, const LwcParams& params, con
 // The final grid (scales rounded to fp16 precision, as stored) and codes; no gradient.
 QuantizedTensor lwc_finalize(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec);
 
+// Mixed precision (SliM-LLM+): group k at group_bits[k] bits ([G] int64), asymmetric. Groups of 2+ bits are the
+// clipped grid above with their own maxq; 1-bit groups binarize, sign(w - m) * mean|w| * (sigmoid(up) + 1/2) + m
+// with m the row's group mean (`low` unused there; make_mixed_lwc_params starts their `up` at 0, factor 1).
+LwcParams make_mixed_lwc_params(const at::Tensor& weight, const QuantSpec& spec, const at::Tensor& group_bits);
+at::Tensor lwc_fake_quant_mixed(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec,
+                                const at::Tensor& group_bits);
+// The stored form: 1-bit groups as codes (w >= m) with scale 2a and zero 1/2 - m / 2a (fp16 exact).
+QuantizedTensor lwc_finalize_mixed(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec,
+                                   const at::Tensor& group_bits);
+
 }  // namespace saliq

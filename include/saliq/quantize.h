@@ -88,6 +88,9 @@ struct QuantizeOptions {
     bool check_memory = true;     // refuse a run whose estimated memory exceeds what the machine has available
     GptqOptions gptq;
     SlimOptions slim;
+    // Mixed precision for the LWC methods (omniquant, apiq-bw): "slim" = SliM-LLM's bit allocation per block;
+    // "" = one width. slim-llm-plus is omniquant with "slim".
+    std::string bit_map;
     ApiqOptions apiq;
     SaliencyOptions saliency;
 };

@@ -36,6 +36,10 @@ nlohmann::json stages_json(const std::vector<TrainStage>& stages) {
 }
 
 bool uses_adapters(const QuantizeOptions& o) { return o.method == "apiq-bw" || o.method == "apiq-lw"; }
+// Group-wise widths (saliq_mixed): slim-llm, and the LWC methods on SliM-LLM's bit map.
+bool mixed_precision(const QuantizeOptions& o) {
+    return o.method == "slim-llm" || o.method == "slim-llm-plus" || !o.bit_map.empty();
+}
 
 // A finished block saved by GptqFolderWriter::save, back from its file.
 BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::json& meta, const QuantSpec& spec,
@@ -152,7 +156,7 @@ nlohmann::json gptq_quantization_config(const QuantizeOptions& o, bool gptq_symm
         if (o.apiq.quantizer == "binarymos") q["experts"] = o.apiq.mos_experts;
         return q;
     }
-    if (o.method == "slim-llm")  // saliq's mixed-precision layout (gptq_pack.h); GPTQ loaders refuse it
+    if (mixed_precision(o))  // saliq's mixed layout (gptq_pack.h); GPTQ loaders refuse it
         return {{"quant_method", "saliq_mixed"},
                 {"bits", o.spec.bits},
                 {"group_size", o.spec.group_size},
@@ -193,7 +197,8 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
         f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
                      {"true_sequential", o.gptq.true_sequential}};
     if (o.method == "slim-llm") f["slim"] = {{"salience_lambda", o.slim.salience_lambda}};
-    if (o.method == "omniquant" || uses_adapters(o)) {
+    if (mixed_precision(o) && o.method != "slim-llm") f["bit_map"] = {{"kind", "slim"}, {"damp", o.gptq.damp}};
+    if (o.method == "omniquant" || o.method == "slim-llm-plus" || uses_adapters(o)) {
         f["apiq"] = {{"lora_rank", o.apiq.lora_rank}, {"lora_alpha", o.apiq.lora_alpha}, {"lwc_lr", o.apiq.lwc_lr},
                      {"lora_lr", o.apiq.lora_lr}, {"weight_decay", o.apiq.weight_decay},
                      {"stages", stages_json(o.apiq.stages)}, {"epochs", o.apiq.epochs},
@@ -348,6 +353,7 @@ void GptqFolderWriter::save(const BlockResult& block) {
                                        {"out", lr.binary.out_features()}});
             continue;
         }
+        nlohmann::json entry = {{"name", lr.name}, {"rel_error", lr.rel_error}, {"lora_scale", lr.lora_scale}};
         if (lr.q.group_bits.defined()) {
             const MixedTensors m = mixed_pack(lr.q);
             const QuantizedTensor back = mixed_unpack(m, lr.q.spec, lr.q.in_features(), lr.q.out_features(), lr.name);
@@ -359,20 +365,21 @@ void GptqFolderWriter::save(const BlockResult& block) {
             tensors.emplace_back(lr.name + ".scales", m.scales);
             tensors.emplace_back(lr.name + ".zeros", m.zeros);
             tensors.emplace_back(lr.name + ".group_bits", m.group_bits);
-            meta["linears"].push_back({{"name", lr.name}, {"rel_error", lr.rel_error}, {"lora_scale", lr.lora_scale},
-                                       {"in", lr.q.in_features()}, {"out", lr.q.out_features()}});
-            continue;
+            entry["in"] = lr.q.in_features();
+            entry["out"] = lr.q.out_features();
+        } else {
+            const GptqTensors t = gptq_pack(lr.q, v2);
+            // Round-trip check before anything reaches disk: a packing bug must never produce a plausible file.
+            const QuantizedTensor back =
+                gptq_unpack(t, lr.q.spec, lr.q.in_features(), lr.q.out_features(), v2, lr.name);
+            if (!at::equal(back.codes, lr.q.codes.to(at::kCPU)) || !at::equal(back.zeros, lr.q.zeros.to(at::kCPU)) ||
+                !at::equal(back.scales, lr.q.scales.to(at::kCPU)) || !at::equal(back.g_idx, lr.q.g_idx.to(at::kCPU)))
+                throw Error("internal: packed weights of " + lr.name + " do not unpack to the quantized values");
+            tensors.emplace_back(lr.name + ".qweight", t.qweight);
+            tensors.emplace_back(lr.name + ".qzeros", t.qzeros);
+            tensors.emplace_back(lr.name + ".scales", t.scales);
+            tensors.emplace_back(lr.name + ".g_idx", t.g_idx);
         }
-        const GptqTensors t = gptq_pack(lr.q, v2);
-        // Round-trip check before anything reaches disk: a packing bug must never produce a plausible file.
-        const QuantizedTensor back = gptq_unpack(t, lr.q.spec, lr.q.in_features(), lr.q.out_features(), v2, lr.name);
-        if (!at::equal(back.codes, lr.q.codes.to(at::kCPU)) || !at::equal(back.zeros, lr.q.zeros.to(at::kCPU)) ||
-            !at::equal(back.scales, lr.q.scales.to(at::kCPU)) || !at::equal(back.g_idx, lr.q.g_idx.to(at::kCPU)))
-            throw Error("internal: packed weights of " + lr.name + " do not unpack to the quantized values");
-        tensors.emplace_back(lr.name + ".qweight", t.qweight);
-        tensors.emplace_back(lr.name + ".qzeros", t.qzeros);
-        tensors.emplace_back(lr.name + ".scales", t.scales);
-        tensors.emplace_back(lr.name + ".g_idx", t.g_idx);
         if (lr.lora_a.defined()) {
             tensors.emplace_back(lr.name + ".lora_A", lr.lora_a.to(at::kFloat));
             tensors.emplace_back(lr.name + ".lora_B", lr.lora_b.to(at::kFloat));
@@ -381,7 +388,7 @@ void GptqFolderWriter::save(const BlockResult& block) {
             tensors.emplace_back(lr.name + ".lwc_up", lr.lwc_up.to(at::kFloat));
             tensors.emplace_back(lr.name + ".lwc_low", lr.lwc_low.to(at::kFloat));
         }
-        meta["linears"].push_back({{"name", lr.name}, {"rel_error", lr.rel_error}, {"lora_scale", lr.lora_scale}});
+        meta["linears"].push_back(entry);
     }
     write_safetensors(block_path(block.layer), tensors, {{"saliq_block", meta.dump()}});
 }

@@ -65,6 +65,7 @@ public:
 std::unique_ptr<QuantMethod> make_rtn_method();
 std::unique_ptr<QuantMethod> make_gptq_method();
 std::unique_ptr<QuantMethod> make_slim_llm_method();
+std::unique_ptr<QuantMethod> make_slim_llm_plus_method();
 std::unique_ptr<QuantMethod> make_omniquant_method();
 std::unique_ptr<QuantMethod> make_apiq_bw_method();
 std::unique_ptr<QuantMethod> make_apiq_lw_method();

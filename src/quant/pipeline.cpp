@@ -29,6 +29,8 @@ const std::vector<MethodEntry>& registry() {
         {{"slim-llm", "SliM-LLM: GPTQ with salience-driven group-wise mixed precision (b-1/b/b+1 bits, average b)"},
          make_slim_llm_method},
         {{"omniquant", "OmniQuant LWC: learned weight clipping per block, no adapters"}, make_omniquant_method},
+        {{"slim-llm-plus", "SliM-LLM+: OmniQuant's LWC on SliM-LLM's mixed-precision bit map"},
+         make_slim_llm_plus_method},
         {{"apiq-bw", "ApiQ block-wise: learned clipping + LoRA matching each FP block's outputs"}, make_apiq_bw_method},
         {{"apiq-lw", "ApiQ layer-wise: learned clipping + LoRA matching each FP layer's outputs"}, make_apiq_lw_method},
     };
@@ -185,10 +187,16 @@ void validate_quantizer(QuantizeOptions& o) {
     check_quantizer_name(o.apiq.quantizer);
     if (o.apiq.quantizer == "uniform") {
         o.spec.validate();
-        if (o.method == "slim-llm") {
+        if (o.method == "slim-llm-plus") o.bit_map = "slim";
+        if (!o.bit_map.empty() && o.bit_map != "slim")
+            throw ConfigError("--bit-map '" + o.bit_map + "' is not known (slim: SliM-LLM's allocation per block)");
+        if (!o.bit_map.empty() && o.method != "omniquant" && o.method != "apiq-bw" && o.method != "slim-llm-plus")
+            throw ConfigError("--bit-map is trained by omniquant, apiq-bw and slim-llm-plus, not " + o.method +
+                              (o.method == "slim-llm" ? " (which allocates its own)" : ""));
+        if (o.method == "slim-llm" || !o.bit_map.empty()) {
             if (o.spec.bits < 2 || o.spec.bits > 7)
-                throw ConfigError("slim-llm moves groups to b-1 and b+1 bits: --bits must be 2 to 7");
-            if (o.spec.symmetric) throw ConfigError("slim-llm's groups are asymmetric (min-max ranges): drop --sym");
+                throw ConfigError("SliM-LLM's bit map moves groups to b-1 and b+1 bits: --bits must be 2 to 7");
+            if (o.spec.symmetric) throw ConfigError("SliM-LLM's groups are asymmetric (min-max ranges): drop --sym");
             if (o.gptq.act_order)
                 throw ConfigError("slim-llm keeps groups in column order (its bit map is per group): drop --act-order");
             if (!(o.slim.salience_lambda > 0) || !std::isfinite(o.slim.salience_lambda))
@@ -196,6 +204,7 @@ void validate_quantizer(QuantizeOptions& o) {
         }
         return;
     }
+    if (!o.bit_map.empty()) throw ConfigError("--bit-map is for the uniform grid, not --quantizer " + o.apiq.quantizer);
     if (o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant")
         throw ConfigError("--quantizer " + o.apiq.quantizer + " is trained by apiq-bw, apiq-lw or omniquant, not " +
                           o.method);

@@ -60,26 +60,34 @@ LinearResult TrainableLinear::finalize(const std::string& name) const {
     return r;
 }
 
-LwcLinear::LwcLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha)
-    : TrainableLinear(weight, lora_rank, lora_alpha), spec_(spec), lwc_(make_lwc_params(weight_, spec)) {
+LwcLinear::LwcLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha,
+                     const at::Tensor& group_bits)
+    : TrainableLinear(weight, lora_rank, lora_alpha),
+      spec_(spec),
+      group_bits_(group_bits),
+      lwc_(group_bits.defined() ? make_mixed_lwc_params(weight_, spec, group_bits) : make_lwc_params(weight_, spec)) {
     lwc_.up.requires_grad_(true);
     lwc_.low.requires_grad_(true);
 }
 
-at::Tensor LwcLinear::fake_quant() const { return lwc_fake_quant(weight_, lwc_, spec_); }
+at::Tensor LwcLinear::fake_quant() const {
+    return group_bits_.defined() ? lwc_fake_quant_mixed(weight_, lwc_, spec_, group_bits_)
+                                 : lwc_fake_quant(weight_, lwc_, spec_);
+}
 
 void LwcLinear::finalize_quantizer(LinearResult& r) const {
-    r.q = lwc_finalize(weight_, lwc_, spec_);
+    r.q = group_bits_.defined() ? lwc_finalize_mixed(weight_, lwc_, spec_, group_bits_)
+                                : lwc_finalize(weight_, lwc_, spec_);
     r.lwc_up = lwc_.up.detach().clone();
     r.lwc_low = lwc_.low.detach().clone();
 }
 
 std::shared_ptr<TrainableLinear> make_trainable_linear(const at::Tensor& weight, const QuantizeOptions& o,
-                                                       int64_t lora_rank) {
+                                                       int64_t lora_rank, const at::Tensor& group_bits) {
     const std::string& kind = o.apiq.quantizer;
     if (kind == "db-llm") return make_dual_binary_linear(weight, o.spec.group_size, lora_rank, o.apiq.lora_alpha);
     if (kind == "binarymos") return make_mos_linear(weight, o.apiq.mos_experts, lora_rank, o.apiq.lora_alpha);
-    return std::make_shared<LwcLinear>(weight, o.spec, lora_rank, o.apiq.lora_alpha);
+    return std::make_shared<LwcLinear>(weight, o.spec, lora_rank, o.apiq.lora_alpha, group_bits);
 }
 
 std::vector<TrainStage> resolve_stages(const QuantizeOptions& o) {

@@ -57,9 +57,11 @@ private:
 };
 
 // The uniform grid with OmniQuant's learnable weight clipping.
+// With `group_bits` ([G] int64), each group at its own width (SliM-LLM+, lwc.h's mixed grid).
 class LwcLinear : public TrainableLinear {
 public:
-    LwcLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha);
+    LwcLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha,
+              const at::Tensor& group_bits = at::Tensor());
     std::vector<at::Tensor> quantizer_parameters() const override { return {lwc_.up, lwc_.low}; }
 
 protected:
@@ -68,6 +70,7 @@ protected:
 
 private:
     QuantSpec spec_;
+    at::Tensor group_bits_;  // undefined: spec_.bits everywhere
     LwcParams lwc_;  // [out, G] each
 };
 
@@ -78,9 +81,10 @@ std::shared_ptr<TrainableLinear> make_dual_binary_linear(const at::Tensor& weigh
 std::shared_ptr<TrainableLinear> make_mos_linear(const at::Tensor& weight, int64_t experts, int64_t lora_rank,
                                                  double lora_alpha);
 
-// The trainable linear of --quantizer (uniform, db-llm, binarymos) for `weight`.
+// The trainable linear of --quantizer (uniform, db-llm, binarymos) for `weight`; `group_bits` (the uniform grid
+// only): a mixed-precision bit map.
 std::shared_ptr<TrainableLinear> make_trainable_linear(const at::Tensor& weight, const QuantizeOptions& options,
-                                                       int64_t lora_rank);
+                                                       int64_t lora_rank, const at::Tensor& group_bits = at::Tensor());
 
 // Stages after the defaults are applied: plain ApiQ trains "opt" for `epochs`; with saliency, "mixed" for `epochs`.
 std::vector<TrainStage> resolve_stages(const QuantizeOptions& options);

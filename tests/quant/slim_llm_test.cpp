@@ -9,6 +9,7 @@
 #include "saliq/export.h"
 #include "saliq/file.h"
 #include "saliq/inspect.h"
+#include "saliq/lwc.h"
 #include "saliq/quantize.h"
 #include "saliq/safetensors.h"
 #include "saliq/strings.h"
@@ -127,6 +128,61 @@ TEST(SlimLlm, OptionsItCannotHonourAreRefused) {
         change(o);
         EXPECT_THROW(validate_quantize_options(ckpt, *tok, o), ConfigError);
     }
+}
+
+}  // namespace
+}  // namespace saliq
+
+namespace saliq {
+namespace {
+
+TEST(SlimLlmPlus, MixedClippingIsTheUniformGridAtOneWidthAndBinarizesOneBitGroups) {
+    at::manual_seed(2);
+    QuantSpec spec;
+    spec.bits = 2;
+    spec.group_size = 8;
+    const at::Tensor w = at::randn({6, 36}, at::kDouble);  // a short last group of 4
+    const at::Tensor two = at::full({5}, 2, at::kLong);
+    LwcParams p = make_lwc_params(w, spec);
+    p.up = p.up + 0.3 * at::randn_like(p.up);
+    p.low = p.low + 0.3 * at::randn_like(p.low);
+    EXPECT_TRUE(at::allclose(lwc_fake_quant_mixed(w, p, spec, two), lwc_fake_quant(w, p, spec), 1e-12, 1e-12));
+
+    const at::Tensor bits = at::tensor({1, 3, 2, 2, 2}, at::kLong);
+    LwcParams m = make_mixed_lwc_params(w, spec, bits);
+    m.up.requires_grad_(true);
+    const at::Tensor q = lwc_fake_quant_mixed(w, m, spec, bits);
+    const at::Tensor g0 = w.narrow(1, 0, 8), mean = g0.mean(1, true);
+    EXPECT_TRUE(at::allclose(q.narrow(1, 0, 8), at::sign(g0 - mean) * g0.abs().mean(1, true) + mean, 1e-12, 1e-12));
+    EXPECT_LE(std::get<0>(at::_unique(q.narrow(1, 8, 8).select(0, 0))).numel(), 8);  // 3 bits: at most 8 levels
+    q.sum().backward();
+    EXPECT_GT(m.up.grad().narrow(1, 0, 1).abs().sum().item<double>(), 0.0);  // the 1-bit factor learns
+
+    // The stored form computes what was trained (fp16 scales and zeros aside).
+    const QuantizedTensor stored = lwc_finalize_mixed(w.to(at::kFloat), m, spec, bits);
+    EXPECT_TRUE(at::equal(stored.group_bits, bits));
+    EXPECT_DOUBLE_EQ(stored.average_bits(), (8 * 1 + 8 * 3 + 20 * 2) / 36.0);
+    EXPECT_TRUE(at::allclose(stored.dequantize().to(at::kDouble), q.detach(), 2e-3, 2e-3));
+}
+
+TEST(SlimLlmPlus, TrainsOnTheBitMapAndItsFolderReloadsToTheSameScore) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    test::TempDir dir;
+    QuantizeOptions o = test::small_options("slim-llm-plus", 2, 16);
+    o.apiq.epochs = 2;
+    const SlimRun run = quantize_stories(o, dir.file("q"));
+    const Checkpoint packed = load_checkpoint(dir.file("q"));
+    EXPECT_TRUE(packed.packed.mixed);
+    EXPECT_TRUE(path_exists(dir.file("q/lwc.safetensors")));
+    const double fake = test::heldout_ppl(*run.fake, *tok, 24);
+    EXPECT_NEAR(test::heldout_ppl(*LlamaModel::load(packed, {}), *tok, 24), fake, 1e-5 * fake);
+    const auto info = inspect_checkpoint(packed);
+    EXPECT_DOUBLE_EQ(info["quantization"]["code_bits_per_weight"].get<double>(), 2.0);
+    EXPECT_GT(info["quantization"]["bits_histogram"]["1"].get<double>(), 0.0);
+    // apiq-bw takes the same map with its adapters; the other methods refuse it.
+    QuantizeOptions bad = test::small_options("gptq", 2, 16);
+    bad.bit_map = "slim";
+    EXPECT_THROW(validate_quantize_options(read_llama2c(test::stories_bin()), *tok, bad), ConfigError);
 }
 
 }  // namespace

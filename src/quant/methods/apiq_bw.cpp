@@ -7,6 +7,7 @@
 #include <c10/core/GradMode.h>
 
 #include "quant/method.h"
+#include "quant/slim_bits.h"
 #include "quant/trainable.h"
 #include "saliq/error.h"
 #include "saliq/log.h"
@@ -38,6 +39,11 @@ public:
         if (ctx.fp_outputs != nullptr) *ctx.fp_outputs = t1;  // T1 is the FP chain's next input too
         const at::Tensor t2 = o.apiq.aug_loss ? ctx.run(fp_block, *ctx.inputs) : at::Tensor();
 
+        nlohmann::json stats = nlohmann::json::object();
+        // --bit-map slim (slim-llm-plus): SliM-LLM's widths per group, chosen on the FP block before training.
+        const std::vector<at::Tensor> maps =
+            o.bit_map == "slim" ? slim_bit_maps(fp_block, ctx, stats) : std::vector<at::Tensor>(kNumLinears);
+
         seed_block(o, layer);
         DecoderBlock train = block;
         std::vector<std::shared_ptr<TrainableLinear>> trainables;
@@ -45,7 +51,7 @@ public:
         std::vector<std::string> names;
         std::vector<at::Tensor> lwc_params, lora_params;
         for (int i = 0; i < kNumLinears; ++i) {
-            auto t = make_trainable_linear(block.linears[i]->weight(), o, lora_ ? o.apiq.lora_rank : 0);
+            auto t = make_trainable_linear(block.linears[i]->weight(), o, lora_ ? o.apiq.lora_rank : 0, maps[i]);
             for (auto& p : t->quantizer_parameters()) lwc_params.push_back(p);
             for (auto& p : t->lora_parameters()) lora_params.push_back(p);
             train.linears[i] = t;
@@ -53,7 +59,6 @@ public:
             names.push_back(hf_names::linear_name(layer, i));
             trainables.push_back(std::move(t));
         }
-        nlohmann::json stats = nlohmann::json::object();
         const auto stages = resolve_stages(o);
         std::vector<at::Tensor> fisher;
         double lambda = 0.0;
@@ -106,5 +111,7 @@ private:
 
 std::unique_ptr<QuantMethod> make_apiq_bw_method() { return std::make_unique<ApiqBlockwise>(true); }
 std::unique_ptr<QuantMethod> make_omniquant_method() { return std::make_unique<ApiqBlockwise>(false); }
+// SliM-LLM+: OmniQuant's LWC on SliM-LLM's bit map (validate_quantize_options sets --bit-map slim).
+std::unique_ptr<QuantMethod> make_slim_llm_plus_method() { return std::make_unique<ApiqBlockwise>(false); }
 
 }  // namespace saliq
