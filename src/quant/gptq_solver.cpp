@@ -12,6 +12,17 @@
 
 namespace saliq {
 
+std::vector<std::vector<int>> gptq_linear_order(bool true_sequential) {
+    if (!true_sequential) return {kAllLinears};
+    return {{kKProj, kVProj, kQProj}, {kOProj}, {kUpProj, kGateProj}, {kDownProj}};
+}
+
+uint64_t gptq_workspace_bytes(const LlamaConfig& c) {
+    const auto n = static_cast<uint64_t>(std::max({c.hidden_size, c.intermediate_size, c.n_heads * c.head_dim}));
+    const auto h = static_cast<uint64_t>(c.hidden_size);
+    return 20 * n * n + 12 * h * h;
+}
+
 std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockContext& context,
                                          const std::vector<int>& indices) {
     std::vector<at::Tensor> sums(kNumLinears);

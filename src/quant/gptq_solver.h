@@ -19,6 +19,15 @@ namespace saliq {
 std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockContext& context,
                                          const std::vector<int>& indices);
 
+// The linears of a block in the order their Hessians are taken: true-sequential [k, v, q] -> [o] -> [up, gate] ->
+// [down], each group seeing its quantized predecessors; or all at once.
+std::vector<std::vector<int>> gptq_linear_order(bool true_sequential);
+
+// What the solver holds for the widest linear input n (its fp32 Hessian becomes fp64, then two fp64 factors at a
+// time, then the fp32 inverse factor: about 20 n^2 bytes), plus the fp32 Hessians of a group of three hidden-wide
+// linears.
+uint64_t gptq_workspace_bytes(const LlamaConfig& config);
+
 // Upper Cholesky factor of H^-1 (fp64), raising the damping (a fraction of mean(diag H)) until H is positive definite.
 // Takes H (the caller's only reference): at most two in x in fp64 matrices are alive at a time.
 at::Tensor inverse_cholesky_upper(at::Tensor H, double damp, const std::string& name, double& used_damp);

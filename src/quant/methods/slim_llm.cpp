@@ -1,5 +1,6 @@
 // SliM-LLM (Huang et al. 2024; slim_gptq.py, bitsearch.py, mixed_quantizer.py of the official code): GPTQ with
-// group-wise mixed precision, the average width of every linear exactly b.
+// group-wise mixed precision, the average width of every linear exactly b (the allocation and the group fit are
+// quant/slim_bits.cpp's, shared with slim-llm-plus).
 //  - Salience-Determined Bit Allocation, per linear: group salience S_k = sum of w^2 / U_jj^2 (U the upper Cholesky
 //    factor of H^-1, H with 0.01 added to its diagonal first); for k = 1 .. G/2 - 1 the k least salient groups go to
 //    b-1 bits and the k most salient to b+1; each map is scored by RTN under it and
@@ -10,11 +11,6 @@
 //    of w^2 / U_jj^2 above 2) by lambda (1 in the released scripts: a plain range search).
 //  - 1-bit groups: sign(w - mean w) * mean |w| + mean w.
 // A short last group (in not a multiple of the group size) keeps b bits, so the average over weights stays b.
-#include <algorithm>
-#include <cmath>
-#include <limits>
-#include <numeric>
-
 #include <ATen/ATen.h>
 
 #include "quant/gptq_solver.h"
@@ -30,9 +26,8 @@ class SlimLlmMethod : public QuantMethod {
 public:
     uint64_t workspace_bytes(const LlamaConfig& c, const QuantizeOptions&) const override {
         // GPTQ's solver, plus the seven FP Hessians of the search pass at once and the candidates' weights.
-        const auto n = static_cast<uint64_t>(std::max({c.hidden_size, c.intermediate_size, c.n_heads * c.head_dim}));
         const auto h = static_cast<uint64_t>(c.hidden_size), i = static_cast<uint64_t>(c.intermediate_size);
-        return 20 * n * n + 4 * (6 * h * h + i * i) + 4 * 8 * 3 * h * i;
+        return gptq_workspace_bytes(c) + 4 * (6 * h * h + i * i) + 4 * 8 * 3 * h * i;
     }
 
     nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& context) override {
@@ -42,12 +37,8 @@ public:
         nlohmann::json stats = nlohmann::json::object();
         const std::vector<at::Tensor> maps = slim_bit_maps(block, context, stats);
 
-        const std::vector<std::vector<int>> order =
-            o.gptq.true_sequential
-                ? std::vector<std::vector<int>>{{kKProj, kVProj, kQProj}, {kOProj}, {kUpProj, kGateProj}, {kDownProj}}
-                : std::vector<std::vector<int>>{kAllLinears};
         const at::TensorOptions options = block.input_norm.options();
-        for (const auto& group : order) {
+        for (const auto& group : gptq_linear_order(o.gptq.true_sequential)) {
             std::vector<at::Tensor> hessians = capture_hessians(block, context, group);
             for (int index : group) {
                 const std::string name = hf_names::linear_name(context.layer, index);
@@ -55,8 +46,8 @@ public:
                 const double lambda = o.slim.salience_lambda;
                 const GroupFit fit = [&bits, lambda](const at::Tensor& w, const at::Tensor& hinv_diag, int64_t k,
                                                      at::Tensor& scale, at::Tensor& zero) {
-                    return slim_fit_group(w, hinv_diag, static_cast<int>(bits[k].item<int64_t>()), true, lambda, scale,
-                                     zero);
+                    return slim_fit_group(w, hinv_diag, static_cast<int>(bits[k].item<int64_t>()), true, lambda,
+                                          scale, zero);
                 };
                 QuantizedTensor q = gptq_quantize(block.linears[index]->weight(), std::move(hessians[index]), o.spec,
                                                   o.gptq, name, stats, fit);
@@ -66,7 +57,6 @@ public:
         }
         return stats;
     }
-
 };
 
 }  // namespace
