@@ -28,6 +28,17 @@ public:
         if (ends_with(name, "self_attn.k_proj.weight")) return permute_rotary_rows_to_hf(t, config_.n_kv_heads);
         return t;
     }
+    // From the tensor info, nothing dequantized: F16 / BF16 are served as stored, every other type as fp32.
+    std::pair<at::ScalarType, std::vector<int64_t>> describe(const std::string& name) const override {
+        const std::string g = gguf_tensor_name(name);
+        const GgufTensorInfo* info = g.empty() ? nullptr : reader_->find(g);
+        if (info == nullptr) return TensorSource::describe(name);  // get() names what is missing
+        const std::vector<int64_t> shape(info->ne.rbegin(), info->ne.rend());
+        const at::ScalarType dtype = info->ggml_type == kGgmlF16    ? at::kHalf
+                                     : info->ggml_type == kGgmlBF16 ? at::kBFloat16
+                                                                    : at::kFloat;
+        return {dtype, shape};
+    }
     std::vector<std::string> names() const override {
         std::vector<std::string> out;
         for (const auto& n : llama_tensor_names(config_))
