@@ -283,8 +283,18 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
         ckpt.format = "hf";
         ckpt.config = llama_config_from_json(json, config_path);
         ckpt.tensors = open_safetensors_folder(path);
+        // The quantization_config in config.json, or AutoGPTQ's older quantize_config.json beside it.
+        nlohmann::json quant;
+        std::string quant_source = config_path;
         if (json.contains("quantization_config") && !json["quantization_config"].is_null()) {
-            ckpt.packed = parse_quantization_config(json["quantization_config"], config_path);
+            quant = json["quantization_config"];
+        } else if (path_exists(path + "/quantize_config.json")) {
+            quant_source = path + "/quantize_config.json";
+            quant = read_json_file(quant_source);
+            if (quant.is_object() && !quant.contains("quant_method")) quant["quant_method"] = "gptq";
+        }
+        if (!quant.is_null()) {
+            ckpt.packed = parse_quantization_config(quant, quant_source);
             ckpt.format = ckpt.packed.mixed ? "saliq_mixed" : !ckpt.packed.binarizer.empty() ? "saliq_binary" : "gptq";
         }
         if (path_exists(path + "/tokenizer.model")) ckpt.tokenizer_path = path + "/tokenizer.model";

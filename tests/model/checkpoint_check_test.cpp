@@ -390,3 +390,24 @@ TEST(CheckpointCheck, SafetensorsShapesWhoseByteSizeOverflowAreRefused) {
 
 }  // namespace
 }  // namespace saliq
+
+namespace saliq {
+namespace {
+
+TEST(CheckpointCheck, AutoGptqQuantizeConfigBesideTheFolderIsRead) {
+    Folder f;
+    const json q = f.config_json["quantization_config"];
+    f.config_json.erase("quantization_config");
+    test::TempDir dir;
+    const std::string path = f.write(dir);
+    json older = q;
+    older.erase("quant_method");  // AutoGPTQ's quantize_config.json has none
+    write_json_atomic(path + "/quantize_config.json", older);
+    const Checkpoint ckpt = load_checkpoint(path);
+    EXPECT_EQ(ckpt.format, "gptq");
+    EXPECT_EQ(ckpt.packed.bits, 2);
+    EXPECT_NO_THROW(LlamaModel::load(ckpt, ModelOptions{}));
+}
+
+}  // namespace
+}  // namespace saliq
