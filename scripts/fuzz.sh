@@ -3,7 +3,7 @@
 #
 #   scripts/fuzz.sh build                      build build-fuzz/fuzz_readers (clang)
 #   scripts/fuzz.sh run SECONDS [READER...]    each reader (default: all) for SECONDS, two at a time (SALIQ_FUZZ_JOBS)
-#   scripts/fuzz.sh totals                     executions per reader over every run so far
+#   scripts/fuzz.sh totals                     executions per reader over every run so far (tests/fuzz/totals.tsv)
 #   scripts/fuzz.sh seed                       rewrite tests/fuzz/corpus from real files and saliq's writers
 #
 # Runs grow a working corpus under $SALIQ_FUZZ_DIR (default ~/.cache/saliq/fuzz), seeded from the small corpus kept
@@ -16,7 +16,7 @@ root=$PWD
 work=${SALIQ_FUZZ_DIR:-$HOME/.cache/saliq/fuzz}
 corpus=$root/tests/fuzz/corpus
 bin=$root/build-fuzz/fuzz_readers
-totals=$work/totals.tsv
+totals=$root/tests/fuzz/totals.tsv  # kept in the repository: the round's totals add up across machines
 data=${SALIQ_DATA_DIR:-$root/../shared/data}
 
 readers() {  # the target names, from the binary itself
@@ -36,7 +36,7 @@ run)
   list=("$@")
   [ ${#list[@]} -gt 0 ] || mapfile -t list < <(readers)
   mkdir -p "$work"
-  [ -f "$totals" ] || printf 'date\treader\truns\tseconds\tfindings\n' > "$totals"
+  [ -f "$totals" ] || printf 'date\treader\truns\tseconds\tfindings\tcommit\n' > "$totals"
   one() {
     local r=$1 dir=$work/corpus/$1 found=$work/findings/$1 log=$work/logs/$1.log
     mkdir -p "$dir" "$found" "$work/logs"
@@ -49,7 +49,8 @@ run)
              -artifact_prefix="$found/" -print_final_stats=1 "$dir" > "$log" 2>&1 || true
     local runs; runs=$(awk '/stat::number_of_executed_units/ {print $NF}' "$log" | tail -1)
     local after; after=$(ls "$found" | wc -l)
-    printf '%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$r" "${runs:-0}" "$seconds" "$((after - before))" >> "$totals"
+    printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%FT%TZ)" "$r" "${runs:-0}" "$seconds" "$((after - before))" \
+      "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo -)" >> "$totals"
     printf 'fuzz: %-16s %10s runs in %ss, %d new findings\n' "$r" "${runs:-0}" "$seconds" "$((after - before))"
   }
   jobs=${SALIQ_FUZZ_JOBS:-2}

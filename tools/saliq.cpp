@@ -615,7 +615,7 @@ int main(int argc, char** argv) {
     quantize->add_flag("--act-order", qo.gptq.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
     quantize->add_option("--bit-map", qo.bit_map,
                          "omniquant / apiq-bw: mixed precision, 'slim' = SliM-LLM's bit allocation per block "
-                         "(slim-llm-plus is omniquant with it)");
+                         "(slim-llm-plus is omniquant with it), or a saliq_mixed folder whose widths to reuse");
     quantize->add_option("--slim-lambda", qo.slim.salience_lambda,
                          "slim-llm: weight of the salient weights' error in the group range search (default 1, the "
                          "released code's)");

@@ -197,7 +197,9 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
         f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
                      {"true_sequential", o.gptq.true_sequential}};
     if (o.method == "slim-llm") f["slim"] = {{"salience_lambda", o.slim.salience_lambda}};
-    if (mixed_precision(o) && o.method != "slim-llm") f["bit_map"] = {{"kind", "slim"}, {"damp", o.gptq.damp}};
+    if (mixed_precision(o) && o.method != "slim-llm")
+        f["bit_map"] = o.bit_map.empty() || o.bit_map == "slim" ? nlohmann::json{{"kind", "slim"}, {"damp", o.gptq.damp}}
+                                                                : nlohmann::json{{"file", o.bit_map}};
     if (o.method == "omniquant" || o.method == "slim-llm-plus" || uses_adapters(o)) {
         f["apiq"] = {{"lora_rank", o.apiq.lora_rank}, {"lora_alpha", o.apiq.lora_alpha}, {"lwc_lr", o.apiq.lwc_lr},
                      {"lora_lr", o.apiq.lora_lr}, {"weight_decay", o.apiq.weight_decay},

@@ -6,6 +6,7 @@
 #include <c10/core/GradMode.h>
 
 #include "quant/method.h"
+#include "quant/slim_bits.h"
 #include "saliq/error.h"
 #include "saliq/file.h"
 #include "saliq/log.h"
@@ -188,8 +189,9 @@ void validate_quantizer(QuantizeOptions& o) {
     if (o.apiq.quantizer == "uniform") {
         o.spec.validate();
         if (o.method == "slim-llm-plus") o.bit_map = "slim";
-        if (!o.bit_map.empty() && o.bit_map != "slim")
-            throw ConfigError("--bit-map '" + o.bit_map + "' is not known (slim: SliM-LLM's allocation per block)");
+        if (!o.bit_map.empty() && o.bit_map != "slim" && !path_exists(o.bit_map))
+            throw ConfigError("--bit-map '" + o.bit_map + "' is neither slim (SliM-LLM's allocation per block) nor an "
+                              "existing saliq_mixed folder or safetensors file of bit maps");
         if (!o.bit_map.empty() && o.method != "omniquant" && o.method != "apiq-bw" && o.method != "slim-llm-plus")
             throw ConfigError("--bit-map is trained by omniquant, apiq-bw and slim-llm-plus, not " + o.method +
                               (o.method == "slim-llm" ? " (which allocates its own)" : ""));
@@ -237,6 +239,8 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
     act_storage_dtype(o, compute);
     if (o.saliency.enabled && o.saliency.weighted && !o.saliency.fisher_path.empty())
         check_fisher_file(o.saliency.fisher_path, config);
+    if (!o.bit_map.empty() && o.bit_map != "slim")  // every block's maps, checked before the run starts
+        for (int64_t layer = 0; layer < config.n_layers; ++layer) (void)read_bit_maps(o.bit_map, layer, config, o.spec);
     if (o.error_windows < -1) throw ConfigError("--error-windows must be 0 or more");
     if (o.error_windows == -1) o.error_windows = method->needs_calibration() ? kDefaultErrorWindows : 0;
     if (o.calib.seqlen <= 0) {

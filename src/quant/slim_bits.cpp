@@ -8,7 +8,10 @@
 #include <ATen/ATen.h>
 
 #include "quant/gptq_solver.h"
+#include "saliq/checkpoint.h"
 #include "saliq/error.h"
+#include "saliq/file.h"
+#include "saliq/safetensors.h"
 #include "saliq/strings.h"
 
 namespace saliq {
@@ -171,6 +174,33 @@ std::vector<at::Tensor> slim_bit_maps(const DecoderBlock& block, const BlockCont
         std::vector<double> kl;
         for (double v : s.kl) kl.push_back(v / static_cast<double>(std::max<int64_t>(1, s.tokens)));
         stats[name + ".slim"] = {{"k", best + 1}, {"kl", kl}};
+    }
+    return maps;
+}
+
+std::vector<at::Tensor> read_bit_maps(const std::string& path, int64_t layer, const LlamaConfig& config,
+                                      const QuantSpec& spec) {
+    const std::string file = is_directory(path) ? path + "/model.safetensors" : path;
+    const auto reader = SafetensorsReader::open(file);
+    const auto shapes = linear_shapes(config);
+    std::vector<at::Tensor> maps(kNumLinears);
+    for (int i = 0; i < kNumLinears; ++i) {
+        const std::string key = hf_names::linear_name(layer, i) + ".group_bits";
+        if (!reader->has(key)) throw FormatError(file, "no bit map '" + key + "' (made for another model?)");
+        const int64_t in = shapes[i][1], g = spec.effective_group(in), G = spec.n_groups(in);
+        const at::Tensor bits = reader->tensor(key).to(at::kLong).contiguous();
+        if (bits.sizes().vec() != std::vector<int64_t>{G})
+            throw FormatError(file, "bit map '" + key + "' has shape " + shape_to_string(bits.sizes().vec()) +
+                                        strprintf(", group size %lld over %lld inputs makes [%lld]",
+                                                  (long long)spec.group_size, (long long)in, (long long)G));
+        if (bits.min().item<int64_t>() < 1 || bits.max().item<int64_t>() > 8)
+            throw FormatError(file, "bit map '" + key + "' holds a width outside 1..8");
+        int64_t total = 0;
+        for (int64_t k = 0; k < G; ++k) total += bits[k].item<int64_t>() * std::min(g, in - k * g);
+        if (total != static_cast<int64_t>(spec.bits) * in)
+            throw FormatError(file, strprintf("bit map '%s' averages %.4f bits, the run's --bits is %d", key.c_str(),
+                                              static_cast<double>(total) / static_cast<double>(in), spec.bits));
+        maps[i] = bits;
     }
     return maps;
 }

@@ -3,6 +3,7 @@
 // rule). Used by slim-llm (on GPTQ) and by the LWC methods with --bit-map slim (slim-llm-plus).
 #pragma once
 
+#include <string>
 #include <vector>
 
 #include <ATen/core/Tensor.h>
@@ -16,6 +17,12 @@ namespace saliq {
 // map of least KL between the quantized and the FP layer outputs on the block's calibration inputs (the block FP).
 // Figures (the chosen k, each candidate's KL) go to stats["<linear>.slim"].
 std::vector<at::Tensor> slim_bit_maps(const DecoderBlock& block, const BlockContext& context, nlohmann::json& stats);
+
+// --bit-map FILE: the widths of block `layer`'s linears from a saliq_mixed folder (its model.safetensors) or any
+// safetensors file with "<linear>.group_bits" [G] tensors, checked against the model: every linear present, G
+// groups of `spec`, widths 1..8, averaging exactly spec.bits over the linear's weights. Throws FormatError.
+std::vector<at::Tensor> read_bit_maps(const std::string& path, int64_t layer, const LlamaConfig& config,
+                                      const QuantSpec& spec);
 
 // One group's grid, w [rows, width] at `bits`: 1 bit: codes (w >= m) under scale 2a and zero 1/2 - m / 2a, which is
 // sign(w - m) * a + m (m the mean, a the mean |w|); else min-max, and with `search` the range scaled per row by the

@@ -187,3 +187,36 @@ TEST(SlimLlmPlus, TrainsOnTheBitMapAndItsFolderReloadsToTheSameScore) {
 
 }  // namespace
 }  // namespace saliq
+
+namespace saliq {
+namespace {
+
+TEST(SlimLlmPlus, ABitMapFromAnEarlierFolderIsReusedAndCheckedAgainstTheRun) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    test::TempDir dir;
+    (void)quantize_stories(test::small_options("slim-llm", 2, 16), dir.file("slim"));
+    QuantizeOptions o = test::small_options("omniquant", 2, 16);
+    o.apiq.epochs = 1;
+    o.bit_map = dir.file("slim");
+    const Checkpoint source = read_llama2c(test::stories_bin());
+    QuantizeOptions checked = o;
+    EXPECT_NO_THROW(validate_quantize_options(source, *tok, checked));
+    (void)quantize_stories(o, dir.file("reused"));
+    const Checkpoint a = load_checkpoint(dir.file("slim")), b = load_checkpoint(dir.file("reused"));
+    EXPECT_TRUE(b.packed.mixed);
+    for (const auto& name : a.tensors->names())
+        if (ends_with(name, ".group_bits")) EXPECT_TRUE(at::equal(a.tensors->get(name), b.tensors->get(name))) << name;
+    // The same maps under another group size, or another average, do not fit.
+    QuantizeOptions g8 = o;
+    g8.spec.group_size = 8;
+    EXPECT_THROW(validate_quantize_options(source, *tok, g8), FormatError);
+    QuantizeOptions w3 = o;
+    w3.spec.bits = 3;
+    EXPECT_THROW(validate_quantize_options(source, *tok, w3), FormatError);
+    QuantizeOptions missing = o;
+    missing.bit_map = dir.file("nothing-here");
+    EXPECT_THROW(validate_quantize_options(source, *tok, missing), ConfigError);
+}
+
+}  // namespace
+}  // namespace saliq

@@ -40,9 +40,11 @@ public:
         const at::Tensor t2 = o.apiq.aug_loss ? ctx.run(fp_block, *ctx.inputs) : at::Tensor();
 
         nlohmann::json stats = nlohmann::json::object();
-        // --bit-map slim (slim-llm-plus): SliM-LLM's widths per group, chosen on the FP block before training.
-        const std::vector<at::Tensor> maps =
-            o.bit_map == "slim" ? slim_bit_maps(fp_block, ctx, stats) : std::vector<at::Tensor>(kNumLinears);
+        // --bit-map slim (slim-llm-plus): SliM-LLM's widths per group, chosen on the FP block before training;
+        // --bit-map FILE: those of an earlier run.
+        const std::vector<at::Tensor> maps = o.bit_map.empty()    ? std::vector<at::Tensor>(kNumLinears)
+                                             : o.bit_map == "slim" ? slim_bit_maps(fp_block, ctx, stats)
+                                                                   : read_bit_maps(o.bit_map, layer, *ctx.config, o.spec);
 
         seed_block(o, layer);
         DecoderBlock train = block;
