@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model_fixture.h"
+#include "quant/slim_bits.h"
 #include "saliq/checkpoint.h"
 #include "saliq/error.h"
 #include "saliq/export.h"
@@ -230,6 +231,13 @@ void run_mixed_tensors(const uint8_t* data, size_t size) {
     load_and_run(fixture().dir + "/mixed_tensors");
 }
 
+void run_bit_map(const uint8_t* data, size_t size) {  // --bit-map FILE, checked against the fixture's model
+    write(file("bits.safetensors"), data, size);
+    QuantSpec spec = rtn_options().spec;
+    spec.group_size = 4;
+    (void)read_bit_maps(file("bits.safetensors"), 0, fixture().config, spec);
+}
+
 void run_adapter_config(const uint8_t* data, size_t size) {
     write(fixture().dir + "/adapter_config/adapter_config.json", data, size);
     load_and_run(fixture().dir + "/adapter_config");
@@ -349,6 +357,7 @@ const std::vector<Target> kTargets = {
     {"packed_tensors", "model.safetensors of a GPTQ W2 g8 folder, loaded and run", run_packed_tensors},
     {"packed_config", "config.json (quantization_config) of a GPTQ folder, loaded and run", run_packed_config},
     {"mixed_tensors", "model.safetensors of a saliq_mixed (SliM-LLM) folder, loaded and run", run_mixed_tensors},
+    {"bit_map", "a --bit-map file of group widths, checked against the model", run_bit_map},
     {"adapter_config", "adapter_config.json beside valid adapters, loaded and run", run_adapter_config},
     {"adapter_tensors", "adapter_model.safetensors beside a valid config, loaded and run", run_adapter_tensors},
     {"piqa", "PIQA valid.jsonl", run_piqa},
@@ -412,6 +421,7 @@ void write_synthetic_seeds(const std::string& root) {
     write_safetensors(tmp + "/mixed.safetensors", f.mixed, {{"format", "pt"}});
     seed("mixed_tensors", "w2g4_widths_1_2_3", tmp + "/mixed.safetensors");
     seed_text("packed_config", "mixed_w2g4", f.mixed_config);
+    seed("bit_map", "w2g4_widths_1_2_3", tmp + "/mixed.safetensors");
     seed("adapter_tensors", "rank2", tmp + "/adapter.safetensors");
     seed_text("hf_config", "tiny", f.dense_config);
     seed_text("packed_config", "rtn_w2g8", f.packed_config);
