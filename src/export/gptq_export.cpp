@@ -269,7 +269,10 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
         } catch (const std::exception&) {
             throw FormatError(partial_ + "/state.json", "unreadable state of the interrupted run; use --force");
         }
-        const nlohmann::json before = saved.value("fingerprint", nlohmann::json());
+        if (!saved.is_object() || !saved.contains("fingerprint"))  // the fuzzer's finding: a bare number
+            throw FormatError(partial_ + "/state.json", "not the state of an interrupted run (no fingerprint object); "
+                                                        "use --force to start over");
+        const nlohmann::json& before = saved["fingerprint"];
         if (before != fingerprint_)
             throw ConfigError("the interrupted run in " + partial_ + " used other settings (" +
                               describe_fingerprint_difference(before, fingerprint_) +
