@@ -63,9 +63,10 @@ run)
   ;;
 totals)
   [ -f "$totals" ] || { echo "fuzz: no runs yet ($totals)"; exit 0; }
-  awk -F'\t' 'NR > 1 {runs[$2] += $3; secs[$2] += $4; found[$2] += $5}
-              END {printf "%-16s %14s %10s %9s\n", "reader", "executions", "seconds", "findings";
-                   for (r in runs) printf "%-16s %14d %10d %9d\n", r, runs[r], secs[r], found[r]}' "$totals" | sort
+  printf "%-16s %14s %10s %9s\n" reader executions seconds findings
+  awk -F'\t' 'NR > 1 {runs[$2] += $3; secs[$2] += $4; found[$2] += $5; all += $3}
+              END {for (r in runs) printf "%-16s %14d %10d %9d\n", r, runs[r], secs[r], found[r];
+                   printf "~total           %14d\n", all}' "$totals" | sort
   ;;
 seed)
   [ -x build/fuzz_replay ] || { echo "fuzz: build/fuzz_replay is missing; run scripts/setup.sh" >&2; exit 2; }
