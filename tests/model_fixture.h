@@ -9,6 +9,7 @@
 
 #include "saliq/checkpoint.h"
 #include "saliq/llama_config.h"
+#include "saliq/quantize.h"
 
 namespace saliq::test {
 
@@ -52,6 +53,17 @@ inline std::map<std::string, at::Tensor> random_weights(const LlamaConfig& c, ui
     w[hf_names::kFinalNorm] = 1.0 + 0.1 * at::randn({H});
     if (!c.tie_word_embeddings) w[hf_names::kLmHead] = 0.5 * at::randn({c.vocab_size, H});
     return w;
+}
+
+// RTN at W2 g8, no calibration text read: the packed folders and interrupted runs the load checks start from.
+inline QuantizeOptions rtn_w2g8(bool symmetric = false) {
+    QuantizeOptions o;
+    o.method = "rtn";
+    o.spec.bits = 2;
+    o.spec.group_size = 8;
+    o.spec.symmetric = symmetric;
+    o.error_windows = 0;
+    return o;
 }
 
 inline Checkpoint memory_checkpoint(const LlamaConfig& c, std::map<std::string, at::Tensor> weights) {

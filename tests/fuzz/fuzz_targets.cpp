@@ -55,16 +55,6 @@ LlamaConfig tiny_config() {
     return c;
 }
 
-QuantizeOptions rtn_options() {
-    QuantizeOptions o;
-    o.method = "rtn";
-    o.spec.bits = 2;
-    o.spec.group_size = 8;
-    o.spec.symmetric = false;
-    o.error_windows = 0;
-    return o;
-}
-
 struct Fixture {
     std::string dir;
     LlamaConfig config = tiny_config();
@@ -83,7 +73,7 @@ NamedTensors packed_tensors(const Fixture& f) {
             continue;
         }
         const std::string base = name.substr(0, name.size() - 7);
-        const GptqTensors t = gptq_pack(quantize_rtn(w, rtn_options().spec), /*zeros_v2=*/true);
+        const GptqTensors t = gptq_pack(quantize_rtn(w, test::rtn_w2g8().spec), /*zeros_v2=*/true);
         out.emplace_back(base + ".qweight", t.qweight);
         out.emplace_back(base + ".qzeros", t.qzeros);
         out.emplace_back(base + ".scales", t.scales);
@@ -94,7 +84,7 @@ NamedTensors packed_tensors(const Fixture& f) {
 
 // The saliq_mixed layout at an average of 2 bits, groups of 4: widths 1 and 3 (and 2 and 2) side by side.
 NamedTensors mixed_tensors(const Fixture& f) {
-    QuantSpec spec = rtn_options().spec;
+    QuantSpec spec = test::rtn_w2g8().spec;
     spec.group_size = 4;
     NamedTensors out;
     for (const auto& [name, w] : f.weights) {
@@ -152,7 +142,7 @@ const Fixture& fixture() {
         x.adapter = adapter_tensors(x);
         nlohmann::json config = llama_config_to_json(x.config);
         x.dense_config = config.dump(2);
-        config["quantization_config"] = gptq_quantization_config(rtn_options(), false);
+        config["quantization_config"] = gptq_quantization_config(test::rtn_w2g8(), false);
         x.packed_config = config.dump(2);
         config["quantization_config"] = {{"quant_method", "saliq_mixed"}, {"bits", 2}, {"group_size", 4},
                                          {"sym", false}, {"desc_act", false}};
@@ -233,7 +223,7 @@ void run_mixed_tensors(const uint8_t* data, size_t size) {
 
 void run_bit_map(const uint8_t* data, size_t size) {  // --bit-map FILE, checked against the fixture's model
     write(file("bits.safetensors"), data, size);
-    QuantSpec spec = rtn_options().spec;
+    QuantSpec spec = test::rtn_w2g8().spec;
     spec.group_size = 4;
     (void)read_bit_maps(file("bits.safetensors"), 0, fixture().config, spec);
 }
@@ -315,7 +305,7 @@ std::string resume_out(const char* target) { return fixture().dir + "/" + target
 
 void write_state(const std::string& partial) {
     make_directories(partial);
-    write_json_atomic(partial + "/state.json", {{"fingerprint", run_fingerprint(fixture().source, rtn_options())}});
+    write_json_atomic(partial + "/state.json", {{"fingerprint", run_fingerprint(fixture().source, test::rtn_w2g8())}});
 }
 
 BlockResult rtn_block() {
@@ -324,7 +314,7 @@ BlockResult rtn_block() {
     for (int i = 0; i < 7; ++i) {
         LinearResult lr;
         lr.name = hf_names::linear_name(0, i);
-        lr.q = quantize_rtn(fixture().weights.at(lr.name + ".weight"), rtn_options().spec);
+        lr.q = quantize_rtn(fixture().weights.at(lr.name + ".weight"), test::rtn_w2g8().spec);
         b.linears.push_back(lr);
     }
     return b;
@@ -334,7 +324,7 @@ void run_resume_block(const uint8_t* data, size_t size) {
     const std::string out = resume_out("resume_block"), partial = out + ".partial";
     if (!path_exists(partial + "/state.json")) write_state(partial);
     write(partial + "/block_0000.safetensors", data, size);
-    GptqFolderWriter writer(out, fixture().source, rtn_options(), /*force=*/false, /*resume=*/true);
+    GptqFolderWriter writer(out, fixture().source, test::rtn_w2g8(), /*force=*/false, /*resume=*/true);
     (void)writer.load(0);
 }
 
@@ -342,10 +332,10 @@ void run_resume_state(const uint8_t* data, size_t size) {
     const std::string out = resume_out("resume_state"), partial = out + ".partial";
     if (!path_exists(partial + "/block_0000.safetensors")) {
         write_state(partial);
-        GptqFolderWriter(out, fixture().source, rtn_options(), false, true).save(rtn_block());
+        GptqFolderWriter(out, fixture().source, test::rtn_w2g8(), false, true).save(rtn_block());
     }
     write(partial + "/state.json", data, size);
-    GptqFolderWriter writer(out, fixture().source, rtn_options(), /*force=*/false, /*resume=*/true);
+    GptqFolderWriter writer(out, fixture().source, test::rtn_w2g8(), /*force=*/false, /*resume=*/true);
     (void)writer.load(0);
 }
 
@@ -439,7 +429,7 @@ void write_synthetic_seeds(const std::string& root) {
     const std::string partial = resume_out("seeds") + ".partial";
     remove_tree(partial);
     write_state(partial);
-    GptqFolderWriter(resume_out("seeds"), f.source, rtn_options(), false, true).save(rtn_block());
+    GptqFolderWriter(resume_out("seeds"), f.source, test::rtn_w2g8(), false, true).save(rtn_block());
     seed("resume_block", "rtn_w2g8", partial + "/block_0000.safetensors");
     seed("resume_state", "rtn_w2g8", partial + "/state.json");
     remove_tree(partial);

@@ -23,16 +23,6 @@ namespace {
 
 using nlohmann::json;
 
-QuantizeOptions rtn_w2g8(bool symmetric = false) {
-    QuantizeOptions o;
-    o.method = "rtn";
-    o.spec.bits = 2;
-    o.spec.group_size = 8;
-    o.spec.symmetric = symmetric;
-    o.error_windows = 0;
-    return o;
-}
-
 // A valid folder of the tiny model: RTN W2 g8 packed (v2 zeros, or GPTQ's symmetric ones), optionally with LoRA
 // adapters of rank 2 on every linear. Tests change one piece, write it and load it.
 struct Folder {
@@ -49,13 +39,13 @@ struct Folder {
                 continue;
             }
             const std::string base = name.substr(0, name.size() - 7);
-            const GptqTensors t = gptq_pack(quantize_rtn(w, rtn_w2g8(symmetric).spec), /*zeros_v2=*/!symmetric);
+            const GptqTensors t = gptq_pack(quantize_rtn(w, test::rtn_w2g8(symmetric).spec), /*zeros_v2=*/!symmetric);
             model[base + ".qweight"] = t.qweight;
             model[base + ".qzeros"] = t.qzeros;
             model[base + ".scales"] = t.scales;
             model[base + ".g_idx"] = t.g_idx;
         }
-        if (packed) config_json["quantization_config"] = gptq_quantization_config(rtn_w2g8(symmetric), symmetric);
+        if (packed) config_json["quantization_config"] = gptq_quantization_config(test::rtn_w2g8(symmetric), symmetric);
     }
     void add_adapter() {
         for (int64_t layer = 0; layer < config.n_layers; ++layer)
@@ -318,7 +308,7 @@ TEST(CheckpointCheck, ResumedBlocksThatAreNotTheRunsAreRefused) {
     const LlamaConfig c = test::tiny_config();
     const auto weights = test::random_weights(c);
     const Checkpoint source = test::memory_checkpoint(c, weights);
-    const QuantizeOptions o = rtn_w2g8();
+    const QuantizeOptions o = test::rtn_w2g8();
     test::TempDir dir;
     const std::string out = dir.file("out");
     {
