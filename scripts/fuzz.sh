@@ -4,7 +4,7 @@
 #   scripts/fuzz.sh build                      build build-fuzz/fuzz_readers (clang)
 #   scripts/fuzz.sh run SECONDS [READER...]    each reader (default: all) for SECONDS, two at a time (SALIQ_FUZZ_JOBS)
 #   scripts/fuzz.sh totals                     executions per reader over every run so far (tests/fuzz/totals.tsv)
-#   scripts/fuzz.sh seed                       rewrite tests/fuzz/corpus from real files and saliq's writers
+#   scripts/fuzz.sh seed                       rewrite tests/fuzz/corpus's text seeds (the rest is generated)
 #
 # Runs grow a working corpus under $SALIQ_FUZZ_DIR (default ~/.cache/saliq/fuzz), seeded from the small corpus kept
 # in tests/fuzz/corpus; the repository's corpus changes only by `seed` and by findings added by hand (each finding,
@@ -42,6 +42,7 @@ run)
     mkdir -p "$dir" "$found" "$work/logs"
     [ -d "$corpus/$r" ] || { echo "fuzz: no corpus folder for '$r'" >&2; return 2; }
     cp -n "$corpus/$r"/* "$dir"/ 2>/dev/null || true
+    cp -n "$work/seeds/$r"/* "$dir"/ 2>/dev/null || true
     local before; before=$(ls "$found" | wc -l)
     # -fork keeps going after a finding; ASan's leak check is off (LibTorch keeps caches alive on purpose).
     SALIQ_FUZZ_READER=$r SALIQ_THREADS=1 ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
@@ -53,6 +54,8 @@ run)
       "$(git -C "$root" rev-parse --short HEAD 2>/dev/null || echo -)" >> "$totals"
     printf 'fuzz: %-16s %10s runs in %ss, %d new findings\n' "$r" "${runs:-0}" "$seconds" "$((after - before))"
   }
+  # The seeds saliq's writers make and those read from the shared data: generated, never tracked in git.
+  if [ -x build/fuzz_replay ]; then rm -rf "$work/seeds"; SALIQ_DATA_DIR=$data build/fuzz_replay --write-seeds "$work/seeds"; fi
   jobs=${SALIQ_FUZZ_JOBS:-2}
   for r in "${list[@]}"; do
     while [ "$(jobs -rp | wc -l)" -ge "$jobs" ]; do wait -n || true; done
@@ -71,43 +74,14 @@ totals)
 seed)
   [ -x build/fuzz_replay ] || { echo "fuzz: build/fuzz_replay is missing; run scripts/setup.sh" >&2; exit 2; }
   rm -rf "$corpus.new" && mkdir -p "$corpus.new"
-  build/fuzz_replay --write-seeds "$corpus.new"
   put() { mkdir -p "$corpus.new/$1" && cat > "$corpus.new/$1/$2"; }
-  # Heads of the real files (a few records each: libFuzzer inputs stay under 8 KiB).
-  head -n 2 "$data/tasks/piqa/valid.jsonl" | put piqa real_head
-  head -n 3 "$data/tasks/winogrande/dev.jsonl" | put winogrande real_head
-  head -n 2 "$data/tasks/boolq/dev.jsonl" | put boolq real_head
-  head -n 12 "$data/tasks/hellaswag/hellaswag_val_full.txt" | put hellaswag real_head
-  python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print(json.dumps(d[:2] if isinstance(d, list) else d))' \
-    "$data/tasks/arc/ARC-Easy_test.json" 2>/dev/null | put arc real_head || head -c 4000 "$data/tasks/arc/ARC-Easy_test.json" | put arc real_head
-  mkdir -p "$corpus.new/sentencepiece" "$corpus.new/toml"
-  cp "$data/models/stories260K/tok512.model" "$corpus.new/sentencepiece/"
+  mkdir -p "$corpus.new/toml"
   for f in configs/*.toml configs/tables/*.toml; do cp "$f" "$corpus.new/toml/$(basename "$(dirname "$f")")_$(basename "$f")"; done
   # Pre-tokenizer patterns of GPT-2 and LLaMA-3 over a line of text.
   printf "%s\n%s" "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+" \
     "Once upon a time, 12 cats ran  away." | put split_regex gpt2
   printf "%s\n%s" "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+" \
     "Hello World! 12345 \xe2\x82\xac" | put split_regex llama3
-  # A small byte-level BPE tokenizer.json (the 256 byte characters, a few merges, special tokens).
-  python3 - <<'PY' | put tokenizer_json tiny_bytelevel
-import json
-bs = list(range(33, 127)) + list(range(161, 173)) + list(range(174, 256))
-cs, n = bs[:], 0
-for b in range(256):
-    if b not in bs:
-        bs.append(b); cs.append(256 + n); n += 1
-vocab = {chr(c): i for i, c in enumerate(cs)}
-merges = ["l o", "lo w", "\u0120 low", "e r", "\u0120low er", "1 2"]
-for m in merges:
-    vocab[m.replace(" ", "")] = len(vocab)
-print(json.dumps({"added_tokens": [{"id": len(vocab), "content": "<|endoftext|>", "special": True}],
-                  "normalizer": None,
-                  "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
-                      {"type": "Digits", "individual_digits": True},
-                      {"type": "ByteLevel", "add_prefix_space": False, "use_regex": True}]},
-                  "decoder": {"type": "ByteLevel"},
-                  "model": {"type": "BPE", "vocab": vocab, "merges": merges}}))
-PY
   # Past findings (named finding-*) stay.
   if [ -d "$corpus" ]; then
     for f in "$corpus"/*/finding-*; do

@@ -13,6 +13,7 @@
 #include "model_fixture.h"
 #include "quant/slim_bits.h"
 #include "saliq/checkpoint.h"
+#include "saliq/corpus.h"
 #include "saliq/error.h"
 #include "saliq/export.h"
 #include "saliq/file.h"
@@ -489,7 +490,26 @@ void write_synthetic_seeds(const std::string& root) {
         out.write(static_cast<const char*>(values.data_ptr()), static_cast<std::streamsize>(floats * 4));
     }
     seed("llama2c", "tiny", tmp + "/tiny.bin");
+    seed_text("tokenizer_json", "bpe_from_gguf", gguf_tokenizer_json(*GgufReader::open(tmp + "/bpe.gguf")).dump());
     remove_tree(tmp);
+
+    // From the shared reference data, read where it lives (never copied into the repository): stories260K's
+    // tokenizer and the first records of each task file.
+    const std::string data = data_dir();
+    if (path_exists(data + "/models/stories260K/tok512.model"))
+        seed("sentencepiece", "tok512.model", data + "/models/stories260K/tok512.model");
+    auto head = [&](const std::string& target, const std::string& file, size_t lines) {
+        if (!path_exists(data + "/" + file)) return;
+        const std::string text = read_text_file(data + "/" + file);
+        size_t end = 0;
+        for (size_t i = 0; i < lines && end != std::string::npos; ++i) end = text.find('\n', end == 0 ? 0 : end + 1);
+        seed_text(target, "data_head", text.substr(0, end == std::string::npos ? text.size() : end + 1));
+    };
+    head("piqa", "tasks/piqa/valid.jsonl", 2);
+    head("winogrande", "tasks/winogrande/dev.jsonl", 3);
+    head("boolq", "tasks/boolq/dev.jsonl", 2);
+    head("hellaswag", "tasks/hellaswag/hellaswag_val_full.txt", 12);
+    head("arc", "tasks/arc/ARC-Easy_test.json", 1);
 }
 
 }  // namespace saliq::fuzz
