@@ -487,6 +487,13 @@ int run_inspect(const std::string& path, const std::string& tokenizer, bool as_j
             std::printf("bit widths    %s of the linears' weights: %.4f code bits per weight\n", hist.c_str(),
                         q["code_bits_per_weight"].get<double>());
         }
+        if (q.contains("sparse")) {
+            const auto& sp = q["sparse"];
+            std::printf("sparse parts  %lld outliers + %lld significant FP16 entries (%.3f%% of the linears' weights, "
+                        "%.3f bits per weight of the total; GPTQ loaders ignore them)\n",
+                        (long long)sp["outliers"].get<int64_t>(), (long long)sp["significant"].get<int64_t>(),
+                        sp["percent"].get<double>(), sp["bits_per_weight"].get<double>());
+        }
         if (q.contains("gptq_loaders_reject") && !q["gptq_loaders_reject"].empty()) {
             std::string list;
             for (const auto& l : q["gptq_loaders_reject"]) list += (list.empty() ? "" : "; ") + l.get<std::string>();
@@ -619,6 +626,19 @@ int main(int argc, char** argv) {
     quantize->add_option("--slim-lambda", qo.slim.salience_lambda,
                          "slim-llm: weight of the salient weights' error in the group range search (default 1, the "
                          "released code's)");
+    quantize->add_option("--sparse-outliers", qo.sparse.outliers_pct,
+                         "ReQuant: % of the linears' weights kept as FP16 outliers (largest magnitudes, ratio per "
+                         "linear chosen under this budget), taken out before quantizing; ReQuant's 0.45")
+        ->capture_default_str();
+    quantize->add_option("--sparse-significant", qo.sparse.significant_pct,
+                         "ReQuant: % of the weights restored to FP16 after quantizing, chosen by the "
+                         "post-quantization integral |PQI| on the calibration windows; ReQuant's 0.05")
+        ->capture_default_str();
+    quantize->add_option("--sparse-steps", qo.sparse.steps, "ReQuant: rounds of the significant detach (r_s / beta)")
+        ->capture_default_str();
+    quantize->add_option("--sparse-pqi-points", qo.sparse.pqi_points,
+                         "ReQuant: trapezoid intervals of each round's integral")
+        ->capture_default_str();
     quantize->add_flag("!--no-true-sequential", qo.gptq.true_sequential,
                        "GPTQ: collect all Hessians from the FP block instead of group by group");
     ApiqOptions& ao = qo.apiq;

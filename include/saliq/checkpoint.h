@@ -51,6 +51,8 @@ struct PackedInfo {
     std::string binarizer;
     // quant_method "saliq_mixed": group-wise widths around `bits` (SliM-LLM; gptq_pack.h's mixed layout).
     bool mixed = false;
+    // quantization_config "saliq_sparse": linears may carry ReQuant's FP16 sparse parts (gptq_pack.h).
+    bool sparse = false;
 };
 
 struct Checkpoint {

@@ -28,6 +28,10 @@ public:
     bool has(int64_t layer) const override;
     BlockResult load(int64_t layer) const override;
     void save(const BlockResult& block) override;
+    bool has_significant() const override;
+    std::map<std::string, SparsePart> load_significant() const override;
+    nlohmann::json significant_stats() const override;
+    void save_significant(const std::map<std::string, SparsePart>& parts, const nlohmann::json& stats) override;
 
     // Creates "<out>.partial/" with the run's settings (after the options are validated: a refused run creates
     // nothing). A resumed run keeps its folder.
@@ -44,6 +48,7 @@ public:
 
 private:
     std::string block_path(int64_t layer) const;
+    std::string significant_path() const { return partial_ + "/significant.safetensors"; }
     double adapter_scale() const;              // lora_alpha / r of the run
     std::string final_absolute_path() const;   // the output folder, absolute
     const Checkpoint& source_;

@@ -57,6 +57,18 @@ struct GptqClaims {
     bool symmetric = false;   // true: every zero point is 2^(bits-1), as GPTQ's symmetric kernels assume
 };
 
+// ReQuant's sparse parts in a folder, beside a linear's packed tensors: <linear>.outlier_idx / .outlier_val and
+// <linear>.significant_idx / .significant_val; idx int32 [nnz], flat positions row * in + col, strictly ascending;
+// val fp16 [nnz], added to the dequantized weight. 48 bits per entry.
+inline const char* const kSparseSuffixes[] = {".outlier_idx", ".outlier_val", ".significant_idx", ".significant_val"};
+struct SparseTensors {
+    at::Tensor idx;  // int32 [nnz]
+    at::Tensor val;  // fp16 [nnz]
+};
+SparseTensors sparse_pack(const SparsePart& part);
+// Checks (1-D, same length, integer positions strictly ascending within out * in, finite values) and converts.
+SparsePart sparse_unpack(const SparseTensors& packed, int64_t out, int64_t in, const std::string& origin);
+
 // Checks an unpacked linear against those claims (groups, g_idx, zero points) and its scales for finite values;
 // throws FormatError(origin) naming the first disagreement. A folder that fails would score a wrong number.
 void check_gptq_claims(const QuantizedTensor& q, const GptqClaims& claims, const std::string& origin);

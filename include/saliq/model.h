@@ -85,6 +85,7 @@ public:
 private:
     PackedWeight packed_;
     at::TensorOptions options_;
+    at::Tensor sparse_;  // ReQuant's parts of q, one fp32 sparse COO [out, in]; undefined without them
 };
 
 // BinaryMoS at inference: sign(W) with the router's token-wise mixture of scale experts (binarize.h).

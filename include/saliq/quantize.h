@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,6 +74,16 @@ struct SlimOptions {
     double salience_lambda = 1.0;  // weight of the salient entries' error (1: the released code's plain range search)
 };
 
+// ReQuant's dense-and-sparse parts (methods_formats_eval.md §1.4), on top of any uniform-grid method.
+struct SparseOptions {
+    double outliers_pct = 0.0;     // --sparse-outliers: % of all linear weights kept as FP16 outliers
+    double significant_pct = 0.0;  // --sparse-significant: % detached by PQI after quantization
+    int64_t steps = 2;             // rounds of the detach (r_s / beta; the paper's 2)
+    int64_t pqi_points = 8;        // trapezoid intervals of each round's integral
+
+    bool enabled() const { return outliers_pct > 0 || significant_pct > 0; }
+};
+
 struct QuantizeOptions {
     std::string method = "apiq-bw";
     QuantSpec spec;
@@ -93,6 +104,7 @@ struct QuantizeOptions {
     std::string bit_map;
     ApiqOptions apiq;
     SaliencyOptions saliency;
+    SparseOptions sparse;
 };
 
 // One quantized linear of a finished block.
@@ -121,6 +133,7 @@ struct QuantizeResult {
     std::vector<BlockResult> blocks;
     double calib_seconds = 0.0;
     double seconds = 0.0;
+    nlohmann::json sparse_stats = nlohmann::json::object();  // ReQuant: the outlier plan, the detach's rounds
 };
 
 // Keeps finished blocks (the export layer writes them to disk as they finish), and hands back the ones an
@@ -131,6 +144,12 @@ public:
     virtual bool has(int64_t layer) const = 0;
     virtual BlockResult load(int64_t layer) const = 0;
     virtual void save(const BlockResult& block) = 0;
+    // ReQuant's significant-weight detach, run after the last block: its sparse parts (linear name -> part) and
+    // figures, kept like a block's.
+    virtual bool has_significant() const = 0;
+    virtual std::map<std::string, SparsePart> load_significant() const = 0;
+    virtual nlohmann::json significant_stats() const = 0;
+    virtual void save_significant(const std::map<std::string, SparsePart>& parts, const nlohmann::json& stats) = 0;
 };
 
 inline constexpr int64_t kDefaultErrorWindows = 4;
@@ -147,6 +166,9 @@ struct MemoryEstimate {
     uint64_t embedding = 0;          // the embedding table while the windows are embedded
     uint64_t workspace = 0;          // one forward batch and the method's own (Hessians, training state)
     uint64_t runtime = 0;            // the process before any model: libraries, allocator
+    // ReQuant's significant detach, after the blocks: the whole model in fp32 five times over plus one window's
+    // forward and backward (its peak replaces the blocks' when larger).
+    uint64_t detach = 0;
     uint64_t total = 0;
     std::string describe() const;
 };

@@ -24,6 +24,22 @@ struct QuantSpec {
     std::string describe() const;  // "W2 g64 asym"
 };
 
+// A sparse FP16 part of a weight (ReQuant's dense-and-sparse decomposition, methods_formats_eval.md §1.4): entries
+// at flat positions row * in + col, added to the dense grid's values. Empty when index is undefined.
+struct SparsePart {
+    at::Tensor index;  // [nnz] int64, strictly ascending, in [0, out * in)
+    at::Tensor value;  // [nnz] fp32, each representable in fp16 (the folder stores fp16)
+
+    bool defined() const { return index.defined() && index.numel() > 0; }
+    int64_t nnz() const { return index.defined() ? index.numel() : 0; }
+};
+
+// The sparse part that makes `dense` [out, in] equal to `target` at the flat positions `index` (any order):
+// value = fp16(target - dense) there. Throws NumericError when a value does not fit fp16.
+SparsePart make_sparse_part(const at::Tensor& index, const at::Tensor& target, const at::Tensor& dense);
+// Adds a sparse part to `weight` [out, in] in place.
+void add_sparse(at::Tensor& weight, const SparsePart& part);
+
 // A quantized [out, in] weight. scales and zeros are per (row, group); g_idx maps each input column to its group
 // (k / g in natural order; a permutation of that under GPTQ act-order).
 struct QuantizedTensor {
@@ -34,13 +50,18 @@ struct QuantizedTensor {
     // Mixed precision (SliM-LLM): each group's code width, [G] int64; undefined: spec.bits for every group. Zero
     // points of 1-bit groups are fractional (sign(w - m) a + m is (c - z) s with s = 2a, z = 1/2 - m / 2a).
     at::Tensor group_bits;
+    // ReQuant's FP16 sparse parts, added to the grid's values: outliers taken out before quantization and the
+    // significant weights PQI detached after it. Empty for every other method.
+    SparsePart outliers;
+    SparsePart significant;
     QuantSpec spec;
 
     int64_t out_features() const;
     int64_t in_features() const;
     int max_bits() const;         // the widest code: spec.bits, or the largest group width
     double average_bits() const;  // code bits per weight (each group's width times its columns, over in)
-    at::Tensor dequantize() const;  // [out, in] fp32
+    int64_t sparse_count() const { return outliers.nnz() + significant.nnz(); }
+    at::Tensor dequantize() const;  // [out, in] fp32, the sparse parts included
 };
 
 // Group index of each column in natural order: [in] int64 with k / g.

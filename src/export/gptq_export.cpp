@@ -73,6 +73,12 @@ BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::jso
             const int64_t in = t.g_idx.size(0), out = t.scales.size(1);
             lr.q = gptq_unpack(t, spec, in, out, v2, path);
         }
+        if (reader.has(lr.name + ".outlier_idx")) {
+            if (lr.binary.defined()) throw FormatError(path, lr.name + ": a binarized linear with outliers");
+            lr.q.outliers = sparse_unpack({reader.tensor(lr.name + ".outlier_idx").clone(),
+                                           reader.tensor(lr.name + ".outlier_val").clone()},
+                                          lr.q.out_features(), lr.q.in_features(), path + " (" + lr.name + ")");
+        }
         if (reader.has(lr.name + ".lora_A")) {
             lr.lora_a = reader.tensor(lr.name + ".lora_A").clone();
             lr.lora_b = reader.tensor(lr.name + ".lora_B").clone();
@@ -115,6 +121,8 @@ void check_resumed_block(const BlockResult& b, int64_t layer, const LlamaConfig&
             check_gptq_claims(lr.q, {o.spec.group_size, o.method == "gptq" && o.gptq.act_order, false}, path);
             if (!std::isfinite(lr.rel_error)) fail(name + " has a non-finite error");
         }
+        if (lr.q.outliers.defined() && !(o.sparse.outliers_pct > 0))
+            fail(name + " has outliers, the run takes none (--sparse-outliers)");
         if (lr.lora_a.defined() != uses_adapters(o))
             fail(name + (lr.lora_a.defined() ? " has" : " has no") + " LoRA adapters, the run's method " + o.method +
                  (uses_adapters(o) ? " trains them" : " does not"));
@@ -144,18 +152,8 @@ bool gptq_symmetric_zeros(const std::vector<std::shared_ptr<SafetensorsReader>>&
     return true;
 }
 
-}  // namespace
-
-nlohmann::json gptq_quantization_config(const QuantizeOptions& o, bool gptq_symmetric_zeros) {
-    if (o.apiq.quantizer != "uniform") {  // saliq's own layout (binarize.h); GPTQ loaders refuse the quant_method
-        nlohmann::json q = {{"quant_method", "saliq_binary"},
-                            {"binarizer", o.apiq.quantizer},
-                            {"bits", o.apiq.quantizer == "binarymos" ? 1 : 2},
-                            {"saliq_method", o.method}};
-        if (o.apiq.quantizer == "db-llm") q["group_size"] = o.spec.group_size;
-        if (o.apiq.quantizer == "binarymos") q["experts"] = o.apiq.mos_experts;
-        return q;
-    }
+// The uniform grid's quantization_config: GPTQ's, or saliq_mixed for group-wise widths.
+nlohmann::json uniform_grid_config(const QuantizeOptions& o, bool gptq_symmetric_zeros) {
     if (mixed_precision(o))  // saliq's mixed layout (gptq_pack.h); GPTQ loaders refuse it
         return {{"quant_method", "saliq_mixed"},
                 {"bits", o.spec.bits},
@@ -179,6 +177,27 @@ nlohmann::json gptq_quantization_config(const QuantizeOptions& o, bool gptq_symm
             {"saliq_method", o.method}};
 }
 
+}  // namespace
+
+nlohmann::json gptq_quantization_config(const QuantizeOptions& o, bool gptq_symmetric_zeros) {
+    if (o.apiq.quantizer != "uniform") {  // saliq's own layout (binarize.h); GPTQ loaders refuse the quant_method
+        nlohmann::json q = {{"quant_method", "saliq_binary"},
+                            {"binarizer", o.apiq.quantizer},
+                            {"bits", o.apiq.quantizer == "binarymos" ? 1 : 2},
+                            {"saliq_method", o.method}};
+        if (o.apiq.quantizer == "db-llm") q["group_size"] = o.spec.group_size;
+        if (o.apiq.quantizer == "binarymos") q["experts"] = o.apiq.mos_experts;
+        return q;
+    }
+    nlohmann::json q = uniform_grid_config(o, gptq_symmetric_zeros);
+    if (o.sparse.enabled())  // ReQuant's parts beside the packed tensors (gptq_pack.h); GPTQ loaders ignore them
+        q["saliq_sparse"] = {{"outliers_percent", o.sparse.outliers_pct},
+                             {"significant_percent", o.sparse.significant_pct},
+                             {"layout", "<linear>.outlier_idx/.outlier_val and .significant_idx/.significant_val: "
+                                        "int32 flat positions row*in+col ascending, fp16 values added to the "
+                                        "dequantized weight"}};
+    return q;
+}
 nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& o) {
     nlohmann::json f = {{"model", source.path},
                         {"method", o.method},
@@ -197,6 +216,9 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
         f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
                      {"true_sequential", o.gptq.true_sequential}};
     if (o.method == "slim-llm") f["slim"] = {{"salience_lambda", o.slim.salience_lambda}};
+    if (o.sparse.enabled())  // absent without: runs interrupted before ReQuant existed resume
+        f["sparse"] = {{"outliers_percent", o.sparse.outliers_pct}, {"significant_percent", o.sparse.significant_pct},
+                       {"steps", o.sparse.steps}, {"pqi_points", o.sparse.pqi_points}};
     if (mixed_precision(o) && o.method != "slim-llm")
         f["bit_map"] = o.bit_map.empty() || o.bit_map == "slim" ? nlohmann::json{{"kind", "slim"}, {"damp", o.gptq.damp}}
                                                                 : nlohmann::json{{"file", o.bit_map}};
@@ -385,6 +407,11 @@ void GptqFolderWriter::save(const BlockResult& block) {
             tensors.emplace_back(lr.name + ".scales", t.scales);
             tensors.emplace_back(lr.name + ".g_idx", t.g_idx);
         }
+        if (lr.q.outliers.defined()) {
+            const SparseTensors t = sparse_pack(lr.q.outliers);
+            tensors.emplace_back(lr.name + ".outlier_idx", t.idx);
+            tensors.emplace_back(lr.name + ".outlier_val", t.val);
+        }
         if (lr.lora_a.defined()) {
             tensors.emplace_back(lr.name + ".lora_A", lr.lora_a.to(at::kFloat));
             tensors.emplace_back(lr.name + ".lora_B", lr.lora_b.to(at::kFloat));
@@ -416,6 +443,43 @@ BlockResult GptqFolderWriter::load(int64_t layer) const {
     }
 }
 
+bool GptqFolderWriter::has_significant() const { return path_exists(significant_path()); }
+
+void GptqFolderWriter::save_significant(const std::map<std::string, SparsePart>& parts, const nlohmann::json& stats) {
+    NamedTensors tensors;
+    for (const auto& [name, part] : parts) {
+        const SparseTensors t = sparse_pack(part);
+        tensors.emplace_back(name + ".significant_idx", t.idx);
+        tensors.emplace_back(name + ".significant_val", t.val);
+    }
+    write_safetensors(significant_path(), tensors, {{"saliq_significant", stats.dump()}});
+}
+
+nlohmann::json GptqFolderWriter::significant_stats() const {
+    auto reader = SafetensorsReader::open(significant_path());
+    try {
+        return nlohmann::json::parse(reader->metadata().at("saliq_significant"));
+    } catch (const std::exception&) {
+        throw FormatError(significant_path(), "missing or unreadable detach figures; use --force to start over");
+    }
+}
+
+std::map<std::string, SparsePart> GptqFolderWriter::load_significant() const {
+    const std::string path = significant_path();
+    auto reader = SafetensorsReader::open(path);
+    std::map<std::string, SparsePart> parts;
+    const auto shapes = linear_shapes(source_.config);
+    for (int64_t layer = 0; layer < source_.config.n_layers; ++layer)
+        for (int i = 0; i < kNumLinears; ++i) {
+            const std::string name = hf_names::linear_name(layer, i);
+            if (!reader->has(name + ".significant_idx")) continue;
+            parts[name] = sparse_unpack({reader->tensor(name + ".significant_idx").clone(),
+                                         reader->tensor(name + ".significant_val").clone()},
+                                        shapes[i][0], shapes[i][1], path + " (" + name + ")");
+        }
+    return parts;
+}
+
 void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json& extra) {
     const LlamaConfig& c = source_.config;
     StagingDir staging(out_, force_);
@@ -427,6 +491,8 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
         for (const auto& e : blocks.back()->entries()) owner[e.name] = blocks.size() - 1;
     }
     auto packed = [&](const std::string& name) { return blocks[owner.at(name)]->tensor(name); };
+    const std::shared_ptr<SafetensorsReader> significant =
+        has_significant() ? SafetensorsReader::open(significant_path()) : nullptr;
 
     // model.safetensors is streamed: each tensor is read (from a block file or the source checkpoint), written and
     // its pages released, so assembling the folder never holds the model.
@@ -449,6 +515,22 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
                 produce.emplace_back([&packed, key] { return packed(key); });
                 release.emplace_back([&blocks, &owner, key] { blocks[owner.at(key)]->release(key); });
             }
+            for (const char* suffix : {".outlier_idx", ".outlier_val"}) {  // ReQuant's parts (gptq_pack.h)
+                const std::string key = base + suffix;
+                if (!owner.count(key)) continue;
+                const at::Tensor t = packed(key);
+                specs.push_back({key, t.scalar_type(), t.sizes().vec()});
+                produce.emplace_back([&packed, key] { return packed(key); });
+                release.emplace_back([] {});
+            }
+            if (significant && significant->has(base + ".significant_idx"))
+                for (const char* suffix : {".significant_idx", ".significant_val"}) {
+                    const std::string key = base + suffix;
+                    const at::Tensor t = significant->tensor(key);
+                    specs.push_back({key, t.scalar_type(), t.sizes().vec()});
+                    produce.emplace_back([&significant, key] { return significant->tensor(key); });
+                    release.emplace_back([] {});
+                }
             if (owner.count(base + ".lora_A")) {
                 // B carries the scale alpha / r and the config says lora_alpha = r: PEFT (which multiplies by
                 // lora_alpha / r) and GPTQModel (which applies x A^T B^T as stored) then compute the same thing.
@@ -531,6 +613,7 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     manifest["blocks"] = block_log;
     manifest["layers"] = layers;
     manifest["timings"] = {{"calibration_seconds", result.calib_seconds}, {"quantize_seconds", result.seconds}};
+    if (options_.sparse.enabled()) manifest["sparse"] = result.sparse_stats;
     for (auto it = extra.begin(); it != extra.end(); ++it) manifest[it.key()] = it.value();
     nlohmann::json files = nlohmann::json::object();
     for (const char* name : {"model.safetensors", "adapter_model.safetensors", "adapter_config.json",

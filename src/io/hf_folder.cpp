@@ -134,6 +134,10 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
     if (format != "gptq" && format != "gptq_v2")
         throw FormatError(source, "quantization_config.checkpoint_format '" + format + "' is not gptq or gptq_v2");
     info.zeros_v2 = format == "gptq_v2";
+    if (q.contains("saliq_sparse") && !q["saliq_sparse"].is_null()) {
+        if (!q["saliq_sparse"].is_object()) throw FormatError(source, "quantization_config.saliq_sparse is not an object");
+        info.sparse = true;
+    }
     return info;
 }
 

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "saliq/file.h"
+#include "saliq/strings.h"
 
 namespace saliq {
 
@@ -28,8 +29,11 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
             for (int64_t k = 0; k < bits.numel(); ++k)
                 weights_at[bits[k].item<int64_t>()] += out * std::max<int64_t>(0, std::min(g, in - k * g));
         }
+    int64_t outliers = 0, significant = 0;  // ReQuant's sparse entries
     for (const auto& name : ckpt.tensors->names()) {
         const at::Tensor t = ckpt.tensors->get(name);
+        if (ends_with(name, ".outlier_idx")) outliers += t.numel();
+        if (ends_with(name, ".significant_idx")) significant += t.numel();
         const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
         bytes_total += bytes;
         const bool linear = name.find(".self_attn.") != std::string::npos || name.find(".mlp.") != std::string::npos;
@@ -62,6 +66,14 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
         }
         out["quantization"]["bits_histogram"] = histogram;  // fraction of the linears' weights at each width
         out["quantization"]["code_bits_per_weight"] = code_bits / static_cast<double>(params_linear);
+    }
+    if (ckpt.packed.sparse) {
+        const double n = static_cast<double>(params_linear);
+        out["quantization"]["sparse"] = {{"outliers", outliers},
+                                         {"significant", significant},
+                                         {"percent", 100.0 * static_cast<double>(outliers + significant) / n},
+                                         // an int32 position and an fp16 value per entry
+                                         {"bits_per_weight", 48.0 * static_cast<double>(outliers + significant) / n}};
     }
     if (ckpt.packed.bits > 0 && ckpt.packed.binarizer.empty() && !ckpt.packed.mixed)
         out["quantization"]["gptq_loaders_reject"] = gptq_loader_rejected_linears(c);

@@ -19,7 +19,8 @@ const char* const kGptqSuffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx"}
 const char* const kMixedSuffixes[] = {".qweight", ".scales", ".zeros", ".group_bits"};
 // Every suffix a packed linear may carry in any layout saliq reads (GPTQ, mixed precision, the binarizers).
 const char* const kAnyPackedSuffixes[] = {".qweight", ".qzeros",   ".scales",    ".g_idx", ".zeros", ".group_bits",
-                                          ".alpha1",  ".alpha2",   ".router",    ".scale_in", ".scale_out"};
+                                          ".alpha1",  ".alpha2",   ".router",    ".scale_in", ".scale_out",
+                                          ".outlier_idx", ".outlier_val", ".significant_idx", ".significant_val"};
 
 std::string dtype_name(at::ScalarType t) { return c10::toString(t); }
 
@@ -40,6 +41,31 @@ void expect_tensor(const TensorSource& tensors, const std::string& name, const s
     if (!ok)
         throw FormatError(tensors.origin(), "tensor '" + name + "' is " + dtype_name(dtype) + ", " + why +
                                                 " stores " + allowed);
+}
+
+// ReQuant's sparse parts of one linear (gptq_pack.h): only where quantization_config says saliq_sparse, each as
+// a pair of 1-D tensors of one length, int positions and float values.
+void check_sparse_tensors(const TensorSource& tensors, const std::string& name, const PackedInfo& packed,
+                          const std::string& claim) {
+    for (const std::string part : {".outlier", ".significant"}) {
+        const std::string idx = name + part + "_idx", val = name + part + "_val";
+        const bool has_idx = tensors.has(idx), has_val = tensors.has(val);
+        if (!has_idx && !has_val) continue;
+        if (!packed.sparse)
+            throw FormatError(tensors.origin(), "tensor '" + (has_idx ? idx : val) + "' is a sparse part, but " + claim +
+                                                    " has no saliq_sparse to say the linears carry them");
+        if (has_idx != has_val)
+            throw FormatError(tensors.origin(), "'" + (has_idx ? idx : val) + "' without '" + (has_idx ? val : idx) + "'");
+        const auto [idx_type, idx_shape] = tensors.describe(idx);
+        const auto [val_type, val_shape] = tensors.describe(val);
+        if ((idx_type != at::kInt && idx_type != at::kLong) || idx_shape.size() != 1)
+            throw FormatError(tensors.origin(), "tensor '" + idx + "' is " + dtype_name(idx_type) + " " +
+                                                    shape_to_string(idx_shape) + ", a sparse part stores Int [nnz]");
+        if ((val_type != at::kHalf && val_type != at::kFloat && val_type != at::kBFloat16) || val_shape != idx_shape)
+            throw FormatError(tensors.origin(), "tensor '" + val + "' is " + dtype_name(val_type) + " " +
+                                                    shape_to_string(val_shape) + ", a sparse part stores Half " +
+                                                    shape_to_string(idx_shape) + " beside its positions");
+    }
 }
 
 }  // namespace
@@ -97,6 +123,7 @@ void check_checkpoint_tensors(const Checkpoint& checkpoint) {
                 expect_tensor(tensors, name + ".scales", {G, out}, floats, claim);
                 expect_tensor(tensors, name + ".zeros", {G, out}, floats, claim);
                 expect_tensor(tensors, name + ".group_bits", {G}, {at::kInt, at::kLong, at::kByte}, claim);
+                check_sparse_tensors(tensors, name, packed, claim);
                 continue;
             }
             if (!is_gptq) {
@@ -105,6 +132,7 @@ void check_checkpoint_tensors(const Checkpoint& checkpoint) {
                         throw FormatError(tensors.origin(), "tensor '" + name + s + "' is missing (" + claim + ")");
                 continue;
             }
+            check_sparse_tensors(tensors, name, packed, claim);
             const int bits = packed.bits;
             expect_tensor(tensors, name + ".qweight", {(in * bits + 31) / 32, out}, {at::kInt}, claim);
             expect_tensor(tensors, name + ".qzeros", {G, (out * bits + 31) / 32}, {at::kInt}, claim);
@@ -118,7 +146,10 @@ void check_checkpoint_tensors(const Checkpoint& checkpoint) {
         for (const char* suffix : kAnyPackedSuffixes) {
             if (!ends_with(name, suffix)) continue;
             const std::string base = name.substr(0, name.size() - std::string(suffix).size());
-            const bool ours = std::find(suffixes.begin(), suffixes.end(), suffix) != suffixes.end();
+            const bool sparse_part = std::string(suffix).find("_idx") != std::string::npos ||
+                                     std::string(suffix).find("_val") != std::string::npos;
+            const bool ours = std::find(suffixes.begin(), suffixes.end(), suffix) != suffixes.end() ||
+                              (sparse_part && packed.sparse && packed.binarizer.empty());
             if (linears.count(base) == 0 || !ours)
                 throw FormatError(tensors.origin(),
                                   "stray packed tensor '" + name + "': " +

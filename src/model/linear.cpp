@@ -17,12 +17,32 @@ QuantizedLinear::QuantizedLinear(QuantizedTensor q, const at::TensorOptions& opt
 at::Tensor QuantizedLinear::forward(const at::Tensor& x) const { return at::linear(x, weight_); }
 
 PackedLinear::PackedLinear(const QuantizedTensor& q, const at::TensorOptions& options)
-    : packed_(pack_weight(q)), options_(options) {}
+    : packed_(pack_weight(q)), options_(options) {
+    std::vector<at::Tensor> index, value;
+    for (const SparsePart* part : {&q.outliers, &q.significant})
+        if (part->defined()) index.push_back(part->index.to(at::kCPU)), value.push_back(part->value.to(at::kCPU));
+    if (index.empty()) return;
+    const at::Tensor flat = at::cat(index);
+    const at::Tensor rows_cols = at::stack({at::div(flat, q.in_features(), "floor"), at::remainder(flat, q.in_features())});
+    sparse_ = at::sparse_coo_tensor(rows_cols, at::cat(value), {q.out_features(), q.in_features()},
+                                    at::TensorOptions().dtype(at::kFloat))
+                  .coalesce()
+                  .to(options.device());
+}
 
-at::Tensor PackedLinear::forward(const at::Tensor& x) const { return packed_linear(x, packed_); }
+at::Tensor PackedLinear::forward(const at::Tensor& x) const {
+    at::Tensor y = packed_linear(x, packed_);
+    if (!sparse_.defined()) return y;
+    // The sparse parts' product, S x^T, as a sparse-dense matmul over the flattened tokens.
+    const at::Tensor x2 = x.reshape({-1, packed_.in}).to(at::kFloat);
+    const at::Tensor s = at::mm(sparse_, x2.t()).t();
+    return y + s.reshape(y.sizes()).to(y.scalar_type());
+}
 
 at::Tensor PackedLinear::weight() const {
-    return packed_dequantize_rows(packed_, 0, packed_.out).to(options_.dtype()).to(options_.device());
+    at::Tensor w = packed_dequantize_rows(packed_, 0, packed_.out);
+    if (sparse_.defined()) w = w + sparse_.to_dense().to(w.device());
+    return w.to(options_.dtype()).to(options_.device());
 }
 
 MosLinear::MosLinear(const BinaryWeight& w, const at::TensorOptions& options)

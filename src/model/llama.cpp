@@ -158,7 +158,17 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
                 q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2, origin);
             }
             check_gptq_claims(q, {packed.group_size, packed.desc_act, packed.symmetric}, origin);
-            for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx", ".zeros", ".group_bits"})
+            if (packed.sparse) {  // ReQuant's FP16 parts, added to the grid's values
+                if (tensors.has(name + ".outlier_idx"))
+                    q.outliers = sparse_unpack({tensors.get(name + ".outlier_idx"), tensors.get(name + ".outlier_val")},
+                                               shapes[i][0], shapes[i][1], origin);
+                if (tensors.has(name + ".significant_idx"))
+                    q.significant = sparse_unpack(
+                        {tensors.get(name + ".significant_idx"), tensors.get(name + ".significant_val")},
+                        shapes[i][0], shapes[i][1], origin);
+            }
+            for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx", ".zeros", ".group_bits",
+                                       ".outlier_idx", ".outlier_val", ".significant_idx", ".significant_val"})
                 tensors.release(name + suffix);
             if (keep_packed) block.linears[i] = std::make_shared<PackedLinear>(q, options);
             else block.linears[i] = std::make_shared<QuantizedLinear>(std::move(q), options);

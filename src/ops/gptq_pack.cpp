@@ -194,4 +194,32 @@ void check_gptq_claims(const QuantizedTensor& q, const GptqClaims& claims, const
     if (!at::isfinite(q.scales).all().item<bool>()) throw FormatError(origin, "scales hold NaN or infinite values");
 }
 
+SparseTensors sparse_pack(const SparsePart& part) {
+    if (!part.defined()) return {};
+    return {part.index.to(at::kCPU).to(at::kInt).contiguous(), part.value.to(at::kCPU).to(at::kHalf).contiguous()};
+}
+
+SparsePart sparse_unpack(const SparseTensors& packed, int64_t out, int64_t in, const std::string& origin) {
+    const at::Tensor& idx = packed.idx;
+    const at::Tensor& val = packed.val;
+    if (idx.dim() != 1 || val.dim() != 1 || idx.size(0) != val.size(0))
+        throw FormatError(origin, "sparse part: indices " + shape_to_string(idx.sizes().vec()) + " and values " +
+                                      shape_to_string(val.sizes().vec()) + " must be 1-D of one length");
+    if (idx.scalar_type() != at::kInt && idx.scalar_type() != at::kLong)
+        throw FormatError(origin, "sparse part: indices must be int32 or int64");
+    if (!at::isFloatingType(val.scalar_type())) throw FormatError(origin, "sparse part: values must be floating point");
+    SparsePart part;
+    if (idx.numel() == 0) return part;
+    part.index = idx.to(at::kLong);
+    part.value = val.to(at::kFloat);
+    if (part.index.min().item<int64_t>() < 0 || part.index.max().item<int64_t>() >= out * in)
+        throw FormatError(origin, strprintf("sparse part: a position lies outside the %lld x %lld weight",
+                                            (long long)out, (long long)in));
+    if (part.index.numel() > 1 && !(part.index.narrow(0, 1, part.index.numel() - 1) >
+                                    part.index.narrow(0, 0, part.index.numel() - 1)).all().item<bool>())
+        throw FormatError(origin, "sparse part: positions must be strictly ascending (no repeats)");
+    if (!at::isfinite(part.value).all().item<bool>()) throw FormatError(origin, "sparse part: a value is not finite");
+    return part;
+}
+
 }  // namespace saliq

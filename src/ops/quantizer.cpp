@@ -42,7 +42,27 @@ double QuantizedTensor::average_bits() const {
 at::Tensor QuantizedTensor::dequantize() const {
     const at::Tensor s = expand_groups(scales, g_idx);
     const at::Tensor z = expand_groups(zeros, g_idx);
-    return s * (codes.to(at::kFloat) - z);
+    at::Tensor w = s * (codes.to(at::kFloat) - z);
+    add_sparse(w, outliers);
+    add_sparse(w, significant);
+    return w;
+}
+
+SparsePart make_sparse_part(const at::Tensor& index, const at::Tensor& target, const at::Tensor& dense) {
+    SparsePart part;
+    if (!index.defined() || index.numel() == 0) return part;
+    part.index = std::get<0>(at::sort(index.to(at::kLong).flatten()));
+    const at::Tensor at_target = target.reshape({-1}).to(at::kFloat).index_select(0, part.index.to(target.device()));
+    const at::Tensor at_dense = dense.reshape({-1}).to(at::kFloat).index_select(0, part.index.to(dense.device()));
+    part.value = (at_target - at_dense.to(at_target.device())).to(at::kHalf).to(at::kFloat);
+    if (!at::isfinite(part.value).all().item<bool>())
+        throw NumericError("a sparse FP16 entry does not fit fp16 (|value| > 65504)");
+    return part;
+}
+
+void add_sparse(at::Tensor& weight, const SparsePart& part) {
+    if (!part.defined()) return;
+    weight.view({-1}).index_add_(0, part.index.to(weight.device()), part.value.to(weight.device()).to(weight.scalar_type()));
 }
 
 at::Tensor natural_group_index(int64_t in, const QuantSpec& spec) {

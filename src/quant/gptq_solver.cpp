@@ -70,7 +70,8 @@ at::Tensor inverse_cholesky_upper(at::Tensor H, double damp, const std::string& 
 }
 
 QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const QuantSpec& spec, const GptqOptions& o,
-                              const std::string& name, nlohmann::json& stats, const GroupFit& fit) {
+                              const std::string& name, nlohmann::json& stats, const GroupFit& fit,
+                              const SparsePart* outliers) {
     const int64_t rows = weight.size(0), cols = weight.size(1);
     const int64_t g = spec.effective_group(cols);
     at::Tensor W = weight.to(at::kFloat).clone();
@@ -82,10 +83,23 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
         H.diagonal().masked_fill_(dead, 1.0);
         W.masked_fill_(dead.unsqueeze(0).to(W.device()), 0.0);
     }
+    // ReQuant's outliers (SpQR's treatment): they keep their updated value exactly, so their error is zero and
+    // nothing is fed forward for them; they stay out of their group's range.
+    // `weight` is W_dense (the outliers zeroed); they are put back here, so their error-compensated value is the FP
+    // weight plus the feedback they receive.
+    at::Tensor keep, kept;
+    if (outliers != nullptr && outliers->defined()) {
+        const at::Tensor index = outliers->index.to(W.device());
+        W.view({-1}).index_copy_(0, index, outliers->value.to(W.device()).to(W.scalar_type()));
+        keep = at::zeros({rows, cols}, W.options().dtype(at::kBool));
+        keep.view({-1}).index_fill_(0, index, true);
+        kept = at::zeros_like(W);
+    }
     at::Tensor perm, invperm;
     if (o.act_order) {
         perm = at::argsort(H.diagonal(), 0, /*descending=*/true);
         W = W.index_select(1, perm);
+        if (keep.defined()) keep = keep.index_select(1, perm.to(W.device()));
         H = H.index_select(0, perm).index_select(1, perm);
         invperm = at::argsort(perm);
     }
@@ -111,6 +125,7 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
             if (col % g == 0) {
                 const int64_t width = std::min(g, cols - col);
                 at::Tensor group = W1.narrow(1, i, width);
+                if (keep.defined()) group = group.masked_fill(keep.narrow(1, col, width), 0.0);
                 if (fit) {
                     maxq = static_cast<double>(fit(group, Hinv1.diagonal().narrow(0, i, width), col / g, scale, zero));
                 } else {
@@ -126,8 +141,14 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
             codes.select(1, col).copy_(q);
             at::Tensor deq = scale * (q - zero);
             const at::Tensor d = Hinv1[i][i];
-            at::Tensor err = (w - deq) / d;
-            loss += (w - deq).pow(2).sum() / (2.0 * d * d);
+            at::Tensor diff = w - deq;
+            if (keep.defined()) {
+                const at::Tensor mask = keep.select(1, col);
+                kept.select(1, col).copy_(at::where(mask, w, at::zeros_like(w)));
+                diff = diff.masked_fill(mask, 0.0);
+            }
+            at::Tensor err = diff / d;
+            loss += diff.pow(2).sum() / (2.0 * d * d);
             W1.narrow(1, i, count - i).sub_(at::outer(err, Hinv1[i].narrow(0, i, count - i)));
             Err1.select(1, i).copy_(err);
         }
@@ -147,6 +168,9 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
         result.codes = codes;
         result.g_idx = natural_group_index(cols, spec).to(W.device());
     }
+    if (keep.defined())
+        result.outliers = make_sparse_part(outliers->index, o.act_order ? kept.index_select(1, invperm) : kept,
+                                           result.dequantize());
     stats[name] = {{"gptq_loss", loss.item<double>()}, {"damp", used_damp}, {"dead_columns", n_dead}};
     return result;
 }

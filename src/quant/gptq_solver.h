@@ -39,8 +39,10 @@ using GroupFit = std::function<int64_t(const at::Tensor& w, const at::Tensor& hi
                                        at::Tensor& scale, at::Tensor& zero)>;
 
 // GPTQ on `weight` [out, in] with Hessian H (moved in). `fit` null: min-max groups of `spec`. Per-linear figures
-// (loss, damping, dead columns) go to stats[name].
+// (loss, damping, dead columns) go to stats[name]. `outliers` (ReQuant's S_outlier, taken out of `weight`): those
+// weights keep their error-compensated values exactly (SpQR's treatment), in the result's outliers.
 QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const QuantSpec& spec, const GptqOptions& o,
-                              const std::string& name, nlohmann::json& stats, const GroupFit& fit = nullptr);
+                              const std::string& name, nlohmann::json& stats, const GroupFit& fit = nullptr,
+                              const SparsePart* outliers = nullptr);
 
 }  // namespace saliq

@@ -24,6 +24,16 @@ struct BlockContext {
     // A method that runs the FP block over the whole FP chain anyway stores the result here (in the buffers'
     // dtype), and the pipeline moves the FP chain on with it instead of running that forward a second time.
     at::Tensor* fp_outputs = nullptr;
+    // ReQuant (--sparse-outliers): each linear's S_outlier (flat positions, FP values). The block's linears then
+    // still compute with the FP weight W but their weight() is W_dense = W - S_outlier, what the method quantizes.
+    // Null without outliers. A method that trains keeps S in its forward; the GPTQ solver keeps them exact itself;
+    // for the others the pipeline adds them back after.
+    const std::vector<SparsePart>* outliers = nullptr;
+    const SparsePart* outlier(int index) const {
+        return outliers != nullptr && (*outliers)[static_cast<size_t>(index)].defined()
+                   ? &(*outliers)[static_cast<size_t>(index)]
+                   : nullptr;
+    }
 
     // Runs `block` over every window of `x` in batches of options->batch_size; returns [N, T, H] in x's dtype
     // (the activation buffers' storage dtype), computing each batch in the block's own dtype.

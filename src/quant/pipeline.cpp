@@ -6,6 +6,7 @@
 #include <c10/core/GradMode.h>
 
 #include "quant/method.h"
+#include "quant/requant.h"
 #include "quant/slim_bits.h"
 #include "saliq/error.h"
 #include "saliq/file.h"
@@ -71,6 +72,58 @@ at::ScalarType act_storage_dtype(const QuantizeOptions& o, const at::TensorOptio
     throw ConfigError("--act-dtype must be auto, fp32, bf16 or fp16, not '" + o.act_dtype + "'");
 }
 
+// A linear of the FP block with ReQuant's outliers taken out for the method: it computes with the whole FP weight
+// (the block's targets stay those of the FP model) while weight(), what the method quantizes, is W_dense.
+class OutlierSplitLinear : public Linear {
+public:
+    OutlierSplitLinear(std::shared_ptr<Linear> fp, at::Tensor dense) : fp_(std::move(fp)), dense_(std::move(dense)) {}
+    at::Tensor forward(const at::Tensor& x) const override { return fp_->forward(x); }
+    at::Tensor weight() const override { return dense_; }
+    int64_t in_features() const override { return fp_->in_features(); }
+    int64_t out_features() const override { return fp_->out_features(); }
+
+private:
+    std::shared_ptr<Linear> fp_;
+    at::Tensor dense_;
+};
+
+// Takes each linear's planned count of largest-magnitude weights out of `block` (S_outlier: their positions and FP
+// values); the linears become OutlierSplitLinear.
+std::vector<SparsePart> split_outliers(DecoderBlock& block, int64_t layer, const std::map<std::string, int64_t>& counts) {
+    std::vector<SparsePart> outliers(kNumLinears);
+    for (int i = 0; i < kNumLinears; ++i) {
+        const int64_t k = counts.at(hf_names::linear_name(layer, i));
+        if (k == 0) continue;
+        const at::Tensor W = block.linears[i]->weight();
+        SparsePart& part = outliers[static_cast<size_t>(i)];
+        part.index = largest_magnitude_index(W, k);
+        part.value = W.reshape({-1}).index_select(0, part.index).to(at::kFloat);
+        at::Tensor dense = W.clone();
+        dense.view({-1}).index_fill_(0, part.index, 0.0);
+        block.linears[i] = std::make_shared<OutlierSplitLinear>(block.linears[i], std::move(dense));
+    }
+    return outliers;
+}
+
+// Stores with each finished linear the sparse part that restores its outliers' FP values (on top of the grid and
+// any LoRA), unless the method kept them itself (the GPTQ solver). Reinstalls the linears of `block` that changed.
+void attach_outliers(std::vector<LinearResult>& linears, const std::vector<SparsePart>& outliers, DecoderBlock* block,
+                     const at::TensorOptions& options) {
+    for (int i = 0; i < kNumLinears; ++i) {
+        const SparsePart& s = outliers[static_cast<size_t>(i)];
+        LinearResult& lr = linears[static_cast<size_t>(i)];
+        if (!s.defined() || lr.q.outliers.defined()) continue;
+        const at::Tensor dense = inference_linear(lr, options.dtype(at::kFloat))->weight();
+        lr.q.outliers.index = s.index;
+        lr.q.outliers.value = (s.value.to(dense.device()) - dense.reshape({-1}).index_select(0, s.index.to(dense.device())))
+                                  .to(at::kHalf)
+                                  .to(at::kFloat);
+        if (!at::isfinite(lr.q.outliers.value).all().item<bool>())
+            throw NumericError(lr.name + ": an outlier does not fit fp16 (|value| > 65504)");
+        if (block != nullptr) block->linears[i] = inference_linear(lr, options);
+    }
+}
+
 // Quantizes one block with the method, moves both chains on, and (with n_err > 0) measures each linear's and the
 // block's reconstruction error on the first n_err windows. The quantized block's output on those windows is the
 // propagated chain's, so error measurement costs only one FP forward over n_err windows.
@@ -101,12 +154,17 @@ BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock&
             lr.q = q->quantized();
         }
         lr.name = name;
+        result.linears.push_back(std::move(lr));
+    }
+    if (context.outliers != nullptr)
+        attach_outliers(result.linears, *context.outliers, &block, block.input_norm.options());
+    for (int i = 0; i < kNumLinears; ++i) {
+        LinearResult& lr = result.linears[static_cast<size_t>(i)];
         if (n_err > 0) {
             // Through forward(): a BinaryMoS linear has no single weight.
             const at::Tensor X = at::cat(seen[i], 0);
             lr.rel_error = relative_error(block.linears[i]->forward(X), fp_block.linears[i]->forward(X));
         }
-        result.linears.push_back(std::move(lr));
     }
     seen.clear();
     if (hidden_fp.defined()) hidden_fp = fp_next.defined() ? fp_next : context.run(fp_block, hidden_fp);
@@ -227,6 +285,7 @@ void validate_quantizer(QuantizeOptions& o) {
 
 void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenizer, QuantizeOptions& o) {
     validate_quantizer(o);
+    validate_sparse_options(o);
     // lambda's scale follows the normalization: F / sum F per linear (mean) or the raw saliency (none, the paper's).
     if (o.saliency.lambda < 0) o.saliency.lambda = o.saliency.fisher_norm == "mean" ? 20.0 : 0.1;
     if (ckpt.packed.bits > 0)
@@ -270,7 +329,8 @@ std::string MemoryEstimate::describe() const {
                      "%s workspace (a forward batch, the method's own) + %s runtime = %s",
                      human_bytes(activations).c_str(), activation_buffers, human_bytes(block_weights).c_str(),
                      human_bytes(embedding).c_str(), human_bytes(workspace).c_str(), human_bytes(runtime).c_str(),
-                     human_bytes(total).c_str());
+                     human_bytes(total).c_str()) +
+           (detach > 0 ? "; the significant-weight detach after the blocks holds " + human_bytes(detach) : "");
 }
 
 MemoryEstimate estimate_quantize_memory(const Checkpoint& ckpt, const QuantizeOptions& o) {
@@ -309,6 +369,16 @@ MemoryEstimate estimate_quantize_memory(const Checkpoint& ckpt, const QuantizeOp
     e.workspace += method->workspace_bytes(c, o);
     e.runtime = kRuntimeBytes;
     e.total = e.activations + e.block_weights + e.embedding + e.workspace + e.runtime;
+    if (o.sparse.significant_pct > 0) {
+        const auto linear = static_cast<uint64_t>(block_parameter_count(c) * c.n_layers);
+        const auto other = static_cast<uint64_t>(c.vocab_size * c.hidden_size * (c.tie_word_embeddings ? 1 : 2));
+        const auto tokens = static_cast<uint64_t>(o.calib.seqlen);
+        const auto saved = tokens * static_cast<uint64_t>(c.n_layers) *
+                               static_cast<uint64_t>(10 * c.hidden_size + 4 * c.intermediate_size) * 4 +
+                           2 * tokens * static_cast<uint64_t>(c.vocab_size) * 4;
+        e.detach = 4 * (5 * linear + 2 * other) + linear + saved;
+        e.total = std::max(e.total, e.detach + e.runtime);
+    }
     return e;
 }
 
@@ -348,6 +418,14 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
         rope = make_rope(config, T, compute);
     }
     const int64_t n_err = std::min(N, o.error_windows);
+    // ReQuant's outlier counts per linear, planned over the whole model before its first block (a resumed run plans
+    // again: the plan depends only on the weights and the options).
+    std::map<std::string, int64_t> outlier_counts;
+    if (o.sparse.outliers_pct > 0) {
+        bool all_restored = store != nullptr;
+        for (int64_t layer = 0; all_restored && layer < config.n_layers; ++layer) all_restored = store->has(layer);
+        if (!all_restored) outlier_counts = plan_outliers(ckpt, o, result.sparse_stats["outliers"]);
+    }
 
     for (int64_t layer = 0; layer < config.n_layers; ++layer) {
         const auto block_start = std::chrono::steady_clock::now();
@@ -377,8 +455,11 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
             context.inputs = &hidden;
             context.fp_inputs = hidden_fp.defined() ? &hidden_fp : nullptr;
             context.options = &o;
+            const DecoderBlock fp_block = block;
+            const std::vector<SparsePart> outliers =
+                outlier_counts.empty() ? std::vector<SparsePart>() : split_outliers(block, layer, outlier_counts);
+            if (!outliers.empty()) context.outliers = &outliers;
             if (calibrate) {
-                const DecoderBlock fp_block = block;
                 block_result = quantize_one_block(*method, layer, block, fp_block, context, n_err, hidden, hidden_fp);
             } else {
                 block_result.layer = layer;
@@ -387,6 +468,7 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
                 if (block_result.linears.size() != static_cast<size_t>(kNumLinears))
                     throw Error("internal: method " + o.method + " did not hand back the block's seven linears");
                 for (int i = 0; i < kNumLinears; ++i) block_result.linears[static_cast<size_t>(i)].name = hf_names::linear_name(layer, i);
+                if (!outliers.empty()) attach_outliers(block_result.linears, outliers, nullptr, compute);
             }
             block_result.seconds = seconds_since(block_start);
         }
@@ -403,6 +485,22 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
                        strprintf("%sblock err %.3e  %.2fs", hf_names::layer_prefix(layer).c_str(),
                                  block_result.block_error, block_result.seconds)}))
             throw Cancelled{};
+    }
+    // ReQuant's significant weights: PQI over the whole quantized model, after its last block. The store keeps the
+    // result like a block's, so a resumed run does not detach again.
+    if (o.sparse.significant_pct > 0) {
+        if (store == nullptr) throw Error("internal: --sparse-significant needs a block store");
+        hidden = hidden_fp = at::Tensor();
+        if (!store->has_significant()) {
+            const auto detach_start = std::chrono::steady_clock::now();
+            std::vector<BlockResult> blocks;
+            for (int64_t layer = 0; layer < config.n_layers; ++layer) blocks.push_back(store->load(layer));
+            nlohmann::json stats;
+            const auto significant = detach_significant(ckpt, tokenizer, o, blocks, stats, progress);
+            stats["seconds"] = seconds_since(detach_start);
+            store->save_significant(significant, stats);
+        }
+        result.sparse_stats["significant"] = store->significant_stats();
     }
     result.seconds = seconds_since(start);
     return result;

@@ -24,8 +24,15 @@ TrainableLinear::TrainableLinear(const at::Tensor& weight, int64_t lora_rank, do
     }
 }
 
+void TrainableLinear::set_fixed_sparse(const SparsePart& part) {
+    fixed_sparse_ = at::zeros_like(weight_);
+    fixed_sparse_.view({-1}).index_copy_(0, part.index.to(weight_.device()),
+                                         part.value.to(weight_.device()).to(weight_.scalar_type()));
+}
+
 at::Tensor TrainableLinear::quantized_forward(const at::Tensor& x) const {
-    return at::linear(x, fake_quant().to(x.scalar_type()));
+    const at::Tensor w = fixed_sparse_.defined() ? fake_quant() + fixed_sparse_ : fake_quant();
+    return at::linear(x, w.to(x.scalar_type()));
 }
 
 at::Tensor TrainableLinear::forward(const at::Tensor& x) const {
@@ -41,7 +48,10 @@ at::Tensor TrainableLinear::effective_weight(bool with_lora) const {
     return w;
 }
 
-at::Tensor TrainableLinear::weight() const { return effective_weight(true).detach(); }
+at::Tensor TrainableLinear::weight() const {
+    const at::Tensor w = effective_weight(true).detach();
+    return fixed_sparse_.defined() ? w + fixed_sparse_ : w;
+}
 
 std::vector<at::Tensor> TrainableLinear::lora_parameters() const {
     if (!has_lora()) return {};
@@ -83,11 +93,14 @@ void LwcLinear::finalize_quantizer(LinearResult& r) const {
 }
 
 std::shared_ptr<TrainableLinear> make_trainable_linear(const at::Tensor& weight, const QuantizeOptions& o,
-                                                       int64_t lora_rank, const at::Tensor& group_bits) {
+                                                       int64_t lora_rank, const at::Tensor& group_bits,
+                                                       const SparsePart* outliers) {
     const std::string& kind = o.apiq.quantizer;
     if (kind == "db-llm") return make_dual_binary_linear(weight, o.spec.group_size, lora_rank, o.apiq.lora_alpha);
     if (kind == "binarymos") return make_mos_linear(weight, o.apiq.mos_experts, lora_rank, o.apiq.lora_alpha);
-    return std::make_shared<LwcLinear>(weight, o.spec, lora_rank, o.apiq.lora_alpha, group_bits);
+    auto linear = std::make_shared<LwcLinear>(weight, o.spec, lora_rank, o.apiq.lora_alpha, group_bits);
+    if (outliers != nullptr) linear->set_fixed_sparse(*outliers);
+    return linear;
 }
 
 std::vector<TrainStage> resolve_stages(const QuantizeOptions& o) {

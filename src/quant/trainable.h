@@ -24,6 +24,9 @@ public:
     // `weight` [out, in] is frozen (kept in fp32, or fp64 when given fp64); LoRA A is Kaiming-uniform, B zero (PEFT's
     // init), when rank > 0.
     TrainableLinear(const at::Tensor& weight, int64_t lora_rank, double lora_alpha);
+    // ReQuant's outliers, taken out of `weight` before: added to the quantized weight in forward() and weight(),
+    // never trained, outside the regularizer.
+    void set_fixed_sparse(const SparsePart& part);
 
     at::Tensor forward(const at::Tensor& x) const override;     // x in the compute dtype
     at::Tensor weight() const override;                         // current effective weight, detached
@@ -49,6 +52,7 @@ protected:
     virtual void finalize_quantizer(LinearResult& result) const = 0;
 
     at::Tensor weight_;  // [out, in] fp32, frozen
+    at::Tensor fixed_sparse_;  // [out, in], zero but at the outliers; undefined without them
 
 private:
     at::Tensor lora_a_;  // [r, in]
@@ -83,8 +87,10 @@ std::shared_ptr<TrainableLinear> make_mos_linear(const at::Tensor& weight, int64
 
 // The trainable linear of --quantizer (uniform, db-llm, binarymos) for `weight`; `group_bits` (the uniform grid
 // only): a mixed-precision bit map.
+// `outliers`: ReQuant's S_outlier of this linear (BlockContext::outlier), or null.
 std::shared_ptr<TrainableLinear> make_trainable_linear(const at::Tensor& weight, const QuantizeOptions& options,
-                                                       int64_t lora_rank, const at::Tensor& group_bits = at::Tensor());
+                                                       int64_t lora_rank, const at::Tensor& group_bits = at::Tensor(),
+                                                       const SparsePart* outliers = nullptr);
 
 // Stages after the defaults are applied: plain ApiQ trains "opt" for `epochs`; with saliency, "mixed" for `epochs`.
 std::vector<TrainStage> resolve_stages(const QuantizeOptions& options);

@@ -53,7 +53,8 @@ public:
         std::vector<std::string> names;
         std::vector<at::Tensor> lwc_params, lora_params;
         for (int i = 0; i < kNumLinears; ++i) {
-            auto t = make_trainable_linear(block.linears[i]->weight(), o, lora_ ? o.apiq.lora_rank : 0, maps[i]);
+            auto t = make_trainable_linear(block.linears[i]->weight(), o, lora_ ? o.apiq.lora_rank : 0, maps[i],
+                                           ctx.outlier(i));
             for (auto& p : t->quantizer_parameters()) lwc_params.push_back(p);
             for (auto& p : t->lora_parameters()) lora_params.push_back(p);
             train.linears[i] = t;

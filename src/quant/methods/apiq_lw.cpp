@@ -64,7 +64,7 @@ public:
             for (int index : group) {
                 const std::string name = hf_names::linear_name(layer, index);
                 const at::Tensor W = block.linears[index]->weight();
-                const std::shared_ptr<TrainableLinear> trainable = make_trainable_linear(W, o, o.apiq.lora_rank);
+                const std::shared_ptr<TrainableLinear> trainable = make_trainable_linear(W, o, o.apiq.lora_rank, at::Tensor(), ctx.outlier(index));
                 const TrainableLinear& t = *trainable;
                 std::vector<const TrainableLinear*> raw = {&t};
                 nlohmann::json layer_stats = nlohmann::json::object();

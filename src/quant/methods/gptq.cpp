@@ -27,7 +27,8 @@ public:
                 const std::string name = hf_names::linear_name(context.layer, index);
                 at::Tensor H = std::move(hessians[index]);
                 QuantizedTensor q =
-                    gptq_quantize(block.linears[index]->weight(), std::move(H), o.spec, o.gptq, name, stats);
+                    gptq_quantize(block.linears[index]->weight(), std::move(H), o.spec, o.gptq, name, stats, nullptr,
+                                  context.outlier(index));
                 block.linears[index] = std::make_shared<QuantizedLinear>(std::move(q), options);
             }
         }

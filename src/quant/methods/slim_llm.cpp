@@ -50,7 +50,8 @@ public:
                                           scale, zero);
                 };
                 QuantizedTensor q = gptq_quantize(block.linears[index]->weight(), std::move(hessians[index]), o.spec,
-                                                  o.gptq, name, stats, fit);
+                                                  o.gptq, name, stats, fit,
+                                                  context.outlier(index));
                 q.group_bits = bits.to(q.codes.device());
                 block.linears[index] = std::make_shared<QuantizedLinear>(std::move(q), options);
             }
