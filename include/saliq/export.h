@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "saliq/checkpoint.h"
+#include "saliq/finetune.h"
 #include "saliq/quantize.h"
 
 namespace saliq {
@@ -84,5 +85,27 @@ struct DenseExportOptions {
     bool force = false;
 };
 void export_dense(const Checkpoint& checkpoint, const std::string& out, const DenseExportOptions& options);
+
+// `saliq finetune`'s output: the student folder with the trained scales (and adapters, norms) in the same layout,
+// its state kept in "<out>.partial/state.safetensors" after every epoch for --resume.
+class FinetuneFolderWriter : public FinetuneStore {
+public:
+    // Refuses an `out_dir` holding files unless `force`; a leftover partial state is continued with `resume` (its
+    // fingerprint must match), replaced with `force`, refused otherwise.
+    FinetuneFolderWriter(const std::string& out_dir, const Checkpoint& student, const nlohmann::json& fingerprint,
+                         bool force, bool resume);
+    bool has_state() const override;
+    NamedTensors load_state(nlohmann::json& meta) const override;
+    void save_state(const NamedTensors& state, const nlohmann::json& meta) override;
+    // Writes the folder under a temporary name, renames it into place and removes the partial state.
+    void finish(const Finetuner& finetuner, const FinetuneResult& result, const nlohmann::json& extra);
+
+private:
+    std::string state_path() const { return partial_ + "/state.safetensors"; }
+    const Checkpoint& student_;
+    std::string out_, partial_;
+    nlohmann::json fingerprint_;
+    bool force_;
+};
 
 }  // namespace saliq
