@@ -40,6 +40,8 @@ struct Row {
     std::string name;
     std::string reference;  // the row whose gap this one closes (default: the table's)
     std::vector<std::string> args;
+    // `saliq finetune` arguments: the quantized folder is then distilled against the table's model and that is scored.
+    std::vector<std::string> finetune;
     nlohmann::json paper = nlohmann::json::object();  // metric -> published value
     std::string note;
 };
@@ -108,18 +110,19 @@ bool names_contain(const Table& t, const std::string& name) {
 
 Row parse_row(const nlohmann::json& r, const std::string& where) {
     if (!r.is_object()) throw ConfigError(where + " must be a table");
-    static const std::set<std::string> known = {"name", "args", "note", "reference"};
+    static const std::set<std::string> known = {"name", "args", "note", "reference", "finetune"};
     Row row;
     row.name = text(r, "name");
     row.reference = text(r, "reference");
     row.args = words(r.value("args", nlohmann::json()), where + ".args");
+    if (r.contains("finetune")) row.finetune = words(r["finetune"], where + ".finetune");
     row.note = text(r, "note");
     for (auto it = r.begin(); it != r.end(); ++it) {
         if (it.key().rfind("paper_", 0) == 0) {
             if (!it.value().is_number()) throw ConfigError(where + "." + it.key() + " must be a number");
             row.paper[it.key().substr(6)] = it.value();
         } else if (!known.count(it.key())) {
-            throw ConfigError(where + ": unknown key '" + it.key() + "' (name, args, note, reference, paper_*)");
+            throw ConfigError(where + ": unknown key '" + it.key() + "' (name, args, finetune, note, reference, paper_*)");
         }
     }
     return row;
@@ -358,6 +361,10 @@ int run_table(const TableArgs& a) {
                                        with({"--seed", std::to_string(seed), "--out", model, "--force"}, common));
             if (a.dry_run) {
                 std::printf("%s seed %lld: saliq %s\n", row.name.c_str(), (long long)seed, shell_line(quantize).c_str());
+                if (!row.finetune.empty())
+                    std::printf("%s seed %lld: saliq finetune -m %s --teacher %s %s --out %s/finetuned\n",
+                                row.name.c_str(), (long long)seed, model.c_str(), t.model.c_str(),
+                                shell_line(row.finetune).c_str(), dir.c_str());
                 continue;
             }
             if (path_exists(dir + "/result.json")) {
@@ -375,13 +382,32 @@ int run_table(const TableArgs& a) {
             }
             const nlohmann::json manifest = read_json(model + "/saliq_manifest.json");
             result["quantize_seconds"] = manifest.at("timings").at("quantize_seconds");
-            if (!evaluate(t, {"-m", model}, common, dir, result)) {
+            std::string scored = model;
+            if (!row.finetune.empty()) {  // distilled end to end against the table's model, then scored
+                scored = dir + "/finetuned";
+                const auto finetune = with(with(with({"finetune", "-m", model, "--teacher", t.model}, row.finetune),
+                                                {"--out", scored, "--force"}),
+                                           common);
+                result["finetune"] = finetune;
+                log_info(row.name + " seed " + std::to_string(seed) + ": saliq " + shell_line(finetune));
+                if (!path_exists(scored + "/saliq_manifest.json") && !run_child(finetune, dir + "/finetune.log")) {
+                    log_error(row.name + " seed " + std::to_string(seed) + ": finetune failed (log: " + dir +
+                              "/finetune.log)");
+                    failed.push_back(row.name + "/s" + std::to_string(seed));
+                    continue;
+                }
+                result["finetune_seconds"] = read_json(scored + "/saliq_manifest.json").at("finetune").at("seconds");
+            }
+            if (!evaluate(t, {"-m", scored}, common, dir, result)) {
                 failed.push_back(row.name + "/s" + std::to_string(seed));
                 continue;
             }
             write_json_atomic(dir + "/result.json", result);
             results[row.name].push_back(result);
-            if (!a.keep_models) remove_tree(model);
+            if (!a.keep_models) {
+                remove_tree(model);
+                if (scored != model) remove_tree(scored);
+            }
         }
     }
     if (a.dry_run) return 0;

@@ -105,6 +105,12 @@ TEST(Finetune, BlockwiseGradientsMatchFiniteDifferences) {
     }
 }
 
+Checkpoint stories_teacher() {
+    Checkpoint teacher = read_llama2c(test::stories_bin());
+    teacher.tokenizer_path = test::stories_tokenizer();
+    return teacher;
+}
+
 // stories260K at RTN W2 g32 against its FP model, 4 windows of 64 tokens.
 FinetuneOptions stories_options(int64_t epochs) {
     FinetuneOptions o;
@@ -120,9 +126,8 @@ FinetuneOptions stories_options(int64_t epochs) {
 
 TEST(Finetune, LowersTheKlAndTheHeldOutPerplexityOfTheFolderItWrites) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
-    Checkpoint teacher = read_llama2c(test::stories_bin());
-    teacher.tokenizer_path = test::stories_tokenizer();
     test::TempDir dir;
+    const Checkpoint teacher = stories_teacher();
     const Checkpoint student = load_checkpoint(rtn_folder(teacher, dir, "q", 32, 0));
     const double before = test::heldout_ppl(*LlamaModel::load(student, {}), *tok, 16);
     FinetuneOptions o = stories_options(4);
@@ -146,9 +151,8 @@ TEST(Finetune, LowersTheKlAndTheHeldOutPerplexityOfTheFolderItWrites) {
 
 TEST(Finetune, AnInterruptedRunResumedEndsWhereAnUninterruptedOneDoes) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
-    Checkpoint teacher = read_llama2c(test::stories_bin());
-    teacher.tokenizer_path = test::stories_tokenizer();
     test::TempDir dir;
+    const Checkpoint teacher = stories_teacher();
     const Checkpoint student = load_checkpoint(rtn_folder(teacher, dir, "q", 32, 0));
     const FinetuneOptions o = stories_options(2);
     const nlohmann::json fingerprint = {{"run", "resume"}};
