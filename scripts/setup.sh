@@ -12,7 +12,7 @@ pip_torch=0
 if [ "${1:-}" = --pip-torch ]; then pip_torch=1; shift; fi
 
 packages=(libsentencepiece-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libopenblas0-openmp
-          cmake ninja-build pkgconf libgtest-dev g++ ccache)
+          cmake ninja-build pkgconf libgtest-dev g++ ccache libgloo-dev)
 [ $pip_torch = 0 ] && packages+=(libtorch-dev)
 missing=()
 for p in "${packages[@]}"; do

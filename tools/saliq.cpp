@@ -12,6 +12,7 @@
 #include "saliq/checkpoint.h"
 #include "saliq/calibration.h"
 #include "saliq/corpus.h"
+#include "saliq/distributed.h"
 #include "saliq/error.h"
 #include "saliq/export.h"
 #include "saliq/finetune.h"
@@ -28,6 +29,7 @@
 #include "saliq/threads.h"
 #include "saliq/tokenizer.h"
 #include "saliq/zeroshot.h"
+#include "launch.h"
 #include "table.h"
 
 namespace {
@@ -271,7 +273,8 @@ int run_eval(const ModelArgs& margs, EvalArgs eargs) {
         std::printf("\n%s", format_zeroshot_table(r).c_str());
         json["zeroshot"] = zeroshot_json(r);
     }
-    if (!eargs.json_path.empty()) {
+    if (dist_active()) json["ranks"] = dist_world_size();
+    if (!eargs.json_path.empty() && dist_is_main()) {
         if (eargs.json_format == "lm-eval") {
             nlohmann::json lm = zeroshot_lm_eval_json(last_zeroshot, margs.model, json["device"].get<std::string>());
             if (json.contains("ppl")) {  // perplexity beside the tasks, as a results entry of its own
@@ -376,19 +379,36 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
         throw ConfigError("this run needs about " + human_bytes(need.total) + " (" + need.describe() + ") but only " +
                           human_bytes(available) + " is available; lower --nsamples or --seqlen, store the buffers "
                           "narrower with --act-dtype bf16, or pass --no-memory-check");
-    GptqFolderWriter writer(qargs.out, ckpt, o, qargs.force, qargs.resume);
-    writer.prepare();
+    if (dist_active() && qargs.resume)
+        throw ConfigError("--resume runs in one process (a distributed run's folder resumes with plain saliq "
+                          "quantize ... --resume)");
+    // Rank 0 alone writes the folder; the other ranks only compute their shares.
+    std::unique_ptr<GptqFolderWriter> writer_owner;
+    if (dist_is_main()) {
+        writer_owner = std::make_unique<GptqFolderWriter>(qargs.out, ckpt, o, qargs.force, qargs.resume);
+        writer_owner->prepare();
+    }
     struct DiscardUnstarted {  // a run that fails before its first block finished leaves nothing behind
-        GptqFolderWriter& writer;
+        GptqFolderWriter* writer;
         bool armed = true;
         ~DiscardUnstarted() {
-            if (armed) writer.discard_if_unstarted();
+            if (armed && writer != nullptr) writer->discard_if_unstarted();
         }
-    } discard{writer};
+    } discard{writer_owner.get()};
     nlohmann::json extra = {{"command_line", command}, {"threads", compute_threads()}};
+    struct RemoveOnExit {  // a rank's private file
+        std::string path;
+        ~RemoveOnExit() {
+            if (!path.empty()) std::remove(path.c_str());
+        }
+    } rank_fisher;
     if (o.saliency.enabled && o.saliency.weighted && o.saliency.fisher_path.empty()) {
         // No Fisher file given: compute it first, kept with the partial state so a resumed run reuses it.
-        const std::string fisher_path = writer.partial_dir() + "/fisher.safetensors";
+        // Ranks other than 0 keep their (equal) copy in a file of their own, removed when the run ends.
+        const std::string fisher_path =
+            writer_owner != nullptr ? writer_owner->partial_dir() + "/fisher.safetensors"
+                                    : (rank_fisher.path = strprintf("%s/saliq-fisher-rank%d-%d.safetensors",
+                                                                    temp_directory().c_str(), dist_rank(), getpid()));
         FisherOptions fo;
         fo.calib.source = qargs.fisher_calib;
         fo.calib.nsamples = qargs.fisher_nsamples;
@@ -398,7 +418,7 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
         fo.metric = o.saliency.metric;
         fo.spec = o.spec;  // pqi: the path ends at this run's RTN values
         fo.pqi_points = qargs.pqi_points;
-        if (!path_exists(fisher_path)) {
+        if (dist_active() || !path_exists(fisher_path)) {  // every rank takes part in a distributed Fisher
             log_info(strprintf("saliency: %s from %s, %lld x %lld", fo.metric.c_str(), fo.calib.source.c_str(),
                                (long long)fo.calib.nsamples, (long long)fo.calib.seqlen));
             const auto t0 = std::chrono::steady_clock::now();
@@ -414,10 +434,12 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     log_info(strprintf("quantizing %s with %s, %s, calibration %s %lldx%lld", margs.model.c_str(), o.method.c_str(),
                        o.spec.describe().c_str(), o.calib.source.c_str(), (long long)o.calib.nsamples,
                        (long long)o.calib.seqlen));
-    const QuantizeResult result = quantize_model(ckpt, *tokenizer, o, &writer, progress_printer());
+    const QuantizeResult result = quantize_model(ckpt, *tokenizer, o, writer_owner.get(), progress_printer());
+    if (!dist_is_main()) return 0;
+    if (!result.distributed.empty()) extra["distributed"] = result.distributed;
     if (o.saliency.enabled) extra["fisher_file"] = qargs.fisher_path.empty() ? "computed" : qargs.fisher_path;
     discard.armed = false;
-    writer.finish(result, extra);
+    writer_owner->finish(result, extra);
     double worst = 0.0;
     std::string worst_name;
     for (const auto& b : result.blocks)
@@ -446,7 +468,7 @@ int run_saliency(const ModelArgs& margs, FisherOptions& fo, const std::string& c
     const auto tokenizer = checkpoint_tokenizer(ckpt, margs.model);
     const auto t0 = std::chrono::steady_clock::now();
     const auto fisher = compute_saliency(ckpt, *tokenizer, fo, progress_printer());
-    write_fisher(out, fisher, fo);
+    if (dist_is_main()) write_fisher(out, fisher, fo);
     double total = 0.0, top = 0.0;
     const nlohmann::json summary = fisher_summary(fisher);
     for (const auto& item : summary.items()) {
@@ -843,6 +865,16 @@ int main(int argc, char** argv) {
     table->add_flag("--dry-run", table_args.dry_run, "print the commands, run nothing");
     table->add_flag("--keep-models", table_args.keep_models, "keep each row's quantized folder");
 
+    int launch_nproc = 1;
+    CLI::App* launch = app.add_subcommand(
+        "launch", "run one saliq command as N processes on this machine (torchrun's environment, Gloo over "
+                  "loopback): saliq launch --nproc N -- eval|quantize|saliency ARGS...");
+    std::vector<std::string> launch_command;
+    launch->add_option("--nproc", launch_nproc, "processes (ranks)")->required();
+    launch->add_option("command", launch_command, "the saliq command and its arguments, after --")
+        ->expected(-1)
+        ->required();
+
     tune_allocator();
     // A misspelled key in a config file must not be silently ignored.
     app.allow_config_extras(CLI::config_extras_mode::error);
@@ -861,19 +893,40 @@ int main(int argc, char** argv) {
         set_log_level(level);
         if (const std::string shadowing = libstdcxx_shadowing(); !shadowing.empty()) log_warn(shadowing);
 
-        if (*tokenize) return run_tokenize(tok_path, tok_text, tok_out);
-        if (*convert) return run_convert(from_llama2c, from_gguf, convert_tokenizer, convert_out, force);
-        if (*eval) {
-            eval_args.batch_size_given = batch_size->count() > 0;
-            return run_eval(eval_model, eval_args);
+        auto run_subcommand = [&]() -> int {
+            if (*tokenize) return run_tokenize(tok_path, tok_text, tok_out);
+            if (*convert) return run_convert(from_llama2c, from_gguf, convert_tokenizer, convert_out, force);
+            if (*eval) {
+                eval_args.batch_size_given = batch_size->count() > 0;
+                return run_eval(eval_model, eval_args);
+            }
+            if (*generate) return run_generate(gen_model, prompt, max_tokens);
+            if (*quantize) return run_quantize(quant_model, quant_args, command_line(argc, argv));
+            if (*inspect) return run_inspect(inspect_path, inspect_tokenizer, inspect_json);
+            if (*table) return run_table(table_args);
+            if (*exporter) return run_export(export_model, export_tokenizer, export_out, export_options);
+            if (*saliency) return run_saliency(sal_model, fisher_options, sal_range, sal_out);
+            if (*finetune) return run_finetune_command(ft_model, ft_options, ft_args, command_line(argc, argv));
+            return 0;
+        };
+        if (*launch) return run_launch(launch_nproc, launch_command);
+        // A distributed run (torchrun's environment, or saliq launch): the subcommands that shard join the group;
+        // the others would only repeat one process's work N times.
+        const DistEnv dist_env = dist_env_from_environment();
+        if (dist_env.world_size > 1) {
+            std::string sub = app.get_subcommands().front()->get_name();
+            const auto& names = distributed_subcommands();
+            if (std::find(names.begin(), names.end(), sub) == names.end())
+                throw ConfigError("saliq " + sub + " runs in one process; unset RANK/WORLD_SIZE");
+            for (ModelArgs* m : {&eval_model, &quant_model, &sal_model})  // one GPU per local rank
+                if (m->device == "cuda") m->device = "cuda:" + std::to_string(dist_env.local_rank);
+            init_distributed(dist_env);
+            if (!dist_is_main() && std::freopen("/dev/null", "w", stdout) == nullptr)  // rank 0 alone prints results
+                throw IoError("/dev/null", "cannot silence the standard output of this rank");
         }
-        if (*generate) return run_generate(gen_model, prompt, max_tokens);
-        if (*quantize) return run_quantize(quant_model, quant_args, command_line(argc, argv));
-        if (*inspect) return run_inspect(inspect_path, inspect_tokenizer, inspect_json);
-        if (*table) return run_table(table_args);
-        if (*exporter) return run_export(export_model, export_tokenizer, export_out, export_options);
-        if (*saliency) return run_saliency(sal_model, fisher_options, sal_range, sal_out);
-        if (*finetune) return run_finetune_command(ft_model, ft_options, ft_args, command_line(argc, argv));
+        const int rc = run_subcommand();
+        shutdown_distributed(/*clean=*/rc == 0);
+        return rc;
     } catch (const ConfigError& e) {
         log_error(e.what());
         return 2;
@@ -886,6 +939,9 @@ int main(int argc, char** argv) {
     } catch (const NumericError& e) {
         log_error(e.what());
         return 4;
+    } catch (const DistributedError& e) {
+        log_error(e.what());
+        return 5;
     } catch (const Cancelled&) {
         log_error("cancelled");
         return 130;

@@ -24,6 +24,7 @@
 #include "saliq/progress.h"
 #include "saliq/strings.h"
 #include "saliq/toml.h"
+#include "launch.h"
 
 extern char** environ;
 
@@ -193,12 +194,6 @@ Table parse_table(const std::string& path, const TableArgs& a) {
     return t;
 }
 
-std::string self_exe() {
-    char buffer[4096];
-    const ssize_t n = readlink("/proc/self/exe", buffer, sizeof(buffer) - 1);
-    if (n <= 0) throw IoError("/proc/self/exe", "cannot find the saliq executable");
-    return std::string(buffer, static_cast<size_t>(n));
-}
 
 std::string shell_line(const std::vector<std::string>& argv) {
     std::string out;
@@ -208,7 +203,7 @@ std::string shell_line(const std::vector<std::string>& argv) {
 
 // Runs saliq with `args`, its output into `log`. True when it exited 0; a child stopped by Ctrl-C cancels the table.
 bool run_child(const std::vector<std::string>& args, const std::string& log) {
-    std::vector<std::string> argv = {self_exe()};
+    std::vector<std::string> argv = {saliq_executable()};
     argv.insert(argv.end(), args.begin(), args.end());
     std::vector<char*> cargv;
     for (auto& s : argv) cargv.push_back(s.data());

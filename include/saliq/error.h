@@ -45,4 +45,10 @@ public:
     explicit NumericError(const std::string& message) : Error(message) {}
 };
 
+// A distributed run lost a rank: it died, was stopped, or did not answer a collective in time. Exit code 5.
+class DistributedError : public Error {
+public:
+    explicit DistributedError(const std::string& message) : Error(message) {}
+};
+
 }  // namespace saliq

@@ -134,6 +134,9 @@ struct QuantizeResult {
     double calib_seconds = 0.0;
     double seconds = 0.0;
     nlohmann::json sparse_stats = nlohmann::json::object();  // ReQuant: the outlier plan, the detach's rounds
+    // A distributed run: its ranks, and for a training method the windows behind each optimizer step (ranks x
+    // --train-batch). Empty in one process.
+    nlohmann::json distributed = nlohmann::json::object();
 };
 
 // Keeps finished blocks (the export layer writes them to disk as they finish), and hands back the ones an

@@ -46,6 +46,12 @@ LogLevel parse_log_level(const std::string& name) {
 
 void set_log_level(LogLevel level) { logger().set_level(to_spdlog(level)); }
 
+void set_log_prefix(const std::string& prefix) {
+    std::string escaped;  // spdlog's pattern language: a literal % is %%
+    for (char c : prefix) escaped += c == '%' ? std::string("%%") : std::string(1, c);
+    logger().set_pattern("%^[%L]%$ " + escaped + "%v");
+}
+
 LogLevel log_level_from_env(LogLevel fallback) {
     const char* env = std::getenv("SALIQ_LOG_LEVEL");
     if (env == nullptr || *env == '\0') return fallback;

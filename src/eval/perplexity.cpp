@@ -8,6 +8,7 @@
 #include <ATen/ATen.h>
 #include <c10/core/InferenceMode.h>
 
+#include "saliq/distributed.h"
 #include "saliq/error.h"
 #include "saliq/model.h"
 #include "saliq/strings.h"
@@ -80,8 +81,10 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
     const int64_t step = model.streams_blocks()
                              ? std::max(options.batch_size, kStreamGroupBytes / (2 * window_bytes))
                              : options.batch_size;
-    for (int64_t w = 0; w < n_windows; w += step) {
-        const int64_t b = std::min(step, n_windows - w);
+    // A distributed run scores its share of the windows (whole batches of them) and sums the losses.
+    const auto [first, end] = dist_shard(n_windows, options.batch_size);
+    for (int64_t w = first; w < end; w += step) {
+        const int64_t b = std::min(step, end - w);
         at::Tensor ids = all.narrow(0, w, b);
         const at::Tensor hidden = model.streams_blocks()
                                       ? hidden_states_block_major(model, ids, options.batch_size)
@@ -94,11 +97,13 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
         if (progress) {
             const double elapsed =
                 std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            const int64_t done = w + b;
+            const int64_t done = w + b - first;
             const double running = std::exp(nll_sum / static_cast<double>(done * (seqlen - 1)));
-            if (!progress({"perplexity", done, n_windows, elapsed, strprintf("ppl %.4f", running)})) throw Cancelled{};
+            if (!progress({"perplexity", done, end - first, elapsed, strprintf("ppl %.4f", running)}))
+                throw Cancelled{};
         }
     }
+    nll_sum = dist_sum(nll_sum);
     PerplexityResult result;
     result.n_windows = n_windows;
     result.tokens_scored = n_windows * (seqlen - 1);

@@ -7,6 +7,7 @@
 
 #include "eval/tasks/tasks.h"
 #include "saliq/corpus.h"
+#include "saliq/distributed.h"
 #include "saliq/error.h"
 #include "saliq/file.h"
 #include "saliq/log.h"
@@ -110,6 +111,36 @@ double mean_of(const std::vector<double>& values) {
     return values.empty() ? std::nan("") : sum / static_cast<double>(values.size());
 }
 
+// compute_loglikelihoods over this rank's share of the documents; every rank ends with every document's results
+// (the others' shares are zeros until the sum).
+std::vector<std::vector<LoglikelihoodResult>> sharded_loglikelihoods(
+    const LlamaModel& model, const std::vector<std::vector<TokenizedRequest>>& groups,
+    const LoglikelihoodOptions& options, const ProgressFn& progress) {
+    if (!dist_active()) return compute_loglikelihoods(model, groups, options, progress);
+    const auto [first, end] = dist_shard(static_cast<int64_t>(groups.size()));
+    const std::vector<std::vector<TokenizedRequest>> mine(groups.begin() + first, groups.begin() + end);
+    const auto local = compute_loglikelihoods(model, mine, options, progress);
+    std::vector<int64_t> offset(groups.size() + 1, 0);
+    for (size_t d = 0; d < groups.size(); ++d) offset[d + 1] = offset[d] + static_cast<int64_t>(groups[d].size());
+    const int64_t n = offset.back();
+    std::vector<double> values(static_cast<size_t>(2 * n), 0.0);  // log-likelihoods, then greedy flags
+    auto v = [&](int which, int64_t k) -> double& { return values[static_cast<size_t>(which * n + k)]; };
+    for (size_t d = 0; d < local.size(); ++d)
+        for (size_t r = 0; r < local[d].size(); ++r) {
+            const int64_t k = offset[static_cast<size_t>(first) + d] + static_cast<int64_t>(r);
+            v(0, k) = local[d][r].logprob;
+            v(1, k) = local[d][r].is_greedy ? 1.0 : 0.0;
+        }
+    dist_all_reduce_sum(values);
+    std::vector<std::vector<LoglikelihoodResult>> all(groups.size());
+    for (size_t d = 0; d < groups.size(); ++d)
+        for (size_t r = 0; r < groups[d].size(); ++r) {
+            const int64_t k = offset[d] + static_cast<int64_t>(r);
+            all[d].push_back({v(0, k), v(1, k) > 0.5});
+        }
+    return all;
+}
+
 TaskResult evaluate_task(const LlamaModel& model, const Tokenizer& tokenizer, const McTask& task,
                          const ZeroShotOptions& options, int64_t max_length, const ProgressFn& progress) {
     TaskResult result;
@@ -147,7 +178,7 @@ TaskResult evaluate_task(const LlamaModel& model, const Tokenizer& tokenizer, co
     ll_options.max_length = max_length;
     ll_options.share_prefix = options.share_prefix;
     ll_options.label = task.name;
-    const auto lls = compute_loglikelihoods(model, groups, ll_options, progress);
+    const auto lls = sharded_loglikelihoods(model, groups, ll_options, progress);
     result.score_seconds = seconds_since(start);
 
     std::vector<double> acc, acc_norm;

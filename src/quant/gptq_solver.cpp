@@ -7,6 +7,7 @@
 
 #include <ATen/ATen.h>
 
+#include "saliq/distributed.h"
 #include "saliq/error.h"
 #include "saliq/strings.h"
 
@@ -20,14 +21,17 @@ std::vector<std::vector<int>> gptq_linear_order(bool true_sequential) {
 uint64_t gptq_workspace_bytes(const LlamaConfig& c) {
     const auto n = static_cast<uint64_t>(std::max({c.hidden_size, c.intermediate_size, c.n_heads * c.head_dim}));
     const auto h = static_cast<uint64_t>(c.hidden_size);
-    return 20 * n * n + 12 * h * h;
+    return 20 * n * n + 28 * h * h;  // the solver; three fp64 sums while captured, one batch's product, fp32 results
 }
 
 std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockContext& context,
                                          const std::vector<int>& indices) {
+    // Each batch's X^T X is taken in fp32 and summed in fp64, so the sums do not depend on how the windows are split
+    // (over batches, or over the ranks of a distributed run, whose shards are whole batches): the fp64 sum of a few
+    // fp32 products is exact or off in bits the final fp32 rounding drops, and GPTQ's output stays the same.
     std::vector<at::Tensor> sums(kNumLinears);
     std::vector<int64_t> counts(kNumLinears, 0);
-    const at::TensorOptions options = block.input_norm.options().dtype(at::kFloat);
+    const at::TensorOptions options = block.input_norm.options().dtype(at::kDouble);
     DecoderBlock hooked = block;
     for (int index : indices) {
         const int64_t in = block.linears[index]->in_features();
@@ -35,15 +39,22 @@ std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockC
         hooked.linears[index] = std::make_shared<CapturingLinear>(
             block.linears[index], [&sums, &counts, index](const at::Tensor& x) {
                 const at::Tensor flat = x.reshape({-1, x.size(-1)}).to(at::kFloat);
-                sums[index].addmm_(flat.t(), flat);
+                sums[index].add_(at::mm(flat.t(), flat));
                 counts[index] += x.size(0);  // GPTQ's N counts sequences
             });
     }
     context.run(hooked, *context.inputs);
-    for (int index : indices) sums[index].mul_(2.0 / static_cast<double>(counts[index]));  // in place: no copy
-    return sums;
+    std::vector<at::Tensor> reduced;
+    for (int index : indices) reduced.push_back(sums[index]);
+    dist_all_reduce_sum(reduced);  // a distributed run: every rank's windows
+    std::vector<at::Tensor> out(kNumLinears);
+    for (int index : indices) {
+        const int64_t n = dist_sum(counts[index]);
+        out[index] = sums[index].mul_(2.0 / static_cast<double>(n)).to(at::kFloat);
+        sums[index].reset();
+    }
+    return out;
 }
-
 
 // Frees each factor once the next exists (down_proj of a 7B model: in = 11008, 0.97 GB each; the plain sequence
 // held five).

@@ -57,6 +57,11 @@ public:
     virtual bool needs_fp_chain() const { return false; }
     // False: the method quantizes from the weights alone (no calibration windows, no forward passes).
     virtual bool needs_calibration() const { return true; }
+    // True when every sum the method takes over the calibration windows goes through the distributed collectives, so
+    // that it may run over the ranks' shards of them (and reach what one process reaches).
+    virtual bool shards_windows() const { return false; }
+    // True when the method takes optimizer steps over batches of the windows (data-parallel over ranks: in lockstep).
+    virtual bool trains() const { return false; }
     // Activation buffers of [N, T, hidden] the method holds at once besides the pipeline's own (for the memory
     // estimate printed before a run); a buffer of wider rows counts as its width / hidden.
     virtual double extra_activation_buffers(const LlamaConfig& /*config*/) const { return 0.0; }

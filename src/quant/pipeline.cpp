@@ -8,6 +8,7 @@
 #include "quant/method.h"
 #include "quant/requant.h"
 #include "quant/slim_bits.h"
+#include "saliq/distributed.h"
 #include "saliq/error.h"
 #include "saliq/file.h"
 #include "saliq/log.h"
@@ -296,6 +297,26 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
     auto method = make_method(o.method);
     const at::TensorOptions compute = resolve_model_options(o.model);
     act_storage_dtype(o, compute);
+    if (dist_active()) {  // what runs over the ranks' shards of the windows, so far
+        if (!method->shards_windows())
+            throw ConfigError("--method " + o.method + " runs in one process; over several ranks: gptq, rtn, "
+                              "omniquant, apiq-bw or apiq-lw");
+        if (o.sparse.outliers_pct > 0 || o.sparse.significant_pct > 0)
+            throw ConfigError("--sparse-outliers and --sparse-significant run in one process, not over several ranks");
+        if (o.saliency.enabled && o.saliency.weighted && o.saliency.fisher_path.empty() &&
+            o.saliency.metric != "fisher")
+            throw ConfigError("--saliency-metric " + o.saliency.metric + " runs in one process; over several ranks: "
+                              "--saliency-metric fisher, or --fisher FILE computed beforehand");
+        if (o.bit_map == "slim")
+            throw ConfigError("SliM-LLM's bit allocation (--method " + o.method + ") runs in one process");
+        // Training steps in lockstep: every rank needs as many windows as the others.
+        const int64_t unit = dist_world_size() * std::max<int64_t>(1, o.apiq.train_batch);
+        if (method->trains() && o.calib.nsamples % unit != 0)
+            throw ConfigError(strprintf("--nsamples %lld does not split into equal shares of whole --train-batch %lld "
+                                        "steps over %d ranks: give a multiple of %lld",
+                                        (long long)o.calib.nsamples, (long long)o.apiq.train_batch, dist_world_size(),
+                                        (long long)unit));
+    }
     if (o.saliency.enabled && o.saliency.weighted && !o.saliency.fisher_path.empty())
         check_fisher_file(o.saliency.fisher_path, config);
     if (!o.bit_map.empty() && o.bit_map != "slim")  // every block's maps, checked before the run starts
@@ -409,15 +430,44 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
         log_info(strprintf("calibration: %lld windows x %lld tokens from %s (range %s, seed %llu) in %.2f s",
                            (long long)N, (long long)T, o.calib.source.c_str(), o.calib.range.to_string().c_str(),
                            (unsigned long long)o.calib.seed, result.calib_seconds));
-        at::Tensor ids = at::tensor(std::vector<int64_t>(result.calib.tokens.begin(), result.calib.tokens.end()))
-                             .view({N, T})
-                             .to(compute.device());
+        at::Tensor all_ids = at::tensor(std::vector<int64_t>(result.calib.tokens.begin(), result.calib.tokens.end()))
+                                 .view({N, T});
+        // A distributed run keeps its share of the windows. Summing methods: a contiguous run of whole forward
+        // batches, so every batch is one a single process runs too. Training methods: its --train-batch slot of
+        // every step of ranks x --train-batch windows, so each averaged step is the single-process step with that
+        // larger batch.
+        std::string share;
+        if (dist_active() && method->trains()) {
+            const int64_t tb = std::max<int64_t>(1, o.apiq.train_batch), step = dist_world_size() * tb;
+            std::vector<int64_t> mine;
+            for (int64_t s = 0; s < N; s += step)
+                for (int64_t j = 0; j < tb; ++j) mine.push_back(s + dist_rank() * tb + j);
+            all_ids = all_ids.index_select(0, at::tensor(mine, at::kLong));
+            share = strprintf("windows %lld, %lld, ... (%lld of every %lld)", (long long)mine[0],
+                              (long long)(mine.size() > 1 ? mine[1] : mine[0]), (long long)tb, (long long)step);
+        } else {
+            const auto [first, end] = dist_shard(N, o.batch_size);
+            all_ids = all_ids.narrow(0, first, end - first);
+            share = strprintf("windows %lld..%lld", (long long)first, (long long)end - 1);
+        }
+        if (dist_active()) {
+            log_info(strprintf("distributed: %d ranks, this one runs %s", dist_world_size(), share.c_str()));
+            result.distributed["ranks"] = dist_world_size();
+            if (method->trains()) {
+                const int64_t effective = dist_world_size() * std::max<int64_t>(1, o.apiq.train_batch);
+                result.distributed["effective_train_batch"] = effective;
+                log_info(strprintf("data-parallel training: every optimizer step averages the gradients of %d ranks "
+                                   "x --train-batch %lld = %lld windows",
+                                   dist_world_size(), (long long)o.apiq.train_batch, (long long)effective));
+            }
+        }
+        const at::Tensor ids = all_ids.to(compute.device());
         hidden = at::embedding(ckpt.tensors->get(hf_names::kEmbed).to(compute), ids).to(storage);  // [N, T, H]
         ckpt.tensors->release(hf_names::kEmbed);
         if (method->needs_fp_chain()) hidden_fp = hidden.clone();
         rope = make_rope(config, T, compute);
     }
-    const int64_t n_err = std::min(N, o.error_windows);
+    const int64_t n_err = std::min(calibrate ? hidden.size(0) : int64_t{0}, o.error_windows);
     // ReQuant's outlier counts per linear, planned over the whole model before its first block (a resumed run plans
     // again: the plan depends only on the weights and the options).
     std::map<std::string, int64_t> outlier_counts;

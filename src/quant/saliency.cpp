@@ -8,6 +8,7 @@
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/autograd.h>
 
+#include "saliq/distributed.h"
 #include "saliq/error.h"
 #include "saliq/log.h"
 #include "saliq/safetensors.h"
@@ -47,7 +48,9 @@ std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& ckpt, const T
     c10::AutoGradMode grad(true);
     const auto start = std::chrono::steady_clock::now();
     const int64_t T = o.calib.seqlen;
-    for (int64_t n = 0; n < o.calib.nsamples; ++n) {
+    // A distributed run takes its share of the windows; the squared gradients are summed over the ranks.
+    const auto [first, end] = dist_shard(o.calib.nsamples);
+    for (int64_t n = first; n < end; ++n) {
         std::vector<int64_t> window(calib.tokens.begin() + n * T, calib.tokens.begin() + (n + 1) * T);
         const at::Tensor ids = at::tensor(window, at::kLong).unsqueeze(0).to(model->options().device());
         const at::Tensor logits = model->forward(ids);  // [1, T, V] fp32
@@ -58,10 +61,11 @@ std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& ckpt, const T
         for (size_t i = 0; i < grads.size(); ++i) fisher[i].add_(grads[i].to(at::kFloat).pow(2));
         if (progress) {
             const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-            if (!progress({"saliency", n + 1, o.calib.nsamples, elapsed, strprintf("loss %.3f", loss.item<double>())}))
+            if (!progress({"saliency", n + 1 - first, end - first, elapsed, strprintf("loss %.3f", loss.item<double>())}))
                 throw Cancelled{};
         }
     }
+    dist_all_reduce_sum(fisher);
     std::map<std::string, at::Tensor> out;
     for (size_t i = 0; i < names.size(); ++i) out[names[i]] = fisher[i].to(at::kCPU);
     return out;
@@ -70,6 +74,8 @@ std::map<std::string, at::Tensor> compute_fisher(const Checkpoint& ckpt, const T
 std::map<std::string, at::Tensor> compute_saliency(const Checkpoint& ckpt, const Tokenizer& tokenizer,
                                                    const FisherOptions& o, const ProgressFn& progress) {
     if (o.metric == "fisher") return compute_fisher(ckpt, tokenizer, o, progress);
+    if (dist_active())
+        throw ConfigError("the " + o.metric + " salience runs in one process (over several ranks: fisher)");
     if (o.metric == "hessian") return compute_hessian_salience(ckpt, tokenizer, o, progress);
     if (o.metric == "pqi") {
         PqiResult r = compute_pqi(ckpt, tokenizer, o, progress);

@@ -7,6 +7,7 @@
 #include <torch/optim/adamw.h>
 
 #include "saliq/checkpoint.h"
+#include "saliq/distributed.h"
 #include "saliq/error.h"
 #include "saliq/safetensors.h"
 #include "saliq/strings.h"
@@ -228,14 +229,41 @@ Trainer::Trainer(const std::vector<at::Tensor>& lwc_params, const std::vector<at
 
 Trainer::~Trainer() = default;
 
+namespace {
+
+// Data-parallel training: every rank's gradient of its own windows, averaged (one flat all-reduce per step), so that
+// every rank takes the same optimizer step on the mean loss of all ranks' batches.
+void average_gradients(std::vector<at::Tensor>& params) {
+    if (!dist_active()) return;
+    c10::NoGradGuard no_grad;
+    std::vector<at::Tensor> grads;
+    for (auto& p : params)
+        if (p.grad().defined()) grads.push_back(p.mutable_grad());
+    if (grads.empty()) return;
+    std::vector<at::Tensor> flat_parts;
+    for (const auto& g : grads) flat_parts.push_back(g.reshape({-1}).to(at::kFloat));
+    at::Tensor flat = at::cat(flat_parts);
+    dist_all_reduce_sum(flat);
+    flat.div_(static_cast<double>(dist_world_size()));
+    int64_t offset = 0;
+    for (auto& g : grads) {
+        g.copy_(flat.narrow(0, offset, g.numel()).view(g.sizes()));
+        offset += g.numel();
+    }
+}
+
+}  // namespace
+
 bool Trainer::step(const at::Tensor& loss) {
     impl_->optimizer->zero_grad();
     if (!impl_->loss_scaling) {
         loss.backward();
+        average_gradients(impl_->params);
         impl_->optimizer->step();
         return true;
     }
     (loss * impl_->scale).backward();
+    average_gradients(impl_->params);  // an overflow on any rank reaches every rank: all skip the step
     bool finite = true;
     for (auto& p : impl_->params)
         if (p.grad().defined()) finite = finite && at::isfinite(p.grad()).all().item<bool>();
@@ -274,7 +302,8 @@ nlohmann::json run_stages(const std::vector<TrainStage>& stages, Trainer& traine
                 total += value;
                 ++steps;
             }
-            epoch_losses.push_back(total / static_cast<double>(steps));
+            // Distributed: every rank ran as many steps (equal shards); the logged loss is the mean over the ranks.
+            epoch_losses.push_back(dist_sum(total / static_cast<double>(steps)) / dist_world_size());
         }
         log.push_back({{"stage", stage.name},
                        {"epochs", stage.epochs},

@@ -21,6 +21,9 @@ public:
     explicit ApiqBlockwise(bool lora) : lora_(lora) {}
     bool needs_fp_chain() const override { return true; }
     double extra_activation_buffers(const LlamaConfig&) const override { return 2.0; }  // the targets T1, T2
+    // Data-parallel over the ranks' windows: the trainer averages the gradients every step.
+    bool shards_windows() const override { return true; }
+    bool trains() const override { return true; }
     uint64_t workspace_bytes(const LlamaConfig& c, const QuantizeOptions& o) const override {
         return training_workspace_bytes(c, o.apiq.train_batch, o.calib.seqlen);
     }

@@ -1,0 +1,220 @@
+// Two ranks over Gloo on loopback (saliq launch) against one process: the same perplexity, zero-shot accuracies,
+// Fisher and GPTQ folder; and a run that loses a rank ends cleanly, naming it.
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "saliq/file.h"
+#include "saliq/safetensors.h"
+#include "test_utils.h"
+
+extern char** environ;
+
+namespace saliq {
+namespace {
+
+using test::run_saliq;
+using test::TempDir;
+
+std::string stories_args() { return "-m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer(); }
+
+double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs(a), 1e-300); }
+
+TEST(Distributed, TwoRanksScoreThePerplexityAndTheTasksOfOneProcess) {
+    TempDir dir;
+    const std::string args = "eval " + stories_args() +
+                             " --dataset tinystories --seqlen 128 --max-windows 9 --tasks piqa,arc_easy,hellaswag "
+                             "--limit 25 --json ";
+    auto r = run_saliq(args + dir.file("one.json"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_saliq("launch --nproc 2 -- " + args + dir.file("two.json"), "SALIQ_LOG_LEVEL=info");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("[rank 0] distributed: 2 processes"), std::string::npos) << r.output;
+    const auto one = nlohmann::json::parse(test::read_bytes(dir.file("one.json")));
+    const auto two = nlohmann::json::parse(test::read_bytes(dir.file("two.json")));
+    EXPECT_EQ(two["ranks"], 2);
+    EXPECT_EQ(one["windows"], 9);  // odd: the ranks' shares differ (5 and 4 windows)
+    EXPECT_EQ(two["windows"], one["windows"]);
+    EXPECT_EQ(two["tokens_scored"], one["tokens_scored"]);
+    EXPECT_LE(relative(one["nll_sum"], two["nll_sum"]), 1e-6);
+    EXPECT_LE(relative(one["ppl"], two["ppl"]), 1e-6);
+    for (const auto& task : {"piqa", "arc_easy", "hellaswag"}) {
+        const auto& a = one["zeroshot"]["tasks"][task];
+        const auto& b = two["zeroshot"]["tasks"][task];
+        EXPECT_EQ(b["n"], a["n"]) << task;
+        EXPECT_EQ(b["requests"], a["requests"]) << task;
+        EXPECT_DOUBLE_EQ(b["acc"].get<double>(), a["acc"].get<double>()) << task;
+        EXPECT_DOUBLE_EQ(b["acc_norm"].get<double>(), a["acc_norm"].get<double>()) << task;
+    }
+}
+
+TEST(Distributed, TwoRanksSumTheFisherOfOneProcess) {
+    TempDir dir;
+    const std::string args = "saliency " + stories_args() + " --calib tinystories --nsamples 5 --seqlen 64 --out ";
+    auto r = run_saliq(args + dir.file("one.safetensors"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_saliq("launch --nproc 2 -- " + args + dir.file("two.safetensors"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto one = SafetensorsReader::open(dir.file("one.safetensors"));
+    const auto two = SafetensorsReader::open(dir.file("two.safetensors"));
+    ASSERT_EQ(one->entries().size(), two->entries().size());
+    ASSERT_EQ(one->entries().size(), 35u);
+    for (const auto& e : one->entries()) {
+        const at::Tensor a = one->tensor(e.name).to(at::kDouble), b = two->tensor(e.name).to(at::kDouble);
+        EXPECT_GT(a.abs().max().item<double>(), 0.0) << e.name;
+        EXPECT_LE(((a - b).abs().max() / a.abs().max()).item<double>(), 1e-6) << e.name;
+    }
+}
+
+TEST(Distributed, TwoRanksWriteTheGptqFolderOfOneProcess) {
+    TempDir dir;
+    // 10 windows in batches of 2: rank 0 runs windows 0..3 (two batches), rank 1 4..9 (three).
+    const std::string args = "quantize " + stories_args() +
+                             " --method gptq --bits 2 --group-size 32 --calib tinystories --nsamples 10 --seqlen 128 "
+                             "--batch-size 2 --out ";
+    auto r = run_saliq(args + dir.file("one"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_saliq("launch --nproc 2 -- " + args + dir.file("two"), "SALIQ_LOG_LEVEL=info");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("this one runs windows 0..3"), std::string::npos) << r.output;
+    const std::string a = test::read_bytes(dir.file("one/model.safetensors"));
+    EXPECT_FALSE(a.empty());
+    EXPECT_TRUE(a == test::read_bytes(dir.file("two/model.safetensors"))) << "the packed tensors differ";
+    const auto manifest = nlohmann::json::parse(test::read_bytes(dir.file("two/saliq_manifest.json")));
+    EXPECT_EQ(manifest.dump().find("\"ranks\":2") != std::string::npos, true) << manifest.dump();
+}
+
+// Data-parallel ApiQ-bw with the in-run Fisher: 2 ranks x --train-batch 1 take the steps one process takes with
+// --train-batch 2 (the same windows in each step, gradients averaged), so the models score the same.
+TEST(Distributed, DataParallelApiqEqualsOneProcessWithTheEffectiveBatch) {
+    TempDir dir;
+    const std::string args = "quantize " + stories_args() +
+                             " --method apiq-bw --bits 2 --group-size 32 --calib tinystories --calib-range 0:0.5 "
+                             "--nsamples 8 --seqlen 128 --epochs 3 --saliency --saliency-metric fisher "
+                             "--fisher-calib tinystories --fisher-nsamples 4 --fisher-seqlen 64 --out ";
+    auto r = run_saliq(args + dir.file("one") + " --train-batch 2");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_saliq("launch --nproc 2 -- " + args + dir.file("two") + " --train-batch 1", "SALIQ_LOG_LEVEL=info");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("2 ranks x --train-batch 1 = 2 windows"), std::string::npos) << r.output;
+    const auto manifest = nlohmann::json::parse(test::read_bytes(dir.file("two/saliq_manifest.json")));
+    EXPECT_EQ(manifest.dump().find("\"effective_train_batch\":2") != std::string::npos, true) << manifest.dump();
+    const std::string ev = " --dataset tinystories --eval-range 0.5:1 --seqlen 128 --max-windows 16 --json ";
+    ASSERT_EQ(run_saliq("eval -m " + dir.file("one") + ev + dir.file("one.json")).exit_code, 0);
+    ASSERT_EQ(run_saliq("eval -m " + dir.file("two") + ev + dir.file("two.json")).exit_code, 0);
+    const double a = nlohmann::json::parse(test::read_bytes(dir.file("one.json")))["ppl"];
+    const double b = nlohmann::json::parse(test::read_bytes(dir.file("two.json")))["ppl"];
+    EXPECT_LE(relative(a, b), 1e-4) << a << " vs " << b;
+    // Unequal shares would leave the ranks stepping out of lockstep.
+    r = run_saliq("launch --nproc 2 -- " + args + dir.file("odd") + " --nsamples 7");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--nsamples 7 does not split into equal shares"), std::string::npos) << r.output;
+}
+
+TEST(Distributed, MethodsAndSubcommandsThatDoNotShardAreRefused) {
+    TempDir dir;
+    auto r = run_saliq("launch --nproc 2 -- quantize " + stories_args() + " --method slim-llm --out " + dir.file("q"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--method slim-llm runs in one process"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(dir.file("q")));
+    EXPECT_FALSE(path_exists(dir.file("q.partial")));
+    r = run_saliq("launch --nproc 2 -- inspect " + test::stories_bin());
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("'inspect' does not run over several processes"), std::string::npos) << r.output;
+    r = run_saliq("eval " + stories_args(), "RANK=2 WORLD_SIZE=2");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("RANK 2 is not below WORLD_SIZE 2"), std::string::npos) << r.output;
+    r = run_saliq("eval " + stories_args(), "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("MASTER_PORT is not set"), std::string::npos) << r.output;
+}
+
+TEST(Distributed, ARankWhosePeerNeverComesGivesUpAfterTheTimeout) {
+    const auto start = std::chrono::steady_clock::now();
+    const auto r = run_saliq("eval " + stories_args() + " --dataset tinystories --seqlen 128 --max-windows 2",
+                             "RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=29731 SALIQ_DIST_TIMEOUT=2");
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(r.exit_code, 5) << r.output;
+    EXPECT_NE(r.output.find("rank 0 of 2 could not join the process group"), std::string::npos) << r.output;
+    EXPECT_EQ(r.output.find("frame #"), std::string::npos) << "a backtrace reached the user: " << r.output;
+    EXPECT_LT(seconds, 60.0);
+}
+
+// The pids of `parent`'s children.
+std::vector<pid_t> children_of(pid_t parent) {
+    std::ifstream in("/proc/" + std::to_string(parent) + "/task/" + std::to_string(parent) + "/children");
+    std::vector<pid_t> out;
+    pid_t pid = 0;
+    while (in >> pid) out.push_back(pid);
+    return out;
+}
+
+bool has_env(pid_t pid, const std::string& entry) {
+    std::ifstream in("/proc/" + std::to_string(pid) + "/environ", std::ios::binary);
+    std::string item;
+    while (std::getline(in, item, '\0'))
+        if (item == entry) return true;
+    return false;
+}
+
+TEST(Distributed, AKilledRankEndsTheRunNamingItAndLeavesNoFolder) {
+    TempDir dir;
+    const std::string log = dir.file("launch.log"), out = dir.file("q");
+    std::vector<std::string> argv = {SALIQ_BINARY, "launch", "--nproc", "2", "--", "quantize", "-m",
+                                     test::stories_bin(), "--tokenizer", test::stories_tokenizer(), "--method", "gptq",
+                                     "--bits", "2", "--group-size", "32", "--calib", "tinystories", "--nsamples",
+                                     "256", "--seqlen", "512", "--out", out};
+    std::vector<char*> cargv;
+    for (auto& s : argv) cargv.push_back(s.data());
+    cargv.push_back(nullptr);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_addopen(&actions, 2, log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    std::vector<std::string> env = {"SALIQ_LOG_LEVEL=info"};  // the ranks say when they have their shards
+    for (char** e = environ; *e != nullptr; ++e)
+        if (std::string(*e).rfind("SALIQ_LOG_LEVEL=", 0) != 0) env.emplace_back(*e);
+    std::vector<char*> cenv;
+    for (auto& s : env) cenv.push_back(s.data());
+    cenv.push_back(nullptr);
+    pid_t launcher = 0;
+    ASSERT_EQ(posix_spawn(&launcher, cargv[0], &actions, nullptr, cargv.data(), cenv.data()), 0);
+    posix_spawn_file_actions_destroy(&actions);
+
+    // Wait until the ranks are at work (rank 0 has its shard), then kill rank 1.
+    pid_t victim = 0;
+    std::vector<pid_t> ranks;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+    while (victim == 0 && std::chrono::steady_clock::now() < deadline) {
+        if (test::read_bytes(log).find("this one runs windows") != std::string::npos)
+            for (pid_t c : ranks = children_of(launcher))
+                if (has_env(c, "RANK=1")) victim = c;
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_NE(victim, 0) << test::read_bytes(log);
+    kill(victim, SIGKILL);
+    int status = 0;
+    ASSERT_EQ(waitpid(launcher, &status, 0), launcher);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 128 + SIGKILL);
+    const std::string text = test::read_bytes(log);
+    EXPECT_NE(text.find("launch: rank 1 was killed by signal 9"), std::string::npos) << text;
+    for (pid_t p : ranks) EXPECT_NE(kill(p, 0), 0) << "rank process " << p << " outlived the launcher";
+    EXPECT_FALSE(path_exists(out + "/model.safetensors")) << "an interrupted run looks complete";
+    // Nothing blocks the next run into the same folder.
+    const auto r = run_saliq("quantize " + stories_args() + " --method rtn --bits 2 --group-size 32 --out " + out);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+}  // namespace
+}  // namespace saliq
