@@ -6,16 +6,9 @@
 #   HIDDEN=1024 INTER=2816 LAYERS=2 NS=8 scripts/bench_sparse_finetune.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bin=${SALIQ_BIN:-build/saliq}
-maker=${SALIQ_MAKER:-build/make_random_llama}
-data=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
-cache=${SALIQ_BENCH_DIR:-$HOME/.cache/saliq/bench}
+source scripts/bench_lib.sh
 hidden=${HIDDEN:-1024}; inter=${INTER:-2816}; layers=${LAYERS:-2}; ns=${NS:-8}
-command -v /usr/bin/time >/dev/null || { echo "bench_sparse_finetune: needs /usr/bin/time" >&2; exit 2; }
-dir="$cache/random-${hidden}x${inter}x${layers}"
-[ -f "$dir/model.safetensors" ] || "$maker" --out "$dir" --hidden "$hidden" --intermediate "$inter" --layers "$layers" \
-  --heads $((hidden / 64)) --kv-heads $((hidden / 64)) --dtype bf16 \
-  --tokenizer "$data/tokenizers/llama/tokenizer.model" --force >&2
+dir=$(random_llama "$hidden" "$inter" "$layers")
 measure() {  # label, command... -> one line "label wall_s peak_MiB"
   local label=$1; shift
   local log; log=$(mktemp)
@@ -26,7 +19,6 @@ measure() {  # label, command... -> one line "label wall_s peak_MiB"
 }
 q="--bits 2 --group-size 128 --calib wikitext2 --nsamples $ns --seqlen 512 --force"
 printf "%-28s %10s %10s   (%sx%sx%s, %s x 512 windows)\n" run wall_s peak_MiB "$hidden" "$inter" "$layers" "$ns"
-export SALIQ_DATA_DIR=$data
 measure "gptq" "$bin" quantize -m "$dir" --method gptq $q --out "$cache/bsf-gptq"
 measure "gptq + requant 0.45/0.05" "$bin" quantize -m "$dir" --method gptq $q --sparse-outliers 0.45 \
   --sparse-significant 0.05 --out "$cache/bsf-gptq-rq"

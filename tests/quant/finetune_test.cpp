@@ -2,6 +2,7 @@
 // norms), a run lowers the KL and the held-out perplexity of the folder it writes, and an interrupted run resumed
 // ends where an uninterrupted one does.
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include "saliq/error.h"
 #include "saliq/export.h"
