@@ -918,9 +918,13 @@ int main(int argc, char** argv) {
             const auto& names = distributed_subcommands();
             if (std::find(names.begin(), names.end(), sub) == names.end())
                 throw ConfigError("saliq " + sub + " runs in one process; unset RANK/WORLD_SIZE");
+            DistEnv env = dist_env;
             for (ModelArgs* m : {&eval_model, &quant_model, &sal_model})  // one GPU per local rank
-                if (m->device == "cuda") m->device = "cuda:" + std::to_string(dist_env.local_rank);
-            init_distributed(dist_env);
+                if (m->device == "cuda") {
+                    m->device = "cuda:" + std::to_string(dist_env.local_rank);
+                    env.cuda = true;
+                }
+            init_distributed(env);
             if (!dist_is_main() && std::freopen("/dev/null", "w", stdout) == nullptr)  // rank 0 alone prints results
                 throw IoError("/dev/null", "cannot silence the standard output of this rank");
         }

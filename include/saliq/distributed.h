@@ -23,6 +23,7 @@ struct DistEnv {
     std::string master_addr = "127.0.0.1";
     int master_port = 29500;
     double timeout_s = 1800;  // a collective that waits longer ends the run ($SALIQ_DIST_TIMEOUT, seconds)
+    bool cuda = false;        // the ranks compute on CUDA (each on cuda:LOCAL_RANK): NCCL for device tensors
 };
 
 // The run's layout from the environment; world size 1 when RANK and WORLD_SIZE are unset. Throws ConfigError on a
@@ -44,7 +45,8 @@ inline bool dist_active() { return dist_world_size() > 1; }
 // rank runs is one the single process runs too: rank r gets the r-th of world_size near-equal runs of units.
 std::pair<int64_t, int64_t> dist_shard(int64_t n, int64_t align = 1);
 
-// Sums of every rank's tensor, in place (any dtype and device; CUDA tensors go through the host over Gloo).
+// Sums of every rank's tensor, in place (any dtype and device; CUDA tensors over NCCL when the build has it, else
+// through the host over Gloo).
 void dist_all_reduce_sum(at::Tensor& tensor);
 void dist_all_reduce_sum(std::vector<at::Tensor>& tensors);
 void dist_all_reduce_sum(std::vector<double>& values);

@@ -6,8 +6,12 @@
 #include <memory>
 
 #include <ATen/ATen.h>
+#include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#ifdef USE_C10D_NCCL  // a CUDA LibTorch built with NCCL (the pip wheel's config defines it)
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+#endif
 
 #include "saliq/error.h"
 #include "saliq/log.h"
@@ -16,10 +20,15 @@
 namespace saliq {
 namespace {
 
+// Host tensors and numbers go over Gloo; with CUDA ranks and NCCL compiled in, device tensors go over NCCL (PyTorch's
+// "cpu:gloo,cuda:nccl").
 struct Group {
     DistEnv env;
     c10::intrusive_ptr<c10d::Store> store;
     c10::intrusive_ptr<c10d::ProcessGroupGloo> gloo;
+#ifdef USE_C10D_NCCL
+    c10::intrusive_ptr<c10d::ProcessGroupNCCL> nccl;
+#endif
 };
 
 std::unique_ptr<Group>& group() {
@@ -49,11 +58,11 @@ std::string short_message(const std::exception& e) {
 }
 
 // Runs one collective and waits for it; a peer that died or stopped answering becomes an error naming this rank.
-template <typename Launch>
-void run_collective(const char* what, Launch launch) {
+template <typename Backend, typename Launch>
+void run_collective(const char* what, Backend& backend, Launch launch) {
     Group& g = *group();
     try {
-        auto work = launch(*g.gloo);
+        auto work = launch(backend);
         work->wait(std::chrono::milliseconds(static_cast<int64_t>(g.env.timeout_s * 1000)));
     } catch (const std::exception& e) {
         throw DistributedError(strprintf("distributed run: rank %d: %s with the other %d rank(s) failed (a rank died, was "
@@ -114,7 +123,16 @@ void init_distributed(const DistEnv& env) {
         const bool loopback = env.master_addr == "127.0.0.1" || env.master_addr == "localhost";
         options->devices.push_back(loopback ? c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")
                                             : c10d::ProcessGroupGloo::createDefaultDevice());
-        g->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(g->store, env.rank, env.world_size, options);
+        g->gloo = c10::make_intrusive<c10d::ProcessGroupGloo>(
+            c10::make_intrusive<c10d::PrefixStore>("gloo", g->store), env.rank, env.world_size, options);
+#ifdef USE_C10D_NCCL
+        if (env.cuda) {
+            auto nccl_options = c10d::ProcessGroupNCCL::Options::create();
+            nccl_options->timeout = timeout;
+            g->nccl = c10::make_intrusive<c10d::ProcessGroupNCCL>(
+                c10::make_intrusive<c10d::PrefixStore>("nccl", g->store), env.rank, env.world_size, nccl_options);
+        }
+#endif
     } catch (const std::exception& e) {
         throw DistributedError(strprintf("distributed run: rank %d of %d could not join the process group at %s:%d within "
                               "%.0f s: %s",
@@ -125,8 +143,15 @@ void init_distributed(const DistEnv& env) {
     set_log_prefix(strprintf("[rank %d] ", env.rank));
     const char* all = std::getenv("SALIQ_LOG_ALL_RANKS");
     if (env.rank != 0 && !(all != nullptr && std::string(all) == "1")) set_log_level(LogLevel::Warn);
-    log_info(strprintf("distributed: %d processes (Gloo over %s:%d)", env.world_size, env.master_addr.c_str(),
-                       env.master_port));
+    const bool nccl =
+#ifdef USE_C10D_NCCL
+        group()->nccl.defined();
+#else
+        false;
+#endif
+    log_info(strprintf("distributed: %d processes (Gloo%s over %s:%d)", env.world_size,
+                       nccl ? ", NCCL for CUDA tensors" : env.cuda ? "; CUDA tensors through host memory" : "",
+                       env.master_addr.c_str(), env.master_port));
 }
 
 void shutdown_distributed(bool clean) {
@@ -148,10 +173,19 @@ std::pair<int64_t, int64_t> dist_shard(int64_t n, int64_t align) {
 
 void dist_all_reduce_sum(std::vector<at::Tensor>& tensors) {
     if (!dist_active()) return;
+    Group& g = *group();
     for (at::Tensor& t : tensors) {
+#ifdef USE_C10D_NCCL
+        if (g.nccl.defined() && t.is_cuda()) {
+            std::vector<at::Tensor> one{t.is_contiguous() ? t : t.contiguous()};
+            run_collective("allreduce", *g.nccl, [&](c10d::ProcessGroupNCCL& pg) { return pg.allreduce(one); });
+            if (!one[0].is_same(t)) t.copy_(one[0]);
+            continue;
+        }
+#endif
         // Gloo reduces host tensors; a device tensor goes through a host copy and back.
         std::vector<at::Tensor> host{t.device().is_cpu() && t.is_contiguous() ? t : t.to(at::kCPU).contiguous()};
-        run_collective("allreduce", [&](c10d::ProcessGroupGloo& pg) { return pg.allreduce(host); });
+        run_collective("allreduce", *g.gloo, [&](c10d::ProcessGroupGloo& pg) { return pg.allreduce(host); });
         if (!host[0].is_same(t)) t.copy_(host[0]);
     }
 }
@@ -186,12 +220,12 @@ void dist_broadcast(at::Tensor& tensor) {
     if (!tensor.device().is_cpu() || !tensor.is_contiguous())
         throw Error("internal: dist_broadcast takes a contiguous CPU tensor");
     std::vector<at::Tensor> one{tensor};
-    run_collective("broadcast", [&](c10d::ProcessGroupGloo& pg) { return pg.broadcast(one); });
+    run_collective("broadcast", *group()->gloo, [&](c10d::ProcessGroupGloo& pg) { return pg.broadcast(one); });
 }
 
 void dist_barrier() {
     if (!dist_active()) return;
-    run_collective("barrier", [&](c10d::ProcessGroupGloo& pg) { return pg.barrier(); });
+    run_collective("barrier", *group()->gloo, [&](c10d::ProcessGroupGloo& pg) { return pg.barrier(); });
 }
 
 }  // namespace saliq
