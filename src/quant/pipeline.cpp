@@ -361,7 +361,12 @@ MemoryEstimate estimate_quantize_memory(const Checkpoint& ckpt, const QuantizeOp
     const uint64_t act = dtype_bytes(act_storage_dtype(o, compute)), w = dtype_bytes(compute.dtype().toScalarType());
     MemoryEstimate e;
     const bool calib = quantize_needs_calibration(o);
-    const int64_t N = calib ? (method->needs_calibration() ? o.calib.nsamples : o.error_windows) : 0;
+    int64_t N = calib ? (method->needs_calibration() ? o.calib.nsamples : o.error_windows) : 0;
+    if (dist_active() && method->needs_calibration()) {  // this rank's share (the largest one)
+        const int64_t unit = method->trains() ? 1 : std::max<int64_t>(1, o.batch_size);
+        const int64_t units = (N + unit - 1) / unit;
+        N = std::min(N, (units + dist_world_size() - 1) / dist_world_size() * unit);
+    }
     if (calib) {
         // The quantized chain, its next value, the FP chain and its next value when the method keeps one, the
         // method's own buffers, and the error windows' FP output and captured linear inputs.
