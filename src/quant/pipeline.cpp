@@ -49,9 +49,12 @@ std::unique_ptr<QuantMethod> make_method(const std::string& name) {
     throw ConfigError("unknown method '" + name + "' (available: " + known + ")");
 }
 
+// ||approx - exact||^2 / ||exact||^2, the sums taken over every rank's rows (a rank may have none: undefined tensors).
 double relative_error(const at::Tensor& approx, const at::Tensor& exact) {
-    const double denom = exact.to(at::kDouble).pow(2).sum().item<double>();
-    const double num = (approx.to(at::kDouble) - exact.to(at::kDouble)).pow(2).sum().item<double>();
+    double denom = exact.defined() ? exact.to(at::kDouble).pow(2).sum().item<double>() : 0.0;
+    double num = exact.defined() ? (approx.to(at::kDouble) - exact.to(at::kDouble)).pow(2).sum().item<double>() : 0.0;
+    denom = dist_sum(denom);
+    num = dist_sum(num);
     return denom > 0 ? num / denom : num;
 }
 
@@ -125,11 +128,13 @@ void attach_outliers(std::vector<LinearResult>& linears, const std::vector<Spars
     }
 }
 
-// Quantizes one block with the method, moves both chains on, and (with n_err > 0) measures each linear's and the
-// block's reconstruction error on the first n_err windows. The quantized block's output on those windows is the
-// propagated chain's, so error measurement costs only one FP forward over n_err windows.
+// Quantizes one block with the method, moves both chains on, and (with `measure`) measures each linear's and the
+// block's reconstruction error on the run's first error windows: this rank's first n_err windows (a distributed
+// rank may hold none of them; the sums are taken over the ranks). The quantized block's output on those windows is
+// the propagated chain's, so error measurement costs only one FP forward over them.
 BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock& block, const DecoderBlock& fp_block,
-                               BlockContext& context, int64_t n_err, at::Tensor& hidden, at::Tensor& hidden_fp) {
+                               BlockContext& context, bool measure, int64_t n_err, at::Tensor& hidden,
+                               at::Tensor& hidden_fp) {
     std::vector<std::vector<at::Tensor>> seen(kNumLinears);
     at::Tensor fp_out;
     if (n_err > 0) {
@@ -161,16 +166,21 @@ BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock&
         attach_outliers(result.linears, *context.outliers, &block, block.input_norm.options());
     for (int i = 0; i < kNumLinears; ++i) {
         LinearResult& lr = result.linears[static_cast<size_t>(i)];
-        if (n_err > 0) {
+        if (measure) {
             // Through forward(): a BinaryMoS linear has no single weight.
-            const at::Tensor X = at::cat(seen[i], 0);
-            lr.rel_error = relative_error(block.linears[i]->forward(X), fp_block.linears[i]->forward(X));
+            at::Tensor approx, exact;
+            if (n_err > 0) {
+                const at::Tensor X = at::cat(seen[i], 0);
+                approx = block.linears[i]->forward(X);
+                exact = fp_block.linears[i]->forward(X);
+            }
+            lr.rel_error = relative_error(approx, exact);
         }
     }
     seen.clear();
     if (hidden_fp.defined()) hidden_fp = fp_next.defined() ? fp_next : context.run(fp_block, hidden_fp);
     hidden = context.run(block, hidden);
-    if (n_err > 0) result.block_error = relative_error(hidden.narrow(0, 0, n_err), fp_out);
+    if (measure) result.block_error = relative_error(n_err > 0 ? hidden.narrow(0, 0, n_err) : at::Tensor(), fp_out);
     return result;
 }
 
@@ -428,6 +438,7 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
     if (calibrate && !method->needs_calibration()) o.calib.nsamples = o.error_windows;  // windows only to measure
     at::Tensor hidden, hidden_fp;
     const int64_t N = calibrate ? o.calib.nsamples : 0, T = o.calib.seqlen;
+    std::vector<int64_t> local_windows;  // the run's windows this rank holds, in order
     Rope rope;
     if (calibrate) {
         result.calib = sample_calibration(o.calib, tokenizer);
@@ -442,17 +453,20 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
         // every step of ranks x --train-batch windows, so each averaged step is the single-process step with that
         // larger batch.
         std::string share;
+        local_windows.clear();
         if (dist_active() && method->trains()) {
             const int64_t tb = std::max<int64_t>(1, o.apiq.train_batch), step = dist_world_size() * tb;
             std::vector<int64_t> mine;
             for (int64_t s = 0; s < N; s += step)
                 for (int64_t j = 0; j < tb; ++j) mine.push_back(s + dist_rank() * tb + j);
             all_ids = all_ids.index_select(0, at::tensor(mine, at::kLong));
+            local_windows = mine;
             share = strprintf("windows %lld, %lld, ... (%lld of every %lld)", (long long)mine[0],
                               (long long)(mine.size() > 1 ? mine[1] : mine[0]), (long long)tb, (long long)step);
         } else {
             const auto [first, end] = dist_shard(N, o.batch_size);
             all_ids = all_ids.narrow(0, first, end - first);
+            for (int64_t w = first; w < end; ++w) local_windows.push_back(w);
             share = strprintf("windows %lld..%lld", (long long)first, (long long)end - 1);
         }
         if (dist_active()) {
@@ -472,7 +486,10 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
         if (method->needs_fp_chain()) hidden_fp = hidden.clone();
         rope = make_rope(config, T, compute);
     }
-    const int64_t n_err = std::min(calibrate ? hidden.size(0) : int64_t{0}, o.error_windows);
+    // Errors are measured on the run's first windows: of those, this rank holds its first n_err.
+    const int64_t n_err_run = std::min(N, o.error_windows);
+    int64_t n_err = 0;
+    for (int64_t w : local_windows) n_err += w < n_err_run ? 1 : 0;
     // ReQuant's outlier counts per linear, planned over the whole model before its first block (a resumed run plans
     // again: the plan depends only on the weights and the options).
     std::map<std::string, int64_t> outlier_counts;
@@ -515,7 +532,8 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
                 outlier_counts.empty() ? std::vector<SparsePart>() : split_outliers(block, layer, outlier_counts);
             if (!outliers.empty()) context.outliers = &outliers;
             if (calibrate) {
-                block_result = quantize_one_block(*method, layer, block, fp_block, context, n_err, hidden, hidden_fp);
+                block_result = quantize_one_block(*method, layer, block, fp_block, context, n_err_run > 0, n_err,
+                                                  hidden, hidden_fp);
             } else {
                 block_result.layer = layer;
                 block_result.method_stats = method->quantize_block(block, context);

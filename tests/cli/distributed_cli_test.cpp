@@ -82,7 +82,7 @@ TEST(Distributed, TwoRanksWriteTheGptqFolderOfOneProcess) {
     // 10 windows in batches of 2: rank 0 runs windows 0..3 (two batches), rank 1 4..9 (three).
     const std::string args = "quantize " + stories_args() +
                              " --method gptq --bits 2 --group-size 32 --calib tinystories --nsamples 10 --seqlen 128 "
-                             "--batch-size 2 --out ";
+                             "--batch-size 2 --error-windows 6 --out ";
     auto r = run_saliq(args + dir.file("one"));
     ASSERT_EQ(r.exit_code, 0) << r.output;
     r = run_saliq("launch --nproc 2 -- " + args + dir.file("two"), "SALIQ_LOG_LEVEL=info");
@@ -93,6 +93,11 @@ TEST(Distributed, TwoRanksWriteTheGptqFolderOfOneProcess) {
     EXPECT_TRUE(a == test::read_bytes(dir.file("two/model.safetensors"))) << "the packed tensors differ";
     const auto manifest = nlohmann::json::parse(test::read_bytes(dir.file("two/saliq_manifest.json")));
     EXPECT_EQ(manifest.dump().find("\"ranks\":2") != std::string::npos, true) << manifest.dump();
+    // The error windows 0..5 lie on both ranks (4 and 2): the figures are summed over them, as one process takes them.
+    const auto single = nlohmann::json::parse(test::read_bytes(dir.file("one/saliq_manifest.json")));
+    ASSERT_EQ(manifest["blocks"].size(), single["blocks"].size());
+    for (size_t b = 0; b < single["blocks"].size(); ++b)
+        EXPECT_LE(relative(single["blocks"][b]["block_error"], manifest["blocks"][b]["block_error"]), 1e-9) << b;
 }
 
 // Data-parallel ApiQ-bw with the in-run Fisher: 2 ranks x --train-batch 1 take the steps one process takes with
