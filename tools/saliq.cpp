@@ -107,6 +107,7 @@ LoadedModel load_model(const ModelArgs& args, bool stream_blocks = false) {
 
 // Draws progress on stderr: an in-place bar on a terminal, a line every 10% otherwise (logs, CI).
 ProgressFn progress_printer() {
+    if (!dist_is_main()) return [](const ProgressEvent&) { return true; };  // one bar for a distributed run: rank 0's
     const bool tty = isatty(STDERR_FILENO) != 0;
     auto last_decile = std::make_shared<int64_t>(-1);
     return [tty, last_decile](const ProgressEvent& e) {
