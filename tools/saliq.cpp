@@ -880,6 +880,18 @@ int main(int argc, char** argv) {
     // A misspelled key in a config file must not be silently ignored.
     app.allow_config_extras(CLI::config_extras_mode::error);
     for (CLI::App* sub : app.get_subcommands({})) sub->allow_config_extras(CLI::config_extras_mode::error);
+    // `saliq launch --nproc N eval -m ...`: without the --, CLI11 would take -m for an option of launch.
+    if (argc > 1 && std::string(argv[1]) == "launch") {
+        bool dashes = false, help = false;
+        for (int i = 2; i < argc; ++i) {
+            dashes = dashes || std::string(argv[i]) == "--";
+            help = help || std::string(argv[i]) == "--help" || std::string(argv[i]) == "-h";
+        }
+        if (!dashes && !help) {
+            std::fprintf(stderr, "saliq launch: put -- before the command: saliq launch --nproc N -- eval -m MODEL ...\n");
+            return 2;
+        }
+    }
     try {
         app.parse(argc, argv);
     } catch (const CLI::ParseError& e) {

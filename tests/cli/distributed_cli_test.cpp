@@ -134,6 +134,9 @@ TEST(Distributed, MethodsAndSubcommandsThatDoNotShardAreRefused) {
     EXPECT_NE(r.output.find("--method slim-llm runs in one process"), std::string::npos) << r.output;
     EXPECT_FALSE(path_exists(dir.file("q")));
     EXPECT_FALSE(path_exists(dir.file("q.partial")));
+    r = run_saliq("launch --nproc 2 eval " + stories_args());
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("put -- before the command"), std::string::npos) << r.output;
     r = run_saliq("launch --nproc 2 -- inspect " + test::stories_bin());
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("'inspect' does not run over several processes"), std::string::npos) << r.output;
