@@ -70,8 +70,7 @@ std::string saliq_executable() {
     return std::string(buffer, static_cast<size_t>(n));
 }
 
-int run_launch(int nproc, std::vector<std::string> command) {
-    if (!command.empty() && command.front() == "--") command.erase(command.begin());
+int run_launch(int nproc, const std::vector<std::string>& command) {
     const auto& shardable = distributed_subcommands();
     if (command.empty()) throw ConfigError("saliq launch: give the command to run after --, e.g. -- eval -m MODEL");
     if (std::find(shardable.begin(), shardable.end(), command.front()) == shardable.end())
@@ -124,20 +123,23 @@ int run_launch(int nproc, std::vector<std::string> command) {
 
     // Reap the ranks. After the first failure (or a signal to the launcher) the others get SIGTERM, then SIGKILL
     // after a grace period, so that no rank is left waiting on a peer that is gone.
-    int first_failure = -1, failure_code = 0, running = nproc;
+    int failure_code = 0, running = nproc;
     bool stopping = false;
     std::chrono::steady_clock::time_point kill_at{};
     auto stop_others = [&](int sig) {
         for (pid_t p : pids)
             if (p > 0) kill(p, sig);
     };
+    auto start_stopping = [&](int sig, int code) {  // the first failure or signal decides the exit status
+        stop_others(sig);
+        stopping = true;
+        kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        failure_code = code;
+    };
     while (running > 0) {
         if (g_signal != 0 && !stopping) {
             log_warn(strprintf("launch: %s, stopping the ranks", strsignal(g_signal)));
-            stop_others(g_signal);
-            stopping = true;
-            kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-            if (first_failure < 0) failure_code = 128 + g_signal;
+            start_stopping(g_signal, 128 + g_signal);
         }
         int status = 0;
         const pid_t pid = waitpid(-1, &status, stopping ? WNOHANG : 0);
@@ -157,13 +159,9 @@ int run_launch(int nproc, std::vector<std::string> command) {
         --running;
         const bool failed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
         if (!failed) continue;
-        if (first_failure < 0 && !stopping) {
-            first_failure = rank;
-            failure_code = exit_code(status);
+        if (!stopping) {
             log_error(strprintf("launch: rank %d %s; stopping the other ranks", rank, describe(status).c_str()));
-            stop_others(SIGTERM);
-            stopping = true;
-            kill_at = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+            start_stopping(SIGTERM, exit_code(status));
         } else {
             log_warn(strprintf("launch: rank %d %s", rank, describe(status).c_str()));
         }

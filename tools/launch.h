@@ -11,7 +11,7 @@ namespace saliq {
 // The subcommands that shard their work over ranks (the others run in one process).
 const std::vector<std::string>& distributed_subcommands();
 
-int run_launch(int nproc, std::vector<std::string> command);
+int run_launch(int nproc, const std::vector<std::string>& command);
 
 // The running saliq executable (/proc/self/exe), for child processes.
 std::string saliq_executable();

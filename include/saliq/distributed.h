@@ -52,8 +52,6 @@ void dist_all_reduce_sum(std::vector<at::Tensor>& tensors);
 void dist_all_reduce_sum(std::vector<double>& values);
 double dist_sum(double value);
 int64_t dist_sum(int64_t value);
-// Rank 0's bytes of `tensor` on every rank (CPU tensors).
-void dist_broadcast(at::Tensor& tensor);
 void dist_barrier();
 
 }  // namespace saliq

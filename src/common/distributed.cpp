@@ -215,14 +215,6 @@ int64_t dist_sum(int64_t value) {
     return t.item<int64_t>();
 }
 
-void dist_broadcast(at::Tensor& tensor) {
-    if (!dist_active()) return;
-    if (!tensor.device().is_cpu() || !tensor.is_contiguous())
-        throw Error("internal: dist_broadcast takes a contiguous CPU tensor");
-    std::vector<at::Tensor> one{tensor};
-    run_collective("broadcast", *group()->gloo, [&](c10d::ProcessGroupGloo& pg) { return pg.broadcast(one); });
-}
-
 void dist_barrier() {
     if (!dist_active()) return;
     run_collective("barrier", *group()->gloo, [&](c10d::ProcessGroupGloo& pg) { return pg.barrier(); });

@@ -31,16 +31,26 @@ std::string stories_args() { return "-m " + test::stories_bin() + " --tokenizer 
 
 double relative(double a, double b) { return std::abs(a - b) / std::max(std::abs(a), 1e-300); }
 
+// `saliq ONE` in one process, then `saliq launch --nproc 2 -- TWO` (info logs: the tests look for its lines, which
+// go to `launched`). Fails with the output of the run that did not exit 0.
+::testing::AssertionResult one_process_then_two_ranks(const std::string& one, const std::string& two,
+                                                      std::string* launched = nullptr) {
+    auto r = run_saliq(one);
+    if (r.exit_code != 0) return ::testing::AssertionFailure() << "one process exited " << r.exit_code << ": " << r.output;
+    r = run_saliq("launch --nproc 2 -- " + two, "SALIQ_LOG_LEVEL=info");
+    if (r.exit_code != 0) return ::testing::AssertionFailure() << "two ranks exited " << r.exit_code << ": " << r.output;
+    if (launched != nullptr) *launched = r.output;
+    return ::testing::AssertionSuccess();
+}
+
 TEST(Distributed, TwoRanksScoreThePerplexityAndTheTasksOfOneProcess) {
     TempDir dir;
     const std::string args = "eval " + stories_args() +
                              " --dataset tinystories --seqlen 128 --max-windows 9 --tasks piqa,arc_easy,hellaswag "
                              "--limit 25 --json ";
-    auto r = run_saliq(args + dir.file("one.json"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_saliq("launch --nproc 2 -- " + args + dir.file("two.json"), "SALIQ_LOG_LEVEL=info");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("[rank 0] distributed: 2 processes"), std::string::npos) << r.output;
+    std::string launched;
+    ASSERT_TRUE(one_process_then_two_ranks(args + dir.file("one.json"), args + dir.file("two.json"), &launched));
+    EXPECT_NE(launched.find("[rank 0] distributed: 2 processes"), std::string::npos) << launched;
     const auto one = nlohmann::json::parse(test::read_bytes(dir.file("one.json")));
     const auto two = nlohmann::json::parse(test::read_bytes(dir.file("two.json")));
     EXPECT_EQ(two["ranks"], 2);
@@ -62,10 +72,7 @@ TEST(Distributed, TwoRanksScoreThePerplexityAndTheTasksOfOneProcess) {
 TEST(Distributed, TwoRanksSumTheFisherOfOneProcess) {
     TempDir dir;
     const std::string args = "saliency " + stories_args() + " --calib tinystories --nsamples 5 --seqlen 64 --out ";
-    auto r = run_saliq(args + dir.file("one.safetensors"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_saliq("launch --nproc 2 -- " + args + dir.file("two.safetensors"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
+    ASSERT_TRUE(one_process_then_two_ranks(args + dir.file("one.safetensors"), args + dir.file("two.safetensors")));
     const auto one = SafetensorsReader::open(dir.file("one.safetensors"));
     const auto two = SafetensorsReader::open(dir.file("two.safetensors"));
     ASSERT_EQ(one->entries().size(), two->entries().size());
@@ -83,11 +90,9 @@ TEST(Distributed, TwoRanksWriteTheGptqFolderOfOneProcess) {
     const std::string args = "quantize " + stories_args() +
                              " --method gptq --bits 2 --group-size 32 --calib tinystories --nsamples 10 --seqlen 128 "
                              "--batch-size 2 --error-windows 6 --out ";
-    auto r = run_saliq(args + dir.file("one"));
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_saliq("launch --nproc 2 -- " + args + dir.file("two"), "SALIQ_LOG_LEVEL=info");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("this one runs windows 0..3"), std::string::npos) << r.output;
+    std::string launched;
+    ASSERT_TRUE(one_process_then_two_ranks(args + dir.file("one"), args + dir.file("two"), &launched));
+    EXPECT_NE(launched.find("this one runs windows 0..3"), std::string::npos) << launched;
     const std::string a = test::read_bytes(dir.file("one/model.safetensors"));
     EXPECT_FALSE(a.empty());
     EXPECT_TRUE(a == test::read_bytes(dir.file("two/model.safetensors"))) << "the packed tensors differ";
@@ -108,11 +113,10 @@ TEST(Distributed, DataParallelApiqEqualsOneProcessWithTheEffectiveBatch) {
                              " --method apiq-bw --bits 2 --group-size 32 --calib tinystories --calib-range 0:0.5 "
                              "--nsamples 8 --seqlen 128 --epochs 3 --saliency --saliency-metric fisher "
                              "--fisher-calib tinystories --fisher-nsamples 4 --fisher-seqlen 64 --out ";
-    auto r = run_saliq(args + dir.file("one") + " --train-batch 2");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    r = run_saliq("launch --nproc 2 -- " + args + dir.file("two") + " --train-batch 1", "SALIQ_LOG_LEVEL=info");
-    ASSERT_EQ(r.exit_code, 0) << r.output;
-    EXPECT_NE(r.output.find("2 ranks x --train-batch 1 = 2 windows"), std::string::npos) << r.output;
+    std::string launched;
+    ASSERT_TRUE(one_process_then_two_ranks(args + dir.file("one") + " --train-batch 2",
+                                           args + dir.file("two") + " --train-batch 1", &launched));
+    EXPECT_NE(launched.find("2 ranks x --train-batch 1 = 2 windows"), std::string::npos) << launched;
     const auto manifest = nlohmann::json::parse(test::read_bytes(dir.file("two/saliq_manifest.json")));
     EXPECT_EQ(manifest.dump().find("\"effective_train_batch\":2") != std::string::npos, true) << manifest.dump();
     const std::string ev = " --dataset tinystories --eval-range 0.5:1 --seqlen 128 --max-windows 16 --json ";
@@ -122,7 +126,7 @@ TEST(Distributed, DataParallelApiqEqualsOneProcessWithTheEffectiveBatch) {
     const double b = nlohmann::json::parse(test::read_bytes(dir.file("two.json")))["ppl"];
     EXPECT_LE(relative(a, b), 1e-4) << a << " vs " << b;
     // Unequal shares would leave the ranks stepping out of lockstep.
-    r = run_saliq("launch --nproc 2 -- " + args + dir.file("odd") + " --nsamples 7");
+    const auto r = run_saliq("launch --nproc 2 -- " + args + dir.file("odd") + " --nsamples 7");
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("--nsamples 7 does not split into equal shares"), std::string::npos) << r.output;
 }
