@@ -110,6 +110,14 @@ std::vector<GgufValue> gguf_metadata(const Checkpoint& ckpt, const Tokenizer& to
                                    u32("llama.rope.dimension_count", c.head_dim),
                                    f32("llama.rope.freq_base", c.rope_theta),
                                    f32("llama.attention.layer_norm_rms_epsilon", c.rms_norm_eps)};
+    const RopeScaling& rope = c.rope_scaling;
+    if (rope.type == "linear") {
+        meta.push_back(str("llama.rope.scaling.type", "linear"));
+        meta.push_back(f32("llama.rope.scaling.factor", rope.factor));
+    } else if (rope.type == "yarn") {
+        throw ConfigError("yarn-scaled rotary embeddings: llama.cpp's yarn parameters are not transformers', so "
+                          "saliq does not write them to GGUF (export --format hf instead)");
+    }  // dynamic equals default within the context; llama3 and freq_factors travel as the rope_freqs tensor
     const auto* bpe = dynamic_cast<const BpeTokenizer*>(&tok);
     if (bpe != nullptr) {
         const std::string pre = gguf_pre_name(bpe->pre_tokenizer());
@@ -163,7 +171,19 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
         if (hf[i].find("self_attn.k_proj") != std::string::npos) return permute_rotary_rows_to_meta(t, c.n_kv_heads);
         return t;
     };
+    // llama.cpp's spelling of per-frequency scaling (LLaMA-3.1's rope type): divisors of the plain frequencies.
+    const bool rope_freqs = c.rope_scaling.type == "llama3" || c.rope_scaling.type == "freq_factors";
+    at::Tensor rope_factors;
+    if (rope_freqs) {
+        LlamaConfig plain = c;
+        plain.rope_scaling = RopeScaling{};
+        const std::vector<double> base = rope_inverse_frequencies(plain), scaled = rope_inverse_frequencies(c);
+        std::vector<float> factors(base.size());
+        for (size_t i = 0; i < base.size(); ++i) factors[i] = static_cast<float>(base[i] / scaled[i]);
+        rope_factors = at::tensor(factors, at::kFloat);
+    }
     std::vector<GgufTensorSpec> specs;
+    if (rope_freqs) specs.push_back({"rope_freqs.weight", at::kFloat, {c.head_dim / 2}});
     for (size_t i = 0; i < hf.size(); ++i) {
         const std::string g = gguf_tensor_name(hf[i]);
         const std::vector<int64_t> shape =
@@ -171,6 +191,10 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
         specs.push_back({g, shape.size() == 1 ? at::kFloat : dtype, shape});
     }
     write_gguf(out, gguf_metadata(ckpt, *tok, name, dtype), specs, [&](size_t i) {
+        if (rope_freqs) {
+            if (i == 0) return rope_factors;
+            --i;
+        }
         at::Tensor t = produce(i);
         merged.release(hf[i]);
         return t;

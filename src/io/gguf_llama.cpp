@@ -73,6 +73,39 @@ double float_value(const GgufReader& r, const std::string& key, double fallback)
     return v->value.get<double>();
 }
 
+std::string string_value(const GgufReader& r, const std::string& key, const std::string& fallback) {
+    const GgufValue* v = r.find_value(key);
+    if (v == nullptr) return fallback;
+    if (!v->value.is_string()) throw FormatError(r.path(), "GGUF metadata '" + key + "' is not a string");
+    return v->value.get<std::string>();
+}
+
+// llama.cpp's rope scaling: llama.rope.scaling.type (none | linear | yarn | longrope), or a rope_freqs.weight tensor
+// dividing each frequency (how LLaMA-3.1's llama3 type is stored). Applied where saliq computes what llama.cpp
+// computes; refused otherwise.
+void read_gguf_rope_scaling(const GgufReader& r, LlamaConfig& c) {
+    const std::string type = string_value(r, "llama.rope.scaling.type", "none");
+    const double factor = float_value(r, "llama.rope.scaling.factor", 0.0);
+    if (type == "linear" || (type == "none" && factor > 0.0 && factor != 1.0)) {
+        if (type == "none") throw FormatError(r.path(), "llama.rope.scaling.factor is set but the scaling type is none");
+        c.rope_scaling.type = "linear";
+        c.rope_scaling.factor = factor;
+    } else if (type != "none") {
+        throw FormatError(r.path(), "llama.rope.scaling.type '" + type +
+                                        "' is not supported (saliq reads none, linear and rope_freqs factors)");
+    }
+    const GgufTensorInfo* freqs = r.find("rope_freqs.weight");
+    if (freqs == nullptr) return;
+    if (c.rope_scaling.type != "default")
+        throw FormatError(r.path(), "rope_freqs.weight beside llama.rope.scaling.type '" + type + "'");
+    if (freqs->ne.size() != 1 || freqs->ne[0] != c.head_dim / 2)
+        throw FormatError(r.path(), strprintf("rope_freqs.weight must hold head_dim / 2 = %lld factors",
+                                              (long long)(c.head_dim / 2)));
+    const at::Tensor t = r.tensor("rope_freqs.weight").to(at::kDouble).contiguous();
+    c.rope_scaling.type = "freq_factors";
+    c.rope_scaling.freq_factors.assign(t.data_ptr<double>(), t.data_ptr<double>() + t.numel());
+}
+
 }  // namespace
 
 std::string gguf_tensor_name(const std::string& hf) {
@@ -109,6 +142,7 @@ Checkpoint read_gguf(const std::string& path) {
     c.rms_norm_eps = float_value(*reader, "llama.attention.layer_norm_rms_epsilon", 1e-5);
     c.rope_theta = float_value(*reader, "llama.rope.freq_base", 10000.0);
     c.head_dim = c.n_heads > 0 ? c.hidden_size / c.n_heads : 0;
+    read_gguf_rope_scaling(*reader, c);
     const int64_t rope_dims = uint_value(*reader, "llama.rope.dimension_count", c.head_dim, false);
     if (rope_dims != c.head_dim)
         throw FormatError(path, strprintf("llama.rope.dimension_count %lld differs from the head size %lld (partial "

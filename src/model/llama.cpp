@@ -219,7 +219,7 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
             model->blocks_.push_back(load_block(tensors, c, checkpoint.packed, i, model->options_,
                                                 model->adapter_.get(), model->adapter_scale_, model->keep_packed_));
     }
-    model->rope_ = make_rope(c, c.max_position_embeddings, model->options_);
+    model->rope_ = make_rope(c, usable_context(c), model->options_);
     return model;
 }
 
@@ -252,10 +252,18 @@ at::Tensor LlamaModel::run_block(int64_t i, const at::Tensor& hidden) const {
     return streaming_ ? run_block(read_block(i), hidden) : run_block(block(i), hidden);
 }
 
+static std::string context_error(const LlamaConfig& c, int64_t length) {
+    if (c.sliding_window > 0 && c.sliding_window < c.max_position_embeddings)
+        return strprintf("sequence length %lld exceeds the model's sliding attention window %lld (saliq attends over "
+                         "the whole sequence, so it computes only sequences within the window)",
+                         (long long)length, (long long)c.sliding_window);
+    return strprintf("sequence length %lld exceeds the model's max_position_embeddings %lld", (long long)length,
+                     (long long)c.max_position_embeddings);
+}
+
 at::Tensor LlamaModel::run_block(const DecoderBlock& block, const at::Tensor& hidden) const {
     if (hidden.size(1) > rope_.cos.size(0))
-        throw ConfigError(strprintf("sequence length %lld exceeds the model's max_position_embeddings %lld",
-                                    (long long)hidden.size(1), (long long)rope_.cos.size(0)));
+        throw ConfigError(context_error(config_, hidden.size(1)));
     return block_forward(block, config_, rope_, hidden);
 }
 
@@ -275,8 +283,7 @@ at::Tensor LlamaModel::forward_cached(const at::Tensor& ids, std::vector<LayerCa
     cache.resize(static_cast<size_t>(n_layers()));
     const int64_t end = cache[0].length() + ids.size(1);
     if (end > rope_.cos.size(0))
-        throw ConfigError(strprintf("sequence length %lld exceeds the model's max_position_embeddings %lld",
-                                    (long long)end, (long long)rope_.cos.size(0)));
+        throw ConfigError(context_error(config_, end));
     at::Tensor h = embed(ids);
     for (int64_t i = 0; i < n_layers(); ++i) {
         LayerCache* layer = &cache[static_cast<size_t>(i)];

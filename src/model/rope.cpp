@@ -5,13 +5,14 @@
 namespace saliq {
 
 Rope make_rope(const LlamaConfig& config, int64_t max_len, const at::TensorOptions& options) {
-    const int64_t d = config.head_dim;
-    // inv_freq_i = theta^(-2i/d), computed in fp64 so every dtype starts from the same angles.
-    at::Tensor inv_freq = at::pow(config.rope_theta, at::arange(0, d, 2, at::kDouble) / static_cast<double>(d)).reciprocal();
+    // inv_freq_i = theta^(-2i/d) with the config's scaling, in fp64 so every dtype starts from the same angles.
+    const std::vector<double> frequencies = rope_inverse_frequencies(config);
+    at::Tensor inv_freq = at::tensor(frequencies, at::kDouble);
     at::Tensor positions = at::arange(max_len, at::kDouble);
     at::Tensor angles = at::outer(positions, inv_freq);        // [T, d/2]
     at::Tensor emb = at::cat({angles, angles}, -1);            // [T, d]: HF pairs i with i + d/2
-    return Rope{emb.cos().to(options), emb.sin().to(options)};
+    const double scale = rope_attention_factor(config);  // yarn's mscale; 1 otherwise
+    return Rope{(emb.cos() * scale).to(options), (emb.sin() * scale).to(options)};
 }
 
 at::Tensor apply_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin) {

@@ -415,6 +415,21 @@ void write_synthetic_seeds(const std::string& root) {
     seed("bit_map", "w2g4_widths_1_2_3", tmp + "/mixed.safetensors");
     seed("adapter_tensors", "rank2", tmp + "/adapter.safetensors");
     seed_text("hf_config", "tiny", f.dense_config);
+    // RoPE in transformers 5's spelling, one seed per scaling type saliq computes.
+    for (const auto& [name, rope] : std::vector<std::pair<std::string, nlohmann::json>>{
+             {"rope_default_t5", {{"rope_type", "default"}, {"rope_theta", 100000.0}}},
+             {"rope_linear_t5", {{"rope_type", "linear"}, {"factor", 2.0}, {"rope_theta", 10000.0}}},
+             {"rope_llama3_t5",
+              {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
+               {"original_max_position_embeddings", 8}, {"rope_theta", 500000.0}}},
+             {"rope_yarn_t5",
+              {{"rope_type", "yarn"}, {"factor", 4.0}, {"original_max_position_embeddings", 8}, {"rope_theta", 10000.0}}}}) {
+        nlohmann::json config = nlohmann::json::parse(f.dense_config);
+        config.erase("rope_theta");
+        config.erase("rope_scaling");
+        config["rope_parameters"] = rope;
+        seed_text("hf_config", name, config.dump(2));
+    }
     seed_text("packed_config", "rtn_w2g8", f.packed_config);
     seed_text("adapter_config", "rank2", f.adapter_config);
     nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};

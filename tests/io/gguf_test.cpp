@@ -82,6 +82,48 @@ TEST(Gguf, ExportOfStories260KEqualsLlamaCppsConversion) {
     EXPECT_THROW(export_dense(hf, dir.file("x"), {"onnx", "f32", true, false}), ConfigError);
 }
 
+// Scaled RoPE in GGUF as llama.cpp spells it: llama3 as the rope_freqs tensor (divisors of the plain frequencies),
+// linear as llama.rope.scaling.*; both read back to the same frequencies. yarn is refused (llama.cpp's parameters
+// differ from transformers').
+TEST(Gguf, ScaledRopeExportsAsLlamaCppSpellsItAndReadsBack) {
+    test::TempDir dir;
+    Checkpoint bin = read_llama2c(test::stories_bin());
+    LlamaConfig c = bin.config;
+    c.rope_scaling.type = "llama3";
+    c.rope_scaling.factor = 8.0;
+    c.rope_scaling.low_freq_factor = 1.0;
+    c.rope_scaling.high_freq_factor = 4.0;
+    c.rope_scaling.original_max_position_embeddings = 64;
+    write_hf_folder(dir.file("llama3"), c, *bin.tensors, test::stories_tokenizer(), false);
+    const Checkpoint hf = load_checkpoint(dir.file("llama3"));
+    ASSERT_EQ(hf.config.rope_scaling.type, "llama3");
+    export_dense(hf, dir.file("l3.gguf"), {"gguf", "f32", true, false});
+    const auto reader = GgufReader::open(dir.file("l3.gguf"));
+    ASSERT_NE(reader->find("rope_freqs.weight"), nullptr);
+    const Checkpoint g = load_checkpoint(dir.file("l3.gguf"), test::stories_tokenizer());
+    EXPECT_EQ(g.config.rope_scaling.type, "freq_factors");
+    const auto ours = rope_inverse_frequencies(g.config), ref = rope_inverse_frequencies(hf.config);
+    ASSERT_EQ(ours.size(), ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(ours[i], ref[i], 1e-7 * ref[i]) << i;  // factors are F32
+
+    c.rope_scaling = RopeScaling{};
+    c.rope_scaling.type = "linear";
+    c.rope_scaling.factor = 4.0;
+    write_hf_folder(dir.file("linear"), c, *bin.tensors, test::stories_tokenizer(), false);
+    export_dense(load_checkpoint(dir.file("linear")), dir.file("lin.gguf"), {"gguf", "f32", true, false});
+    const Checkpoint gl = load_checkpoint(dir.file("lin.gguf"), test::stories_tokenizer());
+    EXPECT_EQ(gl.config.rope_scaling.type, "linear");
+    EXPECT_EQ(gl.config.rope_scaling.factor, 4.0);
+    EXPECT_EQ(GgufReader::open(dir.file("lin.gguf"))->find("rope_freqs.weight"), nullptr);
+
+    c.rope_scaling.type = "yarn";
+    c.rope_scaling.original_max_position_embeddings = 64;
+    write_hf_folder(dir.file("yarn"), c, *bin.tensors, test::stories_tokenizer(), false);
+    EXPECT_THROW(export_dense(load_checkpoint(dir.file("yarn")), dir.file("y.gguf"), {"gguf", "f32", true, false}),
+                 ConfigError);
+    EXPECT_FALSE(path_exists(dir.file("y.gguf")));
+}
+
 }  // namespace
 }  // namespace saliq
 

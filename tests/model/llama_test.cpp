@@ -20,19 +20,24 @@ const char* kStoriesGreedy =
 
 // An independent reference in llama2.c's conventions: weights in Meta row order, RoPE on adjacent pairs,
 // per-head loops. Agreement with LlamaModel checks the HF permutation, RoPE, GQA and the causal mask together.
-at::Tensor reference_logits(const LlamaConfig& c, const std::map<std::string, at::Tensor>& hf, const at::Tensor& ids) {
+// `inv_freq` (default: theta^(-2i/d)) and `rotary_scale` (yarn's factor on cos and sin) stand in for scaled RoPE.
+at::Tensor reference_logits(const LlamaConfig& c, const std::map<std::string, at::Tensor>& hf, const at::Tensor& ids,
+                            std::vector<double> inv_freq = {}, double rotary_scale = 1.0) {
     const int64_t T = ids.size(0), d = c.head_dim, rep = c.n_heads / c.n_kv_heads;
     auto norm = [&](const at::Tensor& x, const at::Tensor& w) {
         return x / at::sqrt(x.pow(2).mean({-1}, true) + c.rms_norm_eps) * w;
     };
+    if (inv_freq.empty())
+        for (int64_t i = 0; i < d / 2; ++i) inv_freq.push_back(std::pow(c.rope_theta, -2.0 * i / d));
     auto rope_pairs = [&](const at::Tensor& x /*[T, heads, d]*/) {
         at::Tensor out = x.clone();
         for (int64_t t = 0; t < T; ++t)
             for (int64_t i = 0; i < d / 2; ++i) {
-                const double angle = t * std::pow(c.rope_theta, -2.0 * i / d);
+                const double angle = t * inv_freq[i], cs = rotary_scale * std::cos(angle),
+                             sn = rotary_scale * std::sin(angle);
                 at::Tensor a = x.select(0, t).select(-1, 2 * i), b = x.select(0, t).select(-1, 2 * i + 1);
-                out.select(0, t).select(-1, 2 * i).copy_(a * std::cos(angle) - b * std::sin(angle));
-                out.select(0, t).select(-1, 2 * i + 1).copy_(a * std::sin(angle) + b * std::cos(angle));
+                out.select(0, t).select(-1, 2 * i).copy_(a * cs - b * sn);
+                out.select(0, t).select(-1, 2 * i + 1).copy_(a * sn + b * cs);
             }
         return out;
     };
@@ -73,6 +78,44 @@ TEST(LlamaModel, MatchesIndependentReferenceWithGqa) {
         at::Tensor ours = model->forward(ids.unsqueeze(0))[0];
         at::Tensor ref = reference_logits(c, weights, ids);
         EXPECT_LT((ours - ref).abs().max().item<double>(), 1e-4) << "tied=" << tied;
+    }
+}
+
+// Scaled RoPE reaches the forward: linear (positions / factor) against the reference's angles, yarn's frequencies
+// and its factor on cos and sin, and a sliding window that refuses longer sequences.
+TEST(LlamaModel, ScaledRotaryEmbeddingsMatchTheReference) {
+    c10::InferenceMode guard;
+    LlamaConfig c = test::tiny_config();
+    c.rope_theta = 100000.0;
+    c.rope_scaling.type = "linear";
+    c.rope_scaling.factor = 2.0;
+    const auto weights = test::random_weights(c, 3);
+    at::Tensor ids = at::randint(0, c.vocab_size, {12}, at::kLong);
+    std::vector<double> halved;
+    for (int64_t i = 0; i < c.head_dim / 2; ++i) halved.push_back(std::pow(100000.0, -2.0 * i / c.head_dim) / 2.0);
+    at::Tensor ours = LlamaModel::load(test::memory_checkpoint(c, weights), {})->forward(ids.unsqueeze(0))[0];
+    EXPECT_LT((ours - reference_logits(c, weights, ids, halved)).abs().max().item<double>(), 1e-4);
+    LlamaConfig plain = c;
+    plain.rope_scaling = RopeScaling{};
+    at::Tensor unscaled = LlamaModel::load(test::memory_checkpoint(plain, weights), {})->forward(ids.unsqueeze(0))[0];
+    EXPECT_GT((ours - unscaled).abs().max().item<double>(), 1e-3);  // the scaling is not a no-op here
+
+    c.rope_scaling.type = "yarn";
+    c.rope_scaling.factor = 4.0;
+    c.rope_scaling.original_max_position_embeddings = 16;
+    ours = LlamaModel::load(test::memory_checkpoint(c, weights), {})->forward(ids.unsqueeze(0))[0];
+    const at::Tensor ref = reference_logits(c, weights, ids, rope_inverse_frequencies(c), rope_attention_factor(c));
+    EXPECT_GT(rope_attention_factor(c), 1.1);
+    EXPECT_LT((ours - ref).abs().max().item<double>(), 1e-4);
+
+    plain.sliding_window = 8;
+    auto windowed = LlamaModel::load(test::memory_checkpoint(plain, weights), {});
+    EXPECT_NO_THROW(windowed->forward(ids.narrow(0, 0, 8).unsqueeze(0)));
+    try {
+        windowed->forward(ids.unsqueeze(0));
+        ADD_FAILURE() << "a sequence past the sliding window was computed";
+    } catch (const ConfigError& e) {
+        EXPECT_NE(std::string(e.what()).find("sliding"), std::string::npos) << e.what();
     }
 }
 
