@@ -30,6 +30,9 @@ int main(int argc, char** argv) {
     // Tests leave no token cache in the home folder; the cache's own tests point it at a temporary folder.
     setenv("SALIQ_CACHE_DIR", "off", 0);
     saliq::set_log_level(saliq::log_level_from_env(saliq::LogLevel::Warn));
+    // One thread per test process, and per saliq it starts (ctest -j runs as many tests as cores: never
+    // oversubscribed, and every result is the fixed-thread-count one). A test that sets its own count still can.
+    setenv("SALIQ_THREADS", "1", 0);
     saliq::set_compute_threads(1);
     return RUN_ALL_TESTS();
 }

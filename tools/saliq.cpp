@@ -733,6 +733,11 @@ int main(int argc, char** argv) {
                          "(MSE + lambda R); default opt:EPOCHS, or mixed:EPOCHS with --saliency (the seed paper's README: "
                          "wpt:15 opt:5)");
     quantize->add_option("--train-batch", ao.train_batch, "windows per optimizer step")->capture_default_str();
+    quantize->add_option("--train-dtype", ao.train_dtype,
+                         "dtype of the training matmuls (apiq-bw, omniquant, apiq-lw): fp32, bf16, fp16 or auto (bf16 "
+                         "on CUDA and on CPUs with bf16 matrix units, else the model's); master weights, optimizer "
+                         "and loss stay fp32")
+        ->capture_default_str();
     quantize->add_flag("--aug-loss,!--no-aug-loss", ao.aug_loss,
                        "also match the FP block applied to the quantized input (ApiQ's aug loss)")
         ->capture_default_str();

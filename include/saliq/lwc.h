@@ -30,8 +30,23 @@ at::Tensor round_ste(const at::Tensor& x);
 void lwc_scale_zero(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec, at::Tensor& scale,
                     at::Tensor& zero);
 
+// The same from the weight's per-group max and min ([out, G], group_max_min), which a frozen weight computes once.
+void lwc_scale_zero_of_range(const at::Tensor& gmax, const at::Tensor& gmin, const LwcParams& params,
+                             const QuantSpec& spec, at::Tensor& scale, at::Tensor& zero);
+
 // The fake-quantized weight [out, in], differentiable in params (STE through the rounding).
 at::Tensor lwc_fake_quant(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec);
+at::Tensor lwc_fake_quant_of_range(const at::Tensor& weight, const at::Tensor& gmax, const at::Tensor& gmin,
+                                   const LwcParams& params, const QuantSpec& spec);
+
+// (clamp(round(w / s) + z, 0, maxq) - z) * s with s, z [out, G] over natural groups: the gradient reaches `scale`
+// only (rounding straight through; z detached; the weight frozen). On CPU one fused pass forward and one backward;
+// elsewhere, or for a weight that requires a gradient, element-wise ATen ops (fake_quant_grid_reference, which the
+// tests hold it to).
+at::Tensor fake_quant_grid(const at::Tensor& weight, const at::Tensor& scale, const at::Tensor& zero,
+                           const QuantSpec& spec);
+at::Tensor fake_quant_grid_reference(const at::Tensor& weight, const at::Tensor& scale, const at::Tensor& zero,
+                                     const QuantSpec& spec);
 
 // The final grid (scales rounded to fp16 precision, as stored) and codes; no gradient.
 QuantizedTensor lwc_finalize(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec);

@@ -7,6 +7,7 @@
 #include "saliq/gptq_pack.h"
 #include "saliq/model.h"
 #include "saliq/strings.h"
+#include "saliq/threads.h"
 
 namespace saliq {
 namespace {
@@ -94,6 +95,7 @@ at::Tensor mlp_forward(const DecoderBlock& block, const at::Tensor& y) {
 
 at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
                          const at::Tensor& hidden, LayerCache* cache) {
+    adapt_compute_threads();  // every forward passes here: the pool follows other processes' load (threads.h)
     const int64_t B = hidden.size(0), T = hidden.size(1);
     const int64_t nh = config.n_heads, nkv = config.n_kv_heads, d = config.head_dim;
 

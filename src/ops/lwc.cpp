@@ -1,7 +1,11 @@
 #include "saliq/lwc.h"
 
+#include <algorithm>
+
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/custom_function.h>
 
 namespace saliq {
 namespace {
@@ -9,7 +13,152 @@ namespace {
 // fp64 stays fp64 (gradient checks), everything else computes in fp32.
 at::Tensor float_or_double(const at::Tensor& t) { return t.scalar_type() == at::kDouble ? t : t.to(at::kFloat); }
 
+// Round half to even for |x| < 2^(mantissa bits - 1), as std::nearbyint in the default rounding mode, in plain
+// arithmetic the compiler vectorizes (nearbyint is a library call without SSE4.1).
+template <typename T> constexpr T kRoundMagic = T(12582912.0);  // 1.5 * 2^23
+template <> constexpr double kRoundMagic<double> = 6755399441055744.0;  // 1.5 * 2^52
+
+// The fake-quantized grid over rows [r0, r1), one pass: out = (clamp(round(w / s) + z, 0, maxq) - z) * s, s and z
+// per (row, group of `group` columns). Bit for bit what the element-wise ATen ops compute (round_ste's
+// x + (round(x) - x) is exact), so the division stays a division.
+template <typename T>
+inline __attribute__((always_inline)) void grid_forward_rows(const T* w, const T* scale, const T* zero, T* out,
+                                                             int64_t r0, int64_t r1, int64_t cols, int64_t G,
+                                                             int64_t group, T maxq) {
+    // |w / s| past this clamps to the same code either way; below it the magic-number rounding is exact.
+    const T limit = T(4194304.0);
+    for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t g = 0; g < G; ++g) {
+            const T s = scale[r * G + g], z = zero[r * G + g];
+            const int64_t c0 = g * group, c1 = std::min(cols, c0 + group);
+            const T* wr = w + r * cols;
+            T* o = out + r * cols;
+            for (int64_t c = c0; c < c1; ++c) {
+                T u = wr[c] / s;
+                u = std::min(std::max(u, -limit), limit);
+                T v = ((u + kRoundMagic<T>) - kRoundMagic<T>) + z;
+                v = std::min(std::max(v, T(0)), maxq);
+                o[c] = (v - z) * s;
+            }
+        }
+    }
+}
+
+// d out / d s summed over each group: (clamped code - z) minus w / s where the code was inside [0, maxq] (the clamp
+// passes the straight-through gradient of round there, inclusive of the bounds as at::clamp's backward).
+template <typename T>
+inline __attribute__((always_inline)) void grid_backward_rows(const T* grad, const T* w, const T* scale,
+                                                              const T* zero, T* grad_scale, int64_t r0, int64_t r1,
+                                                              int64_t cols, int64_t G, int64_t group, T maxq) {
+    const T limit = T(4194304.0);
+    for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t g = 0; g < G; ++g) {
+            const T s = scale[r * G + g], z = zero[r * G + g];
+            const int64_t c0 = g * group, c1 = std::min(cols, c0 + group);
+            const T* wr = w + r * cols;
+            const T* gr = grad + r * cols;
+            T acc = 0;
+            for (int64_t c = c0; c < c1; ++c) {
+                const T u = wr[c] / s;
+                const T v = ((std::min(std::max(u, -limit), limit) + kRoundMagic<T>) - kRoundMagic<T>) + z;
+                const T inside = (v >= T(0) && v <= maxq) ? u : T(0);
+                acc += gr[c] * ((std::min(std::max(v, T(0)), maxq) - z) - inside);
+            }
+            grad_scale[r * G + g] = acc;
+        }
+    }
+}
+
+// Compiled for AVX-512, AVX2 and plain x86-64, picked at load time (the build targets no particular CPU).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define SALIQ_CPU_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define SALIQ_CPU_CLONES
+#endif
+
+SALIQ_CPU_CLONES void grid_forward_f32(const float* w, const float* s, const float* z, float* o, int64_t r0,
+                                       int64_t r1, int64_t cols, int64_t G, int64_t group, float maxq) {
+    grid_forward_rows<float>(w, s, z, o, r0, r1, cols, G, group, maxq);
+}
+SALIQ_CPU_CLONES void grid_backward_f32(const float* g, const float* w, const float* s, const float* z, float* gs,
+                                        int64_t r0, int64_t r1, int64_t cols, int64_t G, int64_t group, float maxq) {
+    grid_backward_rows<float>(g, w, s, z, gs, r0, r1, cols, G, group, maxq);
+}
+void grid_forward_f64(const double* w, const double* s, const double* z, double* o, int64_t r0, int64_t r1,
+                      int64_t cols, int64_t G, int64_t group, double maxq) {
+    grid_forward_rows<double>(w, s, z, o, r0, r1, cols, G, group, maxq);
+}
+void grid_backward_f64(const double* g, const double* w, const double* s, const double* z, double* gs, int64_t r0,
+                       int64_t r1, int64_t cols, int64_t G, int64_t group, double maxq) {
+    grid_backward_rows<double>(g, w, s, z, gs, r0, r1, cols, G, group, maxq);
+}
+
+// The grid as one autograd node: gradient to the scale only (the zero point is detached, the weight frozen).
+struct FakeQuantGrid : public torch::autograd::Function<FakeQuantGrid> {
+    static at::Tensor forward(torch::autograd::AutogradContext* ctx, const at::Tensor& weight, const at::Tensor& scale,
+                              const at::Tensor& zero, int64_t group, double maxq) {
+        const at::Tensor w = weight.contiguous(), s = scale.contiguous(), z = zero.contiguous();
+        ctx->save_for_backward({w, s, z});
+        ctx->saved_data["group"] = group;
+        ctx->saved_data["maxq"] = maxq;
+        at::Tensor out = at::empty_like(w);
+        const int64_t cols = w.size(1), G = s.size(1);
+        at::parallel_for(0, w.size(0), 1, [&](int64_t r0, int64_t r1) {
+            if (w.scalar_type() == at::kDouble)
+                grid_forward_f64(w.data_ptr<double>(), s.data_ptr<double>(), z.data_ptr<double>(),
+                                 out.data_ptr<double>(), r0, r1, cols, G, group, maxq);
+            else
+                grid_forward_f32(w.data_ptr<float>(), s.data_ptr<float>(), z.data_ptr<float>(), out.data_ptr<float>(),
+                                 r0, r1, cols, G, group, static_cast<float>(maxq));
+        });
+        return out;
+    }
+    static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
+                                                   torch::autograd::variable_list grads) {
+        const auto saved = ctx->get_saved_variables();
+        const at::Tensor &w = saved[0], &s = saved[1], &z = saved[2];
+        const int64_t group = ctx->saved_data["group"].toInt();
+        const double maxq = ctx->saved_data["maxq"].toDouble();
+        const at::Tensor grad = grads[0].to(w.scalar_type()).contiguous();
+        at::Tensor grad_scale = at::empty_like(s);
+        const int64_t cols = w.size(1), G = s.size(1);
+        at::parallel_for(0, w.size(0), 1, [&](int64_t r0, int64_t r1) {
+            if (w.scalar_type() == at::kDouble)
+                grid_backward_f64(grad.data_ptr<double>(), w.data_ptr<double>(), s.data_ptr<double>(),
+                                  z.data_ptr<double>(), grad_scale.data_ptr<double>(), r0, r1, cols, G, group, maxq);
+            else
+                grid_backward_f32(grad.data_ptr<float>(), w.data_ptr<float>(), s.data_ptr<float>(),
+                                  z.data_ptr<float>(), grad_scale.data_ptr<float>(), r0, r1, cols, G, group,
+                                  static_cast<float>(maxq));
+        });
+        return {at::Tensor(), grad_scale, at::Tensor(), at::Tensor(), at::Tensor()};
+    }
+};
+
+// The same grid in element-wise ATen ops: devices without the fused kernel, and a weight that itself trains.
+at::Tensor grid_composite(const at::Tensor& weight, const at::Tensor& scale, const at::Tensor& zero,
+                          const QuantSpec& spec) {
+    const at::Tensor g_idx = natural_group_index(weight.size(1), spec).to(weight.device());
+    const at::Tensor s = expand_groups(scale, g_idx), z = expand_groups(zero, g_idx);
+    const at::Tensor q = at::clamp(round_ste(float_or_double(weight) / s) + z, 0.0, static_cast<double>(spec.maxq()));
+    return (q - z) * s;
+}
+
 }  // namespace
+
+at::Tensor fake_quant_grid(const at::Tensor& weight, const at::Tensor& scale, const at::Tensor& zero,
+                           const QuantSpec& spec) {
+    const at::Tensor w = float_or_double(weight);
+    if (!w.device().is_cpu() || w.requires_grad() || zero.requires_grad())
+        return grid_composite(w, scale, zero, spec);  // (float_or_double: only fp32 and fp64 reach the kernel)
+    return FakeQuantGrid::apply(w, scale.to(w.scalar_type()), zero.to(w.scalar_type()),
+                                spec.effective_group(w.size(1)), static_cast<double>(spec.maxq()));
+}
+
+at::Tensor fake_quant_grid_reference(const at::Tensor& weight, const at::Tensor& scale, const at::Tensor& zero,
+                                     const QuantSpec& spec) {
+    return grid_composite(weight, scale, zero, spec);
+}
 
 LwcParams make_lwc_params(const at::Tensor& weight, const QuantSpec& spec) {
     const int64_t G = spec.n_groups(weight.size(1));
@@ -23,6 +172,11 @@ void lwc_scale_zero(const at::Tensor& weight, const LwcParams& params, const Qua
                     at::Tensor& zero) {
     at::Tensor gmax, gmin;
     group_max_min(float_or_double(weight.detach()), spec, gmax, gmin);
+    lwc_scale_zero_of_range(gmax, gmin, params, spec, scale, zero);
+}
+
+void lwc_scale_zero_of_range(const at::Tensor& gmax, const at::Tensor& gmin, const LwcParams& params,
+                             const QuantSpec& spec, at::Tensor& scale, at::Tensor& zero) {
     const at::Tensor xmax = at::sigmoid(params.up) * gmax;
     const at::Tensor xmin = at::sigmoid(params.low) * gmin;
     const double maxq = static_cast<double>(spec.maxq());
@@ -39,10 +193,14 @@ void lwc_scale_zero(const at::Tensor& weight, const LwcParams& params, const Qua
 at::Tensor lwc_fake_quant(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec) {
     at::Tensor scale, zero;
     lwc_scale_zero(weight, params, spec, scale, zero);
-    const at::Tensor g_idx = natural_group_index(weight.size(1), spec).to(weight.device());
-    const at::Tensor s = expand_groups(scale, g_idx), z = expand_groups(zero, g_idx);
-    const at::Tensor q = at::clamp(round_ste(float_or_double(weight) / s) + z, 0.0, static_cast<double>(spec.maxq()));
-    return (q - z) * s;
+    return fake_quant_grid(weight, scale, zero, spec);
+}
+
+at::Tensor lwc_fake_quant_of_range(const at::Tensor& weight, const at::Tensor& gmax, const at::Tensor& gmin,
+                                   const LwcParams& params, const QuantSpec& spec) {
+    at::Tensor scale, zero;
+    lwc_scale_zero_of_range(gmax, gmin, params, spec, scale, zero);
+    return fake_quant_grid(weight, scale, zero, spec);
 }
 
 QuantizedTensor lwc_finalize(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec) {

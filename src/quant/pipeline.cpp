@@ -6,6 +6,7 @@
 #include <c10/core/GradMode.h>
 
 #include "quant/method.h"
+#include "quant/trainable.h"
 #include "quant/requant.h"
 #include "quant/slim_bits.h"
 #include "saliq/distributed.h"
@@ -307,6 +308,7 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
     auto method = make_method(o.method);
     const at::TensorOptions compute = resolve_model_options(o.model);
     act_storage_dtype(o, compute);
+    if (method->trains()) o.apiq.train_dtype = resolve_train_dtype(o.apiq.train_dtype, compute);  // the manifest's
     if (dist_active()) {  // what runs over the ranks' shards of the windows, so far
         if (!method->shards_windows())
             throw ConfigError("--method " + o.method + " runs in one process; over several ranks: gptq, rtn, "

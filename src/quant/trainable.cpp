@@ -1,5 +1,6 @@
 #include "quant/trainable.h"
 
+#include <chrono>
 #include <cmath>
 
 #include <ATen/ATen.h>
@@ -11,6 +12,7 @@
 #include "saliq/error.h"
 #include "saliq/safetensors.h"
 #include "saliq/strings.h"
+#include "saliq/threads.h"
 
 namespace saliq {
 
@@ -31,8 +33,16 @@ void TrainableLinear::set_fixed_sparse(const SparsePart& part) {
                                          part.value.to(weight_.device()).to(weight_.scalar_type()));
 }
 
+const at::Tensor& TrainableLinear::quantized_weight(at::Tensor& fresh) const {
+    if (step_weight_.defined()) return step_weight_;
+    fresh = fake_quant();
+    return fresh;
+}
+
 at::Tensor TrainableLinear::quantized_forward(const at::Tensor& x) const {
-    const at::Tensor w = fixed_sparse_.defined() ? fake_quant() + fixed_sparse_ : fake_quant();
+    at::Tensor fresh;
+    const at::Tensor& q = quantized_weight(fresh);
+    const at::Tensor w = fixed_sparse_.defined() ? q + fixed_sparse_ : q;
     return at::linear(x, w.to(x.scalar_type()));
 }
 
@@ -44,13 +54,15 @@ at::Tensor TrainableLinear::forward(const at::Tensor& x) const {
 }
 
 at::Tensor TrainableLinear::effective_weight(bool with_lora) const {
-    at::Tensor w = fake_quant();
+    at::Tensor fresh;
+    at::Tensor w = quantized_weight(fresh);
     if (with_lora && has_lora()) w = w + at::matmul(lora_b_, lora_a_) * lora_scale_;
     return w;
 }
 
 at::Tensor TrainableLinear::weight() const {
-    const at::Tensor w = effective_weight(true).detach();
+    at::Tensor w = fake_quant().detach();
+    if (has_lora()) w = w + at::matmul(lora_b_, lora_a_).detach() * lora_scale_;
     return fixed_sparse_.defined() ? w + fixed_sparse_ : w;
 }
 
@@ -79,11 +91,12 @@ LwcLinear::LwcLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lo
       lwc_(group_bits.defined() ? make_mixed_lwc_params(weight_, spec, group_bits) : make_lwc_params(weight_, spec)) {
     lwc_.up.requires_grad_(true);
     lwc_.low.requires_grad_(true);
+    if (!group_bits.defined()) group_max_min(weight_, spec_, group_max_, group_min_);
 }
 
 at::Tensor LwcLinear::fake_quant() const {
     return group_bits_.defined() ? lwc_fake_quant_mixed(weight_, lwc_, spec_, group_bits_)
-                                 : lwc_fake_quant(weight_, lwc_, spec_);
+                                 : lwc_fake_quant_of_range(weight_, group_max_, group_min_, lwc_, spec_);
 }
 
 void LwcLinear::finalize_quantizer(LinearResult& r) const {
@@ -123,6 +136,25 @@ std::vector<TrainStage> resolve_stages(const QuantizeOptions& o) {
 
 double block_lambda(const QuantizeOptions& o, int64_t layer) {
     return o.saliency.lambda * std::pow(o.saliency.lambda_multiplier, static_cast<double>(layer));
+}
+
+std::string resolve_train_dtype(const std::string& requested, const at::TensorOptions& model) {
+    const at::ScalarType m = model.dtype().toScalarType();
+    if (m == at::kDouble) return "fp64";
+    if (requested == "auto") {
+        if (model.device().is_cuda()) return m == at::kHalf ? "fp16" : "bf16";
+        return cpu_has_bf16_matrix_units() ? "bf16" : (m == at::kBFloat16 ? "bf16" : "fp32");
+    }
+    if (requested != "fp32" && requested != "bf16" && requested != "fp16")
+        throw ConfigError("--train-dtype must be fp32, bf16, fp16 or auto, not '" + requested + "'");
+    if (requested == "fp16" && model.device().is_cpu())
+        throw ConfigError("--train-dtype fp16 is not available on CPU (LibTorch has no fp16 CPU matmul); use bf16");
+    return requested;
+}
+
+at::ScalarType training_compute_dtype(const QuantizeOptions& o, const at::TensorOptions& model) {
+    const std::string d = resolve_train_dtype(o.apiq.train_dtype, model);
+    return d == "fp64" ? at::kDouble : d == "bf16" ? at::kBFloat16 : d == "fp16" ? at::kHalf : at::kFloat;
 }
 
 double lwc_learning_rate(const QuantizeOptions& o, bool with_lora) {
@@ -279,6 +311,12 @@ bool Trainer::step(const at::Tensor& loss) {
     return true;
 }
 
+namespace {
+double g_training_seconds = 0.0;  // only the calling thread trains
+}  // namespace
+
+double training_seconds() { return g_training_seconds; }
+
 nlohmann::json run_stages(const std::vector<TrainStage>& stages, Trainer& trainer, int64_t n_windows, int64_t batch,
                           const StepLoss& loss, const std::string& where) {
     c10::AutoGradMode grad(true);
@@ -287,6 +325,8 @@ nlohmann::json run_stages(const std::vector<TrainStage>& stages, Trainer& traine
     for (const auto& stage : stages) {
         if (stage.epochs <= 0) continue;
         std::vector<double> epoch_losses;
+        const auto stage_start = std::chrono::steady_clock::now();
+        int64_t stage_steps = 0;
         for (int64_t epoch = 0; epoch < stage.epochs; ++epoch) {
             double total = 0.0;
             int64_t steps = 0;
@@ -301,6 +341,7 @@ nlohmann::json run_stages(const std::vector<TrainStage>& stages, Trainer& traine
                 if (!trainer.step(value_t)) ++skipped;
                 total += value;
                 ++steps;
+                ++stage_steps;
             }
             // Distributed: every rank ran as many steps (equal shards); the logged loss is the mean over the ranks.
             epoch_losses.push_back(dist_sum(total / static_cast<double>(steps)) / dist_world_size());
@@ -309,7 +350,9 @@ nlohmann::json run_stages(const std::vector<TrainStage>& stages, Trainer& traine
                        {"epochs", stage.epochs},
                        {"loss_start", epoch_losses.front()},
                        {"loss_end", epoch_losses.back()},
-                       {"epoch_losses", epoch_losses}});
+                       {"epoch_losses", epoch_losses},
+                       {"steps", stage_steps}});
+        g_training_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - stage_start).count();
     }
     if (skipped > 0) log.push_back({{"fp16_skipped_steps", skipped}});
     return log;

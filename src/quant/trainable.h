@@ -44,6 +44,11 @@ public:
     // The learned weight as stored (with the adapters and the quantizer's parameters).
     LinearResult finalize(const std::string& name) const;
 
+    // One training step computes Q(W) once: begin_step() keeps it for forward() and the regularizer's
+    // effective_weight() until end_step() (weight() and finalize() always compute it afresh).
+    void begin_step() { step_weight_ = fake_quant(); }
+    void end_step() { step_weight_ = at::Tensor(); }
+
 protected:
     // Q(W) [out, in], differentiable in the quantizer's parameters.
     virtual at::Tensor fake_quant() const = 0;
@@ -55,6 +60,9 @@ protected:
     at::Tensor fixed_sparse_;  // [out, in], zero but at the outliers; undefined without them
 
 private:
+    const at::Tensor& quantized_weight(at::Tensor& fresh) const;
+
+    at::Tensor step_weight_;  // Q(W) of the current step, with its graph; undefined outside a step
     at::Tensor lora_a_;  // [r, in]
     at::Tensor lora_b_;  // [out, r]
     double lora_scale_ = 0.0;
@@ -76,6 +84,7 @@ private:
     QuantSpec spec_;
     at::Tensor group_bits_;  // undefined: spec_.bits everywhere
     LwcParams lwc_;  // [out, G] each
+    at::Tensor group_max_, group_min_;  // [out, G] of the frozen weight, computed once
 };
 
 // DB-LLM's flexible dual binarization (alpha1, alpha2 per group of --group-size) and BinaryMoS (--mos-experts
@@ -100,6 +109,12 @@ bool stages_use_reg(const std::vector<TrainStage>& stages);  // any stage with e
 
 // Per-block settings shared by ApiQ-bw, OmniQuant (with_lora false) and ApiQ-lw.
 double block_lambda(const QuantizeOptions& options, int64_t layer);            // lambda * multiplier^layer
+// The dtype the training forward and backward compute in (--train-dtype, resolved by validate_quantize_options):
+// matmuls in it; master parameters, optimizer state and loss in fp32. fp64 models (gradient checks) train in fp64.
+at::ScalarType training_compute_dtype(const QuantizeOptions& options, const at::TensorOptions& model);
+// "auto" made concrete for a model computing in `model`: bf16 on CUDA and on CPUs with bf16 matrix units (when the
+// model computes in fp32 or bf16), else the model's dtype. ConfigError for an unknown name or fp16 on CPU.
+std::string resolve_train_dtype(const std::string& requested, const at::TensorOptions& model);
 // Default ApiQ 5e-3, OmniQuant 1e-2 for clipping logits; db-llm 1e-3, binarymos 1e-2 for the binarizers' scales.
 double lwc_learning_rate(const QuantizeOptions& options, bool with_lora);
 double training_weight_decay(const QuantizeOptions& options, bool with_lora);  // default ApiQ 0.1, OmniQuant 0
@@ -135,6 +150,9 @@ private:
 // `loss(stage, first, count)` builds the loss of one step. Returns the per-stage log (loss at the first and last
 // epoch, every epoch's mean). A non-finite loss throws NumericError naming `where`, the stage, epoch and step.
 using StepLoss = std::function<at::Tensor(const std::string& stage, int64_t first, int64_t count)>;
+// Seconds this process has spent in run_stages' steps (forward, backward, optimizer): what a benchmark divides by
+// the steps, apart from a block's one-off work. Kept out of the stats, which must be identical between runs.
+double training_seconds();
 nlohmann::json run_stages(const std::vector<TrainStage>& stages, Trainer& trainer, int64_t n_windows, int64_t batch,
                           const StepLoss& loss, const std::string& where);
 

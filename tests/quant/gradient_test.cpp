@@ -4,6 +4,7 @@
 // exactly what the backward pass assumes (a code landing exactly on 0 or maxq is "inside", as clamp's backward has it).
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
+#include <torch/csrc/autograd/autograd.h>
 
 #include <nlohmann/json.hpp>
 
@@ -73,6 +74,34 @@ TEST(Gradients, LwcClippingFactorsMatchFiniteDifferences) {
         EXPECT_TRUE(at::allclose(p.low.grad(), num_low, 1e-5, 1e-7)) << sym << "\n" << p.low.grad() << num_low;
         EXPECT_GT(p.up.grad().abs().sum().item<double>(), 0.0);
     }
+}
+
+// The fused CPU grid (one pass each way) is the element-wise ATen grid bit for bit forward, and its scale gradient
+// agrees; including values far outside the grid, a short last group, symmetric grids and zero points at the bounds.
+TEST(Gradients, FusedFakeQuantEqualsTheElementwiseGrid) {
+    at::manual_seed(11);
+    for (bool sym : {false, true})
+        for (int bits : {2, 3, 4, 8}) {
+            QuantSpec spec = spec2(16, sym);
+            spec.bits = bits;
+            at::Tensor w = at::randn({37, 70});  // 5 groups per row, the last one 6 wide
+            w.index_put_({0, 0}, 1e9);           // far past every grid: clamps
+            w.index_put_({1, 3}, -1e9);
+            LwcParams p = make_lwc_params(w, spec);
+            p.up = (p.up + 0.5 * at::randn_like(p.up)).requires_grad_(true);
+            p.low = (p.low + 0.5 * at::randn_like(p.low)).requires_grad_(true);
+            at::Tensor scale, zero;
+            lwc_scale_zero(w, p, spec, scale, zero);
+            const at::Tensor probe = at::randn_like(w);
+            const at::Tensor fused = fake_quant_grid(w, scale, zero, spec);
+            const at::Tensor reference = fake_quant_grid_reference(w, scale, zero, spec);
+            EXPECT_TRUE(at::equal(fused, reference)) << "bits " << bits << " sym " << sym;
+            const auto g_fused = torch::autograd::grad({(fused * probe).sum()}, {p.up, p.low}, {}, /*retain_graph=*/true);
+            const auto g_ref = torch::autograd::grad({(reference * probe).sum()}, {p.up, p.low});
+            for (size_t i = 0; i < 2; ++i)
+                EXPECT_TRUE(at::allclose(g_fused[i], g_ref[i], 1e-4, 1e-5))
+                    << "bits " << bits << " sym " << sym << " " << (g_fused[i] - g_ref[i]).abs().max();
+        }
 }
 
 TEST(Gradients, LoraBranchMatchesFiniteDifferences) {

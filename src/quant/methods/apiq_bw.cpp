@@ -34,7 +34,11 @@ public:
         const at::TensorOptions options = block.input_norm.options();
         const int64_t N = ctx.inputs->size(0);
         const int64_t batch = std::max<int64_t>(1, o.apiq.train_batch);
-        const bool fp16 = options.dtype() == at::kHalf;
+        // Training computes in --train-dtype (bf16 on the matrix units) beside the model's dtype: the block's norms,
+        // rotary tables and input windows are cast to it; targets, master weights, optimizer and loss stay fp32.
+        const at::ScalarType compute = training_compute_dtype(o, options);
+        const bool fp16 = compute == at::kHalf;
+        const Rope rope{ctx.rope->cos.to(compute), ctx.rope->sin.to(compute)};
 
         // Targets from the FP block: on the FP chain's input (T1) and on the quantized chain's input (T2).
         const DecoderBlock fp_block = block;
@@ -51,6 +55,8 @@ public:
 
         seed_block(o, layer);
         DecoderBlock train = block;
+        train.input_norm = block.input_norm.to(compute);
+        train.post_norm = block.post_norm.to(compute);
         std::vector<std::shared_ptr<TrainableLinear>> trainables;
         std::vector<const TrainableLinear*> raw;
         std::vector<std::string> names;
@@ -82,9 +88,10 @@ public:
         const std::string where = strprintf("%s, block %lld", lora_ ? "apiq-bw" : "omniquant", (long long)layer);
         stats["stages"] = run_stages(stages, trainer, N, batch,
                                      [&](const std::string& stage, int64_t b, int64_t n) {
+                                         for (const auto& t : trainables) t->begin_step();  // Q(W) once a step
                                          at::Tensor loss = at::zeros({}, options.dtype(at::kFloat));
                                          if (stage_uses_mse(stage)) {
-                                             const at::Tensor out = block_forward(train, *ctx.config, *ctx.rope,
+                                             const at::Tensor out = block_forward(train, *ctx.config, rope,
                                                                                   compute_slice(*ctx.inputs, b, n, train))
                                                                         .to(at::kFloat);
                                              loss = loss + at::mse_loss(out, t1.narrow(0, b, n).to(at::kFloat));
@@ -96,6 +103,7 @@ public:
                                          return loss;
                                      },
                                      where);
+        for (const auto& t : trainables) t->end_step();
 
         // Freeze the learned grids; the quantized chain moves on through the block with its adapters.
         finished_.clear();

@@ -58,6 +58,7 @@ public:
         const double lwc_lr = lwc_learning_rate(o, true), wd = training_weight_decay(o, true);
         const double lambda = block_lambda(o, layer);
         const bool after_lora = o.saliency.reg_method == "after_lora";
+        const at::ScalarType compute = training_compute_dtype(o, options);
 
         seed_block(o, layer);
         nlohmann::json stats = {{"layers", nlohmann::json::object()}};
@@ -78,7 +79,7 @@ public:
                     layer_stats["fisher"] = fisher_stats[name];
                 }
                 Trainer trainer(t.quantizer_parameters(), t.lora_parameters(), lwc_lr, o.apiq.lora_lr, wd,
-                                options.dtype() == at::kHalf);
+                                compute == at::kHalf);
                 layer_stats["stages"] = run_stages(
                     stages, trainer, N, batch,
                     [&](const std::string& stage, int64_t b, int64_t n) {
@@ -89,7 +90,8 @@ public:
                                 c10::NoGradGuard no_grad;
                                 target = at::linear(fp_inputs[index].narrow(0, b, n), W).to(at::kFloat);
                             }
-                            const at::Tensor pred = t.forward(q_inputs[index].narrow(0, b, n)).to(at::kFloat);
+                            const at::Tensor pred =
+                                t.forward(q_inputs[index].narrow(0, b, n).to(compute)).to(at::kFloat);
                             loss = loss + at::mse_loss(pred, target);
                         }
                         if (stage_uses_reg(stage)) loss = loss + lambda * saliency_regularizer(raw, fisher, after_lora);
