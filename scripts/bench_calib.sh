@@ -29,7 +29,7 @@ busy_pid=
 start_busy() { taskset -c 0 python3 -c 'while True: pass' & busy_pid=$!; sleep 1; }
 stop_busy() { kill "$busy_pid" 2>/dev/null; wait "$busy_pid" 2>/dev/null || true; busy_pid=; }
 trap 'stop_busy' EXIT
-ms_of() { sed -n 's/.*(\([0-9.]*\) ms per step).*/\1/p'; }
+ms_of() { sed -n 's/.*training step: \([0-9.]*\) ms.*/\1/p'; }
 tps_of() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["tokens_per_second"])' "$1"; }
 eval_tps() {  # extra args -> tokens/s of stories260K eval
   local out

@@ -180,6 +180,12 @@ int run_convert(const std::string& from, const std::string& from_gguf, const std
 int run_export(const std::string& model, const std::string& tokenizer, const std::string& out,
                const DenseExportOptions& options) {
     const Checkpoint ckpt = load_checkpoint(model, tokenizer);
+    if (options.format == "compressed-tensors") {
+        export_compressed_tensors(ckpt, out, options.force);
+        std::cout << "wrote " << out << " (compressed-tensors pack-quantized"
+                  << (ckpt.adapter_path.empty() ? "" : ", PEFT adapters beside it") << ")\n";
+        return 0;
+    }
     export_dense(ckpt, out, options);
     std::cout << "wrote " << out << " (" << options.format << ", " << options.dtype
               << (ckpt.adapter != nullptr && options.use_adapter ? ", adapters merged" : "") << ")\n";
@@ -817,7 +823,10 @@ int main(int argc, char** argv) {
                                                       "dense: a Hugging Face folder or a GGUF file for llama.cpp");
     exporter->add_option("--model,-m", export_model, "model folder or file")->required();
     exporter->add_option("--tokenizer", export_tokenizer, "SentencePiece .model (default: the folder's)");
-    exporter->add_option("--format", export_options.format, "hf or gguf")->capture_default_str();
+    exporter->add_option("--format", export_options.format,
+                         "hf, gguf (dense) or compressed-tensors (a GPTQ-packed folder as pack-quantized "
+                         "W{2,3,4,8}A16 for vLLM, code for code)")
+        ->capture_default_str();
     exporter->add_option("--dtype", export_options.dtype, "f32, f16 or bf16 (gguf norms stay f32)")->capture_default_str();
     exporter->add_option("--out,-o", export_out, "output folder (hf) or .gguf file")->required();
     exporter->add_flag("!--no-adapter", export_options.use_adapter, "do not merge the folder's LoRA adapters");

@@ -86,6 +86,19 @@ struct DenseExportOptions {
 };
 void export_dense(const Checkpoint& checkpoint, const std::string& out, const DenseExportOptions& options);
 
+// `saliq export --format compressed-tensors`: a GPTQ-packed folder as compressed-tensors' pack-quantized W{2,3,4,8}A16
+// checkpoint (group-wise, asymmetric zero points; src/export/compressed_tensors_export.cpp has the layout), code for
+// code: the library's (q - zp) * s is the folder's s (c - z). The folder's PEFT adapters are copied beside it.
+// ConfigError for folders the format cannot hold (act-order, saliq_mixed, saliq_binary, ReQuant's sparse parts,
+// widths that are not a multiple of the group size).
+void export_compressed_tensors(const Checkpoint& checkpoint, const std::string& out, bool force);
+
+// One linear's compressed-tensors tensors (weight_packed, weight_scale, weight_zero_point, weight_shape).
+struct CompressedTensorsLinear {
+    at::Tensor weight_packed, weight_scale, weight_zero_point, weight_shape;
+};
+CompressedTensorsLinear compressed_tensors_linear(const QuantizedTensor& q, const std::string& origin);
+
 // `saliq finetune`'s output: the student folder with the trained scales (and adapters, norms) in the same layout,
 // its state kept in "<out>.partial/state.safetensors" after every epoch for --resume.
 class FinetuneFolderWriter : public FinetuneStore {

@@ -1,0 +1,148 @@
+// compressed-tensors' pack-quantized export: the bit layout against words computed by hand (2, 3 and 4 bits, a value
+// split across two words), and a whole stories260K folder read back by an independent decoder to the packed folder's
+// own dequantized weights; folders the format cannot hold are refused.
+#include <cstdint>
+
+#include <ATen/ATen.h>
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "saliq/checkpoint.h"
+#include "saliq/error.h"
+#include "saliq/export.h"
+#include "saliq/file.h"
+#include "saliq/model.h"
+#include "saliq/safetensors.h"
+#include "test_utils.h"
+
+namespace saliq {
+namespace {
+
+QuantizedTensor one_row(const std::vector<int64_t>& codes, int bits, int64_t group, double zero) {
+    QuantizedTensor q;
+    q.spec.bits = bits;
+    q.spec.group_size = group;
+    const auto n = static_cast<int64_t>(codes.size());
+    q.codes = at::tensor(codes, at::kLong).to(at::kByte).view({1, n});
+    q.scales = at::full({1, n / group}, 0.5f);
+    q.zeros = at::full({1, n / group}, static_cast<float>(zero));
+    q.g_idx = at::div(at::arange(n, at::kLong), group, "floor");
+    return q;
+}
+
+uint32_t word(const at::Tensor& packed, int64_t row, int64_t col) {
+    return static_cast<uint32_t>(packed[row][col].item<int32_t>());
+}
+
+TEST(CompressedTensors, CodesPackAsOneLsbFirstStreamPerRow) {
+    // 2 bits: sixteen codes in a word, code k at bits 2k.
+    std::vector<int64_t> c2 = {0, 1, 2, 3, 3, 2, 1, 0, 1, 1, 1, 1, 2, 2, 2, 2};
+    uint32_t expected = 0;
+    for (size_t k = 0; k < c2.size(); ++k) expected |= static_cast<uint32_t>(c2[k]) << (2 * k);
+    auto t = compressed_tensors_linear(one_row(c2, 2, 16, 1), "t");
+    ASSERT_EQ(t.weight_packed.sizes(), (at::IntArrayRef{1, 1}));
+    EXPECT_EQ(word(t.weight_packed, 0, 0), expected);
+    EXPECT_EQ(t.weight_packed.scalar_type(), at::kInt);
+    EXPECT_EQ(t.weight_shape[0].item<int64_t>(), 1);
+    EXPECT_EQ(t.weight_shape[1].item<int64_t>(), 16);
+    EXPECT_EQ(t.weight_scale.scalar_type(), at::kHalf);
+    // The zero point 1 at bits 0..1 of its own word (packed along the output dim).
+    EXPECT_EQ(word(t.weight_zero_point, 0, 0), 1u);
+
+    // 3 bits over 16 codes: 48 bits in two words, code 10 split (bits 30-31 of word 0, bit 0 of word 1).
+    std::vector<int64_t> c3 = {7, 0, 5, 1, 2, 3, 4, 6, 1, 0, 6, 2, 3, 4, 5, 7};
+    uint64_t stream = 0;
+    for (size_t k = 0; k < c3.size(); ++k) stream |= static_cast<uint64_t>(c3[k]) << (3 * k);
+    t = compressed_tensors_linear(one_row(c3, 3, 8, 4), "t");
+    ASSERT_EQ(t.weight_packed.sizes(), (at::IntArrayRef{1, 2}));
+    EXPECT_EQ(word(t.weight_packed, 0, 0), static_cast<uint32_t>(stream & 0xffffffffu));
+    EXPECT_EQ(word(t.weight_packed, 0, 1), static_cast<uint32_t>(stream >> 32));
+    EXPECT_EQ((word(t.weight_packed, 0, 0) >> 30) | ((word(t.weight_packed, 0, 1) & 1u) << 2), 6u);  // code 10
+    EXPECT_EQ(t.weight_zero_point.sizes(), (at::IntArrayRef{1, 2}));  // [ceil(1 * 3 / 32), G]
+
+    // 4 bits: eight codes a word.
+    std::vector<int64_t> c4 = {15, 0, 1, 14, 7, 8, 3, 12};
+    expected = 0;
+    for (size_t k = 0; k < c4.size(); ++k) expected |= static_cast<uint32_t>(c4[k]) << (4 * k);
+    EXPECT_EQ(word(compressed_tensors_linear(one_row(c4, 4, 8, 8), "t").weight_packed, 0, 0), expected);
+
+    // What the format cannot hold.
+    QuantizedTensor act_order = one_row(c2, 2, 8, 1);
+    act_order.g_idx = at::tensor(std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0});
+    EXPECT_THROW(compressed_tensors_linear(act_order, "t"), ConfigError);
+    EXPECT_THROW(compressed_tensors_linear(one_row(c2, 2, 16, 0.5), "t"), ConfigError);  // fractional zero
+}
+
+// The independent reader: bit stream per row (weights) and per column (zero points), value (u_q - u_zp) * s.
+at::Tensor decode(const std::map<std::string, at::Tensor>& t, const std::string& base, int bits) {
+    const at::Tensor packed = t.at(base + ".weight_packed"), zp = t.at(base + ".weight_zero_point");
+    const at::Tensor scale = t.at(base + ".weight_scale").to(at::kFloat), shape = t.at(base + ".weight_shape");
+    const int64_t out = shape[0].item<int64_t>(), in = shape[1].item<int64_t>(), G = scale.size(1), g = in / G;
+    auto bits_at = [&](const at::Tensor& words, int64_t row, int64_t col_word, bool rows) {
+        return static_cast<uint32_t>((rows ? words[row][col_word] : words[col_word][row]).item<int32_t>());
+    };
+    auto read = [&](const at::Tensor& words, int64_t line, int64_t k, bool rows) {
+        uint64_t v = 0;
+        const int64_t bit = k * bits, w = bit / 32, off = bit % 32;
+        v = bits_at(words, line, w, rows) >> off;
+        if (off + bits > 32) v |= static_cast<uint64_t>(bits_at(words, line, w + 1, rows)) << (32 - off);
+        return static_cast<double>(v & ((1u << bits) - 1));
+    };
+    at::Tensor w = at::empty({out, in});
+    for (int64_t r = 0; r < out; ++r)
+        for (int64_t c = 0; c < in; ++c)
+            w[r][c] = (read(packed, r, c, true) - read(zp, c / g, r, false)) * scale[r][c / g].item<double>();
+    return w;
+}
+
+TEST(CompressedTensors, Stories260KFolderReadsBackToThePackedWeights) {
+    test::TempDir dir;
+    for (int bits : {2, 3}) {
+        const std::string q = dir.file("q" + std::to_string(bits)), ct = dir.file("ct" + std::to_string(bits));
+        auto r = test::run_saliq("quantize -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer() +
+                                 " --method rtn --bits " + std::to_string(bits) + " --group-size 4 -q --out " + q);
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        r = test::run_saliq("export -m " + q + " --format compressed-tensors -q --out " + ct);
+        ASSERT_EQ(r.exit_code, 0) << r.output;
+        const auto config = nlohmann::json::parse(test::read_bytes(ct + "/config.json"));
+        const auto& qc = config["quantization_config"];
+        EXPECT_EQ(qc["quant_method"], "compressed-tensors");
+        EXPECT_EQ(qc["format"], "pack-quantized");
+        EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["num_bits"], bits);
+        EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["group_size"], 4);
+        EXPECT_EQ(qc["config_groups"]["group_0"]["weights"]["symmetric"], false);
+        EXPECT_TRUE(path_exists(ct + "/tokenizer.model"));
+
+        const Checkpoint packed = load_checkpoint(q);
+        const auto reader = SafetensorsReader::open(ct + "/model.safetensors");
+        std::map<std::string, at::Tensor> tensors;
+        for (const auto& entry : reader->entries()) tensors[entry.name] = reader->tensor(entry.name);
+        for (int64_t layer : {int64_t{0}, packed.config.n_layers - 1})
+            for (int i = 0; i < kNumLinears; ++i) {
+                const std::string base = hf_names::linear_name(layer, i);
+                ASSERT_EQ(tensors.count(base + ".weight"), 0u) << base;  // no dense copy beside the packed one
+                const DecoderBlock block = load_block(*packed.tensors, packed.config, packed.packed, layer,
+                                                      at::TensorOptions().dtype(at::kFloat));
+                EXPECT_TRUE(at::equal(decode(tensors, base, bits), block.linears[i]->weight())) << base;
+            }
+        EXPECT_TRUE(at::equal(tensors.at("model.embed_tokens.weight"), packed.tensors->get("model.embed_tokens.weight")));
+    }
+    // A folder that is not packed, and an act-order one, are refused before anything is written.
+    auto r = test::run_saliq("export -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer() +
+                             " --format compressed-tensors --out " + dir.file("x"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("quantize it first"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(dir.file("x")));
+    const std::string ao = dir.file("ao");
+    r = test::run_saliq("quantize -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer() +
+                        " --method gptq --act-order --bits 2 --group-size 4 --calib tinystories --calib-range 0:0.5 "
+                        "--nsamples 2 --seqlen 64 -q --out " + ao);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = test::run_saliq("export -m " + ao + " --format compressed-tensors --out " + dir.file("y"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("g_idx"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(dir.file("y")));
+}
+
+}  // namespace
+}  // namespace saliq
