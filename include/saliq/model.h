@@ -172,6 +172,11 @@ at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, c
 // (`packed.bits` > 0 and a `.qweight` present) become PackedLinear, or QuantizedLinear (dense, dequantized) without
 // `keep_packed`; the rest are dense.
 // With `adapter`, linears that have PEFT lora_A/lora_B tensors there are wrapped in LoraLinear.
+// A GPTQ linear's g_idx: the stored one, or, for a folder without act-order that leaves it out (AutoRound's own
+// format), the natural order k / group_size. FormatError when an act-order folder lacks it.
+at::Tensor gptq_group_index(const TensorSource& tensors, const std::string& linear, const PackedInfo& packed,
+                            int64_t in_features);
+
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& config, const PackedInfo& packed,
                         int64_t layer, const at::TensorOptions& options, const TensorSource* adapter = nullptr,
                         double adapter_scale = 0.0, bool keep_packed = false);

@@ -15,6 +15,7 @@
 #include "saliq/file.h"
 #include "saliq/gptq_pack.h"
 #include "saliq/log.h"
+#include "saliq/model.h"
 #include "saliq/safetensors.h"
 #include "saliq/strings.h"
 
@@ -116,7 +117,8 @@ void export_compressed_tensors(const Checkpoint& ckpt, const std::string& out, b
                     if (cache->first != base) {
                         const std::string origin = ckpt.tensors->origin() + " (" + base + ")";
                         GptqTensors t{ckpt.tensors->get(base + ".qweight"), ckpt.tensors->get(base + ".qzeros"),
-                                      ckpt.tensors->get(base + ".scales"), ckpt.tensors->get(base + ".g_idx")};
+                                      ckpt.tensors->get(base + ".scales"),
+                                      gptq_group_index(*ckpt.tensors, base, ckpt.packed, n)};
                         cache->second = compressed_tensors_linear(
                             gptq_unpack(t, spec, n, o, ckpt.packed.zeros_v2, origin), origin);
                         cache->first = base;

@@ -107,10 +107,24 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
             info.group_size = q["group_size"].get<int64_t>();
         return info;
     }
-    if (method != "gptq" && method != "saliq_mixed")
+    // AutoRound's own format: GPTQ's bit layout with raw zero points (as gptq_v2) and no g_idx.
+    const bool auto_round = method == "auto-round" || method == "intel/auto-round";
+    if (auto_round) {
+        const std::string packing = string_field(q, "packing_format", "auto_round:auto_gptq", source);
+        if (packing != "auto_round:auto_gptq" && packing != "auto_round:gptqmodel")
+            throw FormatError(source, "AutoRound packing_format '" + packing +
+                                          "' is not supported (saliq reads auto_round:auto_gptq, GPTQ's bit layout)");
+        const std::string data_type = string_field(q, "data_type", "int", source);
+        if (data_type != "int")
+            throw FormatError(source, "AutoRound data_type '" + data_type + "' is not supported (saliq reads int)");
+        if (q.contains("extra_config") && !q["extra_config"].is_null() && !q["extra_config"].empty())
+            throw FormatError(source, "AutoRound extra_config gives some layers their own settings; saliq reads "
+                                      "one setting for every linear");
+    }
+    if (method != "gptq" && method != "saliq_mixed" && !auto_round)
         throw FormatError(source, "quantization_config.quant_method '" + method +
-                                      "' is not supported (saliq reads GPTQ-packed folders and its own saliq_binary "
-                                      "and saliq_mixed)");
+                                      "' is not supported (saliq reads GPTQ-packed folders, AutoRound's "
+                                      "auto_round:auto_gptq and its own saliq_binary and saliq_mixed)");
     info.mixed = method == "saliq_mixed";
     if (!q.contains("bits") || !q["bits"].is_number_integer())
         throw FormatError(source, "quantization_config.bits is missing or not an integer");
@@ -130,7 +144,7 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
     if (info.mixed && info.symmetric) throw FormatError(source, "saliq_mixed folders are asymmetric (sym false)");
     info.desc_act = bool_field(q, "desc_act", false, source);
     if (info.mixed && info.desc_act) throw FormatError(source, "saliq_mixed keeps groups in column order (desc_act false)");
-    const std::string format = string_field(q, "checkpoint_format", "gptq", source);
+    const std::string format = string_field(q, "checkpoint_format", auto_round ? "gptq_v2" : "gptq", source);
     if (format != "gptq" && format != "gptq_v2")
         throw FormatError(source, "quantization_config.checkpoint_format '" + format + "' is not gptq or gptq_v2");
     info.zeros_v2 = format == "gptq_v2";

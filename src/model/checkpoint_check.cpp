@@ -137,7 +137,9 @@ void check_checkpoint_tensors(const Checkpoint& checkpoint) {
             expect_tensor(tensors, name + ".qweight", {(in * bits + 31) / 32, out}, {at::kInt}, claim);
             expect_tensor(tensors, name + ".qzeros", {G, (out * bits + 31) / 32}, {at::kInt}, claim);
             expect_tensor(tensors, name + ".scales", {G, out}, floats, claim);
-            expect_tensor(tensors, name + ".g_idx", {in}, {at::kInt, at::kLong}, claim);
+            // Without act-order a folder may leave g_idx out (AutoRound does): column k is in group k / group_size.
+            if (tensors.has(name + ".g_idx") || packed.desc_act)
+                expect_tensor(tensors, name + ".g_idx", {in}, {at::kInt, at::kLong}, claim);
         }
     }
     // Nothing packed that the model does not have: a stray tensor means the config and the weights were made for

@@ -122,6 +122,13 @@ at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, c
     return h + mlp_forward(block, rms_norm(h, block.post_norm, config.rms_norm_eps));
 }
 
+at::Tensor gptq_group_index(const TensorSource& tensors, const std::string& linear, const PackedInfo& packed,
+                            int64_t in_features) {
+    if (tensors.has(linear + ".g_idx") || packed.desc_act) return tensors.get(linear + ".g_idx");
+    const int64_t g = packed.group_size < 0 ? in_features : packed.group_size;
+    return at::div(at::arange(in_features, at::kLong), g, "floor").to(at::kInt);
+}
+
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const PackedInfo& packed, int64_t layer,
                         const at::TensorOptions& options, const TensorSource* adapter, double adapter_scale,
                         bool keep_packed) {
@@ -156,7 +163,7 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
                                                         q.average_bits(), packed.bits));
             } else {
                 GptqTensors t{tensors.get(name + ".qweight"), tensors.get(name + ".qzeros"),
-                              tensors.get(name + ".scales"), tensors.get(name + ".g_idx")};
+                              tensors.get(name + ".scales"), gptq_group_index(tensors, name, packed, shapes[i][1])};
                 q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2, origin);
             }
             check_gptq_claims(q, {packed.group_size, packed.desc_act, packed.symmetric}, origin);

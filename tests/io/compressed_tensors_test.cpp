@@ -146,3 +146,64 @@ TEST(CompressedTensors, Stories260KFolderReadsBackToThePackedWeights) {
 
 }  // namespace
 }  // namespace saliq
+
+namespace saliq {
+namespace {
+
+// AutoRound's own folder (quant_method auto-round, packing_format auto_round:auto_gptq): GPTQ's bit layout with raw
+// zero points and no g_idx. Made here from a saliq W2 asymmetric folder (gptq_v2: raw zero points too) by relabelling
+// it and dropping g_idx; it must score exactly like the original, and the layouts saliq does not read are refused.
+TEST(AutoRoundFolder, ReadsAsGptqWithRawZerosAndNaturalGroups) {
+    test::TempDir dir;
+    const std::string q = dir.file("q"), ar = dir.file("ar");
+    auto r = test::run_saliq("quantize -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer() +
+                             " --method rtn --bits 2 --group-size 4 -q --out " + q);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    make_directories(ar);
+    const auto reader = SafetensorsReader::open(q + "/model.safetensors");
+    NamedTensors kept;
+    for (const auto& e : reader->entries())
+        if (e.name.size() < 6 || e.name.compare(e.name.size() - 6, 6, ".g_idx") != 0)
+            kept.emplace_back(e.name, reader->tensor(e.name).clone());
+    ASSERT_LT(kept.size(), reader->entries().size());
+    write_safetensors(ar + "/model.safetensors", kept, {{"format", "pt"}});
+    copy_file(q + "/tokenizer.model", ar + "/tokenizer.model");
+    nlohmann::json config = nlohmann::json::parse(test::read_bytes(q + "/config.json"));
+    config["quantization_config"] = {{"quant_method", "auto-round"}, {"bits", 2},   {"group_size", 4},
+                                     {"sym", false},                 {"data_type", "int"},
+                                     {"packing_format", "auto_round:auto_gptq"}, {"autoround_version", "0.16.0"}};
+    test::write_bytes(ar + "/config.json", config.dump(2));
+    const std::string eval = " --dataset tinystories --seqlen 64 --max-windows 4 -q";
+    const auto a = test::run_saliq("eval -m " + q + eval), b = test::run_saliq("eval -m " + ar + eval);
+    ASSERT_EQ(a.exit_code, 0) << a.output;
+    ASSERT_EQ(b.exit_code, 0) << b.output;
+    auto ppl_line = [](const std::string& out) {  // "perplexity X"
+        const size_t at = out.find("perplexity");
+        return at == std::string::npos ? std::string() : out.substr(at, out.find('\n', at) - at);
+    };
+    EXPECT_NE(ppl_line(a.output).find("perplexity"), std::string::npos) << a.output;
+    EXPECT_EQ(ppl_line(a.output), ppl_line(b.output));
+    const Checkpoint ours = load_checkpoint(q), theirs = load_checkpoint(ar);
+    EXPECT_EQ(theirs.format, "gptq");
+    EXPECT_TRUE(theirs.packed.zeros_v2);
+    for (int64_t layer = 0; layer < ours.config.n_layers; ++layer) {
+        const auto opts = at::TensorOptions().dtype(at::kFloat);
+        const DecoderBlock x = load_block(*ours.tensors, ours.config, ours.packed, layer, opts);
+        const DecoderBlock y = load_block(*theirs.tensors, theirs.config, theirs.packed, layer, opts);
+        for (int i = 0; i < kNumLinears; ++i) EXPECT_TRUE(at::equal(x.linears[i]->weight(), y.linears[i]->weight()));
+    }
+    for (const auto& [key, value] : std::vector<std::pair<std::string, nlohmann::json>>{
+             {"packing_format", "auto_round:auto_awq"},
+             {"data_type", "fp"},
+             {"extra_config", {{"model.layers.0.mlp.down_proj", {{"bits", 4}}}}}}) {
+        nlohmann::json bad = config;
+        bad["quantization_config"][key] = value;
+        test::write_bytes(ar + "/config.json", bad.dump(2));
+        r = test::run_saliq("eval -m " + ar + eval);
+        EXPECT_EQ(r.exit_code, 3) << key << ": " << r.output;
+        EXPECT_NE(r.output.find(key), std::string::npos) << r.output;
+    }
+}
+
+}  // namespace
+}  // namespace saliq
