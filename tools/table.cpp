@@ -153,7 +153,11 @@ Table parse_table(const std::string& path, const TableArgs& a) {
             Perplexity q;
             q.name = text(p, "name");
             q.args = words(p.value("args", nlohmann::json()), "perplexity.args");
-            if (q.name.empty()) throw ConfigError("every [[perplexity]] needs a name");
+            if (!is_path_component(q.name) || q.name.find(' ') != std::string::npos)
+                throw ConfigError("every [[perplexity]] needs a name usable in a file name (no '/', spaces, '.' or "
+                                  "'..'), not '" + q.name + "'");
+            for (const auto& other : t.perplexity)
+                if (other.name == q.name) throw ConfigError("two [[perplexity]] entries are named '" + q.name + "'");
             t.perplexity.push_back(q);
         }
         if (c.contains("zeroshot")) {
@@ -165,8 +169,10 @@ Table parse_table(const std::string& path, const TableArgs& a) {
         std::set<std::string> names;
         for (const auto& r : c.value("row", nlohmann::json::array())) {
             Row row = parse_row(r, "[[row]]");
-            if (row.name.empty() || row.name.find_first_of("/ ") != std::string::npos || row.name == "fp")
-                throw ConfigError("every [[row]] needs a name without '/' or spaces (and not 'fp')");
+            // Row names become folders under the table's output: one path component, nothing that climbs out.
+            if (!is_path_component(row.name) || row.name.find(' ') != std::string::npos || row.name == "fp")
+                throw ConfigError("every [[row]] needs a name usable as a folder name (no '/', spaces, '.' or '..', "
+                                  "not 'fp'), not '" + row.name + "'");
             if (!names.insert(row.name).second) throw ConfigError("two rows are named '" + row.name + "'");
             t.rows.push_back(row);
         }
@@ -224,7 +230,7 @@ bool run_child(const std::vector<std::string>& args, const std::string& log) {
     return WIFEXITED(status) && WEXITSTATUS(status) == 0;
 }
 
-nlohmann::json read_json(const std::string& path) { return nlohmann::json::parse(read_text_file(path)); }
+nlohmann::json read_json(const std::string& path) { return read_json_file(path); }
 
 std::vector<std::string> with(std::vector<std::string> a, const std::vector<std::string>& b) {
     a.insert(a.end(), b.begin(), b.end());

@@ -46,6 +46,16 @@ void write_json_atomic(const std::string& path, const nlohmann::json& value);
 // A whole JSON file. Throws IoError (unreadable) or FormatError "not valid JSON: ..." naming it.
 nlohmann::json read_json_file(const std::string& path);
 
+// Parses JSON saliq reads from a file a user gives it: FormatError(source) for invalid JSON, a key listed twice in an
+// object (one of the two would silently win) or nesting deeper than kMaxJsonDepth (no file of saliq's needs it, and
+// deep documents exhaust the stack of whatever walks them). read_json_file uses it.
+constexpr int kMaxJsonDepth = 64;
+
+// Whether `name` (taken from a config or file) is safe as one component of a path saliq writes: not empty, not "."
+// or "..", no '/', '\\' or control characters.
+bool is_path_component(const std::string& name);
+nlohmann::json parse_json(const std::string& text, const std::string& source);
+
 // Reads a whole (small) file into a string. Throws IoError.
 std::string read_text_file(const std::string& path);
 

@@ -128,8 +128,8 @@ std::vector<std::string> c4_documents(const std::string& path) {
         if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
         nlohmann::json row;
         try {
-            row = nlohmann::json::parse(line);
-        } catch (const nlohmann::json::exception& e) {
+            row = parse_json(line, path);
+        } catch (const FormatError& e) {
             throw FormatError(path, strprintf("line %lld is not valid JSON: %s", (long long)number, e.what()));
         }
         if (!row.is_object() || !row.contains("text") || !row["text"].is_string())

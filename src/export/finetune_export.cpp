@@ -49,7 +49,7 @@ bool FinetuneFolderWriter::has_state() const { return path_exists(state_path());
 NamedTensors FinetuneFolderWriter::load_state(nlohmann::json& meta) const {
     auto reader = SafetensorsReader::open(state_path());
     try {
-        meta = nlohmann::json::parse(reader->metadata().at("saliq_finetune"));
+        meta = parse_json(reader->metadata().at("saliq_finetune"), state_path());
         if (!meta.is_object()) throw std::runtime_error("not an object");
     } catch (const std::exception&) {
         throw FormatError(state_path(), "missing or unreadable finetune state; use --force to start over");

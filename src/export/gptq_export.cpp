@@ -287,7 +287,7 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
     if (resume) {
         nlohmann::json saved;
         try {
-            saved = nlohmann::json::parse(read_text_file(partial_ + "/state.json"));
+            saved = parse_json(read_text_file(partial_ + "/state.json"), partial_ + "/state.json");
         } catch (const std::exception&) {
             throw FormatError(partial_ + "/state.json", "unreadable state of the interrupted run; use --force");
         }
@@ -430,7 +430,7 @@ BlockResult GptqFolderWriter::load(int64_t layer) const {
     auto reader = SafetensorsReader::open(path);
     nlohmann::json meta;
     try {
-        meta = nlohmann::json::parse(reader->metadata().at("saliq_block"));
+        meta = parse_json(reader->metadata().at("saliq_block"), path);
     } catch (const std::exception&) {
         throw FormatError(path, "missing or unreadable block metadata; use --force to start over");
     }
@@ -458,7 +458,7 @@ void GptqFolderWriter::save_significant(const std::map<std::string, SparsePart>&
 nlohmann::json GptqFolderWriter::significant_stats() const {
     auto reader = SafetensorsReader::open(significant_path());
     try {
-        return nlohmann::json::parse(reader->metadata().at("saliq_significant"));
+        return parse_json(reader->metadata().at("saliq_significant"), significant_path());
     } catch (const std::exception&) {
         throw FormatError(significant_path(), "missing or unreadable detach figures; use --force to start over");
     }

@@ -15,9 +15,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <set>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "saliq/error.h"
+#include "saliq/strings.h"
 
 namespace saliq {
 
@@ -101,13 +104,34 @@ void write_json_atomic(const std::string& path, const nlohmann::json& value) {
     write_file_atomic(path, [&](std::ostream& out) { out << text; });
 }
 
-nlohmann::json read_json_file(const std::string& path) {
-    const std::string text = read_text_file(path);
+nlohmann::json parse_json(const std::string& text, const std::string& source) {
+    std::vector<std::set<std::string>> open_objects;  // the keys seen in each object being parsed
+    auto check = [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json& parsed) {
+        using Event = nlohmann::json::parse_event_t;
+        if ((event == Event::object_start || event == Event::array_start) && depth >= kMaxJsonDepth)
+            throw FormatError(source, strprintf("JSON nested deeper than %d levels", kMaxJsonDepth));
+        if (event == Event::object_start) open_objects.emplace_back();
+        if (event == Event::object_end && !open_objects.empty()) open_objects.pop_back();
+        if (event == Event::key && !open_objects.empty() && parsed.is_string() &&
+            !open_objects.back().insert(parsed.get<std::string>()).second)
+            throw FormatError(source, "JSON key '" + parsed.get<std::string>() +
+                                          "' appears twice in one object (which one is meant?)");
+        return true;
+    };
     try {
-        return nlohmann::json::parse(text);
+        return nlohmann::json::parse(text, check);
     } catch (const nlohmann::json::exception& e) {
-        throw FormatError(path, std::string("not valid JSON: ") + e.what());
+        throw FormatError(source, std::string("not valid JSON: ") + e.what());
     }
+}
+
+nlohmann::json read_json_file(const std::string& path) { return parse_json(read_text_file(path), path); }
+
+bool is_path_component(const std::string& name) {
+    if (name.empty() || name == "." || name == "..") return false;
+    for (const char ch : name)
+        if (ch == '/' || ch == '\\' || static_cast<unsigned char>(ch) < 0x20 || ch == 0x7f) return false;
+    return true;
 }
 
 std::string read_text_file(const std::string& path) {

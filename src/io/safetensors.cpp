@@ -106,7 +106,7 @@ std::shared_ptr<SafetensorsReader> SafetensorsReader::open(const std::string& pa
 
     nlohmann::json header;
     try {
-        header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_len);
+        header = parse_json(std::string(bytes + 8, bytes + 8 + header_len), path + " (header)");
     } catch (const nlohmann::json::exception& e) {
         throw FormatError(path, std::string("header is not valid JSON: ") + e.what());
     }

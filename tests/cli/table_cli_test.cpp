@@ -78,6 +78,21 @@ TEST(TableCli, AFailingRowIsReportedAndTheOthersStillRun) {
 }
 
 // The shipped table configs parse and name every command they would run.
+// Row and perplexity names become folders and file names under the table's output: one that would climb out of it
+// is refused before anything runs, and nothing is written outside.
+TEST(TableCli, NamesThatLeaveTheOutputFolderAreRefused) {
+    TempDir dir;
+    for (const std::string& extra : {std::string("\n[[row]]\nname = \"..\"\nargs = \"--method rtn --bits 2\"\n"),
+                                     std::string("\n[[perplexity]]\nname = \"../../escaped\"\nargs = \"--dataset "
+                                                 "tinystories --seqlen 64 --max-windows 1\"\n")}) {
+        const auto r = run_saliq("table " + table_config(dir, extra) + " --threads 1 --dry-run");
+        EXPECT_EQ(r.exit_code, 2) << r.output;
+        EXPECT_NE(r.output.find("name"), std::string::npos) << r.output;
+        EXPECT_FALSE(path_exists(dir.file("out")));
+        EXPECT_FALSE(path_exists(dir.file("escaped.json")));
+    }
+}
+
 TEST(TableCli, ShippedConfigsDryRun) {
     for (const char* name : {"stories260k", "llama2-7b", "llama2-13b"}) {
         const std::string config = std::string(SALIQ_SOURCE_DIR) + "/configs/tables/" + name + ".toml";

@@ -1,9 +1,11 @@
 #include <unistd.h>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "saliq/error.h"
 #include "saliq/file.h"
+#include "saliq/safetensors.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -65,6 +67,48 @@ TEST(Files, ErrorsNameThePath) {
 
 TEST(Files, ExecutableDirHoldsTheTestBinary) {
     EXPECT_TRUE(path_exists(executable_dir() + "/saliq_tests")) << executable_dir();
+}
+
+// JSON saliq reads: a key listed twice (at any depth) and nesting past kMaxJsonDepth are FormatErrors naming the
+// source; what they guard against (one of two entries silently winning, a stack exhausted by a deep document) never
+// happens. Reached through every reader: config.json, a safetensors header.
+TEST(Files, JsonWithDuplicateKeysOrDeepNestingIsRefused) {
+    EXPECT_EQ(parse_json(R"({"a": 1, "b": {"a": 2}, "c": [{"a": 3}, {"a": 4}]})", "x.json")["b"]["a"], 2);
+    auto message = [](const std::string& text) {
+        try {
+            parse_json(text, "x.json");
+        } catch (const FormatError& e) {
+            return std::string(e.what());
+        }
+        return std::string("<no error>");
+    };
+    EXPECT_NE(message(R"({"a": 1, "a": 2})").find("'a' appears twice"), std::string::npos);
+    EXPECT_NE(message(R"({"b": {"x": 1, "y": 2, "x": 3}})").find("'x' appears twice"), std::string::npos);
+    EXPECT_NE(message(R"([{"k": 1}, {"k": 2, "k": 3}])").find("'k' appears twice"), std::string::npos);
+    EXPECT_NE(message(std::string(100000, '[') + std::string(100000, ']')).find("deeper than"), std::string::npos);
+    EXPECT_NE(message(R"({"a": )").find("not valid JSON"), std::string::npos);
+    EXPECT_NE(message(R"({"a": 1, "a": 2})").find("x.json"), std::string::npos);
+    std::string nested = "1";
+    for (int i = 0; i < kMaxJsonDepth - 1; ++i) nested = "[" + nested + "]";
+    EXPECT_EQ(message(nested), "<no error>");
+
+    test::TempDir dir;
+    // A safetensors header naming one tensor twice.
+    const std::string header = R"({"t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]},)"
+                               R"( "t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}})";
+    test::write_bytes(dir.file("d.safetensors"), test::safetensors_bytes(header, std::string(4, '\0')));
+    try {
+        SafetensorsReader::open(dir.file("d.safetensors"));
+        ADD_FAILURE() << "a tensor listed twice was accepted";
+    } catch (const FormatError& e) {
+        EXPECT_NE(std::string(e.what()).find("'t' appears twice"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Files, PathComponentsFromConfigsStayInTheirFolder) {
+    for (const char* ok : {"apiq-bw", "w2_g64", "row.1", "..x"}) EXPECT_TRUE(is_path_component(ok)) << ok;
+    for (const char* bad : {"", ".", "..", "../x", "a/b", "a\\b", "/abs", "tab\there"})
+        EXPECT_FALSE(is_path_component(bad)) << bad;
 }
 
 }  // namespace

@@ -98,11 +98,16 @@ std::vector<McDoc> load_arc(const std::string& path) {
     const std::string text = read_text_file(path);
     nlohmann::json items;
     try {
-        items = nlohmann::json::parse(text);
-    } catch (const nlohmann::json::parse_error& e) {
-        throw FormatError(path, strprintf("line %lld is not valid JSON: %s", (long long)line_at(text, e.byte), e.what()));
-    } catch (const nlohmann::json::exception& e) {  // e.g. a number out of range
-        throw FormatError(path, std::string("is not valid JSON: ") + e.what());
+        items = parse_json(text, path);  // also refuses keys listed twice and deep nesting
+    } catch (const FormatError&) {
+        try {  // a syntax error: name its line
+            (void)nlohmann::json::parse(text);
+        } catch (const nlohmann::json::parse_error& e) {
+            throw FormatError(path, strprintf("line %lld is not valid JSON: %s", (long long)line_at(text, e.byte),
+                                              e.what()));
+        } catch (const nlohmann::json::exception&) {
+        }
+        throw;
     }
     if (!items.is_array()) throw FormatError(path, "expected a JSON array of items, got " + std::string(items.type_name()));
     const auto offsets = array_element_offsets(text);

@@ -34,8 +34,8 @@ std::vector<JsonRecord> read_jsonl(const std::string& path) {
         if (strip(line.text).empty()) continue;
         JsonRecord record{line.line, {}};
         try {
-            record.value = nlohmann::json::parse(line.text);
-        } catch (const nlohmann::json::exception& e) {
+            record.value = parse_json(line.text, path);
+        } catch (const FormatError& e) {
             throw FormatError(path, strprintf("line %lld is not valid JSON: %s", (long long)line.line, e.what()));
         }
         if (!record.value.is_object())
