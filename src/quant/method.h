@@ -108,4 +108,8 @@ inline const std::vector<int> kAllLinears = {kQProj, kKProj, kVProj, kOProj, kGa
 DecoderBlock capturing_block(const DecoderBlock& block, const std::vector<int>& indices,
                              std::vector<std::vector<at::Tensor>>& seen);
 
+// Stores with a finished linear the sparse part that restores its outliers' FP values on top of its grid and LoRA
+// (FP16, as the folder holds it). NumericError for an outlier past fp16's range.
+void attach_outlier(LinearResult& result, const SparsePart& outliers);
+
 }  // namespace saliq

@@ -118,16 +118,24 @@ void attach_outliers(std::vector<LinearResult>& linears, const std::vector<Spars
         const SparsePart& s = outliers[static_cast<size_t>(i)];
         LinearResult& lr = linears[static_cast<size_t>(i)];
         if (!s.defined() || lr.q.outliers.defined()) continue;
-        const at::Tensor dense = inference_linear(lr, options.dtype(at::kFloat))->weight();
-        lr.q.outliers.index = s.index;
-        lr.q.outliers.value = (s.value.to(dense.device()) - dense.reshape({-1}).index_select(0, s.index.to(dense.device())))
-                                  .to(at::kHalf)
-                                  .to(at::kFloat);
-        if (!at::isfinite(lr.q.outliers.value).all().item<bool>())
-            throw NumericError(lr.name + ": an outlier does not fit fp16 (|value| > 65504)");
+        attach_outlier(lr, s);
         if (block != nullptr) block->linears[i] = inference_linear(lr, options);
     }
 }
+
+}  // namespace
+
+void attach_outlier(LinearResult& lr, const SparsePart& s) {
+    const at::Tensor dense = inference_linear(lr, at::TensorOptions().dtype(at::kFloat).device(s.value.device()))->weight();
+    lr.q.outliers.index = s.index;
+    lr.q.outliers.value = (s.value.to(dense.device()) - dense.reshape({-1}).index_select(0, s.index.to(dense.device())))
+                              .to(at::kHalf)
+                              .to(at::kFloat);
+    if (!at::isfinite(lr.q.outliers.value).all().item<bool>())
+        throw NumericError(lr.name + ": an outlier does not fit fp16 (|value| > 65504)");
+}
+
+namespace {
 
 // Quantizes one block with the method, moves both chains on, and (with `measure`) measures each linear's and the
 // block's reconstruction error on the run's first error windows: this rank's first n_err windows (a distributed

@@ -210,6 +210,36 @@ TEST(Requant, DenseAndSparseFolderScoresLikeThePipelinesModelPackedOrDense) {
                 48.0 * static_cast<double>(used) / params, 1e-9);
 }
 
+// Every training method with ReQuant's outliers: its prediction carries the outliers (kept exact), so its target
+// must be the whole FP weight's output. Then a linear's first loss (adapters still zero) is the grid's error on the
+// dense part alone, below the plain run's; a target without the outliers (apiq-lw's old defect) starts far above it
+// and trains the adapters to cancel them.
+TEST(Requant, TrainingMethodsMatchTheWholeFpWeightWithOutliersKept) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    Checkpoint ckpt = read_llama2c(test::stories_bin());
+    ckpt.tokenizer_path = test::stories_tokenizer();
+    for (const std::string method : {"apiq-lw", "apiq-bw", "omniquant"}) {
+        std::map<bool, double> first_loss;
+        for (bool sparse : {false, true}) {
+            QuantizeOptions o = test::small_options(method, 2, 16);
+            o.apiq.epochs = 1;
+            o.apiq.lora_rank = 4;
+            o.error_windows = 0;
+            if (sparse) o.sparse.outliers_pct = 1.0;
+            test::TempDir dir;
+            auto m = LlamaModel::load(ckpt, {});
+            test::RecordingWriter writer(dir.file("q"), ckpt, o, *m);
+            const QuantizeResult result = quantize_model(ckpt, *tok, o, &writer);
+            const auto& stats = result.blocks[0].method_stats;
+            first_loss[sparse] = method == "apiq-lw"
+                                     ? stats["layers"]["model.layers.0.mlp.down_proj"]["stages"][0]["epoch_losses"][0]
+                                           .get<double>()
+                                     : stats["stages"][0]["epoch_losses"][0].get<double>();
+        }
+        EXPECT_LT(first_loss[true], first_loss[false]) << method;
+    }
+}
+
 TEST(Requant, SparseTensorsNeedTheConfigToSaySoAndTheOptionsAreChecked) {
     test::TempDir dir;
     const LlamaConfig c = test::tiny_config();

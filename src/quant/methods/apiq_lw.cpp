@@ -67,7 +67,10 @@ public:
             const std::vector<at::Tensor> q_inputs = capture_inputs(block, ctx, *ctx.inputs, group);
             for (int index : group) {
                 const std::string name = hf_names::linear_name(layer, index);
+                // What the method quantizes (the dense part, without ReQuant's outliers), and the FP linear the
+                // target comes from: the whole weight, outliers included, as the prediction includes them too.
                 const at::Tensor W = block.linears[index]->weight();
+                const std::shared_ptr<Linear> fp_linear = block.linears[index];
                 const std::shared_ptr<TrainableLinear> trainable = make_trainable_linear(W, o, o.apiq.lora_rank, at::Tensor(), ctx.outlier(index));
                 const TrainableLinear& t = *trainable;
                 std::vector<const TrainableLinear*> raw = {&t};
@@ -88,7 +91,7 @@ public:
                             at::Tensor target;
                             {
                                 c10::NoGradGuard no_grad;
-                                target = at::linear(fp_inputs[index].narrow(0, b, n), W).to(at::kFloat);
+                                target = fp_linear->forward(fp_inputs[index].narrow(0, b, n)).to(at::kFloat);
                             }
                             const at::Tensor pred =
                                 t.forward(q_inputs[index].narrow(0, b, n).to(compute)).to(at::kFloat);
@@ -101,7 +104,13 @@ public:
                 stats["layers"][name] = layer_stats;
                 finished_[static_cast<size_t>(index)] = t.finalize(name);
             }
-            for (int index : group) block.linears[index] = inference_linear(finished_[static_cast<size_t>(index)], options);
+            // The next groups' quantized inputs run through this group as the folder will hold it: outliers included
+            // (the pipeline attaches them to the results themselves after the block).
+            for (int index : group) {
+                LinearResult shown = finished_[static_cast<size_t>(index)];
+                if (ctx.outlier(index) != nullptr) attach_outlier(shown, *ctx.outlier(index));
+                block.linears[index] = inference_linear(shown, options);
+            }
         }
         if (lambda > 0 && o.saliency.enabled) stats["lambda"] = lambda;
         return stats;
