@@ -119,6 +119,17 @@ struct LinearSearch {
 
 }  // namespace
 
+uint64_t slim_search_bytes(const LlamaConfig& config, const QuantSpec& spec) {
+    uint64_t bytes = 0;
+    for (const auto& shape : linear_shapes(config)) {
+        const int64_t out = shape[0], in = shape[1], g = spec.effective_group(in), full = in / g;
+        const int64_t candidates = std::max<int64_t>(0, full / 2 - 1);
+        const auto weight = static_cast<uint64_t>(out) * static_cast<uint64_t>(in) * 4;
+        bytes += weight * static_cast<uint64_t>(candidates + 1) + static_cast<uint64_t>(in) * static_cast<uint64_t>(in) * 8;
+    }
+    return bytes;
+}
+
 std::vector<at::Tensor> slim_bit_maps(const DecoderBlock& block, const BlockContext& context, nlohmann::json& stats) {
     const QuantizeOptions& o = *context.options;
     const int b = o.spec.bits;

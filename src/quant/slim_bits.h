@@ -31,4 +31,9 @@ std::vector<at::Tensor> read_bit_maps(const std::string& path, int64_t layer, co
 int64_t slim_fit_group(const at::Tensor& w, const at::Tensor& hinv_diag, int bits, bool search, double lambda,
                        at::Tensor& scale, at::Tensor& zero);
 
+// Bytes slim_bit_maps holds at its peak for a block of `config`: every linear's candidate bit maps are scored in one
+// pass, so each keeps (in / g) / 2 - 1 dense fp32 copies of its weight (SBA's candidates), beside the seven Hessians.
+// About 35 GiB for LLaMA-2-7B at g64: the memory check must see it.
+uint64_t slim_search_bytes(const LlamaConfig& config, const QuantSpec& spec);
+
 }  // namespace saliq

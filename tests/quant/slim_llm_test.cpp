@@ -15,6 +15,8 @@
 #include "saliq/strings.h"
 #include "saliq/tokenizer.h"
 #include "quant/quant_fixture.h"
+#include "quant/slim_bits.h"
+#include "model_fixture.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -115,6 +117,34 @@ TEST(SlimLlm, BeatsGptqAtTheSameGroupSizeAndAverageBits) {
     const SlimRun slim = quantize_stories(slim_options("slim-llm", 16), dir.file("slim"));
     const double a = test::heldout_ppl(*gptq.fake, *tok, 24), b = test::heldout_ppl(*slim.fake, *tok, 24);
     EXPECT_LT(b, a) << "slim-llm " << b << " vs gptq " << a;
+}
+
+// The bit search holds every candidate map's dense fp32 weight of all seven linears at once: at LLaMA-2-7B W2 g64
+// that is 31 candidates of the 4096-wide linears and 85 of down_proj, about 35 GB, which the memory estimate must
+// count (it counted 4.3 GB, and the check let through runs that were then killed).
+TEST(SlimLlm, MemoryEstimateCountsEveryCandidateAtA7BShape) {
+    LlamaConfig c;
+    c.hidden_size = 4096;
+    c.intermediate_size = 11008;
+    c.n_layers = 32;
+    c.n_heads = c.n_kv_heads = 32;
+    c.head_dim = 128;
+    c.vocab_size = 32000;
+    c.max_position_embeddings = 4096;
+    Checkpoint ckpt = test::memory_checkpoint(c, {});
+    QuantizeOptions o = test::small_options("slim-llm", 2, 64);
+    o.calib.nsamples = 128;
+    o.calib.seqlen = 2048;
+    const double H = 4096, I = 11008;
+    const double candidates = 4 * 32 * H * H + 2 * 32 * I * H + 86 * H * I;  // (in / 64) / 2 - 1 candidates + W
+    const double expected = 4 * candidates + 8 * (6 * H * H + I * I);          // fp32 copies, fp64 Hessians
+    EXPECT_EQ(static_cast<double>(slim_search_bytes(c, o.spec)), expected);
+    const MemoryEstimate e = estimate_quantize_memory(ckpt, o);
+    EXPECT_GE(static_cast<double>(e.workspace), expected);
+    EXPECT_GT(static_cast<double>(e.total), 35e9);
+    o.method = "slim-llm-plus";
+    o.bit_map = "slim";
+    EXPECT_GE(static_cast<double>(estimate_quantize_memory(ckpt, o).workspace), expected);
 }
 
 TEST(SlimLlm, OptionsItCannotHonourAreRefused) {

@@ -1,6 +1,7 @@
 // ApiQ-bw (Liao et al. 2024, apiq/calibrate.py) and OmniQuant's LWC (the same loop without LoRA): per block, learn
 // the clipping factors (and LoRA adapters) so the quantized block fed with the quantized chain's input reproduces
 // the FP block's outputs; optionally with the saliency-weighted regularizer of Cao & Aref (2025).
+#include <algorithm>
 #include <chrono>
 
 #include <ATen/ATen.h>
@@ -25,7 +26,8 @@ public:
     bool shards_windows() const override { return true; }
     bool trains() const override { return true; }
     uint64_t workspace_bytes(const LlamaConfig& c, const QuantizeOptions& o) const override {
-        return training_workspace_bytes(c, o.apiq.train_batch, o.calib.seqlen);
+        const uint64_t training = training_workspace_bytes(c, o.apiq.train_batch, o.calib.seqlen);
+        return o.bit_map == "slim" ? std::max(training, slim_search_bytes(c, o.spec)) : training;  // search, then train
     }
 
     nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& ctx) override {

@@ -11,6 +11,7 @@
 //    of w^2 / U_jj^2 above 2) by lambda (1 in the released scripts: a plain range search).
 //  - 1-bit groups: sign(w - mean w) * mean |w| + mean w.
 // A short last group (in not a multiple of the group size) keeps b bits, so the average over weights stays b.
+#include <algorithm>
 #include <ATen/ATen.h>
 
 #include "quant/gptq_solver.h"
@@ -24,10 +25,9 @@ namespace {
 
 class SlimLlmMethod : public QuantMethod {
 public:
-    uint64_t workspace_bytes(const LlamaConfig& c, const QuantizeOptions&) const override {
-        // GPTQ's solver, plus the seven FP Hessians of the search pass at once and the candidates' weights.
-        const auto h = static_cast<uint64_t>(c.hidden_size), i = static_cast<uint64_t>(c.intermediate_size);
-        return gptq_workspace_bytes(c) + 4 * (6 * h * h + i * i) + 4 * 8 * 3 * h * i;
+    uint64_t workspace_bytes(const LlamaConfig& c, const QuantizeOptions& o) const override {
+        // GPTQ's solver, then (not at the same time) the bit search: every candidate's weights and the Hessians.
+        return std::max(gptq_workspace_bytes(c), slim_search_bytes(c, o.spec));
     }
 
     nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& context) override {
