@@ -4,6 +4,7 @@
 #include <ATen/ATen.h>
 
 #include "saliq/error.h"
+#include "saliq/log.h"
 #include "saliq/gptq_pack.h"
 #include "saliq/model.h"
 #include "saliq/strings.h"
@@ -215,7 +216,12 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
                           ? model->embed_tokens_
                           : checked(tensors, hf_names::kLmHead, {c.vocab_size, c.hidden_size}, model->options_);
     model->streaming_ = model_options.stream_blocks;
-    model->keep_packed_ = !model_options.dequantize;
+    // Packed weights stay packed on CPU (saliq's fused kernels). On CUDA there is no packed kernel yet: the packed
+    // path would dequantize tiles on the host and copy them over every forward, so each linear is dequantized once
+    // on load instead (the same values: the packed and dequantized forms are tested equal).
+    model->keep_packed_ = !model_options.dequantize && !model->options_.device().is_cuda();
+    if (!model_options.dequantize && model->options_.device().is_cuda() && checkpoint.packed.bits > 0)
+        log_info("CUDA: packed weights are dequantized once on load (no packed CUDA kernel yet)");
     model->packed_ = checkpoint.packed;
     if (model_options.use_adapter) {
         model->adapter_ = checkpoint.adapter;

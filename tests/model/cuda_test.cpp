@@ -66,6 +66,28 @@ TEST(Cuda, RtnAndApiqRunOnTheGpu) {
     }
 }
 
+// A packed folder on CUDA: no PackedLinear (which would dequantize tiles on the host every forward), dense weights
+// dequantized once on load, and the CPU's packed logits.
+TEST(Cuda, PackedFoldersAreDequantizedOnceOnLoad) {
+    if (!has_gpu()) GTEST_SKIP() << "no CUDA device";
+    test::TempDir dir;
+    const auto r = test::run_saliq("quantize -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer() +
+                                   " --method rtn --bits 4 --group-size 32 -q --out " + dir.file("q"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const Checkpoint packed = load_checkpoint(dir.file("q"));
+    ModelOptions gpu_options;
+    gpu_options.device = "cuda";
+    gpu_options.dtype = "fp32";
+    auto gpu = LlamaModel::load(packed, gpu_options);
+    auto cpu = LlamaModel::load(packed, {});
+    EXPECT_EQ(dynamic_cast<const PackedLinear*>(gpu->block(0).linears[0].get()), nullptr);
+    EXPECT_NE(dynamic_cast<const PackedLinear*>(cpu->block(0).linears[0].get()), nullptr);
+    c10::InferenceMode guard;
+    const at::Tensor ids = at::randint(0, packed.config.vocab_size, {1, 32}, at::kLong);
+    const at::Tensor a = gpu->forward(ids.to(at::kCUDA)).cpu(), b = cpu->forward(ids);
+    EXPECT_LT((a - b).abs().max().item<double>(), 1e-3);
+}
+
 // The evaluator's two engines (perplexity windows, batched zero-shot scoring with shared prefixes) on the GPU.
 TEST(Cuda, PerplexityAndZeroShotScoresMatchCpu) {
     if (!has_gpu()) GTEST_SKIP() << "no CUDA device";
