@@ -358,9 +358,6 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     o.saliency.fisher_path = qargs.fisher_path;
     o.apiq.seed = o.calib.seed;
     if (o.apiq.quantizer == "uniform") o.spec.validate();  // the binarizers fix their bits (validate_quantize_options)
-    if (o.saliency.enabled && o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant" &&
-        o.method != "slim-llm-plus")
-        throw ConfigError("--saliency works with --method apiq-bw, apiq-lw, omniquant or slim-llm-plus, not " + o.method);
     if (o.saliency.metric != "fisher" && o.saliency.metric != "hessian" && o.saliency.metric != "pqi")
         throw ConfigError("--saliency-metric must be fisher, hessian or pqi");
     if (qargs.pqi_points < 1) throw ConfigError("--pqi-points must be at least 1");

@@ -62,6 +62,10 @@ public:
     virtual bool shards_windows() const { return false; }
     // True when the method takes optimizer steps over batches of the windows (data-parallel over ranks: in lockstep).
     virtual bool trains() const { return false; }
+    // True when the method orders columns by the Hessian's diagonal with --act-order (GPTQ's solver).
+    virtual bool orders_columns() const { return false; }
+    // True when the method trains LoRA adapters beside the grid (--lora-* apply).
+    virtual bool trains_adapters() const { return false; }
     // Activation buffers of [N, T, hidden] the method holds at once besides the pipeline's own (for the memory
     // estimate printed before a run); a buffer of wider rows counts as its width / hidden.
     virtual double extra_activation_buffers(const LlamaConfig& /*config*/) const { return 0.0; }

@@ -303,6 +303,34 @@ void validate_quantizer(QuantizeOptions& o) {
 
 }  // namespace
 
+namespace {
+
+// Options the chosen method would not use: refused where the run would silently be another (the saliency
+// regularizer on a method that does not train), otherwise named in a warning. "Set" means changed from the default.
+void check_options_apply(const QuantizeOptions& o, const QuantMethod& method) {
+    if (o.saliency.enabled && !method.trains())
+        throw ConfigError("--saliency trains a regularizer: it works with --method apiq-bw, apiq-lw, omniquant or "
+                          "slim-llm-plus, not " + o.method);
+    const ApiqOptions defaults;
+    std::vector<std::string> ignored;
+    if (o.gptq.act_order && !method.orders_columns()) ignored.push_back("--act-order");
+    if (!method.trains_adapters() && (o.apiq.lora_rank != defaults.lora_rank || o.apiq.lora_alpha != defaults.lora_alpha ||
+                                      o.apiq.lora_lr != defaults.lora_lr))
+        ignored.push_back("--lora-rank/--lora-alpha/--lora-lr");
+    if (!method.trains()) {
+        if (o.apiq.epochs != defaults.epochs) ignored.push_back("--epochs");
+        if (!o.apiq.stages.empty()) ignored.push_back("--stages");
+        if (o.apiq.lwc_lr != defaults.lwc_lr) ignored.push_back("--lwc-lr");
+        if (o.apiq.train_batch != defaults.train_batch) ignored.push_back("--train-batch");
+        if (o.apiq.train_dtype != defaults.train_dtype) ignored.push_back("--train-dtype");
+    } else if (!o.apiq.stages.empty() && o.apiq.epochs != defaults.epochs) {
+        log_warn("--epochs is ignored: --stages gives each stage's epochs");
+    }
+    for (const auto& option : ignored) log_warn(option + " does not apply to --method " + o.method + ": ignored");
+}
+
+}  // namespace
+
 void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenizer, QuantizeOptions& o) {
     validate_quantizer(o);
     validate_sparse_options(o);
@@ -317,6 +345,7 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
     const at::TensorOptions compute = resolve_model_options(o.model);
     act_storage_dtype(o, compute);
     if (method->trains()) o.apiq.train_dtype = resolve_train_dtype(o.apiq.train_dtype, compute);  // the manifest's
+    check_options_apply(o, *method);
     if (dist_active()) {  // what runs over the ranks' shards of the windows, so far
         if (!method->shards_windows())
             throw ConfigError("--method " + o.method + " runs in one process; over several ranks: gptq, rtn, "

@@ -1,6 +1,7 @@
 // End-to-end checks of the saliq binary: exit codes and messages a user sees.
 #include <nlohmann/json.hpp>
 
+#include "saliq/file.h"
 #include "saliq/strings.h"
 #include "test_utils.h"
 
@@ -244,6 +245,23 @@ TEST(CliQuantize, NonFiniteWeightsExitWithFormatError) {
     EXPECT_NE(r.output.find("model.layers.2.mlp.up_proj.weight"), std::string::npos) << r.output;
     EXPECT_NE(r.output.find("NaN"), std::string::npos) << r.output;
     EXPECT_FALSE(path_exists(dir.file("q")));
+}
+
+// Options the method does not use are named in a warning (and the run goes on); the saliency regularizer on a
+// method that does not train is refused, by the library as by the CLI.
+TEST(CliQuantize, OptionsThatDoNotApplyAreNamedOrRefused) {
+    TempDir dir;
+    auto r = run_saliq("quantize " + stories_args() + " --method rtn --bits 2 --group-size 32 --act-order --lora-rank 8 "
+                       "--epochs 3 --out " + dir.file("q"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    for (const char* option : {"--act-order", "--lora-rank", "--epochs"})
+        EXPECT_NE(r.output.find(std::string(option)), std::string::npos) << option << "\n" << r.output;
+    EXPECT_NE(r.output.find("does not apply to --method rtn"), std::string::npos) << r.output;
+    r = run_saliq("quantize " + stories_args() + " --method gptq --bits 2 --saliency --calib tinystories "
+                  "--nsamples 2 --seqlen 64 --out " + dir.file("g"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--saliency"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(dir.file("g")));
 }
 
 TEST(CliQuantize, RtnNeedsNoOtherOptionAndReadsNoText) {

@@ -268,6 +268,22 @@ TEST(Apiq, TrainDtypeResolvesAndBf16TrainingTracksFp32) {
     EXPECT_NEAR(end_loss["bf16"], end_loss["fp32"], 0.1 * end_loss["fp32"]);
 }
 
+// A library caller gets the CLI's refusal: saliency on a method that does not train would run without the
+// regularizer it asked for.
+TEST(Apiq, SaliencyOnAMethodThatDoesNotTrainIsRefusedByTheLibrary) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    Checkpoint ckpt = read_llama2c(test::stories_bin());
+    for (const char* method : {"gptq", "rtn", "slim-llm"}) {
+        QuantizeOptions o = tiny_apiq(method);
+        o.saliency.enabled = true;
+        EXPECT_THROW(validate_quantize_options(ckpt, *tok, o), ConfigError) << method;
+    }
+    QuantizeOptions ok = tiny_apiq("apiq-bw");
+    ok.saliency.enabled = true;
+    ok.saliency.weighted = false;
+    EXPECT_NO_THROW(validate_quantize_options(ckpt, *tok, ok));
+}
+
 TEST(Apiq, SaliencyStagesUseTheFisher) {
     test::TempDir dir;
     // Fisher from the CLI, then a wpt + opt run using it.
