@@ -73,10 +73,26 @@ std::string models_dir() {
 
 // "{data}" stands for the data folder (SALIQ_DATA_DIR, default ../shared/data) and "{models}" for the fetched
 // models' folder, so configs run on any machine.
+// "{wikitext2_train}" is WikiText-2's train split, which the papers calibrate on and the data folder does not ship
+// (it holds the test split the tables score): $SALIQ_WIKITEXT2_TRAIN names the user's copy; unset, it stays as written
+// and the table refuses to run (a dry run shows it).
 std::string expand(std::string s) {
     for (size_t at; (at = s.find("{data}")) != std::string::npos;) s.replace(at, 6, data_dir());
     for (size_t at; (at = s.find("{models}")) != std::string::npos;) s.replace(at, 8, models_dir());
+    const char* train = std::getenv("SALIQ_WIKITEXT2_TRAIN");
+    const std::string key = "{wikitext2_train}";
+    if (train != nullptr && *train != '\0')
+        for (size_t at; (at = s.find(key)) != std::string::npos;) s.replace(at, key.size(), train);
     return s;
+}
+
+// Refuses a run whose arguments still hold a placeholder no variable filled.
+void check_placeholders(const std::vector<std::string>& args, const std::string& where) {
+    for (const auto& a : args)
+        if (a.find("{wikitext2_train}") != std::string::npos)
+            throw ConfigError(where + " calibrates on WikiText-2's train split, which the data folder does not hold "
+                              "(it holds the test split the table scores): set SALIQ_WIKITEXT2_TRAIN to your copy of "
+                              "wiki.train.raw");
 }
 
 std::vector<std::string> words(const nlohmann::json& v, const std::string& where) {
@@ -331,7 +347,16 @@ int run_table(const TableArgs& a) {
     const std::vector<std::string> common = {"--threads", std::to_string(a.threads), "-q"};
     std::vector<std::string> source = {"-m", t.model};
     if (!t.tokenizer.empty()) source = with(source, {"--tokenizer", t.tokenizer});
-    if (!a.dry_run) make_directories(t.out);
+    if (!a.dry_run) {
+        // Before anything runs: every row this run would start must have its placeholders filled.
+        check_placeholders(t.quantize_args, a.config);
+        for (const auto& row : t.rows)
+            if (wanted.empty() || wanted.count(row.name)) {
+                check_placeholders(row.args, a.config + " (row " + row.name + ")");
+                check_placeholders(row.finetune, a.config + " (row " + row.name + ")");
+            }
+        make_directories(t.out);
+    }
 
     std::vector<std::string> failed;
     // The full-precision model: evaluated once.

@@ -93,6 +93,24 @@ TEST(TableCli, NamesThatLeaveTheOutputFolderAreRefused) {
     }
 }
 
+// A row calibrating on WikiText-2's train split needs the user's copy: without SALIQ_WIKITEXT2_TRAIN the table refuses
+// before anything runs (it would otherwise calibrate on the test split it scores); a dry run shows the placeholder.
+TEST(TableCli, TheTrainSplitPlaceholderMustBeFilled) {
+    TempDir dir;
+    const std::string config =
+        table_config(dir, "\n[[row]]\nname = \"wt2\"\nargs = \"--method rtn --bits 2 --calib {wikitext2_train}\"\n");
+    auto r = run_saliq("table " + config + " --threads 1", "SALIQ_WIKITEXT2_TRAIN=");
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("SALIQ_WIKITEXT2_TRAIN"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(dir.file("out")));
+    r = run_saliq("table " + config + " --threads 1 --dry-run --rows wt2", "SALIQ_WIKITEXT2_TRAIN=");
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("{wikitext2_train}"), std::string::npos) << r.output;
+    r = run_saliq("table " + config + " --threads 1 --dry-run --rows wt2",
+                  "SALIQ_WIKITEXT2_TRAIN=" + test::data_path("text/tinystories/tinystories_validation_head.txt"));
+    EXPECT_EQ(r.output.find("{wikitext2_train}"), std::string::npos) << r.output;
+}
+
 TEST(TableCli, ShippedConfigsDryRun) {
     for (const char* name : {"stories260k", "llama2-7b", "llama2-13b"}) {
         const std::string config = std::string(SALIQ_SOURCE_DIR) + "/configs/tables/" + name + ".toml";
