@@ -3,6 +3,8 @@
 
 #include <cstring>
 
+#include <set>
+
 #include <ATen/ATen.h>
 
 #include "saliq/error.h"
@@ -129,6 +131,7 @@ std::shared_ptr<GgufReader> GgufReader::open(const std::string& path) {
     const uint64_t n_tensors = c.read<uint64_t>(), n_kv = c.read<uint64_t>();
     if (n_tensors > (uint64_t{1} << 24) || n_kv > (uint64_t{1} << 24)) c.fail("implausible tensor or key count");
     uint32_t alignment = 32;
+    std::set<std::string> keys;
     for (uint64_t i = 0; i < n_kv; ++i) {
         GgufValue v;
         v.key = c.string();
@@ -144,12 +147,18 @@ std::shared_ptr<GgufReader> GgufReader::open(const std::string& path) {
             v.value = read_scalar(c, v.type);
         }
         if (v.key == "general.alignment") {
-            if (!v.value.is_number_unsigned() || v.value.get<uint64_t>() == 0 || (v.value.get<uint64_t>() & (v.value.get<uint64_t>() - 1)))
-                c.fail("general.alignment must be a power of two");
-            alignment = v.value.get<uint32_t>();
+            // The spec's type is UINT32; a wider value would be narrowed (2^32 to 0) and then divide by zero.
+            if (v.type != GgufType::kUint32 || !v.value.is_number_unsigned())
+                c.fail("general.alignment must be stored as UINT32");
+            const uint64_t a = v.value.get<uint64_t>();
+            if (a == 0 || (a & (a - 1)) != 0 || a > (uint64_t{1} << 20))
+                c.fail("general.alignment " + std::to_string(a) + " must be a power of two up to 2^20");
+            alignment = static_cast<uint32_t>(a);
         }
+        if (!keys.insert(v.key).second) c.fail("metadata key " + v.key + " appears twice");  // one would win
         r->metadata_.push_back(std::move(v));
     }
+    std::set<std::string> tensor_names;
     for (uint64_t i = 0; i < n_tensors; ++i) {
         GgufTensorInfo t;
         t.name = c.string();
@@ -166,6 +175,7 @@ std::shared_ptr<GgufReader> GgufReader::open(const std::string& path) {
         t.offset = c.read<uint64_t>();
         t.bytes = float_bytes(t.ggml_type, numel);
         if (t.offset % alignment != 0) c.fail("tensor " + t.name + " is not aligned");
+        if (!tensor_names.insert(t.name).second) c.fail("tensor " + t.name + " appears twice");
         r->tensors_.push_back(std::move(t));
     }
     r->data_start_ = (c.pos() + alignment - 1) / alignment * alignment;

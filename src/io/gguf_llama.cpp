@@ -63,6 +63,9 @@ int64_t uint_value(const GgufReader& r, const std::string& key, int64_t fallback
         return fallback;
     }
     if (!v->value.is_number_integer()) throw FormatError(r.path(), "GGUF metadata '" + key + "' is not an integer");
+    // Read in its stored width: a UINT64 past 2^62 or a negative INT would otherwise wrap into a size.
+    if (v->value.is_number_unsigned() ? v->value.get<uint64_t>() > (uint64_t{1} << 62) : v->value.get<int64_t>() < 0)
+        throw FormatError(r.path(), "GGUF metadata '" + key + "' = " + v->value.dump() + " is not a count or an id");
     return v->value.get<int64_t>();
 }
 

@@ -51,6 +51,31 @@ TEST(Gguf, ContainerRoundTripsValuesAndTensors) {
     EXPECT_THROW(GgufReader::open(dir.file("bad.gguf")), FormatError);
 }
 
+// Hostile containers: general.alignment stored wider than its UINT32 (2^32 narrowed to 0 was then a divisor: the
+// process died on SIGFPE), a metadata key or a tensor name listed twice (one would silently win).
+TEST(Gguf, WideAlignmentAndDuplicateNamesAreRefused) {
+    test::TempDir dir;
+    auto refused = [&](const std::vector<GgufValue>& meta, const std::vector<GgufTensorSpec>& tensors,
+                       const std::string& words) {
+        const std::string path = dir.file("h.gguf");
+        write_gguf(path, meta, tensors, [&](size_t) { return at::zeros({4}); });
+        try {
+            GgufReader::open(path);
+        } catch (const FormatError& e) {
+            return std::string(e.what()).find(words) != std::string::npos;
+        }
+        return false;
+    };
+    const std::vector<GgufTensorSpec> one = {{"a", at::kFloat, {4}}};
+    EXPECT_TRUE(refused({{"general.alignment", GgufType::kUint64, GgufType::kString, uint64_t{1} << 32}}, one,
+                        "UINT32"));
+    EXPECT_TRUE(refused({{"general.alignment", GgufType::kUint32, GgufType::kString, 48}}, one, "power of two"));
+    EXPECT_TRUE(refused({{"x.k", GgufType::kUint32, GgufType::kString, 1}, {"x.k", GgufType::kUint32, GgufType::kString, 2}},
+                        one, "appears twice"));
+    EXPECT_TRUE(refused({}, {{"a", at::kFloat, {4}}, {"a", at::kFloat, {4}}}, "appears twice"));
+    EXPECT_FALSE(refused({{"general.alignment", GgufType::kUint32, GgufType::kString, 32}}, one, ""));
+}
+
 TEST(Gguf, ExportOfStories260KEqualsLlamaCppsConversion) {
     test::TempDir dir;
     Checkpoint bin = read_llama2c(test::stories_bin());
