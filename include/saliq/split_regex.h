@@ -44,7 +44,9 @@ public:
     };
 
 private:
-    size_t run(uint32_t pc, const char32_t* text, size_t pos, size_t begin, size_t end) const;
+    // `steps` counts backtracking steps against `budget`, over a whole find_all (the text's, not one position's).
+    size_t run(uint32_t pc, const char32_t* text, size_t pos, size_t begin, size_t end, size_t& steps,
+               size_t budget) const;
 
     std::string pattern_;
     std::vector<Inst> program_;

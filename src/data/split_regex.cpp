@@ -424,18 +424,23 @@ SplitRegex::SplitRegex(const std::string& pattern) : pattern_(pattern) {
     compiler.push(match);
 }
 
-size_t SplitRegex::run(uint32_t pc0, const char32_t* text, size_t pos0, size_t begin, size_t end) const {
+// Backtracking can go exponential on nested repeats ((a+)+b), and a pattern bounded at each position can still be
+// quadratic or worse over a text (a*a*c on a long run of a's). The pre-tokenizers' regexes take a few dozen steps
+// per character, so each text gets a budget proportional to its length: a pathological pattern is refused in well
+// under a second instead of tokenizing for half an hour.
+constexpr size_t kStepsPerChar = 256;
+constexpr size_t kStepsPerText = 1024;
+
+size_t SplitRegex::run(uint32_t pc0, const char32_t* text, size_t pos0, size_t begin, size_t end, size_t& steps,
+                       size_t budget) const {
     constexpr size_t kNone = static_cast<size_t>(-1);
-    // Backtracking can go exponential on nested repeats ((a+)+b); the pre-tokenizers' regexes take a few dozen steps
-    // per position, so a budget refuses a pathological pattern instead of hanging.
-    constexpr size_t kMaxSteps = size_t{1} << 24;
-    size_t steps = 0;
     std::vector<std::pair<uint32_t, size_t>> stack;
     stack.emplace_back(pc0, pos0);
     while (!stack.empty()) {
-        if (++steps > kMaxSteps)
-            throw ConfigError("pre-tokenizer regex /" + pattern_ + "/ backtracks without end on this text (over " +
-                              std::to_string(kMaxSteps) + " steps at one position)");
+        if (++steps > budget)
+            throw ConfigError(strprintf("pre-tokenizer regex /%s/ backtracks too much on this text (over %zu steps for "
+                                        "%zu characters; the pre-tokenizers' patterns take a few dozen a character)",
+                                        pattern_.c_str(), budget, end - begin));
         uint32_t pc = stack.back().first;
         size_t pos = stack.back().second;
         stack.pop_back();
@@ -463,7 +468,7 @@ size_t SplitRegex::run(uint32_t pc0, const char32_t* text, size_t pos0, size_t b
                 case Op::kJmp: pc = in.x; break;
                 case Op::kMatch: return pos;
                 case Op::kLook:
-                    alive = (run(in.x, text, pos, begin, end) != kNone) != in.negate;
+                    alive = (run(in.x, text, pos, begin, end, steps, budget) != kNone) != in.negate;
                     pc = in.y;
                     break;
             }
@@ -476,9 +481,10 @@ std::vector<std::pair<size_t, size_t>> SplitRegex::find_all(const std::vector<ch
                                                             size_t end) const {
     constexpr size_t kNone = static_cast<size_t>(-1);
     std::vector<std::pair<size_t, size_t>> out;
-    size_t pos = begin;
+    size_t pos = begin, steps = 0;
+    const size_t budget = kStepsPerText + kStepsPerChar * (end - begin);
     while (pos < end) {
-        const size_t stop = run(0, text.data(), pos, begin, end);
+        const size_t stop = run(0, text.data(), pos, begin, end, steps, budget);
         if (stop != kNone && stop > pos) {
             out.emplace_back(pos, stop);
             pos = stop;
