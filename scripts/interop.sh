@@ -175,7 +175,7 @@ bad |= not ok
 print("%s  SmolLM2 transformers reads saliq's tokenizer.json to the same ids" % ("PASS" if ok else "FAIL"))
 sys.exit(1 if bad else 0)
 PY
-  "$saliq" export -m "$smol" --format gguf --dtype f16 --out "$work/smol.gguf" --force -q >/dev/null
+  "$saliq" export -m "$smol" --format gguf --dtype fp16 --out "$work/smol.gguf" --force -q >/dev/null
   "$py" - "$work/smol.gguf" "$models/SmolLM2-135M-Instruct.Q4_1.gguf" <<'PY' || fail=1
 import sys
 import gguf

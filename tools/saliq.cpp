@@ -824,7 +824,7 @@ int main(int argc, char** argv) {
                          "hf, gguf (dense) or compressed-tensors (a GPTQ-packed folder as pack-quantized "
                          "W{2,3,4,8}A16 for vLLM, code for code)")
         ->capture_default_str();
-    exporter->add_option("--dtype", export_options.dtype, "f32, f16 or bf16 (gguf norms stay f32)")->capture_default_str();
+    exporter->add_option("--dtype", export_options.dtype, "fp32, fp16 or bf16 (gguf norms stay F32)")->capture_default_str();
     exporter->add_option("--out,-o", export_out, "output folder (hf) or .gguf file")->required();
     exporter->add_flag("!--no-adapter", export_options.use_adapter, "do not merge the folder's LoRA adapters");
     exporter->add_flag("--force", export_options.force, "replace an existing output");
@@ -849,7 +849,10 @@ int main(int argc, char** argv) {
     finetune->add_option("--seqlen", ft_options.calib.seqlen, "tokens per window")->capture_default_str();
     finetune->add_option("--seed", ft_options.calib.seed, "seed of the window draw")->capture_default_str();
     finetune->add_option("--epochs", ft_options.epochs, "passes over the windows")->capture_default_str();
-    finetune->add_option("--batch", ft_options.batch, "windows per optimizer step")->capture_default_str();
+    finetune->add_option("--train-batch", ft_options.batch, "windows per optimizer step (as quantize's)")
+        ->capture_default_str();
+    finetune->add_option("--batch", ft_options.batch, "deprecated: --train-batch")
+        ->each([](const std::string&) { log_warn("--batch is deprecated: say --train-batch, as quantize does"); });
     finetune->add_option("--scale-lr", ft_options.scale_lr, "Adam learning rate of the log-scales (relative steps)")
         ->capture_default_str();
     finetune->add_option("--lora-lr", ft_options.lora_lr, "Adam learning rate of the adapters")->capture_default_str();

@@ -77,10 +77,10 @@ namespace saliq {
 // `saliq export`: a model (dense, GPTQ-packed or binarized db-llm folder, with its adapters merged) written dense,
 // for tools without a GPTQ backend: "hf" (a Hugging Face folder plain transformers loads) or "gguf" (a GGUF v3
 // file llama.cpp runs: llama.* metadata, the SentencePiece vocabulary with scores and token types, llama.cpp's
-// tensor names, q/k rows in its rotary order; norms stay F32). dtype: "f32", "f16" or "bf16".
+// tensor names, q/k rows in its rotary order; norms stay F32). dtype: "fp32", "fp16" or "bf16".
 struct DenseExportOptions {
     std::string format = "hf";
-    std::string dtype = "f32";
+    std::string dtype = "fp32";  // fp32, fp16 or bf16 (f32 and f16 still read, with a deprecation line)
     bool use_adapter = true;
     bool force = false;
 };

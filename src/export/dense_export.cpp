@@ -15,11 +15,13 @@
 namespace saliq {
 namespace {
 
+// --dtype in every command's vocabulary (fp32, fp16, bf16); GGML's f32/f16, which export once took, still read.
 at::ScalarType export_dtype(const std::string& d) {
-    if (d == "f32") return at::kFloat;
-    if (d == "f16") return at::kHalf;
+    if (d == "f32" || d == "f16") log_warn("--dtype " + d + " is deprecated: say fp" + d.substr(1) + ", as every command does");
+    if (d == "fp32" || d == "f32") return at::kFloat;
+    if (d == "fp16" || d == "f16") return at::kHalf;
     if (d == "bf16") return at::kBFloat16;
-    throw ConfigError("--dtype must be f32, f16 or bf16, not '" + d + "'");
+    throw ConfigError("--dtype must be fp32, fp16 or bf16, not '" + d + "'");
 }
 
 // [out, in] of the linear weight `name`.

@@ -264,6 +264,23 @@ TEST(CliQuantize, OptionsThatDoNotApplyAreNamedOrRefused) {
     EXPECT_FALSE(path_exists(dir.file("g")));
 }
 
+// One vocabulary across commands: export --dtype takes fp32/fp16/bf16 like every --dtype, and its old f32/f16 still
+// work with a deprecation line; finetune's optimizer batch is --train-batch as in quantize (--batch deprecated).
+TEST(Cli, OptionsAreNamedOneWayWithDeprecatedSpellingsStillRead) {
+    TempDir dir;
+    auto r = run_saliq("export " + stories_args() + " --format hf --dtype fp16 --out " + dir.file("a"));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(r.output.find("deprecated"), std::string::npos) << r.output;
+    r = run_saliq("export " + stories_args() + " --format hf --dtype f16 --out " + dir.file("b"));
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("--dtype f16 is deprecated"), std::string::npos) << r.output;
+    EXPECT_EQ(test::read_bytes(dir.file("a/model.safetensors")), test::read_bytes(dir.file("b/model.safetensors")));
+    r = run_saliq("export " + stories_args() + " --format hf --dtype f8 --out " + dir.file("c"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    r = run_saliq("finetune --help");
+    EXPECT_NE(r.output.find("--train-batch"), std::string::npos) << r.output;
+}
+
 TEST(CliQuantize, RtnNeedsNoOtherOptionAndReadsNoText) {
     TempDir dir;
     const std::string hf = convert_stories(dir);

@@ -81,7 +81,7 @@ TEST(Gguf, ExportOfStories260KEqualsLlamaCppsConversion) {
     Checkpoint bin = read_llama2c(test::stories_bin());
     write_hf_folder(dir.file("hf"), bin.config, *bin.tensors, test::stories_tokenizer(), false);
     const Checkpoint hf = load_checkpoint(dir.file("hf"));
-    export_dense(hf, dir.file("s.gguf"), {"gguf", "f32", true, false});
+    export_dense(hf, dir.file("s.gguf"), {"gguf", "fp32", true, false});
     const auto ours = GgufReader::open(dir.file("s.gguf"));
     const auto ref = GgufReader::open(test::data_path("models/stories260K/stories260K.gguf"));
     ASSERT_EQ(ours->tensors().size(), ref->tensors().size());
@@ -103,8 +103,8 @@ TEST(Gguf, ExportOfStories260KEqualsLlamaCppsConversion) {
     EXPECT_EQ(g.config.n_kv_heads, hf.config.n_kv_heads);
     for (const auto& name : llama_tensor_names(hf.config))
         if (name != "lm_head.weight") EXPECT_TRUE(at::equal(g.tensors->get(name), hf.tensors->get(name))) << name;
-    EXPECT_THROW(export_dense(hf, dir.file("s.gguf"), {"gguf", "f32", true, false}), ConfigError);  // exists
-    EXPECT_THROW(export_dense(hf, dir.file("x"), {"onnx", "f32", true, false}), ConfigError);
+    EXPECT_THROW(export_dense(hf, dir.file("s.gguf"), {"gguf", "fp32", true, false}), ConfigError);  // exists
+    EXPECT_THROW(export_dense(hf, dir.file("x"), {"onnx", "fp32", true, false}), ConfigError);
 }
 
 // Scaled RoPE in GGUF as llama.cpp spells it: llama3 as the rope_freqs tensor (divisors of the plain frequencies),
@@ -122,7 +122,7 @@ TEST(Gguf, ScaledRopeExportsAsLlamaCppSpellsItAndReadsBack) {
     write_hf_folder(dir.file("llama3"), c, *bin.tensors, test::stories_tokenizer(), false);
     const Checkpoint hf = load_checkpoint(dir.file("llama3"));
     ASSERT_EQ(hf.config.rope_scaling.type, "llama3");
-    export_dense(hf, dir.file("l3.gguf"), {"gguf", "f32", true, false});
+    export_dense(hf, dir.file("l3.gguf"), {"gguf", "fp32", true, false});
     const auto reader = GgufReader::open(dir.file("l3.gguf"));
     ASSERT_NE(reader->find("rope_freqs.weight"), nullptr);
     const Checkpoint g = load_checkpoint(dir.file("l3.gguf"), test::stories_tokenizer());
@@ -135,7 +135,7 @@ TEST(Gguf, ScaledRopeExportsAsLlamaCppSpellsItAndReadsBack) {
     c.rope_scaling.type = "linear";
     c.rope_scaling.factor = 4.0;
     write_hf_folder(dir.file("linear"), c, *bin.tensors, test::stories_tokenizer(), false);
-    export_dense(load_checkpoint(dir.file("linear")), dir.file("lin.gguf"), {"gguf", "f32", true, false});
+    export_dense(load_checkpoint(dir.file("linear")), dir.file("lin.gguf"), {"gguf", "fp32", true, false});
     const Checkpoint gl = load_checkpoint(dir.file("lin.gguf"), test::stories_tokenizer());
     EXPECT_EQ(gl.config.rope_scaling.type, "linear");
     EXPECT_EQ(gl.config.rope_scaling.factor, 4.0);
@@ -144,7 +144,7 @@ TEST(Gguf, ScaledRopeExportsAsLlamaCppSpellsItAndReadsBack) {
     c.rope_scaling.type = "yarn";
     c.rope_scaling.original_max_position_embeddings = 64;
     write_hf_folder(dir.file("yarn"), c, *bin.tensors, test::stories_tokenizer(), false);
-    EXPECT_THROW(export_dense(load_checkpoint(dir.file("yarn")), dir.file("y.gguf"), {"gguf", "f32", true, false}),
+    EXPECT_THROW(export_dense(load_checkpoint(dir.file("yarn")), dir.file("y.gguf"), {"gguf", "fp32", true, false}),
                  ConfigError);
     EXPECT_FALSE(path_exists(dir.file("y.gguf")));
 }

@@ -177,8 +177,8 @@ TEST(Apiq, DenseExportsReloadToThePackedFoldersPerplexity) {
     QuantRun run = quantize_into(out, tiny_apiq("apiq-bw"));
     const Checkpoint packed = load_checkpoint(out);
     const double want = test::heldout_ppl(*LlamaModel::load(packed, {}), *tok, 16);
-    export_dense(packed, dir.file("hf"), {"hf", "f32", true, false});
-    export_dense(packed, dir.file("m.gguf"), {"gguf", "f32", true, false});
+    export_dense(packed, dir.file("hf"), {"hf", "fp32", true, false});
+    export_dense(packed, dir.file("m.gguf"), {"gguf", "fp32", true, false});
     const Checkpoint hf = load_checkpoint(dir.file("hf"));
     EXPECT_EQ(hf.format, "hf");
     EXPECT_EQ(hf.adapter, nullptr);  // merged
@@ -186,7 +186,7 @@ TEST(Apiq, DenseExportsReloadToThePackedFoldersPerplexity) {
     const Checkpoint gguf = load_checkpoint(dir.file("m.gguf"), test::stories_tokenizer());
     EXPECT_NEAR(test::heldout_ppl(*LlamaModel::load(gguf, {}), *tok, 16), want, 1e-5 * want);
     // Without the adapters it is another model.
-    export_dense(packed, dir.file("bare"), {"hf", "f32", false, false});
+    export_dense(packed, dir.file("bare"), {"hf", "fp32", false, false});
     EXPECT_GT(std::abs(test::heldout_ppl(*LlamaModel::load(load_checkpoint(dir.file("bare")), {}), *tok, 16) - want), 1e-3);
 
     for (const std::string kind : {"db-llm", "binarymos"}) {
@@ -197,10 +197,10 @@ TEST(Apiq, DenseExportsReloadToThePackedFoldersPerplexity) {
         quantize_into(dir.file(kind), o);
         const Checkpoint b = load_checkpoint(dir.file(kind));
         if (kind == "binarymos") {
-            EXPECT_THROW(export_dense(b, dir.file(kind + "-hf"), {"hf", "f32", true, false}), ConfigError);
+            EXPECT_THROW(export_dense(b, dir.file(kind + "-hf"), {"hf", "fp32", true, false}), ConfigError);
             continue;
         }
-        export_dense(b, dir.file(kind + "-hf"), {"hf", "f32", true, false});
+        export_dense(b, dir.file(kind + "-hf"), {"hf", "fp32", true, false});
         const double bw = test::heldout_ppl(*LlamaModel::load(b, {}), *tok, 16);
         EXPECT_NEAR(test::heldout_ppl(*LlamaModel::load(load_checkpoint(dir.file(kind + "-hf")), {}), *tok, 16), bw, 1e-5 * bw);
     }
