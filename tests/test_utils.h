@@ -4,12 +4,14 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "saliq/corpus.h"
+#include "saliq/error.h"
 #include "saliq/file.h"
 
 namespace saliq::test {
@@ -39,6 +41,16 @@ private:
 inline void write_bytes(const std::string& path, const std::string& bytes) {
     std::ofstream out(path, std::ios::binary);
     out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+}
+
+// What a saliq::Error thrown by f says, or "<no error>".
+inline std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "<no error>";
 }
 
 inline std::string read_bytes(const std::string& path) {

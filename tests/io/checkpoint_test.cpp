@@ -14,14 +14,7 @@ namespace {
 
 using test::TempDir;
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no error>";
-}
+using test::error_of;
 
 void write_config(const std::string& dir, const nlohmann::json& json) {
     test::write_bytes(dir + "/config.json", json.dump());

@@ -9,6 +9,7 @@
 #include "model_fixture.h"
 #include "saliq/error.h"
 #include "saliq/llama_config.h"
+#include "test_utils.h"
 
 namespace saliq {
 namespace {
@@ -42,14 +43,7 @@ const char* kTransformers5Linear = R"({
   "rope_parameters": {"factor": 2.0, "rope_theta": 20000.0, "rope_type": "linear", "type": "linear"},
   "vocab_size": 100, "dtype": "bfloat16"})";
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "<no error>";
-}
+using test::error_of;
 
 std::vector<double> plain_frequencies(double theta, int64_t d) {
     std::vector<double> f;
