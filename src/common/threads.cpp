@@ -102,9 +102,9 @@ void set_compute_threads(int n) {
 
 void adapt_compute_threads() {
     Policy& p = policy();
-    if (!p.adaptive) return;
+    // Called on every block forward: only the clock is read until a second has passed.
+    if (!p.adaptive || std::chrono::steady_clock::now() - p.last.when < std::chrono::seconds(1)) return;
     const CpuSample now = sample_cpu();
-    if (std::chrono::duration<double>(now.when - p.last.when).count() < 1.0) return;
     const int n = threads_for(neighbour_load(p.last, now), p.cores);
     p.last = now;
     if (n != at::get_num_threads()) at::set_num_threads(n);

@@ -8,6 +8,8 @@
 // (the head is listed in `ignore`). The format has no g_idx, no per-group widths and no sparse parts: act-order,
 // saliq_mixed, saliq_binary and ReQuant folders are refused. LoRA adapters cannot live inside it; the folder's PEFT
 // files are copied beside the weights, for servers that apply adapters (vLLM's --enable-lora).
+#include <map>
+
 #include <ATen/ATen.h>
 
 #include "saliq/error.h"
@@ -73,7 +75,7 @@ CompressedTensorsLinear compressed_tensors_linear(const QuantizedTensor& q, cons
         throw ConfigError(strprintf("%s: %lld input columns are not a multiple of the group size %lld, which "
                                     "compressed-tensors requires",
                                     origin.c_str(), (long long)in, (long long)g));
-    if (!at::equal(q.g_idx.to(at::kLong).cpu(), at::div(at::arange(in, at::kLong), g, "floor")))
+    if (!at::equal(q.g_idx.to(at::kLong).cpu(), natural_group_index(in, q.spec)))
         throw ConfigError(origin + ": groups are not in natural column order (act-order); compressed-tensors has no "
                                    "g_idx");
     const at::Tensor zeros = q.zeros.to(at::kFloat).cpu();
@@ -98,61 +100,53 @@ void export_compressed_tensors(const Checkpoint& ckpt, const std::string& out, b
     const auto shapes = linear_shapes(c);
     StagingDir staging(out, force);
 
-    // Every tensor's header first (streamed writer), then each linear packed when its turn comes.
+    // Every tensor's header first (streamed writer), then each tensor as its turn comes: a linear's four parts are
+    // consecutive, so one unpacked linear is held at a time.
+    struct Entry {
+        std::string name;          // the tensor as stored, or the linear's name
+        int64_t out = 0, in = 0;   // a linear's shape; 0 for a tensor written as stored
+        int part = 0;              // a linear's weight_packed, weight_scale, weight_zero_point, weight_shape
+    };
+    std::map<std::string, std::vector<int64_t>> linears;  // "<linear>.weight" -> [out, in]
+    for (int64_t layer = 0; layer < c.n_layers; ++layer)
+        for (int i = 0; i < kNumLinears; ++i) linears[hf_names::linear_name(layer, i) + ".weight"] = shapes[i];
     std::vector<TensorSpec> specs;
-    std::vector<std::function<at::Tensor()>> producers;
-    std::vector<std::string> sources;  // the source tensor to release once written ("" for none)
+    std::vector<Entry> entries;
     for (const auto& name : llama_tensor_names(c)) {
-        bool linear = false;
-        for (int64_t layer = 0; layer < c.n_layers && !linear; ++layer)
-            for (int i = 0; i < kNumLinears && !linear; ++i) {
-                const std::string base = hf_names::linear_name(layer, i);
-                if (name != base + ".weight") continue;
-                linear = true;
-                const int64_t o = shapes[i][0], n = shapes[i][1], g = spec.effective_group(n), G = (n + g - 1) / g;
-                const int b = spec.bits;
-                // One unpack per linear, shared by its four tensors (they are written one after another).
-                auto cache = std::make_shared<std::pair<std::string, CompressedTensorsLinear>>();
-                auto get = [&ckpt, spec, base, o, n, cache]() -> const CompressedTensorsLinear& {
-                    if (cache->first != base) {
-                        const std::string origin = ckpt.tensors->origin() + " (" + base + ")";
-                        GptqTensors t{ckpt.tensors->get(base + ".qweight"), ckpt.tensors->get(base + ".qzeros"),
-                                      ckpt.tensors->get(base + ".scales"),
-                                      gptq_group_index(*ckpt.tensors, base, ckpt.packed, n)};
-                        cache->second = compressed_tensors_linear(
-                            gptq_unpack(t, spec, n, o, ckpt.packed.zeros_v2, origin), origin);
-                        cache->first = base;
-                    }
-                    return cache->second;
-                };
-                specs.push_back({base + ".weight_packed", at::kInt, {o, (n * b + 31) / 32}});
-                producers.push_back([get] { return get().weight_packed; });
-                sources.push_back("");
-                specs.push_back({base + ".weight_scale", at::kHalf, {o, G}});
-                producers.push_back([get] { return get().weight_scale; });
-                sources.push_back("");
-                specs.push_back({base + ".weight_zero_point", at::kInt, {(o * b + 31) / 32, G}});
-                producers.push_back([get] { return get().weight_zero_point; });
-                sources.push_back("");
-                specs.push_back({base + ".weight_shape", at::kLong, {2}});
-                producers.push_back([get, cache] {
-                    at::Tensor shape = get().weight_shape;
-                    cache->first.clear();  // the linear is written: drop it
-                    cache->second = CompressedTensorsLinear{};
-                    return shape;
-                });
-                sources.push_back("");
-            }
-        if (linear) continue;
-        const auto [dtype, shape] = ckpt.tensors->describe(name);
-        specs.push_back({name, dtype, shape});
-        producers.push_back([&ckpt, name] { return ckpt.tensors->get(name); });
-        sources.push_back(name);
+        const auto linear = linears.find(name);
+        if (linear == linears.end()) {
+            const auto [dtype, shape] = ckpt.tensors->describe(name);
+            specs.push_back({name, dtype, shape});
+            entries.push_back({name});
+            continue;
+        }
+        const std::string base = name.substr(0, name.size() - std::string(".weight").size());
+        const int64_t o = linear->second[0], n = linear->second[1], G = spec.n_groups(n), b = spec.bits;
+        specs.push_back({base + ".weight_packed", at::kInt, {o, (n * b + 31) / 32}});
+        specs.push_back({base + ".weight_scale", at::kHalf, {o, G}});
+        specs.push_back({base + ".weight_zero_point", at::kInt, {(o * b + 31) / 32, G}});
+        specs.push_back({base + ".weight_shape", at::kLong, {2}});
+        for (int part = 0; part < 4; ++part) entries.push_back({base, o, n, part});
     }
-    write_safetensors_streamed(staging.file("model.safetensors"), specs, [&](size_t i) { return producers[i](); },
-                               {{"format", "pt"}}, [&](size_t i) {
-                                   if (!sources[i].empty()) ckpt.tensors->release(sources[i]);
-                               });
+    std::string current;  // the linear whose parts are being written
+    CompressedTensorsLinear parts;
+    auto produce = [&](size_t i) {
+        const Entry& e = entries[i];
+        if (e.out == 0) return ckpt.tensors->get(e.name);
+        if (e.name != current) {
+            const std::string origin = ckpt.tensors->origin() + " (" + e.name + ")";
+            GptqTensors t{ckpt.tensors->get(e.name + ".qweight"), ckpt.tensors->get(e.name + ".qzeros"),
+                          ckpt.tensors->get(e.name + ".scales"), gptq_group_index(*ckpt.tensors, e.name, ckpt.packed, e.in)};
+            parts = compressed_tensors_linear(gptq_unpack(t, spec, e.in, e.out, ckpt.packed.zeros_v2, origin), origin);
+            current = e.name;
+        }
+        const at::Tensor* part[] = {&parts.weight_packed, &parts.weight_scale, &parts.weight_zero_point,
+                                    &parts.weight_shape};
+        return *part[e.part];
+    };
+    write_safetensors_streamed(staging.file("model.safetensors"), specs, produce, {{"format", "pt"}}, [&](size_t i) {
+        if (entries[i].out == 0) ckpt.tensors->release(entries[i].name);
+    });
     nlohmann::json config = llama_config_to_json(c);
     config["quantization_config"] = quantization_config(ckpt.packed);
     write_json_atomic(staging.file("config.json"), config);

@@ -33,9 +33,10 @@ double optional_number(const nlohmann::json& json, const char* key, double fallb
     return json[key].get<double>();
 }
 
-// The keys each rope type reads (transformers' modeling_rope_utils); any other key in the rope dict changes math
-// saliq would not apply, so it is refused rather than ignored.
-const std::vector<std::string>& rope_keys(const std::string& type) {
+// The keys each rope type saliq computes reads (transformers' modeling_rope_utils; freq_factors is saliq's own
+// spelling of llama.cpp's rope_freqs); any other key changes math saliq would not apply, so it is refused rather
+// than ignored. Null for a type saliq does not compute.
+const std::vector<std::string>* rope_keys(const std::string& type) {
     static const std::vector<std::string> kDefault = {"rope_type", "type", "rope_theta", "partial_rotary_factor"};
     static const std::vector<std::string> kFactor = {"rope_type", "type", "rope_theta", "partial_rotary_factor",
                                                      "factor"};
@@ -45,13 +46,14 @@ const std::vector<std::string>& rope_keys(const std::string& type) {
     static const std::vector<std::string> kYarn = {
         "rope_type", "type",     "rope_theta", "partial_rotary_factor", "factor",  "attention_factor",
         "beta_fast", "beta_slow", "mscale",    "mscale_all_dim",        "truncate", "original_max_position_embeddings"};
-    if (type == "default") return kDefault;
-    if (type == "linear" || type == "dynamic") return kFactor;
-    if (type == "llama3") return kLlama3;
     static const std::vector<std::string> kFactors = {"rope_type", "type", "rope_theta", "partial_rotary_factor",
                                                       "freq_factors"};
-    if (type == "freq_factors") return kFactors;
-    return kYarn;
+    if (type == "default") return &kDefault;
+    if (type == "linear" || type == "dynamic") return &kFactor;
+    if (type == "llama3") return &kLlama3;
+    if (type == "yarn") return &kYarn;
+    if (type == "freq_factors") return &kFactors;
+    return nullptr;
 }
 
 double rope_number(const nlohmann::json& rope, const char* key, double fallback, bool required,
@@ -98,13 +100,12 @@ void read_rope(const nlohmann::json& json, LlamaConfig& c, const std::string& so
             throw FormatError(source, "rope_type '" + type + "' and type '" + t + "' disagree");
         type = t;
     }
-    if (type != "default" && type != "linear" && type != "dynamic" && type != "llama3" && type != "yarn" &&
-        type != "freq_factors")
+    const std::vector<std::string>* allowed = rope_keys(type);
+    if (allowed == nullptr)
         throw FormatError(source, "rope_type '" + type +
                                       "' is not supported (saliq applies default, linear, dynamic, llama3 and yarn)");
-    const auto& allowed = rope_keys(type);
     for (const auto& [k, v] : rope.items())
-        if (std::find(allowed.begin(), allowed.end(), k) == allowed.end() && !v.is_null())
+        if (std::find(allowed->begin(), allowed->end(), k) == allowed->end() && !v.is_null())
             throw FormatError(source, "rope parameter '" + k + "' is not applied by saliq for rope_type '" + type +
                                           "'; refusing rather than computing a different model");
     c.rope_theta = rope_number(rope, "rope_theta", 10000.0, false, source);

@@ -126,8 +126,9 @@ at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, c
 at::Tensor gptq_group_index(const TensorSource& tensors, const std::string& linear, const PackedInfo& packed,
                             int64_t in_features) {
     if (tensors.has(linear + ".g_idx") || packed.desc_act) return tensors.get(linear + ".g_idx");
-    const int64_t g = packed.group_size < 0 ? in_features : packed.group_size;
-    return at::div(at::arange(in_features, at::kLong), g, "floor").to(at::kInt);
+    QuantSpec spec;
+    spec.group_size = packed.group_size;
+    return natural_group_index(in_features, spec).to(at::kInt);
 }
 
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const PackedInfo& packed, int64_t layer,

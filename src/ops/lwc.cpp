@@ -18,6 +18,14 @@ at::Tensor float_or_double(const at::Tensor& t) { return t.scalar_type() == at::
 template <typename T> constexpr T kRoundMagic = T(12582912.0);  // 1.5 * 2^23
 template <> constexpr double kRoundMagic<double> = 6755399441055744.0;  // 1.5 * 2^52
 
+// round(u) + z, the code before clamping to [0, maxq]. |u| past 2^22 clamps to the same code either way; below it
+// the magic-number rounding is exact.
+template <typename T>
+inline __attribute__((always_inline)) T unclamped_code(T u, T z) {
+    const T limit = T(4194304.0);
+    return ((std::min(std::max(u, -limit), limit) + kRoundMagic<T>) - kRoundMagic<T>) + z;
+}
+
 // The fake-quantized grid over rows [r0, r1), one pass: out = (clamp(round(w / s) + z, 0, maxq) - z) * s, s and z
 // per (row, group of `group` columns). Bit for bit what the element-wise ATen ops compute (round_ste's
 // x + (round(x) - x) is exact), so the division stays a division.
@@ -25,21 +33,14 @@ template <typename T>
 inline __attribute__((always_inline)) void grid_forward_rows(const T* w, const T* scale, const T* zero, T* out,
                                                              int64_t r0, int64_t r1, int64_t cols, int64_t G,
                                                              int64_t group, T maxq) {
-    // |w / s| past this clamps to the same code either way; below it the magic-number rounding is exact.
-    const T limit = T(4194304.0);
     for (int64_t r = r0; r < r1; ++r) {
         for (int64_t g = 0; g < G; ++g) {
             const T s = scale[r * G + g], z = zero[r * G + g];
             const int64_t c0 = g * group, c1 = std::min(cols, c0 + group);
             const T* wr = w + r * cols;
             T* o = out + r * cols;
-            for (int64_t c = c0; c < c1; ++c) {
-                T u = wr[c] / s;
-                u = std::min(std::max(u, -limit), limit);
-                T v = ((u + kRoundMagic<T>) - kRoundMagic<T>) + z;
-                v = std::min(std::max(v, T(0)), maxq);
-                o[c] = (v - z) * s;
-            }
+            for (int64_t c = c0; c < c1; ++c)
+                o[c] = (std::min(std::max(unclamped_code(wr[c] / s, z), T(0)), maxq) - z) * s;
         }
     }
 }
@@ -50,7 +51,6 @@ template <typename T>
 inline __attribute__((always_inline)) void grid_backward_rows(const T* grad, const T* w, const T* scale,
                                                               const T* zero, T* grad_scale, int64_t r0, int64_t r1,
                                                               int64_t cols, int64_t G, int64_t group, T maxq) {
-    const T limit = T(4194304.0);
     for (int64_t r = r0; r < r1; ++r) {
         for (int64_t g = 0; g < G; ++g) {
             const T s = scale[r * G + g], z = zero[r * G + g];
@@ -60,7 +60,7 @@ inline __attribute__((always_inline)) void grid_backward_rows(const T* grad, con
             T acc = 0;
             for (int64_t c = c0; c < c1; ++c) {
                 const T u = wr[c] / s;
-                const T v = ((std::min(std::max(u, -limit), limit) + kRoundMagic<T>) - kRoundMagic<T>) + z;
+                const T v = unclamped_code(u, z);
                 const T inside = (v >= T(0) && v <= maxq) ? u : T(0);
                 acc += gr[c] * ((std::min(std::max(v, T(0)), maxq) - z) - inside);
             }

@@ -301,10 +301,6 @@ void validate_quantizer(QuantizeOptions& o) {
     groups.validate();  // the group size (db-llm's alpha groups)
 }
 
-}  // namespace
-
-namespace {
-
 // Options the chosen method would not use: refused where the run would silently be another (the saliency
 // regularizer on a method that does not train), otherwise named in a warning. "Set" means changed from the default.
 void check_options_apply(const QuantizeOptions& o, const QuantMethod& method) {

@@ -33,15 +33,10 @@ void TrainableLinear::set_fixed_sparse(const SparsePart& part) {
                                          part.value.to(weight_.device()).to(weight_.scalar_type()));
 }
 
-const at::Tensor& TrainableLinear::quantized_weight(at::Tensor& fresh) const {
-    if (step_weight_.defined()) return step_weight_;
-    fresh = fake_quant();
-    return fresh;
-}
+at::Tensor TrainableLinear::quantized_weight() const { return step_weight_.defined() ? step_weight_ : fake_quant(); }
 
 at::Tensor TrainableLinear::quantized_forward(const at::Tensor& x) const {
-    at::Tensor fresh;
-    const at::Tensor& q = quantized_weight(fresh);
+    const at::Tensor q = quantized_weight();
     const at::Tensor w = fixed_sparse_.defined() ? q + fixed_sparse_ : q;
     return at::linear(x, w.to(x.scalar_type()));
 }
@@ -54,8 +49,7 @@ at::Tensor TrainableLinear::forward(const at::Tensor& x) const {
 }
 
 at::Tensor TrainableLinear::effective_weight(bool with_lora) const {
-    at::Tensor fresh;
-    at::Tensor w = quantized_weight(fresh);
+    at::Tensor w = quantized_weight();
     if (with_lora && has_lora()) w = w + at::matmul(lora_b_, lora_a_) * lora_scale_;
     return w;
 }

@@ -60,7 +60,7 @@ protected:
     at::Tensor fixed_sparse_;  // [out, in], zero but at the outliers; undefined without them
 
 private:
-    const at::Tensor& quantized_weight(at::Tensor& fresh) const;
+    at::Tensor quantized_weight() const;  // the step's Q(W) inside a step, else computed afresh
 
     at::Tensor step_weight_;  // Q(W) of the current step, with its graph; undefined outside a step
     at::Tensor lora_a_;  // [r, in]
