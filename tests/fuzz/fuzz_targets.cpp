@@ -2,6 +2,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -293,6 +294,10 @@ void run_toml(const uint8_t* data, size_t size) {
     (void)parse_toml(std::string(reinterpret_cast<const char*>(data), size), "fuzz.toml");
 }
 
+void run_json(const uint8_t* data, size_t size) {  // the parser every JSON reader goes through
+    (void)parse_json(std::string(reinterpret_cast<const char*>(data), size), "fuzz.json");
+}
+
 void run_fisher(const uint8_t* data, size_t size) {
     write(file("fisher.safetensors"), data, size);
     check_fisher_file(file("fisher.safetensors"), fixture().config);
@@ -361,6 +366,7 @@ const std::vector<Target> kTargets = {
     {"split_regex", "a pre-tokenizer regex (first line) run on a text (the rest)", run_split_regex},
     {"sentencepiece", "a SentencePiece tokenizer.model", run_sentencepiece},
     {"toml", "a TOML config (quantize --config, table configs)", run_toml},
+    {"json", "any JSON text (duplicate keys, nesting depth), through parse_json", run_json},
     {"fisher", "a Fisher / salience file checked against the model", run_fisher},
     {"resume_block", "a finished block of an interrupted run, resumed", run_resume_block},
     {"resume_state", "state.json of an interrupted run, resumed", run_resume_state},
@@ -431,6 +437,46 @@ void write_synthetic_seeds(const std::string& root) {
         seed_text("hf_config", name, config.dump(2));
     }
     seed_text("packed_config", "rtn_w2g8", f.packed_config);
+    {  // AutoRound's own spelling of the same folder: its quant_method, packing format, raw zeros
+        nlohmann::json config = nlohmann::json::parse(f.packed_config);
+        config["quantization_config"]["quant_method"] = "auto-round";
+        config["quantization_config"]["packing_format"] = "auto_round:auto_gptq";
+        seed_text("packed_config", "auto_round", config.dump(2));
+    }
+    // Hand-made cases of each class of defect the third round of hostile inputs found (each refused cleanly now):
+    // a name listed twice, a value in another type than expected, nesting deeper than any reader accepts.
+    auto dup_key = [](const std::string& json_text, const std::string& key) {  // the first key written twice
+        const std::string needle = "\"" + key + "\":";
+        const size_t at = json_text.find(needle);
+        const size_t end = json_text.find_first_of(",}", at);
+        return json_text.substr(0, end) + ", " + json_text.substr(at, end - at) + json_text.substr(end);
+    };
+    const std::string dense_compact = nlohmann::json::parse(f.dense_config).dump();
+    seed_text("hf_config", "class_duplicate_key", dup_key(dense_compact, "hidden_size"));
+    {
+        nlohmann::json config = nlohmann::json::parse(f.dense_config);
+        config["rope_theta"] = "10000";
+        seed_text("hf_config", "class_type_string_theta", config.dump());
+        config = nlohmann::json::parse(f.dense_config);
+        config["num_attention_heads"] = 2.5;
+        seed_text("hf_config", "class_type_fractional_heads", config.dump());
+        config["num_attention_heads"] = 4294967298LL;
+        seed_text("hf_config", "class_type_wide_heads", config.dump());
+    }
+    seed_text("packed_config", "class_duplicate_key",
+              dup_key(nlohmann::json::parse(f.packed_config).dump(), "bits"));
+    seed_text("json", "class_duplicate_key", "{\"a\": 1, \"b\": [1, 2], \"a\": 2}");
+    seed_text("json", "class_deep_nesting", std::string(200, '[') + std::string(200, ']'));
+    seed_text("json", "class_deep_objects", [] {
+        std::string t;
+        for (int i = 0; i < 100; ++i) t += "{\"k\":";
+        return t + "0" + std::string(100, '}');
+    }());
+    seed_text("json", "plain", f.dense_config);
+    seed_text("tokenizer_json", "class_deep_nesting", "{\"model\": " + std::string(5000, '[') + std::string(5000, ']') + "}");
+    seed_text("toml", "class_path_name", "[[row]]\nname = \"../escape\"\nmethod = \"rtn\"\n");
+    // A pattern whose cost per position is bounded and whose cost over a long text is not.
+    seed_text("split_regex", "class_long_text_budget", "a*b\n" + std::string(20000, 'a'));
     seed_text("adapter_config", "rank2", f.adapter_config);
     nlohmann::json index = {{"metadata", {{"total_size", 0}}}, {"weight_map", nlohmann::json::object()}};
     for (const auto& [name, w] : f.dense) index["weight_map"][name] = "model-00001-of-00001.safetensors";
@@ -470,6 +516,21 @@ void write_synthetic_seeds(const std::string& root) {
     }
     write_gguf(tmp + "/tiny.gguf", meta, specs, [&](size_t i) { return values[i]; });
     seed("gguf", "tiny_llama", tmp + "/tiny.gguf");
+    {  // the same file with one metadata value in another type or listed twice
+        auto with = [&](const std::string& name, const GgufValue& extra) {
+            std::vector<GgufValue> m = meta;
+            auto same = std::find_if(m.begin(), m.end(), [&](const GgufValue& v) { return v.key == extra.key; });
+            if (same == m.end() || &extra == &meta[1]) m.push_back(extra);
+            else *same = extra;
+            write_gguf(tmp + "/class.gguf", m, specs, [&](size_t i) { return values[i]; });
+            seed("gguf", name, tmp + "/class.gguf");
+        };
+        with("class_alignment_as_string", {"general.alignment", GgufType::kString, GgufType::kString, "32"});
+        with("class_alignment_uint64", {"general.alignment", GgufType::kUint64, GgufType::kString, 32});
+        with("class_alignment_zero", {"general.alignment", GgufType::kUint32, GgufType::kString, 0});
+        with("class_heads_as_float", {"llama.attention.head_count", GgufType::kFloat32, GgufType::kString, 2.0});
+        with("class_duplicate_key", meta[1]);
+    }
     // The same with a byte-level BPE vocabulary: the 256 byte characters of GPT-2's alphabet and two merges.
     nlohmann::json tokens = nlohmann::json::array();
     for (int b = 0, extra = 0; b < 256; ++b) {
