@@ -40,7 +40,7 @@ run)
   one() {
     local r=$1 dir=$work/corpus/$1 found=$work/findings/$1 log=$work/logs/$1.log
     mkdir -p "$dir" "$found" "$work/logs"
-    [ -d "$corpus/$r" ] || { echo "fuzz: no corpus folder for '$r'" >&2; return 2; }
+    [ -d "$corpus/$r" ] || [ -d "$work/seeds/$r" ] || { echo "fuzz: no seeds for '$r'" >&2; return 2; }
     cp -n "$corpus/$r"/* "$dir"/ 2>/dev/null || true
     cp -n "$work/seeds/$r"/* "$dir"/ 2>/dev/null || true
     local before; before=$(ls "$found" | wc -l)
