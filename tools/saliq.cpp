@@ -695,6 +695,9 @@ int main(int argc, char** argv) {
     quantize->add_option("--damp", qo.gptq.damp, "GPTQ: dampening, fraction of mean(diag(H))")->capture_default_str();
     quantize->add_option("--block-size", qo.gptq.block_size, "GPTQ: lazy-batch width in columns")->capture_default_str();
     quantize->add_flag("--act-order", qo.gptq.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
+    quantize->add_flag("--group-order", qo.gptq.group_order,
+                       "GPTQ: group-aware order (GAR, GPTQModel's act_group_aware): groups by their largest Hessian "
+                       "diagonal, columns within each by theirs; groups stay natural (no g_idx permutation)");
     quantize->add_option("--bit-map", qo.bit_map,
                          "omniquant / apiq-bw: mixed precision, 'slim' = SliM-LLM's bit allocation per block "
                          "(slim-llm-plus is omniquant with it), or a saliq_mixed folder whose widths to reuse");

@@ -24,6 +24,7 @@ struct GptqOptions {
     double damp = 0.01;           // fraction of mean(diag(H)) added to the diagonal
     int64_t block_size = 128;     // lazy-batch width (rounded to a multiple of the group size)
     bool act_order = false;       // desc_act: columns by descending diag(H)
+    bool group_order = false;     // GAR: groups by their largest diag(H), columns within each too; g_idx stays natural
     bool true_sequential = true;  // [k,v,q] -> [o] -> [up,gate] -> [down], each seeing quantized predecessors
 };
 

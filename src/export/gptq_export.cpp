@@ -41,9 +41,27 @@ bool mixed_precision(const QuantizeOptions& o) {
     return o.method == "slim-llm" || o.method == "slim-llm-plus" || !o.bit_map.empty();
 }
 
-// A finished block saved by GptqFolderWriter::save, back from its file.
+// [out, in] of a mixed or binarized linear, stored in the block's metadata: it sizes the unpacking (in 0 divided by
+// zero, 4e9 allocated gigabytes), so it must be the model's shape of that linear of `layer` before anything else.
+std::pair<int64_t, int64_t> stored_shape(const nlohmann::json& l, const std::string& name, int64_t layer,
+                                         const LlamaConfig& c, const std::string& path) {
+    const auto shapes = linear_shapes(c);  // [out, in] of each linear
+    for (int i = 0; i < kNumLinears; ++i) {
+        if (name != hf_names::linear_name(layer, i)) continue;
+        if (l.at("out") != shapes[i][0] || l.at("in") != shapes[i][1])
+            throw FormatError(path, name + ": the block says out " + l.at("out").dump() + ", in " + l.at("in").dump() +
+                                        "; the model's linear is " + shape_to_string(shapes[i]) +
+                                        " (use --force to start over)");
+        return {shapes[i][0], shapes[i][1]};
+    }
+    throw FormatError(path, "'" + name + "' is not a linear of block " + std::to_string(layer) +
+                                " (use --force to start over)");
+}
+
+// A finished block saved by GptqFolderWriter::save, back from its file, as the run's block `layer` of a model of
+// config `c`.
 BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::json& meta, const QuantSpec& spec,
-                            const std::string& path) {
+                            int64_t layer, const LlamaConfig& c, const std::string& path) {
     const bool v2 = !spec.symmetric;
     BlockResult block;
     block.layer = meta.at("layer").get<int64_t>();
@@ -57,11 +75,11 @@ BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::jso
         lr.lora_scale = l.at("lora_scale").get<double>();
         const std::string binary = l.value("binary", std::string());
         if (!binary.empty()) {
-            const int64_t in = l.at("in").get<int64_t>(), out = l.at("out").get<int64_t>();
+            const auto [out, in] = stored_shape(l, lr.name, layer, c, path);
             lr.binary = binary_unpack(binary, in, out,
                                       [&](const std::string& s) { return reader.tensor(lr.name + s).clone(); }, path);
         } else if (reader.has(lr.name + ".group_bits")) {
-            const int64_t in = l.at("in").get<int64_t>(), out = l.at("out").get<int64_t>();
+            const auto [out, in] = stored_shape(l, lr.name, layer, c, path);
             MixedTensors m{reader.tensor(lr.name + ".qweight"), reader.tensor(lr.name + ".scales"),
                            reader.tensor(lr.name + ".zeros"), reader.tensor(lr.name + ".group_bits")};
             lr.q = mixed_unpack(m, spec, in, out, path);
@@ -215,6 +233,7 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
     if (o.method == "gptq" || o.method == "slim-llm")
         f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
                      {"true_sequential", o.gptq.true_sequential}};
+    if (f.contains("gptq") && o.gptq.group_order) f["gptq"]["group_order"] = true;  // absent: runs before it resume
     if (o.method == "slim-llm") f["slim"] = {{"salience_lambda", o.slim.salience_lambda}};
     if (o.sparse.enabled())  // absent without: runs interrupted before ReQuant existed resume
         f["sparse"] = {{"outliers_percent", o.sparse.outliers_pct}, {"significant_percent", o.sparse.significant_pct},
@@ -435,7 +454,7 @@ BlockResult GptqFolderWriter::load(int64_t layer) const {
         throw FormatError(path, "missing or unreadable block metadata; use --force to start over");
     }
     try {
-        BlockResult block = read_block_file(*reader, meta, options_.spec, path);
+        BlockResult block = read_block_file(*reader, meta, options_.spec, layer, source_.config, path);
         check_resumed_block(block, layer, source_.config, options_, path);
         return block;
     } catch (const nlohmann::json::exception& e) {
@@ -488,7 +507,12 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     for (int64_t layer = 0; layer < c.n_layers; ++layer) {
         if (!has(layer)) throw Error("internal: block " + std::to_string(layer) + " was never saved");
         blocks.push_back(SafetensorsReader::open(block_path(layer)));
-        for (const auto& e : blocks.back()->entries()) owner[e.name] = blocks.size() - 1;
+        // A block file holds its own layer's tensors only: another's would silently replace that layer's.
+        const std::string prefix = hf_names::layer_prefix(layer);
+        for (const auto& e : blocks.back()->entries())
+            if (e.name.rfind(prefix, 0) != 0 || !owner.emplace(e.name, blocks.size() - 1).second)
+                throw FormatError(block_path(layer), "holds '" + e.name + "', which is not a tensor of block " +
+                                                         std::to_string(layer) + " (use --force to start over)");
     }
     auto packed = [&](const std::string& name) { return blocks[owner.at(name)]->tensor(name); };
     const std::shared_ptr<SafetensorsReader> significant =

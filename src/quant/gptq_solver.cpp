@@ -56,6 +56,18 @@ std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockC
     return out;
 }
 
+at::Tensor group_aware_order(const at::Tensor& diag, int64_t group) {
+    const int64_t cols = diag.size(0), full = cols / group;
+    const auto [values, local] = at::sort(diag.narrow(0, 0, full * group).view({full, group}), /*stable=*/true,
+                                          /*dim=*/1, /*descending=*/true);
+    const at::Tensor order = std::get<1>(at::sort(values.select(1, 0), /*stable=*/true, 0, /*descending=*/true));
+    const at::Tensor starts = at::arange(full, local.options()).mul_(group).unsqueeze(1);
+    at::Tensor perm = local.add(starts).index_select(0, order).reshape({-1});
+    // A partial last group keeps its columns, in natural order, at the end (GPTQModel's tail).
+    if (full * group < cols) perm = at::cat({perm, at::arange(full * group, cols, perm.options())});
+    return perm;
+}
+
 // Frees each factor once the next exists (down_proj of a 7B model: in = 11008, 0.97 GB each; the plain sequence
 // held five).
 at::Tensor inverse_cholesky_upper(at::Tensor H, double damp, const std::string& name, double& used_damp) {
@@ -106,9 +118,12 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
         keep.view({-1}).index_fill_(0, index, true);
         kept = at::zeros_like(W);
     }
+    if (o.act_order && o.group_order)
+        throw ConfigError("GPTQ: --act-order and --group-order are two column orders; pick one");
     at::Tensor perm, invperm;
-    if (o.act_order) {
-        perm = at::argsort(H.diagonal(), 0, /*descending=*/true);
+    const bool reorders = o.act_order || (o.group_order && g < cols);
+    if (reorders) {
+        perm = o.act_order ? at::argsort(H.diagonal(), 0, /*descending=*/true) : group_aware_order(H.diagonal(), g);
         W = W.index_select(1, perm);
         if (keep.defined()) keep = keep.index_select(1, perm.to(W.device()));
         H = H.index_select(0, perm).index_select(1, perm);
@@ -117,7 +132,9 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
     double used_damp = o.damp;
     const at::Tensor Hinv = inverse_cholesky_upper(std::move(H), o.damp, name, used_damp).to(W.device()).to(at::kFloat);
 
-    // Blocks hold whole groups, so each group's scale is fitted on its columns after every earlier update.
+    // Blocks hold whole groups, so each group's scale is fitted on its columns after every earlier update. Under the
+    // group-aware order, each run of g columns is one natural group (`natural` maps position to it).
+    const at::Tensor natural = o.group_order && reorders ? perm.to(at::kCPU) : at::Tensor();
     const int64_t block = g >= o.block_size ? g : std::max<int64_t>(1, o.block_size / g) * g;
     const int64_t G = spec.n_groups(cols);
     at::Tensor scales = at::zeros({rows, G}, W.options());
@@ -135,15 +152,16 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
             const int64_t col = i1 + i;
             if (col % g == 0) {
                 const int64_t width = std::min(g, cols - col);
+                const int64_t group_index = natural.defined() ? natural[col].item<int64_t>() / g : col / g;
                 at::Tensor group = W1.narrow(1, i, width);
                 if (keep.defined()) group = group.masked_fill(keep.narrow(1, col, width), 0.0);
                 if (fit) {
-                    maxq = static_cast<double>(fit(group, Hinv1.diagonal().narrow(0, i, width), col / g, scale, zero));
+                    maxq = static_cast<double>(fit(group, Hinv1.diagonal().narrow(0, i, width), group_index, scale, zero));
                 } else {
                     minmax_scale_zero(std::get<0>(group.min(1)), std::get<0>(group.max(1)), spec, scale, zero);
                 }
-                scales.select(1, col / g).copy_(scale);
-                zeros.select(1, col / g).copy_(zero);
+                scales.select(1, group_index).copy_(scale);
+                zeros.select(1, group_index).copy_(zero);
             }
             at::Tensor w = W1.select(1, i);
             // A fitted grid may have a fractional zero (1-bit groups); min-max zeros are integers, added after rounding
@@ -159,10 +177,10 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
                 diff = diff.masked_fill(mask, 0.0);
             }
             at::Tensor err = diff / d;
-            loss += diff.pow(2).sum() / (2.0 * d * d);
-            W1.narrow(1, i, count - i).sub_(at::outer(err, Hinv1[i].narrow(0, i, count - i)));
+            W1.narrow(1, i, count - i).addr_(err, Hinv1[i].narrow(0, i, count - i), /*beta=*/1, /*alpha=*/-1);
             Err1.select(1, i).copy_(err);
         }
+        loss += Err1.pow(2).sum() / 2.0;  // sum of (w - q)^2 / (2 d^2), gptq.py's Losses
         if (i2 < cols) W.narrow(1, i2, cols - i2).sub_(at::matmul(Err1, Hinv.narrow(0, i1, count).narrow(1, i2, cols - i2)));
     }
 
@@ -176,11 +194,11 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
         result.g_idx = at::empty({cols}, at::kLong).to(W.device());
         result.g_idx.index_copy_(0, perm, at::div(at::arange(cols, perm.options()), g, "floor"));
     } else {
-        result.codes = codes;
+        result.codes = reorders ? codes.index_select(1, invperm).contiguous() : codes;
         result.g_idx = natural_group_index(cols, spec).to(W.device());
     }
     if (keep.defined())
-        result.outliers = make_sparse_part(outliers->index, o.act_order ? kept.index_select(1, invperm) : kept,
+        result.outliers = make_sparse_part(outliers->index, reorders ? kept.index_select(1, invperm) : kept,
                                            result.dequantize());
     stats[name] = {{"gptq_loss", loss.item<double>()}, {"damp", used_damp}, {"dead_columns", n_dead}};
     return result;

@@ -28,6 +28,11 @@ std::vector<std::vector<int>> gptq_linear_order(bool true_sequential);
 // linears.
 uint64_t gptq_workspace_bytes(const LlamaConfig& config);
 
+// Group-aware reordering (GAR, Gafni et al. 2025; GPTQModel's act_group_aware): groups of `group` columns by their
+// largest diag(H), descending, and the columns inside each by theirs; a partial last group stays last. Every run of
+// `group` positions of the result is one natural group, so the stored g_idx stays k / group.
+at::Tensor group_aware_order(const at::Tensor& diag, int64_t group);
+
 // Upper Cholesky factor of H^-1 (fp64), raising the damping (a fraction of mean(diag H)) until H is positive definite.
 // Takes H (the caller's only reference): at most two in x in fp64 matrices are alive at a time.
 at::Tensor inverse_cholesky_upper(at::Tensor H, double damp, const std::string& name, double& used_damp);

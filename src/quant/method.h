@@ -62,7 +62,8 @@ public:
     virtual bool shards_windows() const { return false; }
     // True when the method takes optimizer steps over batches of the windows (data-parallel over ranks: in lockstep).
     virtual bool trains() const { return false; }
-    // True when the method orders columns by the Hessian's diagonal with --act-order (GPTQ's solver).
+    // True when the method's solver takes a column order from the Hessian's diagonal (GPTQ's solver: --act-order,
+    // --group-order; slim-llm, whose bit map is per natural group, refuses --act-order in validation).
     virtual bool orders_columns() const { return false; }
     // True when the method trains LoRA adapters beside the grid (--lora-* apply).
     virtual bool trains_adapters() const { return false; }

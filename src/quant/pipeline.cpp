@@ -278,7 +278,8 @@ void validate_quantizer(QuantizeOptions& o) {
                 throw ConfigError("SliM-LLM's bit map moves groups to b-1 and b+1 bits: --bits must be 2 to 7");
             if (o.spec.symmetric) throw ConfigError("SliM-LLM's groups are asymmetric (min-max ranges): drop --sym");
             if (o.gptq.act_order)
-                throw ConfigError("slim-llm keeps groups in column order (its bit map is per group): drop --act-order");
+                throw ConfigError("slim-llm keeps groups in column order (its bit map is per group): drop --act-order "
+                                  "(--group-order keeps them)");
             if (!(o.slim.salience_lambda > 0) || !std::isfinite(o.slim.salience_lambda))
                 throw ConfigError("--slim-lambda must be a positive number");
         }
@@ -310,6 +311,7 @@ void check_options_apply(const QuantizeOptions& o, const QuantMethod& method) {
     const ApiqOptions defaults;
     std::vector<std::string> ignored;
     if (o.gptq.act_order && !method.orders_columns()) ignored.push_back("--act-order");
+    if (o.gptq.group_order && !method.orders_columns()) ignored.push_back("--group-order");
     if (!method.trains_adapters() && (o.apiq.lora_rank != defaults.lora_rank || o.apiq.lora_alpha != defaults.lora_alpha ||
                                       o.apiq.lora_lr != defaults.lora_lr))
         ignored.push_back("--lora-rank/--lora-alpha/--lora-lr");

@@ -1,0 +1,105 @@
+// GPTQ's solver on single matrices: the group-aware order (GAR) against the natural order on the permuted problem.
+#include "quant/gptq_solver.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <ATen/ATen.h>
+#include <nlohmann/json.hpp>
+
+#include "saliq/error.h"
+#include "test_utils.h"
+
+namespace saliq {
+namespace {
+
+struct Problem {
+    at::Tensor weight, inputs, hessian;
+};
+
+// Inputs whose channels differ in scale by two orders of magnitude (LLM activations' outlier channels), so that the
+// order columns are quantized in matters.
+Problem skewed_problem(int64_t rows, int64_t cols, uint64_t seed) {
+    at::manual_seed(seed);
+    Problem p;
+    p.weight = at::randn({rows, cols});
+    const at::Tensor channel_scale = at::exp(2.5 * at::randn({cols}));
+    p.inputs = at::randn({512, cols}).matmul(at::eye(cols) + 0.3 * at::randn({cols, cols}) / std::sqrt(cols)) *
+               channel_scale;
+    p.hessian = 2.0 * p.inputs.t().matmul(p.inputs) / 512.0;
+    return p;
+}
+
+QuantSpec w3g16() {
+    QuantSpec s;
+    s.bits = 3;
+    s.group_size = 16;
+    return s;
+}
+
+TEST(GptqSolver, GroupAwareOrderKeepsGroupsWholeByTheirLargestDiagonal) {
+    const at::Tensor diag = at::tensor({1.0, 9.0, 2.0, 3.0, 5.0, 4.0, 0.5});  // groups of 3: {1,9,2} {3,5,4}, tail {0.5}
+    const at::Tensor perm = group_aware_order(diag, 3);
+    EXPECT_TRUE(at::equal(perm, at::tensor({1, 2, 0, 4, 5, 3, 6}, at::kLong))) << perm;
+    const at::Tensor second = group_aware_order(at::tensor({1.0, 2.0, 0.0, 7.0, 3.0, 6.0}), 3);
+    EXPECT_TRUE(at::equal(second, at::tensor({3, 5, 4, 1, 0, 2}, at::kLong))) << second;
+}
+
+// GAR is natural-order GPTQ on the problem whose columns are permuted group by group: the same codes (un-permuted)
+// and the same grids (under their natural group index), with g_idx natural.
+TEST(GptqSolver, GroupOrderIsNaturalOrderOnThePermutedProblem) {
+    const Problem p = skewed_problem(24, 64, 1);
+    const QuantSpec spec = w3g16();
+    nlohmann::json stats;
+    GptqOptions gar;
+    gar.group_order = true;
+    const QuantizedTensor a = gptq_quantize(p.weight, p.hessian.clone(), spec, gar, "a", stats);
+    const at::Tensor perm = group_aware_order(p.hessian.diagonal(), spec.group_size);
+    ASSERT_FALSE(at::equal(perm, at::arange(64, at::kLong)));
+    const QuantizedTensor b = gptq_quantize(p.weight.index_select(1, perm),
+                                            p.hessian.index_select(0, perm).index_select(1, perm), spec, GptqOptions{},
+                                            "b", stats);
+    EXPECT_TRUE(at::equal(a.codes, b.codes.index_select(1, at::argsort(perm))));
+    EXPECT_TRUE(at::equal(a.g_idx, at::arange(64, at::kLong).div(16, "floor")));
+    for (int64_t j = 0; j < 4; ++j) {
+        const int64_t natural = perm[j * 16].item<int64_t>() / 16;
+        EXPECT_TRUE(at::equal(a.scales.select(1, natural), b.scales.select(1, j))) << j;
+        EXPECT_TRUE(at::equal(a.zeros.select(1, natural), b.zeros.select(1, j))) << j;
+    }
+    EXPECT_NEAR(stats["a"]["gptq_loss"].get<double>(), stats["b"]["gptq_loss"].get<double>(),
+                1e-4 * stats["a"]["gptq_loss"].get<double>());
+}
+
+// On inputs with outlier channels, the group-aware order reproduces the layer's output better than the natural
+// order (GPTQModel's reason to make it its default) on nearly every draw.
+TEST(GptqSolver, GroupOrderReducesTheOutputErrorOnSkewedInputs) {
+    int wins = 0;
+    double ratio_sum = 0;
+    for (uint64_t seed = 0; seed < 6; ++seed) {
+        const Problem p = skewed_problem(32, 128, 100 + seed);
+        nlohmann::json stats;
+        GptqOptions gar;
+        gar.group_order = true;
+        auto output_error = [&](const GptqOptions& o) {
+            const at::Tensor q = gptq_quantize(p.weight, p.hessian.clone(), w3g16(), o, "x", stats).dequantize();
+            return (p.inputs.matmul((q - p.weight).t())).pow(2).sum().item<double>();
+        };
+        const double natural = output_error(GptqOptions{}), grouped = output_error(gar);
+        ratio_sum += grouped / natural;
+        wins += grouped < natural;
+    }
+    EXPECT_GE(wins, 5);
+    EXPECT_LT(ratio_sum / 6, 0.995);  // 0.983 measured: the gain is small on synthetic inputs
+}
+
+TEST(GptqSolver, TwoColumnOrdersAtOnceAreRefused) {
+    const Problem p = skewed_problem(8, 32, 2);
+    GptqOptions both;
+    both.act_order = both.group_order = true;
+    nlohmann::json stats;
+    EXPECT_THAT(test::error_of([&] { gptq_quantize(p.weight, p.hessian, w3g16(), both, "x", stats); }),
+                ::testing::HasSubstr("pick one"));
+}
+
+}  // namespace
+}  // namespace saliq
