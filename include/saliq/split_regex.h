@@ -2,7 +2,9 @@
 // over code points with Oniguruma's leftmost-first semantics, as Hugging Face tokenizers does. The supported
 // subset: literals and escapes, classes with ranges, \p{..} categories, \s \d \w and their negations, `.`, `^`, `$`,
 // groups (plain, `(?:`, `(?i:` ASCII case folding), lookahead `(?=` `(?!`, alternation, greedy and lazy `? * + {m,n}`.
-// Anything else (lookbehind, backreferences, possessive quantifiers, scripts) is refused when compiling.
+// Anything else (lookbehind, backreferences, possessive quantifiers, scripts) is refused when compiling, as are
+// groups nested more than 64 deep and counted repeats that multiply past 2^20 instructions. PEFT's target_modules
+// patterns are matched with it too (full_match): its step budget bounds what a hostile pattern costs.
 #pragma once
 
 #include <cstddef>
@@ -23,6 +25,9 @@ public:
     // are skipped. Lookaheads and `$` see the text up to `end`.
     std::vector<std::pair<size_t, size_t>> find_all(const std::vector<char32_t>& text, size_t begin,
                                                     size_t end) const;
+    // Whether the whole text matches (Python's re.fullmatch): a branch that ends early backtracks into the others.
+    // Throws ConfigError past the same step budget as find_all.
+    bool full_match(const std::vector<char32_t>& text) const;
 
     struct ClassItem {
         enum Kind : uint8_t { kRange, kCategory, kSpace, kDigit, kWord } kind = kRange;
@@ -45,8 +50,9 @@ public:
 
 private:
     // `steps` counts backtracking steps against `budget`, over a whole find_all (the text's, not one position's).
-    size_t run(uint32_t pc, const char32_t* text, size_t pos, size_t begin, size_t end, size_t& steps,
-               size_t budget) const;
+    // With `to_end`, only a match that ends at `end` counts.
+    size_t run(uint32_t pc, const char32_t* text, size_t pos, size_t begin, size_t end, size_t& steps, size_t budget,
+               bool to_end) const;
 
     std::string pattern_;
     std::vector<Inst> program_;

@@ -40,6 +40,12 @@ bool nullable(const Node& n) {
     return true;
 }
 
+// Limits on what a pattern may ask for: groups nest at most kMaxGroupDepth deep (parsing, compiling and freeing the
+// tree recurse once per level), and counted repeats, which copy their body, compile to at most kMaxInstructions
+// (((a{1000}){1000}){1000} would be 10^9). The tokenizers' patterns nest three groups and compile to a few hundred.
+constexpr int kMaxGroupDepth = 64;
+constexpr size_t kMaxInstructions = size_t{1} << 20;
+
 class Parser {
 public:
     Parser(const std::string& pattern, std::vector<SplitRegex::CharClass>& classes)
@@ -55,7 +61,7 @@ public:
 
 private:
     [[noreturn]] void fail(const std::string& what) const {
-        throw ConfigError(strprintf("pre-tokenizer regex /%s/: %s at character %zu", source_.c_str(), what.c_str(), i_));
+        throw ConfigError(strprintf("regex /%s/: %s at character %zu", source_.c_str(), what.c_str(), i_));
     }
     bool more() const { return i_ < p_.size(); }
     char32_t peek(size_t ahead = 0) const { return i_ + ahead < p_.size() ? p_[i_ + ahead] : 0; }
@@ -160,6 +166,7 @@ private:
     }
 
     Node group(bool fold) {
+        if (++depth_ > kMaxGroupDepth) fail(strprintf("groups nested more than %d deep", kMaxGroupDepth));
         Node look;
         bool is_look = false;
         if (peek() == '?') {
@@ -173,6 +180,7 @@ private:
         Node body = alternation(fold);
         if (!more() || peek() != ')') fail("missing ')'");
         ++i_;
+        --depth_;
         if (!is_look) return body;
         look.kind = Node::kLook;
         look.kids.push_back(std::move(body));
@@ -286,12 +294,13 @@ private:
     std::string source_;
     std::vector<char32_t> p_;
     size_t i_ = 0;
+    int depth_ = 0;  // groups open at i_
     std::vector<SplitRegex::CharClass>& classes_;
 };
 
 class Compiler {
 public:
-    explicit Compiler(std::vector<SplitRegex::Inst>& program) : out_(program) {}
+    Compiler(std::vector<SplitRegex::Inst>& program, const std::string& pattern) : out_(program), pattern_(pattern) {}
 
     void emit(const Node& n) {
         using Op = SplitRegex::Op;
@@ -352,6 +361,10 @@ public:
 
     uint32_t here() const { return static_cast<uint32_t>(out_.size()); }
     size_t push(const SplitRegex::Inst& in) {
+        if (out_.size() >= kMaxInstructions)
+            throw ConfigError(strprintf("regex /%s/ compiles to more than %zu instructions (counted repeats inside "
+                                        "counted repeats multiply)",
+                                        pattern_.c_str(), kMaxInstructions));
         out_.push_back(in);
         return out_.size() - 1;
     }
@@ -367,6 +380,7 @@ private:
         out_[split].y = greedy ? skip : body;
     }
     std::vector<SplitRegex::Inst>& out_;
+    const std::string& pattern_;
 };
 
 char32_t simple_fold(char32_t c) {
@@ -417,7 +431,7 @@ bool class_matches(const SplitRegex::CharClass& cls, char32_t c) {
 SplitRegex::SplitRegex(const std::string& pattern) : pattern_(pattern) {
     Parser parser(pattern, classes_);
     const Node tree = parser.parse();
-    Compiler compiler(program_);
+    Compiler compiler(program_, pattern_);
     compiler.emit(tree);
     Inst match;
     match.op = Op::kMatch;
@@ -430,15 +444,15 @@ SplitRegex::SplitRegex(const std::string& pattern) : pattern_(pattern) {
 // under a second instead of tokenizing for half an hour.
 constexpr size_t kStepsPerChar = 256;
 constexpr size_t kStepsPerText = 1024;
+constexpr size_t kNone = static_cast<size_t>(-1);  // run's "no match"
 
 size_t SplitRegex::run(uint32_t pc0, const char32_t* text, size_t pos0, size_t begin, size_t end, size_t& steps,
-                       size_t budget) const {
-    constexpr size_t kNone = static_cast<size_t>(-1);
+                       size_t budget, bool to_end) const {
     std::vector<std::pair<uint32_t, size_t>> stack;
     stack.emplace_back(pc0, pos0);
     while (!stack.empty()) {
         if (++steps > budget)
-            throw ConfigError(strprintf("pre-tokenizer regex /%s/ backtracks too much on this text (over %zu steps for "
+            throw ConfigError(strprintf("regex /%s/ backtracks too much on this text (over %zu steps for "
                                         "%zu characters; the pre-tokenizers' patterns take a few dozen a character)",
                                         pattern_.c_str(), budget, end - begin));
         uint32_t pc = stack.back().first;
@@ -466,9 +480,12 @@ size_t SplitRegex::run(uint32_t pc0, const char32_t* text, size_t pos0, size_t b
                     pc = in.x;
                     break;
                 case Op::kJmp: pc = in.x; break;
-                case Op::kMatch: return pos;
+                case Op::kMatch:
+                    if (!to_end || pos == end) return pos;
+                    alive = false;  // ended early: backtrack into the other branches
+                    break;
                 case Op::kLook:
-                    alive = (run(in.x, text, pos, begin, end, steps, budget) != kNone) != in.negate;
+                    alive = (run(in.x, text, pos, begin, end, steps, budget, false) != kNone) != in.negate;
                     pc = in.y;
                     break;
             }
@@ -479,12 +496,11 @@ size_t SplitRegex::run(uint32_t pc0, const char32_t* text, size_t pos0, size_t b
 
 std::vector<std::pair<size_t, size_t>> SplitRegex::find_all(const std::vector<char32_t>& text, size_t begin,
                                                             size_t end) const {
-    constexpr size_t kNone = static_cast<size_t>(-1);
     std::vector<std::pair<size_t, size_t>> out;
     size_t pos = begin, steps = 0;
     const size_t budget = kStepsPerText + kStepsPerChar * (end - begin);
     while (pos < end) {
-        const size_t stop = run(0, text.data(), pos, begin, end, steps, budget);
+        const size_t stop = run(0, text.data(), pos, begin, end, steps, budget, false);
         if (stop != kNone && stop > pos) {
             out.emplace_back(pos, stop);
             pos = stop;
@@ -493,6 +509,12 @@ std::vector<std::pair<size_t, size_t>> SplitRegex::find_all(const std::vector<ch
         }
     }
     return out;
+}
+
+bool SplitRegex::full_match(const std::vector<char32_t>& text) const {
+    size_t steps = 0;
+    const size_t budget = kStepsPerText + kStepsPerChar * text.size();
+    return run(0, text.data(), 0, 0, text.size(), steps, budget, true) != kNone;
 }
 
 }  // namespace saliq

@@ -4,6 +4,7 @@
 
 #include "saliq/error.h"
 #include "saliq/unicode.h"
+#include "test_utils.h"
 
 namespace saliq {
 namespace {
@@ -81,6 +82,29 @@ TEST(SplitRegex, PatternsTooCostlyOverAWholeTextAreRefused) {
     // The same pattern on text it matches runs.
     const auto fine = unicode::decode_utf8(std::string(20, 'a') + "c " + std::string(5, 'a') + "c");
     EXPECT_EQ(re.find_all(fine.cps, 0, fine.cps.size()).size(), 2u);
+}
+
+// 100k nested groups overflowed the stack (parse, compile and the tree's destructor recurse once per level); counted
+// repeats inside counted repeats copied their body into 10^12 instructions. Both are refused when compiling.
+TEST(SplitRegex, DeepNestingAndMultiplyingRepeatsAreRefused) {
+    const std::string deep = std::string(100000, '(') + "a" + std::string(100000, ')');
+    EXPECT_NE(test::error_of([&] { SplitRegex re(deep); }).find("nested more than 64 deep"), std::string::npos);
+    const std::string message = test::error_of([] { SplitRegex re("((((a{1000}){1000}){1000}){1000})"); });
+    EXPECT_NE(message.find("instructions"), std::string::npos) << message;
+    // Up to the limits, patterns compile and run.
+    EXPECT_EQ(pieces(SplitRegex(std::string(64, '(') + "a" + std::string(64, ')')), "aa"), (V{"a", "a"}));
+    EXPECT_EQ(pieces(SplitRegex("(a{1000}){1000}"), "aaa"), (V{"aaa"}));
+}
+
+TEST(SplitRegex, FullMatchBacktracksUntilTheTextEnds) {
+    auto full = [](const char* pattern, const std::string& text) {
+        return SplitRegex(pattern).full_match(unicode::decode_utf8(text).cps);
+    };
+    EXPECT_TRUE(full(".*\\.(q_proj|v_proj)", "model.layers.0.self_attn.v_proj"));
+    EXPECT_FALSE(full(".*\\.(q_proj|v_proj)", "model.layers.0.self_attn.v_proj.lora"));
+    EXPECT_TRUE(full("a|ab", "ab"));  // the preferred branch ends early: the other one is tried
+    EXPECT_FALSE(full("a(?=b)", "ab"));
+    EXPECT_THROW(full("(m|m|.)*(m|m|.)*(m|m|.)*z", "model.layers.0.self_attn.q_proj"), ConfigError);
 }
 
 TEST(Unicode, CategoriesAndInvalidBytes) {
