@@ -1,7 +1,6 @@
 #include <cmath>
 #include <fstream>
 #include <functional>
-#include <regex>
 #include <set>
 
 #include <ATen/ATen.h>
@@ -12,7 +11,9 @@
 #include "saliq/file.h"
 #include "saliq/gguf.h"
 #include "saliq/safetensors.h"
+#include "saliq/split_regex.h"
 #include "saliq/strings.h"
+#include "saliq/unicode.h"
 
 namespace saliq {
 
@@ -91,6 +92,31 @@ std::string string_field(const nlohmann::json& j, const char* key, const std::st
     return j[key].get<std::string>();
 }
 
+// quantization_config.<key> (present) as an integer in [lo, hi], compared in its stored width: get<int>() narrows
+// 4294967300 to 4, and an unsigned 2^64 - 1 reads as -1 through get<int64_t>().
+int64_t int_field(const nlohmann::json& q, const char* key, int64_t lo, int64_t hi, const std::string& source) {
+    const nlohmann::json& v = q[key];
+    const bool fits = v.is_number_integer() &&
+                      !(v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(hi)) &&
+                      v.get<int64_t>() >= lo && v.get<int64_t>() <= hi;
+    if (!fits)
+        throw FormatError(source, strprintf("quantization_config.%s %s is not an integer from %lld to %lld", key,
+                                            v.dump().c_str(), (long long)lo, (long long)hi));
+    return v.get<int64_t>();
+}
+
+// Far above any real group (GPTQ's 32 to 1024), and small enough that group counts and offsets cannot overflow.
+constexpr int64_t kMaxGroupSize = int64_t{1} << 20;
+
+// -1 (one group per row, also when absent) or a positive size: 0 would divide the inputs into groups of nothing.
+int64_t group_size_field(const nlohmann::json& q, const std::string& source) {
+    if (!q.contains("group_size")) return -1;
+    const int64_t g = int_field(q, "group_size", -1, kMaxGroupSize, source);
+    if (g == 0)
+        throw FormatError(source, "quantization_config.group_size 0 is neither -1 (one group per row) nor positive");
+    return g;
+}
+
 }  // namespace
 
 PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string& source) {
@@ -103,8 +129,7 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
             throw FormatError(source, "quantization_config.binarizer '" + info.binarizer +
                                           "' is not db-llm or binarymos");
         info.bits = info.binarizer == "binarymos" ? 1 : 2;
-        if (q.contains("group_size") && q["group_size"].is_number_integer())
-            info.group_size = q["group_size"].get<int64_t>();
+        info.group_size = group_size_field(q, source);
         return info;
     }
     // AutoRound's own format: GPTQ's bit layout with raw zero points (as gptq_v2) and no g_idx.
@@ -126,20 +151,13 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
                                       "' is not supported (saliq reads GPTQ-packed folders, AutoRound's "
                                       "auto_round:auto_gptq and its own saliq_binary and saliq_mixed)");
     info.mixed = method == "saliq_mixed";
-    if (!q.contains("bits") || !q["bits"].is_number_integer())
-        throw FormatError(source, "quantization_config.bits is missing or not an integer");
-    info.bits = q["bits"].get<int>();
+    if (!q.contains("bits")) throw FormatError(source, "quantization_config.bits is missing");
+    info.bits = static_cast<int>(int_field(q, "bits", 1, 8, source));
     if (info.mixed ? (info.bits < 2 || info.bits > 7)
                    : (info.bits != 2 && info.bits != 3 && info.bits != 4 && info.bits != 8))
         throw FormatError(source, "quantization_config.bits " + std::to_string(info.bits) +
                                       (info.mixed ? " is not an average saliq_mixed stores (2 to 7)" : " is not 2, 3, 4 or 8"));
-    if (q.contains("group_size")) {
-        if (!q["group_size"].is_number_integer()) throw FormatError(source, "quantization_config.group_size is not an integer");
-        info.group_size = q["group_size"].get<int64_t>();
-    }
-    if (info.group_size == 0 || info.group_size < -1)
-        throw FormatError(source, "quantization_config.group_size " + std::to_string(info.group_size) +
-                                      " is neither -1 (one group per row) nor positive");
+    info.group_size = group_size_field(q, source);
     info.symmetric = bool_field(q, "sym", !info.mixed, source);
     if (info.mixed && info.symmetric) throw FormatError(source, "saliq_mixed folders are asymmetric (sym false)");
     info.desc_act = bool_field(q, "desc_act", false, source);
@@ -183,13 +201,21 @@ std::set<std::string> adapter_targets(const nlohmann::json& a, const LlamaConfig
     } else if (t.is_string()) {
         const std::string pattern = t.get<std::string>();
         if (pattern.size() > 1000) throw FormatError(source, "target_modules pattern longer than 1000 characters");
-        std::shared_ptr<std::regex> re;
+        // saliq's own matcher, not std::regex: its step budget refuses a pattern that backtracks exponentially
+        // ((m|m|.)*(m|m|.)*z) where std::regex would run for hours.
+        std::shared_ptr<const SplitRegex> re;
         try {
-            re = std::make_shared<std::regex>(pattern, std::regex::ECMAScript);
-        } catch (const std::regex_error& e) {
-            throw FormatError(source, "target_modules '" + pattern + "' is not a regular expression (" + e.what() + ")");
+            re = std::make_shared<const SplitRegex>(pattern);
+        } catch (const ConfigError& e) {
+            throw FormatError(source, std::string("target_modules is not a pattern saliq reads: ") + e.what());
         }
-        matches = [re](const std::string& name) { return std::regex_match(name, *re); };
+        matches = [re, source](const std::string& name) {
+            try {
+                return re->full_match(unicode::decode_utf8(name).cps);
+            } catch (const ConfigError& e) {
+                throw FormatError(source, std::string("target_modules: ") + e.what() + "; list the module names instead");
+            }
+        };
     } else if (t.is_array()) {
         std::vector<std::string> keys;
         for (const auto& k : t) {

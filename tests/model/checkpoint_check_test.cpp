@@ -2,6 +2,9 @@
 // tensor: every test damages one thing in an otherwise valid packed folder, adapter, Fisher file or resume state.
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <limits>
+
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -116,6 +119,30 @@ TEST(CheckpointCheck, GroupSizeThatDisagreesWithTheScalesIsRefused) {
     Folder f;
     f.config_json["quantization_config"]["group_size"] = 16;  // the tensors hold g8 groups
     EXPECT_REFUSED(f, ".qzeros", "group_size 16 implies");
+}
+
+// bits and group_size are compared in their stored width (4294967300 was narrowed to 4, an unsigned 2^64 - 1 read as
+// -1); saliq_binary's group_size is checked like GPTQ's (0 divided by zero when the groups were counted).
+TEST(CheckpointCheck, QuantizationConfigIntegersOutOfRangeAreRefused) {
+    auto message_for = [](const json& q) { return test::error_of([&] { parse_quantization_config(q, "config.json"); }); };
+    const json gptq = {{"quant_method", "gptq"}, {"bits", 2}, {"group_size", 8}};
+    EXPECT_EQ(message_for(gptq), "<no error>");
+    for (const auto& [key, value] : std::vector<std::pair<std::string, json>>{
+             {"bits", 4294967300ULL}, {"bits", 4.0}, {"group_size", 18446744073709551615ULL},
+             {"group_size", std::numeric_limits<int64_t>::max()}, {"group_size", 8.0}, {"group_size", 0}}) {
+        json q = gptq;
+        q[key] = value;
+        const std::string message = message_for(q);
+        EXPECT_NE(message.find("quantization_config." + key + " " + value.dump()), std::string::npos) << message;
+    }
+    const json binary = {{"quant_method", "saliq_binary"}, {"binarizer", "db-llm"}, {"group_size", 8}};
+    EXPECT_EQ(parse_quantization_config(binary, "config.json").group_size, 8);
+    for (const json& bad : {json(0), json(-2), json(8.5), json("8")}) {
+        json q = binary;
+        q["group_size"] = bad;
+        const std::string message = message_for(q);
+        EXPECT_NE(message.find("quantization_config.group_size " + bad.dump()), std::string::npos) << message;
+    }
 }
 
 TEST(CheckpointCheck, SymClaimedOverAsymmetricZerosIsRefused) {
@@ -247,6 +274,23 @@ TEST(CheckpointCheck, AdapterTargetsNarrowedByPatternAndLayersAreHonoured) {
     EXPECT_EQ(load_error(f), "");
     f.adapter_config["layers_to_transform"] = {5};
     EXPECT_REFUSED(f, "layers_to_transform", "2-layer");
+}
+
+// A target_modules pattern is matched with saliq's budgeted matcher: one that backtracks exponentially (std::regex ran
+// for hours on it) is refused at once, and syntax it lacks is named; the common patterns still select linears.
+TEST(CheckpointCheck, AdapterPatternsAreMatchedWithinABudget) {
+    Folder f;
+    f.add_adapter();
+    f.adapter_config["target_modules"] = ".*\\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)";
+    EXPECT_EQ(load_error(f), "");
+    f.adapter_config["target_modules"] = "model\\.layers\\.\\d+\\.self_attn\\.q_proj";
+    EXPECT_REFUSED(f, "unknown tensor");  // only the q_proj adapters are targeted
+    f.adapter_config["target_modules"] = "(m|m|.)*(m|m|.)*(m|m|.)*z";
+    const auto start = std::chrono::steady_clock::now();
+    EXPECT_REFUSED(f, "adapter_config.json", "target_modules", "backtracks too much");
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 10.0);
+    f.adapter_config["target_modules"] = "(?<=attn\\.)q_proj";
+    EXPECT_REFUSED(f, "adapter_config.json", "target_modules", "lookbehind");
 }
 
 TEST(CheckpointCheck, AdapterFeaturesSaliqDoesNotApplyAreRefused) {
