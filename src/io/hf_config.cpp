@@ -1,5 +1,6 @@
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include <nlohmann/json.hpp>
 
@@ -10,20 +11,35 @@
 namespace saliq {
 namespace {
 
+// json[key] as an int64: an unsigned number past INT64_MAX would otherwise read as a negative one.
+int64_t int_value(const nlohmann::json& json, const char* key, const std::string& source) {
+    const nlohmann::json& v = json[key];
+    if (!v.is_number_integer() ||
+        (v.is_number_unsigned() && v.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())))
+        throw FormatError(source, std::string("key '") + key + "' must be an integer, got " + v.dump());
+    return v.get<int64_t>();
+}
+
 int64_t required_int(const nlohmann::json& json, const char* key, const std::string& source) {
     if (!json.contains(key)) throw FormatError(source, std::string("missing required key '") + key + "'");
-    if (!json[key].is_number_integer())
-        throw FormatError(source, std::string("key '") + key + "' must be an integer, got " + json[key].dump());
-    return json[key].get<int64_t>();
+    return int_value(json, key, source);
 }
 
 int64_t optional_int(const nlohmann::json& json, const char* key, int64_t fallback, const std::string& source) {
     if (!json.contains(key) || json[key].is_null()) return fallback;
-    if (json[key].is_array() && !json[key].empty() && json[key][0].is_number_integer())
-        return json[key][0].get<int64_t>();  // some configs list several eos ids
-    if (!json[key].is_number_integer())
-        throw FormatError(source, std::string("key '") + key + "' must be an integer, got " + json[key].dump());
-    return json[key].get<int64_t>();
+    return int_value(json, key, source);
+}
+
+// eos_token_id may list several ids (LLaMA-3.1 Instruct stops at any of three); saliq keeps the first.
+int64_t eos_token_id(const nlohmann::json& json, const std::string& source) {
+    if (!json.contains("eos_token_id") || !json["eos_token_id"].is_array())
+        return optional_int(json, "eos_token_id", 2, source);
+    const nlohmann::json& ids = json["eos_token_id"];
+    if (ids.empty()) throw FormatError(source, "key 'eos_token_id' is an empty list");
+    for (size_t i = 0; i < ids.size(); ++i)
+        if (!ids[i].is_number_integer())
+            throw FormatError(source, "key 'eos_token_id' lists " + ids[i].dump() + ", which is not a token id");
+    return ids[0].get<int64_t>();
 }
 
 double optional_number(const nlohmann::json& json, const char* key, double fallback, const std::string& source) {
@@ -127,8 +143,8 @@ void read_rope(const nlohmann::json& json, LlamaConfig& c, const std::string& so
     s.factor = rope_number(rope, "factor", 0.0, type != "yarn", source);
     // transformers gives a top-level original_max_position_embeddings priority, else the config's context.
     int64_t original = c.max_position_embeddings;
-    if (json.contains("original_max_position_embeddings") && json["original_max_position_embeddings"].is_number_integer())
-        original = json["original_max_position_embeddings"].get<int64_t>();
+    if (json.contains("original_max_position_embeddings") && !json["original_max_position_embeddings"].is_null())
+        original = int_value(json, "original_max_position_embeddings", source);
     else if (rope.contains("original_max_position_embeddings") && !rope["original_max_position_embeddings"].is_null()) {
         if (!rope["original_max_position_embeddings"].is_number_integer())
             throw FormatError(source, "rope_parameters 'original_max_position_embeddings' must be an integer");
@@ -207,7 +223,8 @@ void LlamaConfig::validate(const std::string& source) const {
     if (head_dim % 2 != 0)
         throw FormatError(source, strprintf("head_dim %lld is odd: rotary embeddings need an even head size",
                                             (long long)head_dim));
-    if (!(rms_norm_eps > 0.0)) throw FormatError(source, "rms_norm_eps must be positive");
+    if (!(rms_norm_eps > 0.0) || !std::isfinite(rms_norm_eps))
+        throw FormatError(source, strprintf("rms_norm_eps must be positive and finite, got %g", rms_norm_eps));
     if (!(rope_theta > 0.0) || !std::isfinite(rope_theta)) throw FormatError(source, "rope_theta must be positive");
     if (sliding_window < 0) throw FormatError(source, "sliding_window must not be negative");
     const RopeScaling& s = rope_scaling;
@@ -231,8 +248,9 @@ void LlamaConfig::validate(const std::string& source) const {
                 if (!(f > 0.0) || !std::isfinite(f)) throw FormatError(source, "rope_freqs holds a non-positive factor");
         }
     }
-    if (bos_token_id >= vocab_size || eos_token_id >= vocab_size)
-        throw FormatError(source, "bos/eos token id outside the vocabulary");
+    if (bos_token_id < 0 || bos_token_id >= vocab_size || eos_token_id < 0 || eos_token_id >= vocab_size)
+        throw FormatError(source, strprintf("bos/eos token id (%lld, %lld) outside the vocabulary of %lld",
+                                            (long long)bos_token_id, (long long)eos_token_id, (long long)vocab_size));
 }
 
 LlamaConfig llama_config_from_json(const nlohmann::json& json, const std::string& source) {
@@ -262,10 +280,14 @@ LlamaConfig llama_config_from_json(const nlohmann::json& json, const std::string
         c.tie_word_embeddings = json["tie_word_embeddings"].get<bool>();
     }
     c.bos_token_id = optional_int(json, "bos_token_id", 1, source);
-    c.eos_token_id = optional_int(json, "eos_token_id", 2, source);
-    // transformers 5 writes `dtype`, 4 `torch_dtype`
+    c.eos_token_id = eos_token_id(json, source);
+    // transformers 5 writes `dtype`, 4 `torch_dtype`; a config with both must mean one dtype
     for (const char* key : {"torch_dtype", "dtype"})
         if (json.contains(key) && json[key].is_string()) c.torch_dtype = json[key];
+    if (json.contains("torch_dtype") && json.contains("dtype") && json["torch_dtype"].is_string() &&
+        json["dtype"].is_string() && json["torch_dtype"] != json["dtype"])
+        throw FormatError(source, "torch_dtype " + json["torch_dtype"].dump() + " and dtype " + json["dtype"].dump() +
+                                      " disagree; keep the one the weights are stored in");
     c.validate(source);
     return c;
 }

@@ -87,12 +87,14 @@ std::shared_ptr<TensorSource> open_safetensors_folder(const std::string& dir) {
         if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
             throw FormatError(index_path, "missing object 'weight_map'");
         std::map<std::string, size_t> shard_ids;
+        std::vector<std::string> shard_names;
         std::vector<std::shared_ptr<SafetensorsReader>> readers;
-        for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) {
+        const nlohmann::json& weight_map = index["weight_map"];
+        for (auto it = weight_map.begin(); it != weight_map.end(); ++it) {
             if (!it.value().is_string())
                 throw FormatError(index_path, "weight_map value for '" + it.key() + "' is not a file name");
             const std::string shard = it.value().get<std::string>();
-            if (shard.find('/') != std::string::npos)
+            if (!is_path_component(shard))
                 throw FormatError(index_path, "shard name '" + shard + "' must be a file in the same folder");
             auto found = shard_ids.find(shard);
             if (found == shard_ids.end()) {
@@ -100,6 +102,7 @@ std::shared_ptr<TensorSource> open_safetensors_folder(const std::string& dir) {
                 if (!path_exists(shard_path))
                     throw FormatError(index_path, "shard '" + shard + "' listed in weight_map does not exist");
                 found = shard_ids.emplace(shard, readers.size()).first;
+                shard_names.push_back(shard);
                 readers.push_back(SafetensorsReader::open(shard_path));
                 source->add_shard(readers.back());
             }
@@ -107,6 +110,19 @@ std::shared_ptr<TensorSource> open_safetensors_folder(const std::string& dir) {
                 throw FormatError(index_path, "weight_map puts '" + it.key() + "' in " + shard + ", which has no such tensor");
             source->route(it.key(), found->second);
         }
+        // Every tensor of a shard is where weight_map says: a copy in a second shard, or one the map does not list,
+        // would be a tensor saliq silently ignores (and another loader might read instead).
+        for (size_t i = 0; i < readers.size(); ++i)
+            for (const auto& entry : readers[i]->entries()) {
+                const auto listed = weight_map.find(entry.name);
+                if (listed == weight_map.end())
+                    throw FormatError(index_path, "shard " + shard_names[i] + " holds '" + entry.name +
+                                                      "', which weight_map does not list");
+                if (*listed != shard_names[i])
+                    throw FormatError(index_path, "'" + entry.name + "' is in both " + shard_names[i] + " and " +
+                                                      listed->get<std::string>() + "; weight_map names " +
+                                                      listed->get<std::string>());
+            }
         return source;
     }
     if (path_exists(single_path)) return open_safetensors_file(single_path);

@@ -1,5 +1,7 @@
 #include "saliq/checkpoint.h"
 
+#include <limits>
+
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
@@ -109,6 +111,42 @@ TEST(HfFolder, ShardedIndexIsFollowed) {
     for (const auto& [name, t] : weights) EXPECT_TRUE(at::equal(ckpt.tensors->get(name), t)) << name;
 }
 
+// Every tensor of a shard is where weight_map says: a copy in a second shard or one the map does not list was
+// silently ignored; a shard name is one file of the folder.
+TEST(HfFolder, ShardTensorsTheIndexDoesNotPlaceAreRefused) {
+    TempDir dir;
+    const LlamaConfig c = test::tiny_config();
+    const auto weights = test::random_weights(c);
+    write_config(dir.path(), llama_config_to_json(c));
+    auto message_for = [&](const NamedTensors& extra_in_second, const std::string& second_name) {
+        NamedTensors first, second = extra_in_second;
+        nlohmann::json map = nlohmann::json::object();
+        for (const auto& [name, t] : weights) {
+            const bool a = name.find("layers.1.") == std::string::npos;
+            (a ? first : second).emplace_back(name, t);
+            map[name] = a ? "model-00001-of-00002.safetensors" : second_name;
+        }
+        write_safetensors(dir.file("model-00001-of-00002.safetensors"), first);
+        write_safetensors(dir.file("model-00002-of-00002.safetensors"), second);
+        test::write_bytes(dir.file("model.safetensors.index.json"), nlohmann::json{{"weight_map", map}}.dump());
+        return error_of([&] { load_checkpoint(dir.path()); });
+    };
+    const std::string second = "model-00002-of-00002.safetensors";
+    EXPECT_EQ(message_for({}, second), "<no error>");
+    std::string message = message_for({{"model.norm.weight", weights.at("model.norm.weight")}}, second);
+    EXPECT_NE(message.find("'model.norm.weight' is in both model-00002-of-00002.safetensors and "
+                           "model-00001-of-00002.safetensors"),
+              std::string::npos)
+        << message;
+    message = message_for({{"model.extra.weight", at::zeros({2})}}, second);
+    EXPECT_NE(message.find("holds 'model.extra.weight', which weight_map does not list"), std::string::npos) << message;
+    for (const std::string& bad : {std::string(".."), std::string("sub\\model-00002-of-00002.safetensors")}) {
+        message = message_for({}, bad);
+        EXPECT_NE(message.find("shard name '" + bad + "' must be a file in the same folder"), std::string::npos)
+            << message;
+    }
+}
+
 TEST(HfFolder, IndexNamingAMissingShardIsRefused) {
     TempDir dir;
     write_config(dir.path(), llama_config_to_json(test::tiny_config()));
@@ -135,6 +173,39 @@ TEST(HfConfig, InconsistentConfigsAreRefused) {
     EXPECT_NE(message_for([](auto& j) { j["rope_scaling"] = {{"type", "linear"}}; }).find("factor"),
               std::string::npos);
     EXPECT_EQ(message_for([](auto&) {}), "<no error>");
+}
+
+// Values a lenient read would take as something else: a list where one id is meant, an id below zero, an infinite
+// epsilon, two dtype spellings that disagree, a context length that is not an integer, an unsigned past INT64_MAX.
+TEST(HfConfig, ValuesThatWouldBeMisreadAreRefused) {
+    const nlohmann::json base = llama_config_to_json(test::tiny_config());
+    auto message_for = [&](const std::function<void(nlohmann::json&)>& edit) {
+        nlohmann::json j = base;
+        edit(j);
+        return error_of([&] { llama_config_from_json(j, "cfg.json"); });
+    };
+    auto refused = [&](const std::function<void(nlohmann::json&)>& edit, const std::string& words) {
+        const std::string message = message_for(edit);
+        return message.find("cfg.json") != std::string::npos && message.find(words) != std::string::npos;
+    };
+    EXPECT_TRUE(refused([](auto& j) { j["num_key_value_heads"] = {2, 4}; }, "num_key_value_heads"));
+    EXPECT_EQ(message_for([](auto& j) { j["eos_token_id"] = {2, 3}; }), "<no error>");  // LLaMA-3.1 lists several
+    EXPECT_TRUE(refused([](auto& j) { j["eos_token_id"] = {"2"}; }, "eos_token_id"));
+    EXPECT_TRUE(refused([](auto& j) { j["bos_token_id"] = -1; }, "bos/eos"));
+    EXPECT_TRUE(refused([](auto& j) { j["eos_token_id"] = -5; }, "bos/eos"));
+    EXPECT_TRUE(refused([](auto& j) { j["rms_norm_eps"] = std::numeric_limits<double>::infinity(); }, "rms_norm_eps"));
+    EXPECT_TRUE(refused([](auto& j) { j["torch_dtype"] = "float16"; j["dtype"] = "bfloat16"; }, "disagree"));
+    EXPECT_EQ(message_for([](auto& j) { j["torch_dtype"] = "bfloat16"; j["dtype"] = "bfloat16"; }), "<no error>");
+    EXPECT_TRUE(refused([](auto& j) { j["vocab_size"] = 18446744073709551615ULL; }, "vocab_size"));
+    auto llama3 = [](nlohmann::json& j) {
+        j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
+                             {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 64}};
+    };
+    EXPECT_EQ(message_for(llama3), "<no error>");
+    EXPECT_TRUE(refused([&](auto& j) { llama3(j); j["original_max_position_embeddings"] = 8192.5; },
+                        "original_max_position_embeddings"));
+    EXPECT_TRUE(refused([&](auto& j) { llama3(j); j["original_max_position_embeddings"] = "8192"; },
+                        "original_max_position_embeddings"));
 }
 
 TEST(HfFolder, MissingPiecesAreNamed) {
