@@ -9,6 +9,7 @@
 
 #include "saliq/error.h"
 #include "saliq/file.h"
+#include "saliq/strings.h"
 
 namespace saliq {
 namespace {
@@ -96,6 +97,8 @@ private:
         std::vector<std::string> path = {parse_key()};
         skip_blank();
         while (peek() == '.') {
+            if (path.size() >= static_cast<size_t>(kMaxJsonDepth))
+                fail(strprintf("table names nested deeper than %d levels", kMaxJsonDepth));
             next();
             skip_blank();
             path.push_back(parse_key());
@@ -152,6 +155,8 @@ private:
     }
 
     nlohmann::json array() {
+        // Each level recurses (and whatever walks the result recurses again): bounded as JSON is.
+        if (++array_depth_ > kMaxJsonDepth) fail(strprintf("arrays nested deeper than %d levels", kMaxJsonDepth));
         next();
         nlohmann::json out = nlohmann::json::array();
         skip_all();
@@ -168,6 +173,7 @@ private:
             }
         }
         next();
+        --array_depth_;
         return out;
     }
 
@@ -228,6 +234,7 @@ private:
     std::string origin_;
     size_t pos_ = 0;
     int line_ = 1;
+    int array_depth_ = 0;  // arrays open at pos_
     std::set<std::string> defined_;
 };
 

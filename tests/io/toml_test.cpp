@@ -45,6 +45,20 @@ x = 1
     EXPECT_EQ(j["row"][1]["sub"]["x"], 1);
 }
 
+// Arrays nest by recursion: 100k '[' overflowed the stack. Refused past JSON's depth, as are table names as deep.
+TEST(Toml, NestingDeeperThanJsonIsRefused) {
+    const std::string deep = "x = " + std::string(100000, '[') + std::string(100000, ']') + "\n";
+    std::string message = test::error_of([&] { parse_toml(deep, "deep.toml"); });
+    EXPECT_NE(message.find("deep.toml"), std::string::npos) << message;
+    EXPECT_NE(message.find("arrays nested deeper than 64 levels"), std::string::npos) << message;
+    const nlohmann::json ok = parse_toml("x = " + std::string(64, '[') + "1" + std::string(64, ']') + "\n", "ok.toml");
+    EXPECT_TRUE(ok["x"].is_array());
+    std::string name = "a";
+    for (int i = 0; i < 100; ++i) name += ".a";
+    message = test::error_of([&] { parse_toml("[" + name + "]\nx = 1\n", "deep.toml"); });
+    EXPECT_NE(message.find("table names nested deeper than 64 levels"), std::string::npos) << message;
+}
+
 TEST(Toml, RefusesWhatItCannotReadNamingTheLine) {
     auto message = [](const std::string& text) {
         try {
