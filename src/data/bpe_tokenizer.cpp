@@ -309,13 +309,20 @@ std::shared_ptr<BpeTokenizer> BpeTokenizer::create_checked(const json& doc, cons
 
     if (!model.contains("vocab") || !model["vocab"].is_object()) throw FormatError(origin, "model has no \"vocab\" object");
     int32_t size = 0;
+    // Each id spells one string: with two, tokens[id] (what decoding prints) would be whichever was written last.
+    std::unordered_map<int32_t, std::string> text_of;
     for (const auto& [text, id] : model["vocab"].items()) {
         if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() >= (1 << 24))
             throw FormatError(origin, "vocab entry '" + text + "' has no valid id");
+        const auto [seen, fresh] = text_of.emplace(id.get<int32_t>(), text);
+        if (!fresh)
+            throw FormatError(origin, "vocab entries '" + seen->second + "' and '" + text + "' share id " +
+                                          std::to_string(seen->first));
         m.vocab.emplace(text, id.get<int32_t>());
         size = std::max(size, id.get<int32_t>() + 1);
     }
     if (doc.contains("added_tokens") && doc["added_tokens"].is_array()) {
+        std::unordered_map<std::string, int32_t> added_id;
         for (const auto& a : doc["added_tokens"]) {
             if (!a.is_object() || !a.contains("id") || !a["id"].is_number_integer() || !a.contains("content") ||
                 !a["content"].is_string() || a["id"].get<int64_t>() < 0 || a["id"].get<int64_t>() >= (1 << 24))
@@ -328,6 +335,20 @@ std::shared_ptr<BpeTokenizer> BpeTokenizer::create_checked(const json& doc, cons
             t.rstrip = a.value("rstrip", false);
             t.single_word = a.value("single_word", false);
             if (t.content.empty()) continue;
+            // An added token may restate its vocab entry (tokenizer.json usually does); any other overlap leaves a
+            // string with two ids or an id with two strings.
+            const auto vocab_it = m.vocab.find(t.content);
+            if (vocab_it != m.vocab.end() && vocab_it->second != t.id)
+                throw FormatError(origin, "added token '" + t.content + "' has id " + std::to_string(t.id) +
+                                              ", the vocab gives it " + std::to_string(vocab_it->second));
+            const auto [seen, fresh] = text_of.emplace(t.id, t.content);
+            if (!fresh && seen->second != t.content)
+                throw FormatError(origin, "added token '" + t.content + "' takes id " + std::to_string(t.id) +
+                                              ", which is '" + seen->second + "'");
+            const auto [listed, first] = added_id.emplace(t.content, t.id);
+            if (!first)
+                throw FormatError(origin, "added token '" + t.content + "' is listed twice (ids " +
+                                              std::to_string(listed->second) + " and " + std::to_string(t.id) + ")");
             size = std::max(size, t.id + 1);
             m.added_first_byte[static_cast<unsigned char>(t.content[0])] = true;
             m.added.push_back(t);
@@ -384,8 +405,11 @@ std::shared_ptr<BpeTokenizer> BpeTokenizer::create_checked(const json& doc, cons
         const auto a = m.vocab.find(left), b = m.vocab.find(right), ab = m.vocab.find(left + right);
         if (a == m.vocab.end() || b == m.vocab.end() || ab == m.vocab.end())
             throw FormatError(origin, "merge '" + left + " " + right + "' names a token outside the vocabulary");
-        m.merge_of.emplace(Impl::key(a->second, b->second),
-                           std::make_pair(static_cast<int32_t>(m.merges.size()), ab->second));
+        // One rank a merge: tokenizers keeps the last of two, saliq would have kept the first.
+        if (!m.merge_of.emplace(Impl::key(a->second, b->second),
+                                std::make_pair(static_cast<int32_t>(m.merges.size()), ab->second))
+                 .second)
+            throw FormatError(origin, "merge '" + left + " " + right + "' is listed twice");
         m.merges.push_back(left + " " + right);
     }
 

@@ -1,6 +1,7 @@
 #include "saliq/bpe_tokenizer.h"
 
 #include <cstdlib>
+#include <functional>
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -134,6 +135,32 @@ TEST(BpeTokenizer, AFewTokensClaimingAHugeIdAreRefusedBeforeThePieceTableIsSized
     } catch (const FormatError& e) {
         EXPECT_NE(std::string(e.what()).find("16000000"), std::string::npos) << e.what();
     }
+}
+
+// One id a string, one string an id, one rank a merge: otherwise decoding prints whichever entry was written last
+// (tokens[id]) and a repeated merge keeps the first rank where tokenizers keeps the last.
+TEST(BpeTokenizer, AmbiguousIdsAndRepeatedMergesAreRefused) {
+    auto message_for = [](const std::function<void(json&)>& edit) {
+        json doc = tiny_tokenizer(kByteLevel);
+        edit(doc);
+        return test::error_of([&] { BpeTokenizer::create(doc, json(), "x/tokenizer.json"); });
+    };
+    auto refused = [&](const std::function<void(json&)>& edit, const std::string& words) {
+        const std::string message = message_for(edit);
+        EXPECT_NE(message.find("x/tokenizer.json"), std::string::npos) << message;
+        return message.find(words) != std::string::npos;
+    };
+    EXPECT_TRUE(refused([](json& d) { d["model"]["merges"].push_back("l o"); }, "merge 'l o' is listed twice"));
+    EXPECT_TRUE(refused([](json& d) { d["model"]["vocab"]["zz"] = 5; }, "share id 5"));
+    EXPECT_TRUE(refused([](json& d) { d["added_tokens"][1]["id"] = 262; }, "takes id 262, which is '<|bos|>'"));
+    EXPECT_TRUE(refused([](json& d) { d["added_tokens"][0]["id"] = 97; }, "takes id 97, which is 'a'"));
+    EXPECT_TRUE(refused([](json& d) { d["added_tokens"].push_back({{"id", 264}, {"content", "<|bos|>"}}); },
+                        "'<|bos|>' is listed twice (ids 262 and 264)"));
+    EXPECT_TRUE(refused([](json& d) { d["added_tokens"].push_back({{"id", 264}, {"content", "low"}}); },
+                        "'low' has id 264, the vocab gives it 257"));
+    // An added token restating its vocab entry, as tokenizer.json files do for their special tokens, is fine.
+    EXPECT_EQ(message_for([](json& d) { d["added_tokens"].push_back({{"id", 257}, {"content", "low"}}); }),
+              "<no error>");
 }
 
 TEST(BpeTokenizer, LoadsTokenizerJsonWithItsConfigBeside) {
