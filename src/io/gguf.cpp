@@ -79,6 +79,7 @@ public:
         return s;
     }
     uint64_t pos() const { return pos_; }
+    uint64_t remaining() const { return size_ - pos_; }
     [[noreturn]] void fail(const std::string& what) const {
         throw FormatError(path_, strprintf("%s (at byte %llu)", what.c_str(), (unsigned long long)pos_));
     }
@@ -111,6 +112,21 @@ nlohmann::json read_scalar(Cursor& c, GgufType t) {
     }
 }
 
+// Bytes an element of type `t` takes at least in the file: its width, a string's 8-byte length, 1 for a type
+// read_scalar refuses.
+uint64_t min_element_bytes(GgufType t) {
+    switch (t) {
+        case GgufType::kUint16: case GgufType::kInt16: return 2;
+        case GgufType::kUint32: case GgufType::kInt32: case GgufType::kFloat32: return 4;
+        case GgufType::kString: case GgufType::kUint64: case GgufType::kInt64: case GgufType::kFloat64: return 8;
+        default: return 1;
+    }
+}
+
+// Far above any vocabulary's arrays (256k tokens, their scores, types and merges): an element costs 16 bytes or
+// more as json, so a count bounded only by the file would let a bool array take 16 times the file's size.
+constexpr uint64_t kMaxArrayElements = uint64_t{1} << 24;
+
 }  // namespace
 
 const char* ggml_type_name(uint32_t type) {
@@ -140,7 +156,12 @@ std::shared_ptr<GgufReader> GgufReader::open(const std::string& path) {
             v.element = static_cast<GgufType>(c.read<uint32_t>());
             const uint64_t n = c.read<uint64_t>();
             if (v.element == GgufType::kArray) c.fail("nested GGUF arrays are not supported");
-            if (n > r->file_->size()) c.fail("array of " + v.key + " is longer than the file");
+            if (n > kMaxArrayElements) c.fail(strprintf("array %s of %llu elements exceeds saliq's limit of %llu",
+                                                        v.key.c_str(), (unsigned long long)n,
+                                                        (unsigned long long)kMaxArrayElements));
+            if (n > c.remaining() / min_element_bytes(v.element))
+                c.fail(strprintf("array %s claims %llu elements, more than the %llu bytes left in the file hold",
+                                 v.key.c_str(), (unsigned long long)n, (unsigned long long)c.remaining()));
             v.value = nlohmann::json::array();
             for (uint64_t k = 0; k < n; ++k) v.value.push_back(read_scalar(c, v.element));
         } else {
@@ -179,8 +200,11 @@ std::shared_ptr<GgufReader> GgufReader::open(const std::string& path) {
         r->tensors_.push_back(std::move(t));
     }
     r->data_start_ = (c.pos() + alignment - 1) / alignment * alignment;
+    // Compared as room left, never as sums: an offset near 2^64 would wrap data_start_ + offset back into the file.
+    const uint64_t size = r->file_->size();
     for (const auto& t : r->tensors_)
-        if (t.bytes > 0 && (r->data_start_ + t.offset > r->file_->size() || t.bytes > r->file_->size() - r->data_start_ - t.offset))
+        if (t.bytes > 0 && (r->data_start_ > size || t.offset > size - r->data_start_ ||
+                            t.bytes > size - r->data_start_ - t.offset))
             throw FormatError(path, "tensor " + t.name + " lies past the end of the file (truncated?)");
     return r;
 }

@@ -1,6 +1,8 @@
 // GGUF files carry a BPE vocabulary as arrays (tokens, token types, merges) plus llama.cpp's name for the
 // pre-tokenizer; this spells them as the tokenizer.json the model's Hugging Face release has (the same pre-tokenizer
 // steps llama.cpp's llama-vocab.cpp maps each name to).
+#include <cstdint>
+
 #include <nlohmann/json.hpp>
 
 #include "saliq/error.h"
@@ -74,6 +76,17 @@ std::string string_value(const GgufReader& r, const std::string& key) {
     return v != nullptr && v->value.is_string() ? v->value.get<std::string>() : std::string();
 }
 
+// llama.cpp reads token types as int32: a float (3.9) or a wider integer (2^32 + 3) would be narrowed to another type.
+int token_type(const GgufReader& r, const json& type, size_t id) {
+    const bool fits = type.is_number_integer() &&
+                      (type.is_number_unsigned() ? type.get<uint64_t>() <= INT32_MAX
+                                                 : type.get<int64_t>() >= INT32_MIN && type.get<int64_t>() <= INT32_MAX);
+    if (!fits)
+        throw FormatError(r.path(), "tokenizer.ggml.token_type of token " + std::to_string(id) + " is " + type.dump() +
+                                        ", not an int32 token type");
+    return type.get<int>();
+}
+
 int64_t id_value(const GgufReader& r, const std::string& key) {
     const GgufValue* v = r.find_value(key);
     return v != nullptr && v->value.is_number_integer() ? v->value.get<int64_t>() : -1;
@@ -123,8 +136,12 @@ json gguf_tokenizer_json_checked(const GgufReader& r) {
     for (size_t id = 0; id < tokens.size(); ++id) {
         if (!tokens[id].is_string()) throw FormatError(r.path(), "tokenizer.ggml.tokens holds a non-string");
         const std::string text = tokens[id].get<std::string>();
+        // One id a string, as llama.cpp requires (it stops on a vocabulary with a string listed twice).
+        if (vocab.contains(text))
+            throw FormatError(r.path(), "tokenizer.ggml.tokens lists '" + text + "' twice (ids " +
+                                            vocab[text].dump() + " and " + std::to_string(id) + ")");
         vocab[text] = id;
-        const int type = types.empty() ? 1 : types[id].get<int>();
+        const int type = types.empty() ? 1 : token_type(r, types[id], id);
         if (type == 3 || type == 4)  // control, user defined: matched whole in the text, as llama.cpp does
             added.push_back({{"id", id}, {"content", text}, {"single_word", false}, {"lstrip", false},
                              {"rstrip", false}, {"normalized", type == 4}, {"special", type == 3}});

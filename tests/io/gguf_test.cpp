@@ -76,6 +76,72 @@ TEST(Gguf, WideAlignmentAndDuplicateNamesAreRefused) {
     EXPECT_FALSE(refused({{"general.alignment", GgufType::kUint32, GgufType::kString, 32}}, one, ""));
 }
 
+// A GGUF of one metadata array written by hand: `n` elements of `element` type claimed, `payload` after the count.
+std::string gguf_with_array(uint32_t element, uint64_t n, const std::string& payload) {
+    std::string bytes = "GGUF";
+    auto put = [&bytes](const auto& v) { bytes.append(reinterpret_cast<const char*>(&v), sizeof(v)); };
+    put(uint32_t{3});
+    put(uint64_t{0});  // tensors
+    put(uint64_t{1});  // metadata keys
+    const std::string key = "x.flags";
+    put(static_cast<uint64_t>(key.size()));
+    bytes += key;
+    put(static_cast<uint32_t>(GgufType::kArray));
+    put(element);
+    put(n);
+    return bytes + payload;
+}
+
+// An array is bounded by the bytes left for its elements and by a count above any vocabulary's (a bool array as
+// long as the file became 16 times the file's size as json); a tensor offset near 2^64 wrapped the bounds check.
+TEST(Gguf, ArraysPastTheFileAndOffsetsThatWrapAreRefused) {
+    test::TempDir dir;
+    auto message_of = [&](const std::string& bytes) {
+        test::write_bytes(dir.file("h.gguf"), bytes);
+        return test::error_of([&] { GgufReader::open(dir.file("h.gguf")); });
+    };
+    const uint32_t u32 = static_cast<uint32_t>(GgufType::kUint32), flag = static_cast<uint32_t>(GgufType::kBool);
+    EXPECT_EQ(message_of(gguf_with_array(u32, 4, std::string(16, '\0'))), "<no error>");
+    std::string message = message_of(gguf_with_array(u32, 5, std::string(16, '\0')));
+    EXPECT_NE(message.find("x.flags claims 5 elements, more than the 16 bytes left"), std::string::npos) << message;
+    const uint64_t limit = uint64_t{1} << 24;
+    message = message_of(gguf_with_array(flag, limit + 1, std::string(limit + 1, '\0')));
+    EXPECT_NE(message.find("x.flags of 16777217 elements exceeds saliq's limit"), std::string::npos) << message;
+
+    const std::string path = dir.file("t.gguf");
+    write_gguf(path, {}, {{"a", at::kFloat, {4}}}, [](size_t) { return at::ones({4}); });
+    std::string bytes = test::read_bytes(path);
+    const size_t offset_at = 24 + 8 + 1 + 4 + 8 + 4;  // header, name "a", n_dims, ne[0], type
+    const uint64_t wrapping = ~uint64_t{0} - 31;       // aligned, and data_start + offset wraps below the file's size
+    std::memcpy(&bytes[offset_at], &wrapping, 8);
+    message = message_of(bytes);
+    EXPECT_NE(message.find("tensor a lies past the end of the file"), std::string::npos) << message;
+}
+
+// llama.cpp's rules for a BPE vocabulary: a string listed once, token types int32.
+TEST(Gguf, BpeVocabulariesWithATokenTwiceOrTypesOutsideInt32AreRefused) {
+    test::TempDir dir;
+    auto message_of = [&](const nlohmann::json& tokens, const GgufValue& types) {
+        const std::vector<GgufValue> meta = {
+            {"tokenizer.ggml.model", GgufType::kString, GgufType::kString, "gpt2"},
+            {"tokenizer.ggml.tokens", GgufType::kArray, GgufType::kString, tokens},
+            {"tokenizer.ggml.merges", GgufType::kArray, GgufType::kString, nlohmann::json::array()},
+            types};
+        write_gguf(dir.file("v.gguf"), meta, {}, [](size_t) { return at::Tensor(); });
+        return test::error_of([&] { gguf_tokenizer_json(*GgufReader::open(dir.file("v.gguf"))); });
+    };
+    const GgufValue normal = {"tokenizer.ggml.token_type", GgufType::kArray, GgufType::kInt32, {1, 1, 3}};
+    EXPECT_EQ(message_of({"a", "b", "<s>"}, normal), "<no error>");
+    std::string message = message_of({"a", "b", "a"}, normal);
+    EXPECT_NE(message.find("lists 'a' twice (ids 0 and 2)"), std::string::npos) << message;
+    message = message_of({"a", "b", "<s>"}, {"tokenizer.ggml.token_type", GgufType::kArray, GgufType::kFloat32,
+                                              {3.9, 1.0, 3.0}});
+    EXPECT_NE(message.find("token_type of token 0 is 3.9"), std::string::npos) << message;
+    message = message_of({"a", "b", "<s>"}, {"tokenizer.ggml.token_type", GgufType::kArray, GgufType::kUint64,
+                                              {1, 1, (uint64_t{1} << 32) + 3}});
+    EXPECT_NE(message.find("token_type of token 2 is 4294967299"), std::string::npos) << message;
+}
+
 TEST(Gguf, ExportOfStories260KEqualsLlamaCppsConversion) {
     test::TempDir dir;
     Checkpoint bin = read_llama2c(test::stories_bin());
