@@ -156,10 +156,16 @@ public:
 
     std::string piece(int32_t id) const override {
         check_id(id);
-        char buffer[256];
-        const int n = shim().piece(handle_, id, buffer, sizeof(buffer));
+        // Most pieces fit 64 bytes; the shim reports the real length of a longer one.
+        std::string text(64, '\0');
+        int n = shim().piece(handle_, id, text.data(), static_cast<int>(text.size()));
+        if (n > static_cast<int>(text.size())) {
+            text.resize(static_cast<size_t>(n));
+            n = shim().piece(handle_, id, text.data(), n);
+        }
         if (n < 0) throw FormatError(path_, "SentencePiece failed to look up piece " + std::to_string(id));
-        return std::string(buffer, static_cast<size_t>(std::min(n, static_cast<int>(sizeof(buffer)))));
+        text.resize(static_cast<size_t>(n));
+        return text;
     }
     float score(int32_t id) const override {
         check_id(id);

@@ -52,5 +52,27 @@ TEST(Tokenizer, PieceOutsideVocabularyIsRefused) {
     EXPECT_THROW(tok->piece(512), ConfigError);
 }
 
+// A piece longer than the first buffer is read whole (it was cut at 256 bytes): stories260K's model with a 300-byte
+// piece appended, as one more entry of ModelProto's repeated `pieces` (field 1: piece, score, type NORMAL).
+TEST(Tokenizer, LongPiecesAreReadWhole) {
+    const std::string piece(300, 'x');
+    auto varint = [](uint64_t v) {
+        std::string out;
+        for (; v >= 0x80; v >>= 7) out += static_cast<char>(0x80 | (v & 0x7f));
+        return out + static_cast<char>(v);
+    };
+    const float score = -100.0f;
+    std::string entry = "\x0a" + varint(piece.size()) + piece + "\x15";
+    entry.append(reinterpret_cast<const char*>(&score), 4);
+    entry += std::string("\x18\x01", 2);
+    test::TempDir dir;
+    test::write_bytes(dir.file("long.model"),
+                      test::read_bytes(test::stories_tokenizer()) + "\x0a" + varint(entry.size()) + entry);
+    auto tok = Tokenizer::load(dir.file("long.model"));
+    ASSERT_EQ(tok->vocab_size(), 513);
+    EXPECT_EQ(tok->piece(512), piece);
+    EXPECT_EQ(tok->piece(15), Tokenizer::load(test::stories_tokenizer())->piece(15));  // short pieces as before
+}
+
 }  // namespace
 }  // namespace saliq
