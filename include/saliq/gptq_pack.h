@@ -46,6 +46,8 @@ struct MixedTensors {
     at::Tensor group_bits;
 };
 MixedTensors mixed_pack(const QuantizedTensor& q);
+// group_bits as int64 after checking it is [groups] widths in 1..8; throws FormatError(origin) otherwise.
+at::Tensor checked_group_bits(const at::Tensor& group_bits, int64_t groups, const std::string& origin);
 // Throws FormatError(origin) on shapes that disagree with the group widths or with [out, in].
 QuantizedTensor mixed_unpack(const MixedTensors& packed, const QuantSpec& spec, int64_t in, int64_t out,
                              const std::string& origin);

@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 
 #include "saliq/file.h"
+#include "saliq/gptq_pack.h"
 #include "saliq/strings.h"
 
 namespace saliq {
@@ -24,8 +25,11 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
             params_linear += out * in;
             if (ckpt.tensors->has(base + ".qweight")) ++n_quantized;
             if (!ckpt.packed.mixed || !ckpt.tensors->has(base + ".group_bits")) continue;
-            const at::Tensor bits = ckpt.tensors->get(base + ".group_bits").to(at::kLong).contiguous();
             const int64_t g = ckpt.packed.group_size < 0 ? in : ckpt.packed.group_size;
+            // Checked as loading checks it: the histogram below trusts the count and each width.
+            const std::string origin = ckpt.tensors->origin() + " (" + base + ")";
+            const at::Tensor bits =
+                checked_group_bits(ckpt.tensors->get(base + ".group_bits"), (in + g - 1) / g, origin).contiguous();
             for (int64_t k = 0; k < bits.numel(); ++k)
                 weights_at[bits[k].item<int64_t>()] += out * std::max<int64_t>(0, std::min(g, in - k * g));
         }

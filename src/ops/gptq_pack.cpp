@@ -126,6 +126,16 @@ MixedTensors mixed_pack(const QuantizedTensor& q) {
     return m;
 }
 
+at::Tensor checked_group_bits(const at::Tensor& group_bits, int64_t groups, const std::string& origin) {
+    if (group_bits.sizes().vec() != std::vector<int64_t>{groups})
+        throw FormatError(origin, "group_bits has shape " + shape_to_string(group_bits.sizes().vec()) + ", expected " +
+                                      shape_to_string({groups}));
+    const at::Tensor bits = group_bits.to(at::kCPU).to(at::kLong);
+    if (bits.min().item<int64_t>() < 1 || bits.max().item<int64_t>() > 8)
+        throw FormatError(origin, "group_bits holds a width outside 1..8");
+    return bits;
+}
+
 QuantizedTensor mixed_unpack(const MixedTensors& p, const QuantSpec& spec, int64_t in, int64_t out,
                              const std::string& origin) {
     const int64_t g = spec.effective_group(in), G = spec.n_groups(in);
@@ -134,10 +144,7 @@ QuantizedTensor mixed_unpack(const MixedTensors& p, const QuantSpec& spec, int64
             throw FormatError(origin, std::string(what) + " has shape " + shape_to_string(t.sizes().vec()) +
                                           ", expected " + shape_to_string(shape));
     };
-    expect(p.group_bits, {G}, "group_bits");
-    const at::Tensor bits = p.group_bits.to(at::kCPU).to(at::kLong);
-    if (bits.min().item<int64_t>() < 1 || bits.max().item<int64_t>() > 8)
-        throw FormatError(origin, "group_bits holds a width outside 1..8");
+    const at::Tensor bits = checked_group_bits(p.group_bits, G, origin);
     const std::vector<int64_t> offsets = mixed_offsets(bits, in, g);
     expect(p.qweight, {(offsets.back() + 31) / 32, out}, "qweight");
     expect(p.scales, {G, out}, "scales");

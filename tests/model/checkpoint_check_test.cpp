@@ -14,6 +14,7 @@
 #include "saliq/export.h"
 #include "saliq/file.h"
 #include "saliq/gptq_pack.h"
+#include "saliq/inspect.h"
 #include "saliq/model.h"
 #include "saliq/quantize.h"
 #include "saliq/quantizer.h"
@@ -395,6 +396,105 @@ TEST(CheckpointCheck, ResumedBlocksThatAreNotTheRunsAreRefused) {
     }
     resumed.save(with_lora);
     EXPECT_THROW(resumed.load(1), FormatError);
+}
+
+// inspect sums a mixed folder's group widths into its histogram: a count or a width outside the layout is refused as
+// loading refuses it, never counted.
+TEST(CheckpointCheck, InspectRefusesGroupWidthsOutsideTheLayout) {
+    Folder f(/*packed=*/false);
+    const QuantSpec spec = test::rtn_w2g8().spec;
+    for (int64_t layer = 0; layer < f.config.n_layers; ++layer)
+        for (int i = 0; i < kNumLinears; ++i) {
+            const std::string name = hf_names::linear_name(layer, i);
+            QuantizedTensor q = quantize_rtn(f.weights.at(name + ".weight"), spec);
+            q.group_bits = at::full({q.scales.size(1)}, 2, at::kLong);
+            const MixedTensors m = mixed_pack(q);
+            f.model.erase(name + ".weight");
+            f.model[name + ".qweight"] = m.qweight;
+            f.model[name + ".scales"] = m.scales;
+            f.model[name + ".zeros"] = m.zeros;
+            f.model[name + ".group_bits"] = m.group_bits;
+        }
+    f.config_json["quantization_config"] = {
+        {"quant_method", "saliq_mixed"}, {"bits", 2}, {"group_size", 8}, {"sym", false}, {"desc_act", false}};
+    test::TempDir dir;
+    EXPECT_DOUBLE_EQ(inspect_checkpoint(load_checkpoint(f.write(dir)))["quantization"]["code_bits_per_weight"], 2.0);
+    const at::Tensor bits = f.model.at(kQ + ".group_bits");
+    at::Tensor wide = bits.clone();
+    wide[0] = 9;
+    for (const at::Tensor& bad : {at::cat({bits, bits}), wide}) {
+        Folder g = f;
+        g.model[kQ + ".group_bits"] = bad;
+        const std::string message = test::error_of([&] { inspect_checkpoint(load_checkpoint(g.write(dir))); });
+        EXPECT_NE(message.find(kQ + ")"), std::string::npos) << message;
+        EXPECT_NE(message.find("group_bits"), std::string::npos) << message;
+    }
+}
+
+// A saved block's tensors and its saliq_block metadata, to damage and write back.
+struct BlockFile {
+    NamedTensors tensors;
+    json meta;
+    explicit BlockFile(const std::string& path) {
+        const auto reader = SafetensorsReader::open(path);
+        for (const auto& e : reader->entries()) tensors.emplace_back(e.name, reader->tensor(e.name).clone());
+        meta = json::parse(reader->metadata().at("saliq_block"));
+    }
+    void write(const std::string& path) const { write_safetensors(path, tensors, {{"saliq_block", meta.dump()}}); }
+};
+
+// A mixed-precision block stores its linears' in and out, which size the unpacking: "in" 0 divided by zero with one
+// group per row, 4e9 allocated 32 GB. They must be the model's shape before anything is unpacked.
+TEST(CheckpointCheck, ResumedBlockShapesThatAreNotTheModelsAreRefusedBeforeUnpacking) {
+    const LlamaConfig c = test::tiny_config();
+    const auto weights = test::random_weights(c);
+    const Checkpoint source = test::memory_checkpoint(c, weights);
+    QuantizeOptions o = test::rtn_w2g8();
+    o.spec.group_size = -1;
+    test::TempDir dir;
+    const std::string out = dir.file("out"), path = out + ".partial/block_0000.safetensors";
+    {
+        GptqFolderWriter writer(out, source, o, false);
+        writer.prepare();
+        BlockResult b = rtn_block(weights, 0, o.spec);
+        for (auto& lr : b.linears) lr.q.group_bits = at::full({1}, 2, at::kLong);
+        writer.save(b);
+    }
+    GptqFolderWriter resumed(out, source, o, false, /*resume=*/true);
+    EXPECT_NO_THROW(resumed.load(0));
+    const BlockFile saved(path);
+    for (const json& in : {json(0), json(-1), json(4000000000LL), json("32")}) {
+        BlockFile damaged = saved;
+        damaged.meta["linears"][0]["in"] = in;
+        damaged.write(path);
+        const std::string message = test::error_of([&] { (void)resumed.load(0); });
+        EXPECT_NE(message.find("block_0000.safetensors"), std::string::npos) << message;
+        EXPECT_NE(message.find(hf_names::linear_name(0, 0) + ": the block says out 32, in " + in.dump()),
+                  std::string::npos)
+            << message;
+    }
+}
+
+// Each block file holds its own layer's tensors: one of another layer silently replaced that layer's when the folder
+// was assembled.
+TEST(CheckpointCheck, ABlockFileHoldingAnotherLayersTensorIsRefused) {
+    const LlamaConfig c = test::tiny_config();
+    const auto weights = test::random_weights(c);
+    const Checkpoint source = test::memory_checkpoint(c, weights);
+    const QuantizeOptions o = test::rtn_w2g8();
+    test::TempDir dir;
+    const std::string out = dir.file("out"), path = out + ".partial/block_0001.safetensors";
+    GptqFolderWriter writer(out, source, o, false);
+    writer.prepare();
+    writer.save(rtn_block(weights, 0, o.spec));
+    writer.save(rtn_block(weights, 1, o.spec));
+    BlockFile damaged(path);
+    const std::string stolen = hf_names::linear_name(0, 0) + ".qweight";
+    damaged.tensors.emplace_back(stolen, damaged.tensors.front().second);
+    damaged.write(path);
+    const std::string message = test::error_of([&] { writer.finish(QuantizeResult{}, {}); });
+    EXPECT_NE(message.find("block_0001.safetensors"), std::string::npos) << message;
+    EXPECT_NE(message.find("holds '" + stolen + "', which is not a tensor of block 1"), std::string::npos) << message;
 }
 
 TEST(CheckpointCheck, AbsurdConfigDimensionsAreRefusedWithTheLimit) {
