@@ -55,7 +55,8 @@ public:
     // Every trained tensor by name ("<linear>.log_scales", "<linear>.lora_A", "<linear>.lora_B",
     // "<layer>.input_layernorm.weight", ...), and the optimizer's moments as "<name>.adam_m" / ".adam_v".
     NamedTensors state() const;
-    void load_state(const NamedTensors& state, int64_t steps);  // throws FormatError on a missing or misshapen tensor
+    // Throws FormatError on a missing or misshapen tensor, a non-finite value or a negative second moment.
+    void load_state(const NamedTensors& state, int64_t steps);
     std::vector<std::pair<std::string, at::Tensor>> parameters() const;
 
     // What the folder stores after training: each linear's scales [out, G] (fp16-rounded), its adapters, the norms.

@@ -5,6 +5,7 @@
 // the 2-bit student drop the teacher's low-probability modes.
 #include "saliq/finetune.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 
@@ -276,6 +277,12 @@ void Finetuner::load_state(const NamedTensors& state, int64_t steps) {
             if (it == by_name.end() || it->second.sizes() != target->sizes())
                 throw FormatError("finetune state", "'" + p.name + suffix + "' is missing or has another shape; "
                                                     "use --force to start over");
+            // A negative second moment makes Adam's step the square root of a negative number.
+            const bool second_moment = suffix == ".adam_v";
+            if (!at::isfinite(it->second).all().item<bool>() || (second_moment && (it->second < 0).any().item<bool>()))
+                throw FormatError("finetune state", "'" + p.name + suffix + "' holds " +
+                                                        (second_moment ? "a negative or non-finite" : "a non-finite") +
+                                                        " value; use --force to start over");
             target->copy_(it->second);
         }
     impl_->steps = steps;
@@ -305,6 +312,34 @@ at::Tensor Finetuner::norm(const std::string& name) const {
 }
 const LlamaModel& Finetuner::student() const { return *impl_->student; }
 
+namespace {
+
+// What the state of an interrupted run says about its progress, checked against this run (whose fingerprint it
+// shares) before it is trusted: negative steps made Adam's bias corrections zero (NaN weights), and epochs past the
+// run's would skip training or index past its epoch losses.
+void check_resume_progress(const nlohmann::json& meta, int64_t epochs, int64_t steps_per_epoch) {
+    auto fail = [](const std::string& what) {
+        throw FormatError("finetune state", what + "; use --force to start over");
+    };
+    auto integer = [&](const char* key) {
+        if (!meta.contains(key) || !meta[key].is_number_integer()) fail(std::string("'") + key + "' is not an integer");
+        return meta[key].get<int64_t>();
+    };
+    const int64_t done = integer("epochs_done"), steps = integer("steps");
+    if (done < 0 || done > epochs)
+        fail(strprintf("epochs_done %lld is not between 0 and the run's %lld epochs", (long long)done, (long long)epochs));
+    if (steps != done * steps_per_epoch)
+        fail(strprintf("steps %lld, but %lld epochs of %lld steps make %lld", (long long)steps, (long long)done,
+                       (long long)steps_per_epoch, (long long)(done * steps_per_epoch)));
+    auto finite = [](const nlohmann::json& v) { return v.is_number() && std::isfinite(v.get<double>()); };
+    if (!meta.contains("kl_before") || !finite(meta["kl_before"])) fail("'kl_before' is not a finite number");
+    const nlohmann::json& kl = meta.contains("epoch_kl") ? meta["epoch_kl"] : nlohmann::json();
+    if (!kl.is_array() || static_cast<int64_t>(kl.size()) != done || !std::all_of(kl.begin(), kl.end(), finite))
+        fail(strprintf("'epoch_kl' is not a list of %lld finite numbers, one per finished epoch", (long long)done));
+}
+
+}  // namespace
+
 FinetuneResult run_finetune(Finetuner& f, const Tokenizer& tokenizer, const FinetuneOptions& o, FinetuneStore* store,
                             const ProgressFn& progress) {
     const auto t0 = std::chrono::steady_clock::now();
@@ -322,10 +357,12 @@ FinetuneResult run_finetune(Finetuner& f, const Tokenizer& tokenizer, const Fine
         }
         return sum / static_cast<double>(N);
     };
+    const int64_t steps_per_epoch = (N + o.batch - 1) / o.batch;
     int64_t first_epoch = 0;
     if (store != nullptr && store->has_state()) {
         nlohmann::json meta;
         const NamedTensors state = store->load_state(meta);
+        check_resume_progress(meta, o.epochs, steps_per_epoch);
         f.load_state(state, meta.at("steps").get<int64_t>());
         first_epoch = meta.at("epochs_done").get<int64_t>();
         result.kl_before = meta.at("kl_before").get<double>();
@@ -337,7 +374,6 @@ FinetuneResult run_finetune(Finetuner& f, const Tokenizer& tokenizer, const Fine
     }
     log_info(strprintf("finetune: KL(teacher || student) %.5f on %lld x %lld calibration windows", result.kl_before,
                        (long long)N, (long long)T));
-    const int64_t steps_per_epoch = (N + o.batch - 1) / o.batch;
     for (int64_t epoch = first_epoch; epoch < o.epochs; ++epoch) {
         double sum = 0.0;
         for (int64_t i = 0, s = 0; i < N; i += o.batch, ++s) {

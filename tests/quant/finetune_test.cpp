@@ -1,6 +1,9 @@
 // saliq finetune: the gradients of the block-wise recomputed backward match finite differences (scales, adapters,
 // norms), a run lowers the KL and the held-out perplexity of the folder it writes, and an interrupted run resumed
 // ends where an uninterrupted one does.
+#include <functional>
+#include <limits>
+
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
 
@@ -180,6 +183,71 @@ TEST(Finetune, AnInterruptedRunResumedEndsWhereAnUninterruptedOneDoes) {
     ASSERT_EQ(a.size(), b.size());
     for (size_t i = 0; i < a.size(); ++i)
         EXPECT_TRUE(at::allclose(a[i].second, b[i].second, 1e-6, 1e-7)) << a[i].first;
+}
+
+// A finetune store in memory: what the last finished epoch saved.
+struct MemoryStore : FinetuneStore {
+    NamedTensors state;
+    nlohmann::json meta;
+    bool has_state() const override { return !state.empty(); }
+    NamedTensors load_state(nlohmann::json& m) const override {
+        m = meta;
+        return state;
+    }
+    void save_state(const NamedTensors& s, const nlohmann::json& m) override {
+        state = s;
+        meta = m;
+    }
+};
+
+// A resumed state must be a point this run reaches: negative steps zeroed Adam's bias corrections (NaN weights),
+// epochs past the run's skipped its training; non-finite tensors or a negative second moment poison every step.
+TEST(Finetune, AResumeStateThisRunCannotHaveSavedIsRefused) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    test::TempDir dir;
+    const Checkpoint teacher = stories_teacher();
+    const Checkpoint student = load_checkpoint(rtn_folder(teacher, dir, "q", 32, 0));
+    const FinetuneOptions o = stories_options(2);  // 2 epochs of 2 steps
+    MemoryStore saved;
+    {
+        Finetuner f(student, teacher, o);
+        auto stop = [](const ProgressEvent& e) { return e.done < 3; };  // cancelled after the first epoch
+        EXPECT_THROW(run_finetune(f, *tok, o, &saved, stop), Cancelled);
+    }
+    ASSERT_EQ(saved.meta["epochs_done"], 1);
+    auto message_for = [&](const std::function<void(MemoryStore&)>& edit) {
+        MemoryStore store = saved;
+        edit(store);
+        Finetuner f(student, teacher, o);
+        return test::error_of([&] { run_finetune(f, *tok, o, &store, nullptr); });
+    };
+    auto set_first = [](MemoryStore& s, const std::string& suffix, double value) {
+        for (auto& [name, t] : s.state)
+            if (name.size() > suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0) {
+                t = t.clone();
+                t.view(-1)[0] = value;
+                return;
+            }
+    };
+    const double nan = std::numeric_limits<double>::quiet_NaN();
+    const std::vector<std::pair<std::function<void(MemoryStore&)>, std::string>> cases = {
+        {[](MemoryStore& s) { s.meta["steps"] = -1; }, "steps -1, but 1 epochs of 2 steps make 2"},
+        {[](MemoryStore& s) { s.meta["steps"] = 3; }, "steps 3, but"},
+        {[](MemoryStore& s) { s.meta["steps"] = "2"; }, "'steps' is not an integer"},
+        {[](MemoryStore& s) { s.meta["epochs_done"] = 3; }, "epochs_done 3 is not between 0 and the run's 2 epochs"},
+        {[](MemoryStore& s) { s.meta["epochs_done"] = -1; }, "epochs_done -1 is not between"},
+        {[](MemoryStore& s) { s.meta["epoch_kl"] = nlohmann::json::array(); }, "'epoch_kl' is not a list of 1"},
+        {[&](MemoryStore& s) { s.meta["kl_before"] = nan; }, "'kl_before' is not a finite number"},
+        {[&](MemoryStore& s) { set_first(s, ".adam_v", -1.0); }, ".adam_v' holds a negative or non-finite value"},
+        {[&](MemoryStore& s) { set_first(s, ".adam_m", nan); }, ".adam_m' holds a non-finite value"},
+        {[&](MemoryStore& s) { set_first(s, ".log_scales", nan); }, ".log_scales' holds a non-finite value"},
+    };
+    for (const auto& [edit, words] : cases) {
+        const std::string message = message_for(edit);
+        EXPECT_NE(message.find("finetune state"), std::string::npos) << message;
+        EXPECT_NE(message.find(words), std::string::npos) << message;
+    }
+    EXPECT_EQ(message_for([](MemoryStore&) {}), "<no error>");
 }
 
 TEST(Finetune, RefusesWhatItCannotTrain) {
