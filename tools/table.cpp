@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
@@ -160,11 +161,29 @@ Table parse_table(const std::string& path, const TableArgs& a) {
         t.out = a.out.empty() ? text(h, "out") : a.out;
         t.reference = text(h, "reference");
         t.quantize_args = words(h.value("quantize", nlohmann::json()), "table.quantize");
+        // Integers, each once: a seed given twice (or 1.5 read as 1) would count one run twice in the mean and std.
         if (a.seeds.empty()) {
-            for (const auto& s : h.value("seeds", nlohmann::json::array({0}))) t.seeds.push_back(s.get<int64_t>());
+            const nlohmann::json seeds = h.value("seeds", nlohmann::json::array({0}));
+            if (!seeds.is_array()) throw ConfigError("table.seeds must be a list of integers");
+            for (const auto& s : seeds) {
+                if (!s.is_number_integer() || (s.is_number_unsigned() && s.get<uint64_t>() > INT64_MAX))
+                    throw ConfigError("table.seeds holds " + s.dump() + ", not an integer");
+                t.seeds.push_back(s.get<int64_t>());
+            }
         } else {
-            for (const auto& s : split(a.seeds, ',')) t.seeds.push_back(std::stoll(s));
+            for (const auto& s : split(a.seeds, ',')) {
+                size_t used = 0;
+                try {
+                    t.seeds.push_back(std::stoll(s, &used));
+                } catch (const std::logic_error&) {  // not a number, or out of range
+                }
+                if (used == 0 || used != s.size())
+                    throw ConfigError("--seeds takes integers separated by commas, not '" + s + "'");
+            }
         }
+        std::set<int64_t> distinct;
+        for (int64_t seed : t.seeds)
+            if (!distinct.insert(seed).second) throw ConfigError("seed " + std::to_string(seed) + " is listed twice");
         for (const auto& p : c.value("perplexity", nlohmann::json::array())) {
             Perplexity q;
             q.name = text(p, "name");
@@ -194,8 +213,6 @@ Table parse_table(const std::string& path, const TableArgs& a) {
         }
     } catch (const nlohmann::json::exception& e) {
         throw ConfigError(path + ": " + e.what());
-    } catch (const std::invalid_argument&) {
-        throw ConfigError("--seeds takes integers separated by commas");
     } catch (const ConfigError& e) {
         throw ConfigError(path + ": " + e.what());
     }

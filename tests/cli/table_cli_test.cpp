@@ -111,6 +111,32 @@ TEST(TableCli, TheTrainSplitPlaceholderMustBeFilled) {
     EXPECT_EQ(r.output.find("{wikitext2_train}"), std::string::npos) << r.output;
 }
 
+// Seeds are integers, each once: 1.5 was read as 1 and a repeated seed counted one run twice in the mean and std.
+TEST(TableCli, SeedsThatAreNotDistinctIntegersAreRefused) {
+    TempDir dir;
+    const std::string config = table_config(dir, "");
+    const std::string text = test::read_bytes(config);
+    for (const auto& [seeds, words] : std::vector<std::pair<std::string, std::string>>{
+             {"[0, 0]", "seed 0 is listed twice"}, {"[0, 1.5]", "table.seeds holds 1.5, not an integer"},
+             {"[0, \"1\"]", "table.seeds holds \"1\""}}) {
+        std::string changed = text;
+        changed.replace(changed.find("[0, 1]"), 6, seeds);
+        test::write_bytes(config, changed);
+        const auto r = run_saliq("table " + config + " --dry-run");
+        EXPECT_EQ(r.exit_code, 2) << r.output;
+        EXPECT_NE(r.output.find(words), std::string::npos) << r.output;
+    }
+    test::write_bytes(config, text);
+    for (const auto& [seeds, words] : std::vector<std::pair<std::string, std::string>>{
+             {"0,1,0", "seed 0 is listed twice"}, {"0,1.5", "not '1.5'"}, {"99999999999999999999", "integers"}}) {
+        const auto r = run_saliq("table " + config + " --dry-run --seeds " + seeds);
+        EXPECT_EQ(r.exit_code, 2) << r.output;
+        EXPECT_NE(r.output.find(words), std::string::npos) << r.output;
+    }
+    EXPECT_EQ(run_saliq("table " + config + " --dry-run --seeds 3,4").exit_code, 0);
+    EXPECT_FALSE(path_exists(dir.file("out")));
+}
+
 TEST(TableCli, ShippedConfigsDryRun) {
     for (const char* name : {"stories260k", "llama2-7b", "llama2-13b"}) {
         const std::string config = std::string(SALIQ_SOURCE_DIR) + "/configs/tables/" + name + ".toml";
