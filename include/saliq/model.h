@@ -168,6 +168,11 @@ struct LayerCache {
 at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
                          const at::Tensor& hidden, LayerCache* cache = nullptr);
 
+// The input of linear `linear` of the block on hidden states [B, T, H], computing only what it depends on (q, k and v
+// share one input, as do gate and up): for taking a linear's statistics without running the rest of the block.
+at::Tensor block_linear_input(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
+                              const at::Tensor& hidden, int linear);
+
 // Reads block `layer` from the checkpoint, checking every shape, converted to `options`. Linears stored GPTQ-packed
 // (`packed.bits` > 0 and a `.qweight` present) become PackedLinear, or QuantizedLinear (dense, dequantized) without
 // `keep_packed`; the rest are dense.

@@ -94,13 +94,12 @@ at::Tensor mlp_forward(const DecoderBlock& block, const at::Tensor& y) {
                                              block.linears[kUpProj]->forward(y));
 }
 
-at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
-                         const at::Tensor& hidden, LayerCache* cache) {
-    adapt_compute_threads();  // every forward passes here: the pool follows other processes' load (threads.h)
-    const int64_t B = hidden.size(0), T = hidden.size(1);
+namespace {
+// Causal self-attention of the normed states x [B, T, H]: o_proj's input [B, T, nh * d].
+at::Tensor self_attention(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope, const at::Tensor& x,
+                          LayerCache* cache) {
+    const int64_t B = x.size(0), T = x.size(1);
     const int64_t nh = config.n_heads, nkv = config.n_kv_heads, d = config.head_dim;
-
-    const at::Tensor x = rms_norm(hidden, block.input_norm, config.rms_norm_eps);
     at::Tensor q = block.linears[kQProj]->forward(x).view({B, T, nh, d}).transpose(1, 2);    // [B, nh, T, d]
     at::Tensor k = block.linears[kKProj]->forward(x).view({B, T, nkv, d}).transpose(1, 2);   // [B, nkv, T, d]
     at::Tensor v = block.linears[kVProj]->forward(x).view({B, T, nkv, d}).transpose(1, 2);
@@ -118,9 +117,30 @@ at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, c
     }
     // Query t (position past + t) sees keys 0..past + t.
     const at::Tensor causal =
-        at::ones({T, past + T}, at::TensorOptions().dtype(at::kBool).device(hidden.device())).triu(past + 1);
-    const at::Tensor h = hidden + block.linears[kOProj]->forward(grouped_query_attention(config, q, k, v, causal));
+        at::ones({T, past + T}, at::TensorOptions().dtype(at::kBool).device(x.device())).triu(past + 1);
+    return grouped_query_attention(config, q, k, v, causal);
+}
+}  // namespace
+
+at::Tensor block_forward(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
+                         const at::Tensor& hidden, LayerCache* cache) {
+    adapt_compute_threads();  // every forward passes here: the pool follows other processes' load (threads.h)
+    const at::Tensor x = rms_norm(hidden, block.input_norm, config.rms_norm_eps);
+    const at::Tensor h = hidden + block.linears[kOProj]->forward(self_attention(block, config, rope, x, cache));
     return h + mlp_forward(block, rms_norm(h, block.post_norm, config.rms_norm_eps));
+}
+
+at::Tensor block_linear_input(const DecoderBlock& block, const LlamaConfig& config, const Rope& rope,
+                              const at::Tensor& hidden, int linear) {
+    adapt_compute_threads();
+    const at::Tensor x = rms_norm(hidden, block.input_norm, config.rms_norm_eps);
+    if (linear == kQProj || linear == kKProj || linear == kVProj) return x;
+    const at::Tensor attention = self_attention(block, config, rope, x, nullptr);
+    if (linear == kOProj) return attention;
+    const at::Tensor y = rms_norm(hidden + block.linears[kOProj]->forward(attention), block.post_norm,
+                                  config.rms_norm_eps);
+    if (linear == kGateProj || linear == kUpProj) return y;
+    return at::silu(block.linears[kGateProj]->forward(y)) * block.linears[kUpProj]->forward(y);
 }
 
 at::Tensor gptq_group_index(const TensorSource& tensors, const std::string& linear, const PackedInfo& packed,

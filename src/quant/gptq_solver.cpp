@@ -24,6 +24,19 @@ uint64_t gptq_workspace_bytes(const LlamaConfig& c) {
     return 20 * n * n + 28 * h * h;  // the solver; three fp64 sums while captured, one batch's product, fp32 results
 }
 
+namespace {
+// Linears that read the same tensor (q, k, v: the normed input; gate, up: the normed attention output) share one
+// Hessian: it is taken once, for the first of them.
+int input_stage(int linear) {
+    switch (linear) {
+    case kQProj: case kKProj: case kVProj: return 0;
+    case kOProj: return 1;
+    case kGateProj: case kUpProj: return 2;
+    default: return 3;
+    }
+}
+}  // namespace
+
 std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockContext& context,
                                          const std::vector<int>& indices) {
     // Each batch's X^T X is taken in fp32 and summed in fp64, so the sums do not depend on how the windows are split
@@ -31,28 +44,51 @@ std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockC
     // fp32 products is exact or off in bits the final fp32 rounding drops, and GPTQ's output stays the same.
     std::vector<at::Tensor> sums(kNumLinears);
     std::vector<int64_t> counts(kNumLinears, 0);
-    const at::TensorOptions options = block.input_norm.options().dtype(at::kDouble);
-    DecoderBlock hooked = block;
+    std::vector<int> taken;       // the first linear of each distinct input among `indices`
+    std::vector<int> owner(kNumLinears, -1);
     for (int index : indices) {
+        for (int t : taken)
+            if (input_stage(t) == input_stage(index)) owner[index] = t;
+        if (owner[index] < 0) {
+            owner[index] = index;
+            taken.push_back(index);
+        }
+    }
+    const at::TensorOptions options = block.input_norm.options().dtype(at::kDouble);
+    auto add = [&sums, &counts](int index, const at::Tensor& x) {
+        const at::Tensor flat = x.reshape({-1, x.size(-1)}).to(at::kFloat);
+        sums[index].add_(at::mm(flat.t(), flat));
+        counts[index] += x.size(0);  // GPTQ's N counts sequences
+    };
+    for (int index : taken) {
         const int64_t in = block.linears[index]->in_features();
         sums[index] = at::zeros({in, in}, options);
-        hooked.linears[index] = std::make_shared<CapturingLinear>(
-            block.linears[index], [&sums, &counts, index](const at::Tensor& x) {
-                const at::Tensor flat = x.reshape({-1, x.size(-1)}).to(at::kFloat);
-                sums[index].add_(at::mm(flat.t(), flat));
-                counts[index] += x.size(0);  // GPTQ's N counts sequences
-            });
     }
-    context.run(hooked, *context.inputs);
+    if (taken.size() == 1) {
+        // One input (true-sequential's groups): computed up to that point only, not through the whole block.
+        const at::Tensor& x = *context.inputs;
+        const int64_t n = x.size(0), b = std::max<int64_t>(1, context.options->batch_size);
+        for (int64_t i = 0; i < n; i += b)
+            add(taken[0], block_linear_input(block, *context.config, *context.rope,
+                                             compute_slice(x, i, std::min(b, n - i), block), taken[0]));
+    } else {
+        DecoderBlock hooked = block;
+        for (int index : taken)
+            hooked.linears[index] = std::make_shared<CapturingLinear>(
+                block.linears[index], [&add, index](const at::Tensor& x) { add(index, x); });
+        context.run(hooked, *context.inputs);
+    }
     std::vector<at::Tensor> reduced;
-    for (int index : indices) reduced.push_back(sums[index]);
+    for (int index : taken) reduced.push_back(sums[index]);
     dist_all_reduce_sum(reduced);  // a distributed run: every rank's windows
     std::vector<at::Tensor> out(kNumLinears);
-    for (int index : indices) {
+    for (int index : taken) {
         const int64_t n = dist_sum(counts[index]);
         out[index] = sums[index].mul_(2.0 / static_cast<double>(n)).to(at::kFloat);
         sums[index].reset();
     }
+    for (int index : indices)  // a copy each: callers damp their Hessian in place
+        if (owner[index] != index) out[index] = out[owner[index]].clone();
     return out;
 }
 

@@ -14,8 +14,9 @@
 
 namespace saliq {
 
-// Hessians H = 2 X^T X / N of the linears `indices` of `block`, from one pass over the block's inputs. Entries of
-// other linears stay undefined.
+// Hessians H = 2 X^T X / N of the linears `indices` of `block`, from one pass over the block's inputs (up to their
+// input only, when they all read one tensor). Linears that read the same tensor get equal copies of one Hessian.
+// Entries of other linears stay undefined.
 std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockContext& context,
                                          const std::vector<int>& indices);
 
