@@ -78,9 +78,10 @@ std::string string_value(const GgufReader& r, const std::string& key) {
 
 // llama.cpp reads token types as int32: a float (3.9) or a wider integer (2^32 + 3) would be narrowed to another type.
 int token_type(const GgufReader& r, const json& type, size_t id) {
-    const bool fits = type.is_number_integer() &&
-                      (type.is_number_unsigned() ? type.get<uint64_t>() <= INT32_MAX
-                                                 : type.get<int64_t>() >= INT32_MIN && type.get<int64_t>() <= INT32_MAX);
+    const bool fits =
+        type.is_number_integer() &&
+        (type.is_number_unsigned() ? type.get<uint64_t>() <= INT32_MAX
+                                   : type.get<int64_t>() >= INT32_MIN && type.get<int64_t>() <= INT32_MAX);
     if (!fits)
         throw FormatError(r.path(), "tokenizer.ggml.token_type of token " + std::to_string(id) + " is " + type.dump() +
                                         ", not an int32 token type");

@@ -213,7 +213,8 @@ std::set<std::string> adapter_targets(const nlohmann::json& a, const LlamaConfig
             try {
                 return re->full_match(unicode::decode_utf8(name).cps);
             } catch (const ConfigError& e) {
-                throw FormatError(source, std::string("target_modules: ") + e.what() + "; list the module names instead");
+                throw FormatError(source,
+                                  std::string("target_modules: ") + e.what() + "; list the module names instead");
             }
         };
     } else if (t.is_array()) {

@@ -327,7 +327,8 @@ void check_resume_progress(const nlohmann::json& meta, int64_t epochs, int64_t s
     };
     const int64_t done = integer("epochs_done"), steps = integer("steps");
     if (done < 0 || done > epochs)
-        fail(strprintf("epochs_done %lld is not between 0 and the run's %lld epochs", (long long)done, (long long)epochs));
+        fail(strprintf("epochs_done %lld is not between 0 and the run's %lld epochs", (long long)done,
+                       (long long)epochs));
     if (steps != done * steps_per_epoch)
         fail(strprintf("steps %lld, but %lld epochs of %lld steps make %lld", (long long)steps, (long long)done,
                        (long long)steps_per_epoch, (long long)(done * steps_per_epoch)));
