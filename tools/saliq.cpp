@@ -456,9 +456,13 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
         std::printf("worst      %s rel. error %.4e\n", worst_name.c_str(), worst);
     else
         std::printf("worst      not measured (--error-windows N measures it on N windows)\n");
-    std::printf("size       %s model.safetensors, %.3f bits/weight in linears\n",
+    std::printf("size       %s model.safetensors, %.3f bits/weight in linears",
                 human_bytes(info["file_bytes"].get<uint64_t>()).c_str(),
                 info["bits_per_weight"]["linear"].get<double>());
+    if (info["bits_per_weight"].contains("linear_with_adapters"))
+        std::printf(", %.3f with the adapters (%s)", info["bits_per_weight"]["linear_with_adapters"].get<double>(),
+                    human_bytes(info["bytes"]["adapters"].get<uint64_t>()).c_str());
+    std::printf("\n");
     std::printf("time       %.2f s, peak RSS %s\n", result.seconds, human_bytes(peak_resident_bytes()).c_str());
     return 0;
 }
@@ -585,6 +589,12 @@ int run_inspect(const std::string& path, const std::string& tokenizer, bool as_j
                 human_bytes(info["bytes"]["other"].get<uint64_t>()).c_str());
     std::printf("bits/weight   %.3f in linears, %.3f overall\n", info["bits_per_weight"]["linear"].get<double>(),
                 info["bits_per_weight"]["overall"].get<double>());
+    if (info["bits_per_weight"].contains("adapters"))
+        std::printf("adapters      %s, %.3f bits/weight: %.3f in linears with them, %.3f overall\n",
+                    human_bytes(info["bytes"]["adapters"].get<uint64_t>()).c_str(),
+                    info["bits_per_weight"]["adapters"].get<double>(),
+                    info["bits_per_weight"]["linear_with_adapters"].get<double>(),
+                    info["bits_per_weight"]["overall_with_adapters"].get<double>());
     return 0;
 }
 

@@ -20,7 +20,9 @@
 #include <nlohmann/json.hpp>
 
 #include "saliq/error.h"
+#include "saliq/checkpoint.h"
 #include "saliq/file.h"
+#include "saliq/inspect.h"
 #include "saliq/log.h"
 #include "saliq/progress.h"
 #include "saliq/strings.h"
@@ -307,6 +309,14 @@ bool evaluate(const Table& t, const std::vector<std::string>& model_args, const 
     return true;
 }
 
+// Bits per weight a row's folder takes on disk: every tensor, embeddings and head included, and its LoRA adapters
+// (they are stored and loaded with it).
+nlohmann::json disk_bits(const std::string& model) {
+    const nlohmann::json b = inspect_checkpoint(load_checkpoint(model)).at("bits_per_weight");
+    return {{"overall", b.value("overall_with_adapters", b.at("overall").get<double>())},
+            {"linear", b.value("linear_with_adapters", b.at("linear").get<double>())}};
+}
+
 struct Stat {
     double mean = NAN, std = NAN;
     int n = 0;
@@ -388,6 +398,7 @@ int run_table(const TableArgs& a) {
         } else {
             make_directories(dir);
             if (evaluate(t, source, common, dir, result)) {
+                result["bits_per_weight"] = disk_bits(t.model);
                 write_json_atomic(dir + "/result.json", result);
                 results["fp"].push_back(result);
             } else {
@@ -445,6 +456,7 @@ int run_table(const TableArgs& a) {
                 failed.push_back(row.name + "/s" + std::to_string(seed));
                 continue;
             }
+            result["bits_per_weight"] = disk_bits(scored);
             write_json_atomic(dir + "/result.json", result);
             results[row.name].push_back(result);
             if (!a.keep_models) {
@@ -479,8 +491,8 @@ int run_table(const TableArgs& a) {
     for (const Perplexity* p : paper_ppl) md += "paper " + p->name + " | ";
     if (paper_acc) md += "paper avg acc | ";
     if (paper_gap) md += "paper gap closed | ";
-    md += "seeds |\n|";
-    const size_t columns = 2 + t.perplexity.size() + (t.tasks.empty() ? 0 : 1) + (t.reference.empty() ? 0 : 1) +
+    md += "bits/weight on disk | seeds |\n|";
+    const size_t columns = 3 + t.perplexity.size() + (t.tasks.empty() ? 0 : 1) + (t.reference.empty() ? 0 : 1) +
                            paper_ppl.size() + (paper_acc ? 1 : 0) + (paper_gap ? 1 : 0);
     for (size_t i = 0; i < columns; ++i) md += "---|";
     md += "\n";
@@ -526,7 +538,9 @@ int run_table(const TableArgs& a) {
         if (paper_acc) md += paper_cell(*r, "acc", 2) + " | ";
         if (paper_gap)
             md += (r->paper.contains("gap") ? strprintf("%.2f %%", r->paper["gap"].get<double>()) : std::string("–")) + " | ";
-        md += std::to_string(got.size()) + " |\n";
+        const Stat bits = over_seeds(got, "bits_per_weight", "overall");
+        j["bits_per_weight"] = stat_json(bits);
+        md += (bits.n ? strprintf("%.2f", bits.mean) : std::string("–")) + " | " + std::to_string(got.size()) + " |\n";
         rows_json.push_back(j);
     }
     md += "\n";

@@ -44,6 +44,10 @@ TEST(TableCli, RunsEveryRowAggregatesSeedsAndKeepsFinishedRuns) {
     EXPECT_EQ(rtn["ppl"]["ts"]["std"], 0.0);  // RTN draws no windows: both seeds agree
     EXPECT_GT(rtn["ppl"]["ts"]["mean"].get<double>(), fp["ppl"]["ts"]["mean"].get<double>());
     EXPECT_TRUE(rtn["acc"]["piqa"]["mean"].is_number());
+    // Bits per weight on disk, every tensor counted: the fp32 checkpoint, and the 2-bit folder (fp16 embeddings).
+    EXPECT_DOUBLE_EQ(fp["bits_per_weight"]["mean"].get<double>(), 32.0);
+    EXPECT_GT(rtn["bits_per_weight"]["mean"].get<double>(), 2.0);
+    EXPECT_LT(rtn["bits_per_weight"]["mean"].get<double>(), 16.0);
     const double avg = (rtn["acc"]["piqa"]["mean"].get<double>() + rtn["acc"]["arc_easy"]["mean"].get<double>()) / 2;
     EXPECT_NEAR(rtn["avg_acc"]["mean"].get<double>(), avg, 1e-12);
     // The share of the reference row's (GPTQ's) degradation closed: (ref - x) / (ref - fp) on the first perplexity.

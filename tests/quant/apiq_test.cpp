@@ -10,9 +10,11 @@
 #include <ATen/ATen.h>
 #include <nlohmann/json.hpp>
 
+#include "saliq/checkpoint.h"
 #include "saliq/error.h"
 #include "saliq/export.h"
 #include "saliq/file.h"
+#include "saliq/inspect.h"
 #include "saliq/perplexity.h"
 #include "saliq/quantize.h"
 #include "saliq/safetensors.h"
@@ -82,6 +84,16 @@ TEST(Apiq, BlockwiseTrainsAndExportsAdaptersThatReloadExactly) {
     // are the same, and both equal the trained delta alpha_trained / r * B A (alpha 16, r 8).
     EXPECT_EQ(config["lora_alpha"], 8);
     EXPECT_EQ(config["base_model_name_or_path"], canonical_path(out));
+    {  // inspect counts the adapters' bytes on their own and with the linears (r 8 fp32 on 64-wide linears)
+        const auto info = inspect_checkpoint(load_checkpoint(out));
+        uint64_t bytes = 0;
+        for (const auto& e : adapter->entries()) bytes += e.end - e.begin;
+        EXPECT_EQ(info["bytes"]["adapters"].get<uint64_t>(), bytes);
+        const double params = info["parameters"]["linear"].get<double>();
+        EXPECT_NEAR(info["bits_per_weight"]["adapters"].get<double>(), 8.0 * bytes / params, 1e-9);
+        EXPECT_NEAR(info["bits_per_weight"]["linear_with_adapters"].get<double>(),
+                    info["bits_per_weight"]["linear"].get<double>() + 8.0 * bytes / params, 1e-9);
+    }
     const auto manifest = nlohmann::json::parse(read_text_file(out + "/saliq_manifest.json"));
     EXPECT_EQ(manifest["adapters"]["lora_alpha"], 16.0);
     EXPECT_EQ(manifest["adapters"]["r"], 8);
