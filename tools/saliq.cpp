@@ -314,6 +314,7 @@ std::string command_line(int argc, char** argv) {
 struct QuantizeArgs {
     QuantizeOptions options;
     std::string calib_range = "0:1";
+    int group_order = 0;  // CLI11 counts the flag: > 0 --group-order, < 0 --no-group-order, 0 the method's default
     std::string out;
     bool force = false;
     bool resume = false;
@@ -352,6 +353,7 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     o.model.device = margs.device;
     o.model.dtype = margs.dtype;
     o.calib.range = TokenRange::parse(qargs.calib_range);
+    if (qargs.group_order != 0) o.gptq.group_order = qargs.group_order > 0;
     o.apiq.stages = parse_stages(qargs.stages);
     o.saliency.enabled = qargs.saliency;
     o.saliency.weighted = !qargs.plain_l2;
@@ -705,9 +707,10 @@ int main(int argc, char** argv) {
     quantize->add_option("--damp", qo.gptq.damp, "GPTQ: dampening, fraction of mean(diag(H))")->capture_default_str();
     quantize->add_option("--block-size", qo.gptq.block_size, "GPTQ: lazy-batch width in columns")->capture_default_str();
     quantize->add_flag("--act-order", qo.gptq.act_order, "GPTQ: quantize columns by descending Hessian diagonal");
-    quantize->add_flag("--group-order", qo.gptq.group_order,
+    quantize->add_flag("--group-order,!--no-group-order", quant_args.group_order,
                        "GPTQ: group-aware order (GAR, GPTQModel's act_group_aware): groups by their largest Hessian "
-                       "diagonal, columns within each by theirs; groups stay natural (no g_idx permutation)");
+                       "diagonal, columns within each by theirs; groups stay natural (no g_idx permutation). Default: "
+                       "on for gptq, off for slim-llm and with --act-order");
     quantize->add_option("--bit-map", qo.bit_map,
                          "omniquant / apiq-bw: mixed precision, 'slim' = SliM-LLM's bit allocation per block "
                          "(slim-llm-plus is omniquant with it), or a saliq_mixed folder whose widths to reuse");

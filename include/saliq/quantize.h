@@ -5,6 +5,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,7 +25,9 @@ struct GptqOptions {
     double damp = 0.01;           // fraction of mean(diag(H)) added to the diagonal
     int64_t block_size = 128;     // lazy-batch width (rounded to a multiple of the group size)
     bool act_order = false;       // desc_act: columns by descending diag(H)
-    bool group_order = false;     // GAR: groups by their largest diag(H), columns within each too; g_idx stays natural
+    // GAR: groups by their largest diag(H), columns within each too; g_idx stays natural. Unset: the method's
+    // default (validate_quantize_options resolves it: on for gptq, off for slim-llm and with act_order).
+    std::optional<bool> group_order;
     bool true_sequential = true;  // [k,v,q] -> [o] -> [up,gate] -> [down], each seeing quantized predecessors
 };
 

@@ -233,7 +233,7 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
     if (o.method == "gptq" || o.method == "slim-llm")
         f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
                      {"true_sequential", o.gptq.true_sequential}};
-    if (f.contains("gptq") && o.gptq.group_order) f["gptq"]["group_order"] = true;  // absent: runs before it resume
+    if (f.contains("gptq") && o.gptq.group_order.value_or(false)) f["gptq"]["group_order"] = true;  // absent: runs before it resume
     if (o.method == "slim-llm") f["slim"] = {{"salience_lambda", o.slim.salience_lambda}};
     if (o.sparse.enabled())  // absent without: runs interrupted before ReQuant existed resume
         f["sparse"] = {{"outliers_percent", o.sparse.outliers_pct}, {"significant_percent", o.sparse.significant_pct},

@@ -154,10 +154,9 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
         keep.view({-1}).index_fill_(0, index, true);
         kept = at::zeros_like(W);
     }
-    if (o.act_order && o.group_order)
-        throw ConfigError("GPTQ: --act-order and --group-order are two column orders; pick one");
+    const bool group_order = o.group_order.value_or(false) && !o.act_order;  // act-order, when asked for, wins
     at::Tensor perm, invperm;
-    const bool reorders = o.act_order || (o.group_order && g < cols);
+    const bool reorders = o.act_order || (group_order && g < cols);
     if (reorders) {
         perm = o.act_order ? at::argsort(H.diagonal(), 0, /*descending=*/true) : group_aware_order(H.diagonal(), g);
         W = W.index_select(1, perm);
@@ -170,7 +169,7 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
 
     // Blocks hold whole groups, so each group's scale is fitted on its columns after every earlier update. Under the
     // group-aware order, each run of g columns is one natural group (`natural` maps position to it).
-    const at::Tensor natural = o.group_order && reorders ? perm.to(at::kCPU) : at::Tensor();
+    const at::Tensor natural = group_order && reorders ? perm.to(at::kCPU) : at::Tensor();
     const int64_t block = g >= o.block_size ? g : std::max<int64_t>(1, o.block_size / g) * g;
     const int64_t G = spec.n_groups(cols);
     at::Tensor scales = at::zeros({rows, G}, W.options());

@@ -65,6 +65,9 @@ public:
     // True when the method's solver takes a column order from the Hessian's diagonal (GPTQ's solver: --act-order,
     // --group-order; slim-llm, whose bit map is per natural group, refuses --act-order in validation).
     virtual bool orders_columns() const { return false; }
+    // True when the group-aware order is the method's default (gptq: measured better on stories260K W2 g32, 3/3
+    // seeds, and SmolLM2-135M W3 g64; slim-llm: worse on 3/3 seeds, so it keeps the natural order).
+    virtual bool groups_ordered_by_default() const { return false; }
     // True when the method trains LoRA adapters beside the grid (--lora-* apply).
     virtual bool trains_adapters() const { return false; }
     // Activation buffers of [N, T, hidden] the method holds at once besides the pipeline's own (for the memory

@@ -311,7 +311,7 @@ void check_options_apply(const QuantizeOptions& o, const QuantMethod& method) {
     const ApiqOptions defaults;
     std::vector<std::string> ignored;
     if (o.gptq.act_order && !method.orders_columns()) ignored.push_back("--act-order");
-    if (o.gptq.group_order && !method.orders_columns()) ignored.push_back("--group-order");
+    if (o.gptq.group_order.has_value() && !method.orders_columns()) ignored.push_back("--group-order");
     if (!method.trains_adapters() && (o.apiq.lora_rank != defaults.lora_rank || o.apiq.lora_alpha != defaults.lora_alpha ||
                                       o.apiq.lora_lr != defaults.lora_lr))
         ignored.push_back("--lora-rank/--lora-alpha/--lora-lr");
@@ -344,6 +344,10 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
     act_storage_dtype(o, compute);
     if (method->trains()) o.apiq.train_dtype = resolve_train_dtype(o.apiq.train_dtype, compute);  // the manifest's
     check_options_apply(o, *method);
+    if (o.gptq.act_order && o.gptq.group_order.value_or(false))
+        throw ConfigError("--act-order and --group-order are two column orders; pick one");
+    if (!o.gptq.group_order.has_value())
+        o.gptq.group_order = method->orders_columns() && method->groups_ordered_by_default() && !o.gptq.act_order;
     if (dist_active()) {  // what runs over the ranks' shards of the windows, so far
         if (!method->shards_windows())
             throw ConfigError("--method " + o.method + " runs in one process; over several ranks: gptq, rtn, "

@@ -161,6 +161,7 @@ TEST(CliQuantize, WritesAFolderThatInspectAndEvalRead) {
               std::string::npos) << r.output;
     const auto manifest = nlohmann::json::parse(test::read_bytes(out + "/saliq_manifest.json"));
     EXPECT_EQ(manifest["method"], "gptq");
+    EXPECT_EQ(manifest["settings"]["gptq"]["group_order"], true);  // GPTQ's default order, recorded
     EXPECT_EQ(manifest["calibration"]["window_starts"].size(), 4u);
     EXPECT_EQ(manifest["layers"].size(), 35u);
     EXPECT_EQ(manifest["files"]["model.safetensors"]["sha256"].get<std::string>().size(), 64u);
@@ -257,6 +258,16 @@ TEST(CliQuantize, OptionsThatDoNotApplyAreNamedOrRefused) {
     for (const char* option : {"--act-order", "--lora-rank", "--epochs"})
         EXPECT_NE(r.output.find(std::string(option)), std::string::npos) << option << "\n" << r.output;
     EXPECT_NE(r.output.find("does not apply to --method rtn"), std::string::npos) << r.output;
+    // GPTQ's group-aware order is switched off by --no-group-order (nothing recorded), and refused beside --act-order.
+    r = run_saliq("quantize " + stories_args() + " --method gptq --bits 2 --group-size 32 --no-group-order "
+                  "--calib tinystories --nsamples 2 --seqlen 64 --out " + dir.file("n"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_FALSE(nlohmann::json::parse(test::read_bytes(dir.file("n/saliq_manifest.json")))["settings"]["gptq"]
+                     .contains("group_order"));
+    r = run_saliq("quantize " + stories_args() + " --method gptq --bits 2 --group-size 32 --group-order --act-order "
+                  "--calib tinystories --nsamples 2 --seqlen 64 --out " + dir.file("b"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("pick one"), std::string::npos) << r.output;
     r = run_saliq("quantize " + stories_args() + " --method gptq --bits 2 --saliency --calib tinystories "
                   "--nsamples 2 --seqlen 64 --out " + dir.file("g"));
     EXPECT_EQ(r.exit_code, 2) << r.output;

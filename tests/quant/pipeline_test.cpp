@@ -1,5 +1,7 @@
 #include "saliq/quantize.h"
 
+#include <gmock/gmock.h>
+
 #include <ATen/ATen.h>
 
 #include "model_fixture.h"
@@ -100,6 +102,26 @@ TEST(Pipeline, CancelledRunLeavesNoFinishedLookingOutput) {
     EXPECT_FALSE(path_exists(out + ".partial/block_0002.safetensors"));
     // Without --resume or --force, a new run refuses to clobber it.
     EXPECT_THROW(GptqFolderWriter(out, ckpt, o, false), ConfigError);
+}
+
+// GPTQ quantizes in the group-aware order unless told otherwise; slim-llm keeps the natural order (measured: GAR
+// lost on 3/3 stories260K seeds there); act-order is its own order, and the two together are refused.
+TEST(Pipeline, ColumnOrderDefaultsFollowTheMethod) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = read_llama2c(test::stories_bin());
+    auto resolved = [&](const std::string& method, std::optional<bool> group_order, bool act_order) {
+        QuantizeOptions o = test::small_options(method, 2, 32);
+        o.gptq.group_order = group_order;
+        o.gptq.act_order = act_order;
+        validate_quantize_options(ckpt, *tok, o);
+        return o.gptq.group_order;
+    };
+    EXPECT_EQ(resolved("gptq", std::nullopt, false), std::optional<bool>(true));
+    EXPECT_EQ(resolved("gptq", false, false), std::optional<bool>(false));
+    EXPECT_EQ(resolved("gptq", std::nullopt, true), std::optional<bool>(false));
+    EXPECT_EQ(resolved("slim-llm", std::nullopt, false), std::optional<bool>(false));
+    EXPECT_EQ(resolved("slim-llm", true, false), std::optional<bool>(true));
+    EXPECT_THAT(test::error_of([&] { resolved("gptq", true, true); }), ::testing::HasSubstr("pick one"));
 }
 
 TEST(Pipeline, BadRequestsAreRefused) {
