@@ -25,7 +25,7 @@ readers() {  # the target names, from the binary itself
 
 case "${1:-}" in
 build)
-  cmake -S . -B build-fuzz -G Ninja -DSALIQ_FUZZ=ON -DSALIQ_SANITIZE=ON -DSALIQ_BUILD_TESTS=OFF -DCMAKE_CXX_COMPILER=clang++ \
+  cmake -S . -B build-fuzz -G Ninja -DSALIQ_FUZZ=ON -DSALIQ_SANITIZE=ON -DSALIQ_BUILD_TESTS=OFF -DSALIQ_PCH=OFF -DCMAKE_CXX_COMPILER=clang++ \
         -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
   cmake --build build-fuzz --target fuzz_readers
   ;;
