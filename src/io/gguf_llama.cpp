@@ -24,8 +24,17 @@ public:
         if (g.empty() || reader_->find(g) == nullptr)
             throw FormatError(reader_->path(), "no tensor for '" + name + "' (llama.cpp name '" + g + "')");
         at::Tensor t = reader_->tensor(g);
-        if (ends_with(name, "self_attn.q_proj.weight")) return permute_rotary_rows_to_hf(t, config_.n_heads);
-        if (ends_with(name, "self_attn.k_proj.weight")) return permute_rotary_rows_to_hf(t, config_.n_kv_heads);
+        // q and k rows are permuted from llama.cpp's RoPE layout here, before the loader's shape checks see them:
+        // their shape is checked first.
+        auto rotary = [&](int64_t heads) {
+            const std::vector<int64_t> expected = {heads * config_.head_dim, config_.hidden_size};
+            if (t.sizes().vec() != expected)
+                throw FormatError(reader_->path(), "tensor '" + g + "' has shape " + shape_to_string(t.sizes().vec()) +
+                                                       ", the metadata implies " + shape_to_string(expected));
+            return permute_rotary_rows_to_hf(t, heads);
+        };
+        if (ends_with(name, "self_attn.q_proj.weight")) return rotary(config_.n_heads);
+        if (ends_with(name, "self_attn.k_proj.weight")) return rotary(config_.n_kv_heads);
         return t;
     }
     // From the tensor info, nothing dequantized: F16 / BF16 are served as stored, every other type as fp32.

@@ -2,6 +2,8 @@
 // LLaMA export of the converted stories260K equals llama.cpp's own conversion tensor for tensor and piece for piece.
 #include <cstring>
 
+#include <gmock/gmock.h>
+
 #include <ATen/ATen.h>
 
 #include "saliq/checkpoint.h"
@@ -171,6 +173,30 @@ TEST(Gguf, ExportOfStories260KEqualsLlamaCppsConversion) {
         if (name != "lm_head.weight") EXPECT_TRUE(at::equal(g.tensors->get(name), hf.tensors->get(name))) << name;
     EXPECT_THROW(export_dense(hf, dir.file("s.gguf"), {"gguf", "fp32", true, false}), ConfigError);  // exists
     EXPECT_THROW(export_dense(hf, dir.file("x"), {"onnx", "fp32", true, false}), ConfigError);
+}
+
+// q and k are permuted from llama.cpp's RoPE row order as they are read: a q or k of another shape than the metadata
+// implies is a FormatError naming it, not LibTorch's untyped error from the permutation (a fuzzer finding).
+TEST(Gguf, RotaryTensorsOfAnotherShapeAreRefusedBeforeThePermutation) {
+    test::TempDir dir;
+    const auto ref = GgufReader::open(test::data_path("models/stories260K/stories260K.gguf"));
+    for (const char* bad : {"blk.0.attn_q.weight", "blk.1.attn_k.weight"}) {
+        std::vector<GgufTensorSpec> specs;
+        for (const auto& t : ref->tensors()) {
+            std::vector<int64_t> shape(t.ne.rbegin(), t.ne.rend());
+            if (t.name == bad) shape = {shape[0] * shape[1]};  // flattened to one dimension
+            specs.push_back({t.name, at::kFloat, shape});
+        }
+        const std::string path = dir.file(std::string(bad) + ".gguf");
+        write_gguf(path, ref->metadata(), specs,
+                   [&](size_t i) { return ref->tensor(specs[i].name).to(at::kFloat).reshape(specs[i].shape); });
+        const Checkpoint g = load_checkpoint(path, test::stories_tokenizer());
+        const std::string hf = std::string(bad).find("attn_q") != std::string::npos
+                                   ? "model.layers.0.self_attn.q_proj.weight"
+                                   : "model.layers.1.self_attn.k_proj.weight";
+        EXPECT_THAT(test::error_of([&] { g.tensors->get(hf); }),
+                    ::testing::AllOf(::testing::HasSubstr(bad), ::testing::HasSubstr("the metadata implies")));
+    }
 }
 
 // Scaled RoPE in GGUF as llama.cpp spells it: llama3 as the rope_freqs tensor (divisors of the plain frequencies),
