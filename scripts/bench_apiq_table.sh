@@ -20,7 +20,7 @@ src="-m $model/stories260K.bin --tokenizer $model/tok512.model --device $device 
 calib="--calib tinystories --calib-range 0:0.5 --nsamples ${NSAMPLES:-32} --seqlen ${SEQLEN:-512} --seed 0"
 epochs=${EPOCHS:-20}
 fisher=$out/fisher.safetensors
-[ -f "$fisher" ] || "$saliq" saliency $src --calib c4 --nsamples 100 --seqlen 512 --out "$fisher" -q >/dev/null
+[ -f "$fisher" ] || "$saliq" saliency $src --metric fisher --calib c4 --nsamples 100 --seqlen 512 --out "$fisher" -q >/dev/null
 
 jobs=()
 for bits in 2 3; do

@@ -22,8 +22,8 @@ calib="--calib tinystories --calib-range 0:0.5 --nsamples ${NSAMPLES:-128} --seq
 seeds=${SEEDS:-"0 1 2"}
 c4=$out/fisher-c4.safetensors
 ts=$out/fisher-tinystories.safetensors
-[ -f "$c4" ] || "$saliq" saliency $src --calib c4 --nsamples 100 --seqlen 512 --out "$c4" -q >/dev/null
-[ -f "$ts" ] || "$saliq" saliency $src --calib tinystories --calib-range 0:0.5 --nsamples 100 --seqlen 512 \
+[ -f "$c4" ] || "$saliq" saliency $src --metric fisher --calib c4 --nsamples 100 --seqlen 512 --out "$c4" -q >/dev/null
+[ -f "$ts" ] || "$saliq" saliency $src --metric fisher --calib tinystories --calib-range 0:0.5 --nsamples 100 --seqlen 512 \
   --out "$ts" -q >/dev/null
 
 # Other saliency metrics (C4 100 x 512 too): SliM-LLM's Hessian salience, and ReQuant's |PQI| towards RTN at each

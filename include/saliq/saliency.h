@@ -22,8 +22,9 @@ class Tokenizer;
 struct FisherOptions {
     CalibOptions calib;  // default below: C4, 100 x 512 (SqueezeLLM-gradients' defaults)
     ModelOptions model;
-    std::string metric = "fisher";  // "fisher" (diagonal empirical Fisher), "hessian" (SliM-LLM's w^2 / U_jj^2) or
-                                    // "pqi" (ReQuant's post-quantization integral, |PQI|)
+    // "hessian" (SliM-LLM's w^2 / U_jj^2; the default of saliq saliency and of quantize --saliency alike),
+    // "fisher" (diagonal empirical Fisher, the paper's) or "pqi" (ReQuant's post-quantization integral, |PQI|)
+    std::string metric = "hessian";
     QuantSpec spec;                 // pqi: the quantizer whose RTN values w~ end the path
     int64_t pqi_points = 8;         // pqi: intervals of the trapezoid rule on [0, 1]
     FisherOptions() {

@@ -71,7 +71,7 @@ TEST(Distributed, TwoRanksScoreThePerplexityAndTheTasksOfOneProcess) {
 
 TEST(Distributed, TwoRanksSumTheFisherOfOneProcess) {
     TempDir dir;
-    const std::string args = "saliency " + stories_args() + " --calib tinystories --nsamples 5 --seqlen 64 --out ";
+    const std::string args = "saliency " + stories_args() + " --metric fisher --calib tinystories --nsamples 5 --seqlen 64 --out ";
     ASSERT_TRUE(one_process_then_two_ranks(args + dir.file("one.safetensors"), args + dir.file("two.safetensors")));
     const auto one = SafetensorsReader::open(dir.file("one.safetensors"));
     const auto two = SafetensorsReader::open(dir.file("two.safetensors"));

@@ -301,7 +301,7 @@ TEST(Apiq, SaliencyStagesUseTheFisher) {
     // Fisher from the CLI, then a wpt + opt run using it.
     const std::string fisher = dir.file("fisher.safetensors");
     auto r = test::run_saliq("saliency -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer() +
-                             " --calib c4 --nsamples 3 --seqlen 64 --out " + fisher + " -q");
+                             " --metric fisher --calib c4 --nsamples 3 --seqlen 64 --out " + fisher + " -q");
     ASSERT_EQ(r.exit_code, 0) << r.output;
     const auto reader = SafetensorsReader::open(fisher);
     EXPECT_EQ(reader->entries().size(), 35u);
