@@ -2,7 +2,9 @@
 # Fuzzes every reader saliq has (tests/fuzz/fuzz_targets.cpp) with libFuzzer and AddressSanitizer.
 #
 #   scripts/fuzz.sh build                      build build-fuzz/fuzz_readers (clang)
-#   scripts/fuzz.sh run SECONDS [READER...]    each reader (default: all) for SECONDS, two at a time (SALIQ_FUZZ_JOBS)
+#   scripts/fuzz.sh run SECONDS [READER...]    each reader (default: all) for SECONDS, two at a time (SALIQ_FUZZ_JOBS),
+#                                              inputs up to SALIQ_FUZZ_MAX_LEN bytes (8192; split_regex's step budget
+#                                              grows with the text, so its long inputs cost ~100x a short one)
 #   scripts/fuzz.sh totals                     executions per reader over every run so far (tests/fuzz/totals.tsv)
 #   scripts/fuzz.sh seed                       rewrite tests/fuzz/corpus's text seeds (the rest is generated)
 #
@@ -46,7 +48,7 @@ run)
     local before; before=$(ls "$found" | wc -l)
     # -fork keeps going after a finding; ASan's leak check is off (LibTorch keeps caches alive on purpose).
     SALIQ_FUZZ_READER=$r SALIQ_THREADS=1 ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-      "$bin" -max_total_time="$seconds" -max_len=8192 -timeout=10 -rss_limit_mb=3072 -malloc_limit_mb=1024 \
+      "$bin" -max_total_time="$seconds" -max_len="${SALIQ_FUZZ_MAX_LEN:-8192}" -timeout=10 -rss_limit_mb=3072 -malloc_limit_mb=1024 \
              -artifact_prefix="$found/" -print_final_stats=1 "$dir" > "$log" 2>&1 || true
     local runs; runs=$(awk '/stat::number_of_executed_units/ {print $NF}' "$log" | tail -1)
     local after; after=$(ls "$found" | wc -l)
