@@ -19,6 +19,7 @@ struct PackedWeight {
     at::Tensor scales;   // [out, G] fp32
     at::Tensor offsets;  // [out, G] fp32: -scale * zero
     at::Tensor g_idx;    // [in] int32 (CPU); empty in natural order (column k in group k / group_size)
+    at::Tensor levels;   // [2^bits] fp32: the value of each code (IQ4_NL's table); empty: the code itself
     int bits = 2;        // the codes' width
     int field_bits = 2;  // their storage width: 2, 4 or 8
     int64_t in = 0, out = 0, group_size = 0;

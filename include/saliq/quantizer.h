@@ -8,12 +8,17 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "saliq/ggml_grid.h"
+
 namespace saliq {
 
 struct QuantSpec {
     int bits = 2;
     int64_t group_size = 64;  // -1: one group per row
     bool symmetric = false;
+    // A GGML block type (ggml_grid.h) instead of uniform groups: bits and group_size are then the type's code width
+    // and sub-block, and the scales follow the type's own quantization.
+    GgmlGrid grid = GgmlGrid::kNone;
 
     int64_t maxq() const { return (int64_t{1} << bits) - 1; }
     // Groups per row for rows of `in` columns (the last group may be shorter).
@@ -54,6 +59,11 @@ struct QuantizedTensor {
     // significant weights PQI detached after it. Empty for every other method.
     SparsePart outliers;
     SparsePart significant;
+    // On a GGML grid (spec.grid): the raw blocks [out, row_bytes] that codes, scales and offsets were decoded from,
+    // and the offsets [out, G] fp32 with ŵ = s·v(code) + offset (v: IQ4_NL's levels, else the code itself); zeros
+    // then only describe them (−offset / s). Undefined for uniform groups.
+    at::Tensor ggml_blocks;
+    at::Tensor offsets;
     QuantSpec spec;
 
     int64_t out_features() const;
@@ -84,6 +94,10 @@ at::Tensor quantize_codes(const at::Tensor& w, const at::Tensor& scale, const at
 
 // Round-to-nearest with min-max groups: the RTN method and the fit every other method starts from.
 QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& spec);
+
+// A tensor on a GGML grid from its raw blocks (checked; FormatError(origin) when they disagree with [out, in]).
+QuantizedTensor ggml_quantized(const at::Tensor& blocks, GgmlGrid grid, int64_t out, int64_t in,
+                               const std::string& origin);
 
 // Packs codes computed elsewhere (e.g. by GPTQ) with their group parameters.
 QuantizedTensor make_quantized(const at::Tensor& weight, const at::Tensor& scales, const at::Tensor& zeros,

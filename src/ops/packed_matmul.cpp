@@ -56,6 +56,14 @@ void unpack_codes(int field_bits, const uint8_t* row, int64_t k0, int64_t k1, fl
     else unpack_span<8>(row, k0, k1, out);
 }
 
+// The values of codes [k0, k1) of a row: the codes, or their levels for a non-uniform grid.
+void unpack_values(const PackedWeight& w, const uint8_t* row, int64_t k0, int64_t k1, float* out) {
+    unpack_codes(w.field_bits, row, k0, k1, out);
+    if (!w.levels.defined() || w.levels.numel() == 0) return;
+    const float* levels = w.levels.data_ptr<float>();
+    for (int64_t k = 0; k < k1 - k0; ++k) out[k] = levels[static_cast<int>(out[k])];
+}
+
 // Σ a_k b_k over n: AVX2/FMA where the CPU has them (checked at run time: the binary stays baseline x86-64),
 // else four independent scalar sums.
 #if defined(__x86_64__) && defined(__GNUC__)
@@ -101,7 +109,7 @@ void dequantize_row(const PackedWeight& w, int64_t o, float* out) {
     const uint8_t* row = w.data.data_ptr<uint8_t>() + o * w.data.size(1);
     const float* s = w.scales.data_ptr<float>() + o * G;
     const float* m = w.offsets.data_ptr<float>() + o * G;
-    unpack_codes(w.field_bits, row, 0, w.in, out);
+    unpack_values(w, row, 0, w.in, out);
     if (natural_order(w)) {
         for (int64_t g = 0, k0 = 0; k0 < w.in; ++g, k0 += w.group_size) {
             const int64_t k1 = std::min(w.in, k0 + w.group_size);
@@ -129,7 +137,7 @@ void fused_rows(const float* x, int64_t T, const PackedWeight& w, float* y) {
     at::parallel_for(0, out, 16, [&](int64_t o0, int64_t o1) {
         std::vector<float> codes(static_cast<size_t>(in)), dots(static_cast<size_t>(G));
         for (int64_t o = o0; o < o1; ++o) {
-            unpack_codes(w.field_bits, data + o * row_bytes, 0, in, codes.data());
+            unpack_values(w, data + o * row_bytes, 0, in, codes.data());
             const float* s = scales + o * G;
             const float* m = offsets + o * G;
             for (int64_t t = 0; t < T; ++t) {
@@ -176,7 +184,10 @@ PackedWeight pack_weight(const QuantizedTensor& q) {
         data.bitwise_or_(padded.select(2, j).bitwise_left_shift(j * w.field_bits).to(at::kByte));
     w.data = data;
     w.scales = q.scales.to(at::kCPU).to(at::kFloat).contiguous();
-    w.offsets = (-(w.scales * q.zeros.to(at::kCPU).to(at::kFloat))).contiguous();
+    // A GGML grid stores its offsets: ŵ = s·q + m there exactly as ggml computes it.
+    w.offsets = q.offsets.defined() ? q.offsets.to(at::kCPU).to(at::kFloat).contiguous()
+                                    : (-(w.scales * q.zeros.to(at::kCPU).to(at::kFloat))).contiguous();
+    if (ggml_grid_traits(q.spec.grid).levels) w.levels = iq4_nl_levels();
     const at::Tensor natural = natural_group_index(w.in, q.spec);
     if (q.g_idx.defined() && !at::equal(q.g_idx.to(at::kCPU).to(at::kLong), natural))
         w.g_idx = q.g_idx.to(at::kCPU).to(at::kInt).contiguous();

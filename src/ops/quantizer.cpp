@@ -13,6 +13,14 @@ int64_t QuantSpec::n_groups(int64_t in) const {
 }
 
 void QuantSpec::validate() const {
+    if (grid != GgmlGrid::kNone) {
+        const GgmlGridTraits& t = ggml_grid_traits(grid);
+        if (bits != t.bits || group_size != t.sub_block || symmetric != !t.has_min)
+            throw ConfigError(strprintf("%s stores %d-bit codes in groups of %lld (%s): say so or leave --bits and "
+                                        "--group-size out", t.name, t.bits, (long long)t.sub_block,
+                                        t.has_min ? "asymmetric" : "symmetric"));
+        return;
+    }
     if (bits != 2 && bits != 3 && bits != 4 && bits != 8)
         throw ConfigError(strprintf("unsupported bit width %d (saliq quantizes to 2, 3, 4 or 8 bits)", bits));
     if (group_size == 0 || group_size < -1)
@@ -22,6 +30,7 @@ void QuantSpec::validate() const {
 }
 
 std::string QuantSpec::describe() const {
+    if (grid != GgmlGrid::kNone) return ggml_grid_traits(grid).name;
     return strprintf("W%d %s %s", bits, group_size < 0 ? "per-row" : ("g" + std::to_string(group_size)).c_str(),
                      symmetric ? "sym" : "asym");
 }
@@ -41,8 +50,12 @@ double QuantizedTensor::average_bits() const {
 
 at::Tensor QuantizedTensor::dequantize() const {
     const at::Tensor s = expand_groups(scales, g_idx);
-    const at::Tensor z = expand_groups(zeros, g_idx);
-    at::Tensor w = s * (codes.to(at::kFloat) - z);
+    at::Tensor w;
+    if (offsets.defined()) {
+        w = s * ggml_code_values(codes, spec.grid) + expand_groups(offsets, g_idx);
+    } else {
+        w = s * (codes.to(at::kFloat) - expand_groups(zeros, g_idx));
+    }
     add_sparse(w, outliers);
     add_sparse(w, significant);
     return w;
@@ -125,6 +138,27 @@ QuantizedTensor make_quantized(const at::Tensor& weight, const at::Tensor& scale
     q.zeros = zeros.to(at::kFloat).contiguous();
     q.g_idx = g_idx.to(at::kLong).to(weight.device()).contiguous();
     q.codes = quantize_codes(weight, expand_groups(q.scales, q.g_idx), expand_groups(q.zeros, q.g_idx), spec.maxq());
+    return q;
+}
+
+QuantizedTensor ggml_quantized(const at::Tensor& blocks, GgmlGrid grid, int64_t out, int64_t in,
+                               const std::string& origin) {
+    const GgmlGridTraits& t = ggml_grid_traits(grid);
+    GgmlDecoded d = ggml_decode(blocks, grid, in, origin);
+    if (d.codes.size(0) != out)
+        throw FormatError(origin, strprintf("%s blocks hold %lld rows, not %lld", t.name, (long long)d.codes.size(0),
+                                            (long long)out));
+    QuantizedTensor q;
+    q.spec.bits = t.bits;
+    q.spec.group_size = t.sub_block;
+    q.spec.symmetric = !t.has_min;
+    q.spec.grid = grid;
+    q.codes = d.codes;
+    q.scales = d.scales;
+    q.offsets = d.offsets;
+    q.zeros = at::where(d.scales == 0, at::zeros_like(d.scales), -d.offsets / at::where(d.scales == 0, at::ones_like(d.scales), d.scales));
+    q.g_idx = natural_group_index(in, q.spec);
+    q.ggml_blocks = blocks.to(at::kCPU).contiguous();
     return q;
 }
 

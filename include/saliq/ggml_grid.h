@@ -1,0 +1,77 @@
+// GGML's block types as quantization grids (issue 29): what llama.cpp stores for Q4_0, Q4_1, Q5_0, Q8_0, IQ4_NL,
+// Q2_K, Q3_K and Q4_K, so that a model calibrated on such a grid is written to GGUF bit for bit and llama.cpp
+// computes what saliq calibrated. Layouts from ggml-quants.c and the GGUF spec (methods_formats_eval.md 2.4):
+//
+//   block-32 types, one fp16 scale d per 32 weights:  Q4_0 d·(q−8)   Q5_0 d·(q−16)   Q8_0 d·q (int8)
+//                                                    Q4_1 d·q + m (fp16 m)            IQ4_NL d·levels[q]
+//   k-quants, super-blocks of 256 with fp16 d (and dmin) and sub-block scales quantized against them:
+//     Q2_K 16 × 16, 4-bit scale and min:  d·sc·q − dmin·m,  q 2-bit
+//     Q3_K 16 × 16, 6-bit signed scale:   d·(sc−32)·(q−4),  q 3-bit (2 low bits + a high-bit mask)
+//     Q4_K  8 × 32, 6-bit scale and min:  d·sc·q − dmin·m,  q 4-bit
+//
+// In saliq's terms every type is groups of `sub_block` weights with a scale s and an offset o per group,
+// ŵ = s·code + o (s = d·sc, o = −dmin·m or −s·zero), exactly as ggml's dequantizers compute it in fp32; IQ4_NL maps
+// codes through its 16 levels first. A tensor on a grid keeps its raw blocks beside the decoded codes, scales and
+// offsets: the blocks are what a folder and a GGUF file store, the decoded form is what saliq computes with.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include <ATen/core/Tensor.h>
+
+namespace saliq {
+
+enum class GgmlGrid : uint8_t { kNone, kQ4_0, kQ4_1, kQ5_0, kQ8_0, kIQ4_NL, kQ2_K, kQ3_K, kQ4_K };
+
+struct GgmlGridTraits {
+    GgmlGrid grid;
+    const char* name;        // as --grid and the folder spell it: "q2_k"
+    uint32_t ggml_type;      // GGUF's type id
+    int64_t block;           // weights per block: 32, or a k-quant's super-block of 256
+    int64_t sub_block;       // weights per scale (saliq's group size)
+    int64_t block_bytes;
+    int bits;                // code width
+    int zero;                // ŵ = s·(code − zero) for the types without a stored min
+    bool has_min;            // Q4_1, Q2_K, Q4_K: an offset per group of its own
+    bool levels;             // IQ4_NL: codes index a table of 16 non-uniform levels
+    GgmlGrid fallback;       // for rows that are not a multiple of `block`: llama-quantize's substitute
+};
+
+const GgmlGridTraits& ggml_grid_traits(GgmlGrid grid);
+// "q4_k" -> GgmlGrid::kQ4_K; "none" or "" -> kNone; ConfigError listing the choices otherwise.
+GgmlGrid parse_ggml_grid(const std::string& name);
+// The grid of a GGUF type id (kNone when saliq has no grid for it).
+GgmlGrid ggml_grid_of_type(uint32_t ggml_type);
+// The grid a row of `in` weights takes on `grid`: itself, or llama-quantize's fallback (Q2_K / Q3_K -> IQ4_NL,
+// Q4_K -> Q5_0) when `in` is not a multiple of the block; kNone when no grid fits (in not a multiple of 32).
+GgmlGrid ggml_grid_for_row(GgmlGrid grid, int64_t in);
+// IQ4_NL's levels (ggml's kvalues_iq4nl), as a [16] fp32 tensor.
+at::Tensor iq4_nl_levels();
+
+// A weight on a grid, decoded: ŵ[o, k] = scales[o, g]·v(codes[o, k]) + offsets[o, g], g = k / sub_block,
+// v(c) = c (or levels[c] for IQ4_NL).
+struct GgmlDecoded {
+    at::Tensor codes;    // [out, in] uint8
+    at::Tensor scales;   // [out, in / sub_block] fp32
+    at::Tensor offsets;  // [out, in / sub_block] fp32
+};
+
+// Round-to-nearest on the grid: for every block, scales (and mins) from each sub-block's range (its max and min,
+// or the clipped range `group_max` / `group_min` [out, in / sub_block] when given), sub-block scales quantized
+// against the block's fp16 scale as ggml stores them, codes against the stored values. Returns the raw blocks,
+// [out, in / block * block_bytes] uint8. ConfigError when `in` is not a multiple of the block.
+at::Tensor ggml_quantize_rows(const at::Tensor& weight, GgmlGrid grid, const at::Tensor& group_max = {},
+                              const at::Tensor& group_min = {});
+// The blocks' codes replaced by codes computed elsewhere (GPTQ's, against the decoded scales and offsets): the
+// scales stay as stored.
+at::Tensor ggml_replace_codes(const at::Tensor& blocks, GgmlGrid grid, const at::Tensor& codes);
+// Decodes raw blocks [out, row_bytes] of rows of `in` weights; FormatError(origin) when the sizes disagree.
+GgmlDecoded ggml_decode(const at::Tensor& blocks, GgmlGrid grid, int64_t in, const std::string& origin);
+// Nearest code of each weight w [rows, cols] against per-weight scale and offset (broadcastable): what GPTQ's
+// column loop rounds with. Codes as uint8 in [0, 2^bits).
+at::Tensor ggml_nearest_codes(const at::Tensor& w, const at::Tensor& scale, const at::Tensor& offset, GgmlGrid grid);
+// ŵ from decoded codes (levels applied for IQ4_NL), scales and offsets expanded per weight.
+at::Tensor ggml_code_values(const at::Tensor& codes, GgmlGrid grid);
+
+}  // namespace saliq
