@@ -315,6 +315,8 @@ struct QuantizeArgs {
     QuantizeOptions options;
     std::string calib_range = "0:1";
     int group_order = 0;  // CLI11 counts the flag: > 0 --group-order, < 0 --no-group-order, 0 the method's default
+    std::string grid;                  // --grid: a GGML block type
+    bool bits_given = false, group_size_given = false, sym_given = false;
     std::string out;
     bool force = false;
     bool resume = false;
@@ -359,6 +361,13 @@ int run_quantize(const ModelArgs& margs, QuantizeArgs& qargs, const std::string&
     o.saliency.weighted = !qargs.plain_l2;
     o.saliency.fisher_path = qargs.fisher_path;
     o.apiq.seed = o.calib.seed;
+    if (!qargs.grid.empty()) {  // the type fixes bits, sub-block and symmetry; given options must agree
+        o.spec.grid = parse_ggml_grid(qargs.grid);
+        const GgmlGridTraits& t = ggml_grid_traits(o.spec.grid);
+        if (!qargs.bits_given) o.spec.bits = t.bits;
+        if (!qargs.group_size_given) o.spec.group_size = t.sub_block;
+        if (!qargs.sym_given) o.spec.symmetric = !t.has_min;
+    }
     if (o.apiq.quantizer == "uniform") o.spec.validate();  // the binarizers fix their bits (validate_quantize_options)
     if (o.saliency.metric != "fisher" && o.saliency.metric != "hessian" && o.saliency.metric != "pqi")
         throw ConfigError("--saliency-metric must be fisher, hessian or pqi");
@@ -685,6 +694,10 @@ int main(int argc, char** argv) {
     quantize->add_option("--group-size", qo.spec.group_size, "input columns per group (-1: one group per row)")
         ->capture_default_str();
     quantize->add_flag("--sym,!--asym", qo.spec.symmetric, "symmetric quantization (default: asymmetric)");
+    quantize->add_option("--grid", quant_args.grid,
+                         "a GGML block type instead of uniform groups, so the GGUF export is bit-exact: q2_k, q3_k, "
+                         "q4_k, q4_0, q4_1, q5_0, q8_0 or iq4_nl (rows a k-quant cannot hold take llama-quantize's "
+                         "fallback: iq4_nl for q2_k/q3_k, q5_0 for q4_k); rtn and gptq");
     quantize->add_option("--calib", qo.calib.source, "calibration text: wikitext2, c4, ptb, tinystories or a file")
         ->capture_default_str();
     quantize->add_option("--nsamples", qo.calib.nsamples, "calibration windows")->capture_default_str();
@@ -842,7 +855,12 @@ int main(int argc, char** argv) {
         ->capture_default_str();
     exporter->add_option("--dtype", export_options.dtype, "fp32, fp16 or bf16 (gguf norms stay F32)")->capture_default_str();
     exporter->add_option("--out,-o", export_out, "output folder (hf) or .gguf file")->required();
-    exporter->add_flag("!--no-adapter", export_options.use_adapter, "do not merge the folder's LoRA adapters");
+    exporter->add_flag("!--no-adapter", export_options.use_adapter, "leave the folder's LoRA adapters out");
+    exporter->add_flag("--merge", export_options.merge,
+                       "gguf of a --grid folder: dense weights with the adapters merged, instead of its GGML blocks "
+                       "bit for bit beside a GGUF LoRA adapter");
+    exporter->add_option("--adapter-out", export_options.adapter_out,
+                         "gguf of a --grid folder: where the GGUF LoRA adapter goes (default: OUT with .lora.gguf)");
     exporter->add_flag("--force", export_options.force, "replace an existing output");
 
     ModelArgs ft_model;
@@ -944,7 +962,12 @@ int main(int argc, char** argv) {
                 return run_eval(eval_model, eval_args);
             }
             if (*generate) return run_generate(gen_model, prompt, max_tokens);
-            if (*quantize) return run_quantize(quant_model, quant_args, command_line(argc, argv));
+            if (*quantize) {
+                quant_args.bits_given = quantize->count("--bits") > 0;
+                quant_args.group_size_given = quantize->count("--group-size") > 0;
+                quant_args.sym_given = quantize->count("--sym") + quantize->count("--asym") > 0;
+                return run_quantize(quant_model, quant_args, command_line(argc, argv));
+            }
             if (*inspect) return run_inspect(inspect_path, inspect_tokenizer, inspect_json);
             if (*table) return run_table(table_args);
             if (*exporter) return run_export(export_model, export_tokenizer, export_out, export_options);

@@ -11,6 +11,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "saliq/ggml_types.h"
 #include "saliq/llama_config.h"
 
 #include <nlohmann/json_fwd.hpp>
@@ -53,6 +54,9 @@ struct PackedInfo {
     bool mixed = false;
     // quantization_config "saliq_sparse": linears may carry ReQuant's FP16 sparse parts (gptq_pack.h).
     bool sparse = false;
+    // quant_method "saliq_ggml": each linear's raw GGML blocks (<linear>.qweight, uint8 [out, row_bytes]) and type
+    // (<linear>.ggml_type, int32 [1], GGUF's id); `grid` is the type asked for (some rows may hold its fallback).
+    GgmlGrid grid = GgmlGrid::kNone;
 };
 
 struct Checkpoint {

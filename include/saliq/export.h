@@ -78,11 +78,16 @@ namespace saliq {
 // for tools without a GPTQ backend: "hf" (a Hugging Face folder plain transformers loads) or "gguf" (a GGUF v3
 // file llama.cpp runs: llama.* metadata, the SentencePiece vocabulary with scores and token types, llama.cpp's
 // tensor names, q/k rows in its rotary order; norms stay F32). dtype: "fp32", "fp16" or "bf16".
+// A saliq_ggml folder (quantize --grid) goes to GGUF as it is stored: each linear's GGML blocks bit for bit (the rest
+// in `dtype`), and its LoRA adapters as a GGUF LoRA adapter (llama.cpp's --lora) at `adapter_out` (default: the
+// output's name with .lora.gguf); `merge` writes it dense with the adapters merged instead.
 struct DenseExportOptions {
     std::string format = "hf";
     std::string dtype = "fp32";  // fp32, fp16 or bf16 (f32 and f16 still read, with a deprecation line)
     bool use_adapter = true;
     bool force = false;
+    bool merge = false;
+    std::string adapter_out;
 };
 void export_dense(const Checkpoint& checkpoint, const std::string& out, const DenseExportOptions& options);
 

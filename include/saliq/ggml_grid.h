@@ -20,32 +20,10 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "saliq/ggml_types.h"
+
 namespace saliq {
 
-enum class GgmlGrid : uint8_t { kNone, kQ4_0, kQ4_1, kQ5_0, kQ8_0, kIQ4_NL, kQ2_K, kQ3_K, kQ4_K };
-
-struct GgmlGridTraits {
-    GgmlGrid grid;
-    const char* name;        // as --grid and the folder spell it: "q2_k"
-    uint32_t ggml_type;      // GGUF's type id
-    int64_t block;           // weights per block: 32, or a k-quant's super-block of 256
-    int64_t sub_block;       // weights per scale (saliq's group size)
-    int64_t block_bytes;
-    int bits;                // code width
-    int zero;                // ŵ = s·(code − zero) for the types without a stored min
-    bool has_min;            // Q4_1, Q2_K, Q4_K: an offset per group of its own
-    bool levels;             // IQ4_NL: codes index a table of 16 non-uniform levels
-    GgmlGrid fallback;       // for rows that are not a multiple of `block`: llama-quantize's substitute
-};
-
-const GgmlGridTraits& ggml_grid_traits(GgmlGrid grid);
-// "q4_k" -> GgmlGrid::kQ4_K; "none" or "" -> kNone; ConfigError listing the choices otherwise.
-GgmlGrid parse_ggml_grid(const std::string& name);
-// The grid of a GGUF type id (kNone when saliq has no grid for it).
-GgmlGrid ggml_grid_of_type(uint32_t ggml_type);
-// The grid a row of `in` weights takes on `grid`: itself, or llama-quantize's fallback (Q2_K / Q3_K -> IQ4_NL,
-// Q4_K -> Q5_0) when `in` is not a multiple of the block; kNone when no grid fits (in not a multiple of 32).
-GgmlGrid ggml_grid_for_row(GgmlGrid grid, int64_t in);
 // IQ4_NL's levels (ggml's kvalues_iq4nl), as a [16] fp32 tensor.
 at::Tensor iq4_nl_levels();
 

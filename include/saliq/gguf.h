@@ -14,6 +14,8 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
+#include "saliq/ggml_types.h"
+
 namespace saliq {
 
 class MappedFile;
@@ -62,11 +64,13 @@ private:
     uint64_t data_start_ = 0;
 };
 
-// A tensor to write: its name and PyTorch shape (written reversed as ne), F32 / F16 / BF16, produced on demand.
+// A tensor to write: its name and PyTorch shape (written reversed as ne), F32 / F16 / BF16, produced on demand; or,
+// with `blocks`, raw blocks of that GGML type: produced as uint8 [rows, row_bytes], `shape` still counting weights.
 struct GgufTensorSpec {
     std::string name;
     at::ScalarType dtype = at::kFloat;
     std::vector<int64_t> shape;
+    GgmlGrid blocks = GgmlGrid::kNone;
 };
 
 // Writes a GGUF v3 file atomically (temporary name, then rename), tensors streamed one at a time.

@@ -181,6 +181,9 @@ at::Tensor block_linear_input(const DecoderBlock& block, const LlamaConfig& conf
 // format), the natural order k / group_size. FormatError when an act-order folder lacks it.
 at::Tensor gptq_group_index(const TensorSource& tensors, const std::string& linear, const PackedInfo& packed,
                             int64_t in_features);
+// A saliq_ggml linear's type from its <linear>.ggml_type: the folder's grid or one of its fallbacks, else
+// FormatError(origin).
+GgmlGrid ggml_linear_grid(const at::Tensor& type, GgmlGrid requested, const std::string& origin);
 
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& config, const PackedInfo& packed,
                         int64_t layer, const at::TensorOptions& options, const TensorSource* adapter = nullptr,

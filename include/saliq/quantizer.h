@@ -74,6 +74,11 @@ struct QuantizedTensor {
     at::Tensor dequantize() const;  // [out, in] fp32, the sparse parts included
 };
 
+// The spec a row of `in` weights is quantized with: `spec` itself for uniform groups; on a GGML grid, the type the
+// row takes (llama-quantize's fallback where the type's blocks do not divide it) with its bits and sub-block.
+// ConfigError when no GGML type holds the row.
+QuantSpec spec_for_row(const QuantSpec& spec, int64_t in);
+
 // Group index of each column in natural order: [in] int64 with k / g.
 at::Tensor natural_group_index(int64_t in, const QuantSpec& spec);
 
@@ -92,7 +97,8 @@ void minmax_scale_zero(const at::Tensor& xmin, const at::Tensor& xmax, const Qua
 // Codes for w [rows, cols] under per-column scale/zero [rows, cols] (or broadcastable): clamp(round(w/s) + z).
 at::Tensor quantize_codes(const at::Tensor& w, const at::Tensor& scale, const at::Tensor& zero, int64_t maxq);
 
-// Round-to-nearest with min-max groups: the RTN method and the fit every other method starts from.
+// Round-to-nearest with min-max groups: the RTN method and the fit every other method starts from. On a GGML grid
+// (spec.grid), the grid's own round-to-nearest (ggml_grid.h) for the type the row takes.
 QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& spec);
 
 // A tensor on a GGML grid from its raw blocks (checked; FormatError(origin) when they disagree with [out, in]).

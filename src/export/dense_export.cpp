@@ -81,7 +81,7 @@ private:
 };
 
 std::vector<GgufValue> gguf_metadata(const Checkpoint& ckpt, const Tokenizer& tok, const std::string& name,
-                                     at::ScalarType dtype) {
+                                     at::ScalarType dtype, GgmlGrid grid) {
     const LlamaConfig& c = ckpt.config;
     if (tok.vocab_size() != c.vocab_size)
         throw ConfigError(strprintf("tokenizer has %d pieces but the model's vocabulary is %lld", tok.vocab_size(),
@@ -97,8 +97,9 @@ std::vector<GgufValue> gguf_metadata(const Checkpoint& ckpt, const Tokenizer& to
         scores.push_back(tok.score(id));
         types.push_back(tok.piece_type(id));
     }
-    // llama.cpp's LLAMA_FTYPE: 0 all F32, 1 mostly F16, 32 mostly BF16.
-    const int64_t file_type = dtype == at::kFloat ? 0 : dtype == at::kHalf ? 1 : 32;
+    // llama.cpp's LLAMA_FTYPE: 0 all F32, 1 mostly F16, 32 mostly BF16, or the grid's "mostly" type.
+    const int64_t file_type = grid != GgmlGrid::kNone ? ggml_grid_traits(grid).llama_ftype
+                              : dtype == at::kFloat ? 0 : dtype == at::kHalf ? 1 : 32;
     std::vector<GgufValue> meta = {str("general.architecture", "llama"),
                                    str("general.name", name),
                                    u32("general.file_type", file_type),
@@ -145,8 +146,56 @@ std::vector<GgufValue> gguf_metadata(const Checkpoint& ckpt, const Tokenizer& to
     return meta;
 }
 
+// The output's name without .gguf, and with .lora.gguf: where the adapter goes by default.
+std::string gguf_stem(const std::string& out) {
+    return out.size() > 5 && out.compare(out.size() - 5, 5, ".gguf") == 0 ? out.substr(0, out.size() - 5) : out;
+}
+
+// Rows of q and k in llama.cpp's rotary order (its converter permutes them); other linears as they are.
+at::Tensor to_gguf_rows(const at::Tensor& t, const std::string& hf_name, const LlamaConfig& c) {
+    if (hf_name.find("self_attn.q_proj") != std::string::npos) return permute_rotary_rows_to_meta(t, c.n_heads);
+    if (hf_name.find("self_attn.k_proj") != std::string::npos) return permute_rotary_rows_to_meta(t, c.n_kv_heads);
+    return t;
+}
+
+// llama.cpp's GGUF LoRA adapter (convert_lora_to_gguf.py's layout): general.type "adapter", adapter.type "lora",
+// adapter.lora.alpha; per linear <gguf name>.lora_a [r, in] and .lora_b [out, r] (B's q/k rows permuted as the
+// base's), F32. llama.cpp scales by alpha / r, so alpha = r × the folder's scale.
+void write_gguf_adapter(const Checkpoint& ckpt, const std::string& path) {
+    const LlamaConfig& c = ckpt.config;
+    std::vector<std::string> keys;  // [A, B] HF keys per adapted linear, in the model's order
+    std::vector<GgufTensorSpec> specs;
+    int64_t rank = -1;
+    for (int64_t l = 0; l < c.n_layers; ++l)
+        for (int i = 0; i < kNumLinears; ++i) {
+            const std::string base = hf_names::linear_name(l, i);
+            const std::string a = hf_names::lora_key(base, 'A'), b = hf_names::lora_key(base, 'B');
+            if (!ckpt.adapter->has(a)) continue;
+            const auto shape_a = ckpt.adapter->describe(a).second, shape_b = ckpt.adapter->describe(b).second;
+            if (rank >= 0 && shape_a.front() != rank)
+                throw ConfigError(ckpt.adapter_path + ": llama.cpp's adapter has one alpha for every rank; " + base +
+                                  " has rank " + std::to_string(shape_a.front()) + ", others " + std::to_string(rank));
+            rank = shape_a.front();
+            const std::string g = gguf_tensor_name(base + ".weight");
+            keys.push_back(a);
+            keys.push_back(b);
+            specs.push_back({g + ".lora_a", at::kFloat, shape_a});
+            specs.push_back({g + ".lora_b", at::kFloat, shape_b});
+        }
+    if (specs.empty()) throw ConfigError(ckpt.adapter_path + " holds no LoRA tensors of this model's linears");
+    const std::vector<GgufValue> meta = {
+        {"general.architecture", GgufType::kString, GgufType::kString, "llama"},
+        {"general.type", GgufType::kString, GgufType::kString, "adapter"},
+        {"adapter.type", GgufType::kString, GgufType::kString, "lora"},
+        {"adapter.lora.alpha", GgufType::kFloat32, GgufType::kString, ckpt.adapter_scale * static_cast<double>(rank)}};
+    write_gguf(path, meta, specs, [&](size_t i) {
+        const at::Tensor t = ckpt.adapter->get(keys[i]).to(at::kFloat);
+        return i % 2 == 0 ? t : to_gguf_rows(t, keys[i], ckpt.config);  // B's rows are the base's rows
+    });
+}
+
 void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const std::string& out,
-                       at::ScalarType dtype) {
+                       at::ScalarType dtype, const DenseExportOptions& o) {
     if (ckpt.tokenizer_path.empty())
         throw ConfigError("a GGUF file embeds the vocabulary: pass --tokenizer (no tokenizer.model or tokenizer.json beside the model)");
     const auto tok = Tokenizer::load(ckpt.tokenizer_path);
@@ -166,12 +215,19 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
         for (int i : {kGateProj, kDownProj, kUpProj}) hf.push_back(hf_names::linear_name(l, i) + ".weight");
         hf.push_back(p + hf_names::kPostNorm);
     }
+    // A saliq_ggml folder's linears: their blocks as stored (rows are independent, so q/k permute as rows of bytes).
+    const bool raw = ckpt.packed.grid != GgmlGrid::kNone && !o.merge;
+    auto linear_base = [](const std::string& name) {
+        return name.find(".self_attn.") != std::string::npos || name.find(".mlp.") != std::string::npos
+                   ? name.substr(0, name.size() - 7)
+                   : std::string();
+    };
     auto produce = [&](size_t i) {
+        const std::string base = linear_base(hf[i]);
+        if (raw && !base.empty()) return to_gguf_rows(ckpt.tensors->get(base + ".qweight"), hf[i], c);
         at::Tensor t = merged.get(hf[i] == hf_names::kLmHead && c.tie_word_embeddings ? hf_names::kEmbed : hf[i]);
         if (t.dim() == 1) return t.to(at::kFloat);  // norms stay F32, as llama.cpp's converter writes them
-        if (hf[i].find("self_attn.q_proj") != std::string::npos) return permute_rotary_rows_to_meta(t, c.n_heads);
-        if (hf[i].find("self_attn.k_proj") != std::string::npos) return permute_rotary_rows_to_meta(t, c.n_kv_heads);
-        return t;
+        return to_gguf_rows(t, hf[i], c);
     };
     // llama.cpp's spelling of per-frequency scaling (LLaMA-3.1's rope type): divisors of the plain frequencies.
     const bool rope_freqs = c.rope_scaling.type == "llama3" || c.rope_scaling.type == "freq_factors";
@@ -191,8 +247,12 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
         const std::vector<int64_t> shape =
             merged.describe(hf[i] == hf_names::kLmHead && c.tie_word_embeddings ? hf_names::kEmbed : hf[i]).second;
         specs.push_back({g, shape.size() == 1 ? at::kFloat : dtype, shape});
+        const std::string base = linear_base(hf[i]);
+        if (raw && !base.empty())
+            specs.back().blocks = ggml_linear_grid(ckpt.tensors->get(base + ".ggml_type"), ckpt.packed.grid,
+                                                   ckpt.tensors->origin() + " (" + base + ")");
     }
-    write_gguf(out, gguf_metadata(ckpt, *tok, name, dtype), specs, [&](size_t i) {
+    write_gguf(out, gguf_metadata(ckpt, *tok, name, dtype, raw ? ckpt.packed.grid : GgmlGrid::kNone), specs, [&](size_t i) {
         if (rope_freqs) {
             if (i == 0) return rope_factors;
             --i;
@@ -201,6 +261,12 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
         merged.release(hf[i]);
         return t;
     });
+    if (raw && ckpt.adapter != nullptr && o.use_adapter) {
+        const std::string adapter = o.adapter_out.empty() ? gguf_stem(out) + ".lora.gguf" : o.adapter_out;
+        if (path_exists(adapter) && !o.force) throw ConfigError(adapter + " exists; pass --force to replace it");
+        write_gguf_adapter(ckpt, adapter);
+        log_info("wrote the LoRA adapters as " + adapter + " (llama.cpp: --lora " + adapter + ")");
+    }
 }
 
 }  // namespace
@@ -211,10 +277,17 @@ void export_dense(const Checkpoint& ckpt, const std::string& out, const DenseExp
     if (ckpt.packed.binarizer == "binarymos")
         throw ConfigError("BinaryMoS mixes its scales per token: it has no dense weight to export (evaluate it with saliq)");
     if (path_exists(out) && !o.force) throw ConfigError(out + " exists; pass --force to replace it");
+    if (o.merge && ckpt.packed.grid == GgmlGrid::kNone)
+        log_warn("--merge: " + ckpt.path + " holds no GGML blocks; its export is dense (adapters merged) anyway");
+    if (ckpt.packed.grid != GgmlGrid::kNone && o.format == "gguf" && !o.merge) {
+        const MergedSource merged(ckpt, dtype, false);
+        write_gguf_export(ckpt, merged, out, dtype, o);
+        return;
+    }
     const MergedSource merged(ckpt, dtype, o.use_adapter && ckpt.adapter != nullptr);
     if (ckpt.adapter != nullptr && o.use_adapter) log_info("merging the LoRA adapters of " + ckpt.adapter_path);
     if (o.format == "gguf") {
-        write_gguf_export(ckpt, merged, out, dtype);
+        write_gguf_export(ckpt, merged, out, dtype, o);
         return;
     }
     LlamaConfig config = ckpt.config;

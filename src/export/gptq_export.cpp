@@ -28,6 +28,7 @@ std::string utc_now() {
 
 const char* const kPackedSuffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx"};
 const char* const kMixedSuffixes[] = {".qweight", ".scales", ".zeros", ".group_bits"};
+const char* const kGgmlSuffixes[] = {".qweight", ".ggml_type"};
 
 nlohmann::json stages_json(const std::vector<TrainStage>& stages) {
     nlohmann::json out = nlohmann::json::array();
@@ -78,6 +79,10 @@ BlockResult read_block_file(const SafetensorsReader& reader, const nlohmann::jso
             const auto [out, in] = stored_shape(l, lr.name, layer, c, path);
             lr.binary = binary_unpack(binary, in, out,
                                       [&](const std::string& s) { return reader.tensor(lr.name + s).clone(); }, path);
+        } else if (reader.has(lr.name + ".ggml_type")) {
+            const auto [out, in] = stored_shape(l, lr.name, layer, c, path);
+            const GgmlGrid grid = ggml_linear_grid(reader.tensor(lr.name + ".ggml_type"), spec.grid, path);
+            lr.q = ggml_quantized(reader.tensor(lr.name + ".qweight").clone(), grid, out, in, path);
         } else if (reader.has(lr.name + ".group_bits")) {
             const auto [out, in] = stored_shape(l, lr.name, layer, c, path);
             MixedTensors m{reader.tensor(lr.name + ".qweight"), reader.tensor(lr.name + ".scales"),
@@ -135,8 +140,12 @@ void check_resumed_block(const BlockResult& b, int64_t layer, const LlamaConfig&
         if (lr.binary.defined() != (o.apiq.quantizer != "uniform"))
             fail(name + (lr.binary.defined() ? " is binarized" : " is not binarized") + ", the run's quantizer is " +
                  o.apiq.quantizer);
+        if (!lr.binary.defined() && (lr.q.spec.grid != GgmlGrid::kNone) != (o.spec.grid != GgmlGrid::kNone))
+            fail(name + (lr.q.spec.grid != GgmlGrid::kNone ? " holds GGML blocks" : " holds no GGML blocks") +
+                 ", the run's --grid is " + ggml_grid_traits(o.spec.grid).name);
         if (!lr.binary.defined()) {
-            check_gptq_claims(lr.q, {o.spec.group_size, o.method == "gptq" && o.gptq.act_order, false}, path);
+            if (lr.q.spec.grid == GgmlGrid::kNone)
+                check_gptq_claims(lr.q, {o.spec.group_size, o.method == "gptq" && o.gptq.act_order, false}, path);
             if (!std::isfinite(lr.rel_error)) fail(name + " has a non-finite error");
         }
         if (lr.q.outliers.defined() && !(o.sparse.outliers_pct > 0))
@@ -207,6 +216,17 @@ nlohmann::json gptq_quantization_config(const QuantizeOptions& o, bool gptq_symm
         if (o.apiq.quantizer == "binarymos") q["experts"] = o.apiq.mos_experts;
         return q;
     }
+    if (o.spec.grid != GgmlGrid::kNone) {  // GGML blocks per linear (ggml_grid.h); GPTQ loaders refuse the quant_method
+        const GgmlGridTraits& t = ggml_grid_traits(o.spec.grid);
+        return {{"quant_method", "saliq_ggml"},
+                {"grid", t.name},
+                {"bits", t.bits},
+                {"group_size", t.sub_block},
+                {"layout", "<linear>.qweight: uint8 [out, row_bytes], the row's GGML blocks as GGUF stores them; "
+                           "<linear>.ggml_type: int32 [1], GGUF's type id (the grid, or llama-quantize's fallback "
+                           "for rows its blocks do not divide)"},
+                {"saliq_method", o.method}};
+    }
     nlohmann::json q = uniform_grid_config(o, gptq_symmetric_zeros);
     if (o.sparse.enabled())  // ReQuant's parts beside the packed tensors (gptq_pack.h); GPTQ loaders ignore them
         q["saliq_sparse"] = {{"outliers_percent", o.sparse.outliers_pct},
@@ -233,6 +253,7 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
     if (o.method == "gptq" || o.method == "slim-llm")
         f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
                      {"true_sequential", o.gptq.true_sequential}};
+    if (o.spec.grid != GgmlGrid::kNone) f["grid"] = ggml_grid_traits(o.spec.grid).name;  // absent: runs before it resume
     if (f.contains("gptq") && o.gptq.group_order.value_or(false)) f["gptq"]["group_order"] = true;  // absent: runs before it resume
     if (o.method == "slim-llm") f["slim"] = {{"salience_lambda", o.slim.salience_lambda}};
     if (o.sparse.enabled())  // absent without: runs interrupted before ReQuant existed resume
@@ -400,7 +421,18 @@ void GptqFolderWriter::save(const BlockResult& block) {
             continue;
         }
         nlohmann::json entry = {{"name", lr.name}, {"rel_error", lr.rel_error}, {"lora_scale", lr.lora_scale}};
-        if (lr.q.group_bits.defined()) {
+        if (lr.q.spec.grid != GgmlGrid::kNone) {  // the raw GGML blocks, as GGUF stores them
+            const QuantizedTensor back = ggml_quantized(lr.q.ggml_blocks, lr.q.spec.grid, lr.q.out_features(),
+                                                        lr.q.in_features(), lr.name);
+            if (!at::equal(back.codes, lr.q.codes.to(at::kCPU)) || !at::equal(back.scales, lr.q.scales.to(at::kCPU)) ||
+                !at::equal(back.offsets, lr.q.offsets.to(at::kCPU)))
+                throw Error("internal: GGML blocks of " + lr.name + " do not decode to the quantized values");
+            tensors.emplace_back(lr.name + ".qweight", lr.q.ggml_blocks);
+            tensors.emplace_back(lr.name + ".ggml_type",
+                                 at::full({1}, static_cast<int32_t>(ggml_grid_traits(lr.q.spec.grid).ggml_type), at::kInt));
+            entry["in"] = lr.q.in_features();
+            entry["out"] = lr.q.out_features();
+        } else if (lr.q.group_bits.defined()) {
             const MixedTensors m = mixed_pack(lr.q);
             const QuantizedTensor back = mixed_unpack(m, lr.q.spec, lr.q.in_features(), lr.q.out_features(), lr.name);
             if (!at::equal(back.codes, lr.q.codes.to(at::kCPU)) || !at::equal(back.zeros, lr.q.zeros.to(at::kCPU)) ||
@@ -529,6 +561,8 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
         if (owner.count(base + ".qweight")) {
             const std::vector<std::string> suffixes =
                 options_.apiq.quantizer != "uniform" ? binary_suffixes(options_.apiq.quantizer)
+                : owner.count(base + ".ggml_type")
+                    ? std::vector<std::string>(std::begin(kGgmlSuffixes), std::end(kGgmlSuffixes))
                 : owner.count(base + ".group_bits")
                     ? std::vector<std::string>(std::begin(kMixedSuffixes), std::end(kMixedSuffixes))
                     : std::vector<std::string>(std::begin(kPackedSuffixes), std::end(kPackedSuffixes));

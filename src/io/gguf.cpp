@@ -288,7 +288,7 @@ void write_gguf(const std::string& path, const std::vector<GgufValue>& metadata,
             put_scalar(v.type, v.value);
         }
     }
-    std::vector<uint64_t> offsets;
+    std::vector<uint64_t> offsets, byte_counts;
     uint64_t offset = 0;
     for (const auto& t : tensors) {
         put_string(t.name);
@@ -298,13 +298,22 @@ void write_gguf(const std::string& path, const std::vector<GgufValue>& metadata,
             put_u64(static_cast<uint64_t>(*it));
             numel *= static_cast<uint64_t>(*it);
         }
-        const uint32_t type = t.dtype == at::kFloat ? kGgmlF32 : t.dtype == at::kHalf ? kGgmlF16 : kGgmlBF16;
-        if (t.dtype != at::kFloat && t.dtype != at::kHalf && t.dtype != at::kBFloat16)
-            throw Error("internal: GGUF tensors are written as F32, F16 or BF16");
+        uint32_t type = t.dtype == at::kFloat ? kGgmlF32 : t.dtype == at::kHalf ? kGgmlF16 : kGgmlBF16;
+        uint64_t bytes = float_bytes(type, numel);
+        if (t.blocks != GgmlGrid::kNone) {
+            const GgmlGridTraits& g = ggml_grid_traits(t.blocks);
+            if (t.shape.empty() || t.shape.back() % g.block != 0)
+                throw Error("internal: GGUF tensor '" + t.name + "' rows are not whole " + g.name + " blocks");
+            type = g.ggml_type;
+            bytes = numel / static_cast<uint64_t>(g.block) * static_cast<uint64_t>(g.block_bytes);
+        } else if (t.dtype != at::kFloat && t.dtype != at::kHalf && t.dtype != at::kBFloat16) {
+            throw Error("internal: GGUF tensors are written as F32, F16, BF16 or GGML blocks");
+        }
         put_u32(type);
         put_u64(offset);
         offsets.push_back(offset);
-        offset += (float_bytes(type, numel) + alignment - 1) / alignment * alignment;
+        byte_counts.push_back(bytes);
+        offset += (bytes + alignment - 1) / alignment * alignment;
     }
     head.append((alignment - head.size() % alignment) % alignment, '\0');
     write_file_atomic(path, [&](std::ostream& out) {
@@ -312,9 +321,12 @@ void write_gguf(const std::string& path, const std::vector<GgufValue>& metadata,
         uint64_t written = 0;
         for (size_t i = 0; i < tensors.size(); ++i) {
             const at::Tensor t = produce(i).detach().to(at::kCPU).contiguous();
-            if (t.scalar_type() != tensors[i].dtype || t.sizes().vec() != tensors[i].shape)
-                throw Error("internal: GGUF tensor '" + tensors[i].name + "' does not match its declared type and shape");
+            const bool raw = tensors[i].blocks != GgmlGrid::kNone;
             const auto bytes = static_cast<uint64_t>(t.numel() * t.element_size());
+            if (raw ? t.scalar_type() != at::kByte || bytes != byte_counts[i] || t.dim() != 2 ||
+                          t.size(0) != tensors[i].shape.front()
+                    : t.scalar_type() != tensors[i].dtype || t.sizes().vec() != tensors[i].shape)
+                throw Error("internal: GGUF tensor '" + tensors[i].name + "' does not match its declared type and shape");
             out.write(static_cast<const char*>(t.data_ptr()), static_cast<std::streamsize>(bytes));
             written += bytes;
             const uint64_t padded = (written + alignment - 1) / alignment * alignment;

@@ -132,6 +132,19 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
         info.group_size = group_size_field(q, source);
         return info;
     }
+    if (method == "saliq_ggml") {  // GGML blocks (ggml_grid.h): each linear names its own type
+        const std::string grid = string_field(q, "grid", "", source);
+        try {
+            info.grid = parse_ggml_grid(grid);
+        } catch (const ConfigError&) {
+            throw FormatError(source, "quantization_config.grid '" + grid + "' is not a GGML type saliq reads");
+        }
+        if (info.grid == GgmlGrid::kNone) throw FormatError(source, "quantization_config.grid is missing");
+        info.bits = ggml_grid_traits(info.grid).bits;
+        info.group_size = ggml_grid_traits(info.grid).sub_block;
+        info.symmetric = !ggml_grid_traits(info.grid).has_min;
+        return info;
+    }
     // AutoRound's own format: GPTQ's bit layout with raw zero points (as gptq_v2) and no g_idx.
     const bool auto_round = method == "auto-round" || method == "intel/auto-round";
     if (auto_round) {
@@ -340,7 +353,10 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
         }
         if (!quant.is_null()) {
             ckpt.packed = parse_quantization_config(quant, quant_source);
-            ckpt.format = ckpt.packed.mixed ? "saliq_mixed" : !ckpt.packed.binarizer.empty() ? "saliq_binary" : "gptq";
+            ckpt.format = ckpt.packed.mixed                     ? "saliq_mixed"
+                          : !ckpt.packed.binarizer.empty()      ? "saliq_binary"
+                          : ckpt.packed.grid != GgmlGrid::kNone ? "saliq_ggml"
+                                                                : "gptq";
         }
         if (path_exists(path + "/tokenizer.model")) ckpt.tokenizer_path = path + "/tokenizer.model";
         else if (path_exists(path + "/tokenizer.json")) ckpt.tokenizer_path = path + "/tokenizer.json";

@@ -17,9 +17,11 @@ namespace {
 
 const char* const kGptqSuffixes[] = {".qweight", ".qzeros", ".scales", ".g_idx"};
 const char* const kMixedSuffixes[] = {".qweight", ".scales", ".zeros", ".group_bits"};
+const char* const kGgmlSuffixes[] = {".qweight", ".ggml_type"};
 // Every suffix a packed linear may carry in any layout saliq reads (GPTQ, mixed precision, the binarizers).
 const char* const kAnyPackedSuffixes[] = {".qweight", ".qzeros",   ".scales",    ".g_idx", ".zeros", ".group_bits",
                                           ".alpha1",  ".alpha2",   ".router",    ".scale_in", ".scale_out",
+                                          ".ggml_type",
                                           ".outlier_idx", ".outlier_val", ".significant_idx", ".significant_val"};
 
 std::string dtype_name(at::ScalarType t) { return c10::toString(t); }
@@ -77,13 +79,16 @@ void check_checkpoint_tensors(const Checkpoint& checkpoint) {
     const int64_t H = c.hidden_size;
     const auto shapes = linear_shapes(c);  // [out, in] of each linear
     const std::vector<at::ScalarType> floats = {at::kFloat, at::kHalf, at::kBFloat16};
-    const bool is_gptq = packed.bits > 0 && packed.binarizer.empty() && !packed.mixed;
+    const bool ggml = packed.grid != GgmlGrid::kNone;
+    const bool is_gptq = packed.bits > 0 && packed.binarizer.empty() && !packed.mixed && !ggml;
     std::vector<std::string> suffixes;
     if (is_gptq) suffixes.assign(std::begin(kGptqSuffixes), std::end(kGptqSuffixes));
+    else if (ggml) suffixes.assign(std::begin(kGgmlSuffixes), std::end(kGgmlSuffixes));
     else if (packed.mixed) suffixes.assign(std::begin(kMixedSuffixes), std::end(kMixedSuffixes));
     else if (!packed.binarizer.empty()) suffixes = binary_suffixes(packed.binarizer);
     const std::string claim =
-        packed.binarizer.empty()
+        ggml ? std::string("quantization_config saliq_ggml grid ") + ggml_grid_traits(packed.grid).name
+        : packed.binarizer.empty()
             ? strprintf("quantization_config %sbits %d group_size %lld", packed.mixed ? "saliq_mixed " : "",
                         packed.bits, (long long)packed.group_size)
             : "quantization_config " + packed.binarizer;
@@ -112,6 +117,15 @@ void check_checkpoint_tensors(const Checkpoint& checkpoint) {
             spec.bits = packed.bits;
             spec.group_size = packed.group_size;
             const int64_t G = spec.n_groups(in);
+            if (ggml) {  // the row's width in bytes follows its type: checked as each block decodes
+                const auto [dtype, qshape] = tensors.describe(name + ".qweight");
+                if (dtype != at::kByte || qshape.size() != 2 || qshape[0] != out)
+                    throw FormatError(tensors.origin(), "tensor '" + name + ".qweight' is " + dtype_name(dtype) + " " +
+                                                            shape_to_string(qshape) + ", " + claim + " stores Byte [" +
+                                                            std::to_string(out) + ", row bytes]");
+                expect_tensor(tensors, name + ".ggml_type", {1}, {at::kInt}, claim);
+                continue;
+            }
             if (packed.mixed) {  // qweight's height follows group_bits: checked as each block unpacks
                 if (!tensors.has(name + ".qweight"))
                     throw FormatError(tensors.origin(), "tensor '" + name + ".qweight' is missing (" + claim + ")");

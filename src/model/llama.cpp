@@ -151,6 +151,17 @@ at::Tensor gptq_group_index(const TensorSource& tensors, const std::string& line
     return natural_group_index(in_features, spec).to(at::kInt);
 }
 
+GgmlGrid ggml_linear_grid(const at::Tensor& type, GgmlGrid requested, const std::string& origin) {
+    if (type.dim() != 1 || type.numel() != 1 || type.scalar_type() != at::kInt)
+        throw FormatError(origin, "ggml_type must be int32 [1], GGUF's type id");
+    const GgmlGrid grid = ggml_grid_of_type(static_cast<uint32_t>(type.item<int32_t>()));
+    // The type asked for, or one of its fallbacks: anything else would be a folder of another run's tensors.
+    for (GgmlGrid g = requested; g != GgmlGrid::kNone; g = ggml_grid_traits(g).fallback)
+        if (g == grid) return grid;
+    throw FormatError(origin, strprintf("ggml_type %d is not %s or a type it falls back to", type.item<int32_t>(),
+                                        ggml_grid_traits(requested).name));
+}
+
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const PackedInfo& packed, int64_t layer,
                         const at::TensorOptions& options, const TensorSource* adapter, double adapter_scale,
                         bool keep_packed) {
@@ -175,7 +186,11 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
             spec.symmetric = packed.symmetric;
             const std::string origin = tensors.origin() + " (" + name + ")";
             QuantizedTensor q;
-            if (packed.mixed) {
+            if (packed.grid != GgmlGrid::kNone) {
+                q = ggml_quantized(tensors.get(name + ".qweight"),
+                                   ggml_linear_grid(tensors.get(name + ".ggml_type"), packed.grid, origin), shapes[i][0],
+                                   shapes[i][1], origin);
+            } else if (packed.mixed) {
                 MixedTensors m{tensors.get(name + ".qweight"), tensors.get(name + ".scales"),
                                tensors.get(name + ".zeros"), tensors.get(name + ".group_bits")};
                 q = mixed_unpack(m, spec, shapes[i][1], shapes[i][0], origin);
@@ -188,7 +203,8 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
                               tensors.get(name + ".scales"), gptq_group_index(tensors, name, packed, shapes[i][1])};
                 q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2, origin);
             }
-            check_gptq_claims(q, {packed.group_size, packed.desc_act, packed.symmetric}, origin);
+            if (packed.grid == GgmlGrid::kNone)
+                check_gptq_claims(q, {packed.group_size, packed.desc_act, packed.symmetric}, origin);
             if (packed.sparse) {  // ReQuant's FP16 parts, added to the grid's values
                 if (tensors.has(name + ".outlier_idx"))
                     q.outliers = sparse_unpack({tensors.get(name + ".outlier_idx"), tensors.get(name + ".outlier_val")},
@@ -198,7 +214,7 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
                         {tensors.get(name + ".significant_idx"), tensors.get(name + ".significant_val")},
                         shapes[i][0], shapes[i][1], origin);
             }
-            for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx", ".zeros", ".group_bits",
+            for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx", ".zeros", ".group_bits", ".ggml_type",
                                        ".outlier_idx", ".outlier_val", ".significant_idx", ".significant_val"})
                 tensors.release(name + suffix);
             if (keep_packed) block.linears[i] = std::make_shared<PackedLinear>(q, options);

@@ -14,19 +14,6 @@
 namespace saliq {
 namespace {
 
-constexpr GgmlGridTraits kTraits[] = {
-    // grid             name      type block sub bytes bits zero  min    levels fallback
-    {GgmlGrid::kNone,   "none",   0,   0,    0,  0,    0,   0,    false, false, GgmlGrid::kNone},
-    {GgmlGrid::kQ4_0,   "q4_0",   2,   32,   32, 18,   4,   8,    false, false, GgmlGrid::kNone},
-    {GgmlGrid::kQ4_1,   "q4_1",   3,   32,   32, 20,   4,   0,    true,  false, GgmlGrid::kNone},
-    {GgmlGrid::kQ5_0,   "q5_0",   6,   32,   32, 22,   5,   16,   false, false, GgmlGrid::kNone},
-    {GgmlGrid::kQ8_0,   "q8_0",   8,   32,   32, 34,   8,   128,  false, false, GgmlGrid::kNone},
-    {GgmlGrid::kIQ4_NL, "iq4_nl", 20,  32,   32, 18,   4,   0,    false, true,  GgmlGrid::kNone},
-    {GgmlGrid::kQ2_K,   "q2_k",   10,  256,  16, 84,   2,   0,    true,  false, GgmlGrid::kIQ4_NL},
-    {GgmlGrid::kQ3_K,   "q3_k",   11,  256,  16, 110,  3,   4,    false, false, GgmlGrid::kIQ4_NL},
-    {GgmlGrid::kQ4_K,   "q4_k",   12,  256,  32, 144,  4,   0,    true,  false, GgmlGrid::kQ5_0},
-};
-
 // ggml's kvalues_iq4nl.
 constexpr float kIq4nlLevels[16] = {-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113};
 
@@ -288,29 +275,6 @@ void check_row_width(const GgmlGridTraits& t, int64_t in) {
 }
 
 }  // namespace
-
-const GgmlGridTraits& ggml_grid_traits(GgmlGrid grid) { return kTraits[static_cast<size_t>(grid)]; }
-
-GgmlGrid parse_ggml_grid(const std::string& name) {
-    if (name.empty()) return GgmlGrid::kNone;
-    std::string names;
-    for (const auto& t : kTraits) {
-        if (name == t.name) return t.grid;
-        names += std::string(names.empty() ? "" : ", ") + t.name;
-    }
-    throw ConfigError("--grid must be one of " + names + ", not '" + name + "'");
-}
-
-GgmlGrid ggml_grid_of_type(uint32_t ggml_type) {
-    for (const auto& t : kTraits)
-        if (t.grid != GgmlGrid::kNone && t.ggml_type == ggml_type) return t.grid;
-    return GgmlGrid::kNone;
-}
-
-GgmlGrid ggml_grid_for_row(GgmlGrid grid, int64_t in) {
-    while (grid != GgmlGrid::kNone && in % ggml_grid_traits(grid).block != 0) grid = ggml_grid_traits(grid).fallback;
-    return grid;
-}
 
 at::Tensor iq4_nl_levels() { return at::tensor(std::vector<float>(kIq4nlLevels, kIq4nlLevels + 16), at::kFloat); }
 

@@ -121,8 +121,19 @@ void group_max_min(const at::Tensor& weight, const QuantSpec& spec, at::Tensor& 
     gmin = std::get<0>(grouped.min(2));
 }
 
-QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& spec) {
+QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& requested) {
+    const QuantSpec spec = spec_for_row(requested, weight.size(1));
     spec.validate();
+    if (spec.grid != GgmlGrid::kNone) {
+        QuantizedTensor q = ggml_quantized(ggml_quantize_rows(weight, spec.grid), spec.grid, weight.size(0),
+                                           weight.size(1), "round-to-nearest");
+        q.codes = q.codes.to(weight.device());
+        q.scales = q.scales.to(weight.device());
+        q.zeros = q.zeros.to(weight.device());
+        q.offsets = q.offsets.to(weight.device());
+        q.g_idx = q.g_idx.to(weight.device());
+        return q;
+    }
     const at::Tensor w = weight.to(at::kFloat);
     at::Tensor gmax, gmin, scale, zero;
     group_max_min(w, spec, gmax, gmin);
@@ -139,6 +150,22 @@ QuantizedTensor make_quantized(const at::Tensor& weight, const at::Tensor& scale
     q.g_idx = g_idx.to(at::kLong).to(weight.device()).contiguous();
     q.codes = quantize_codes(weight, expand_groups(q.scales, q.g_idx), expand_groups(q.zeros, q.g_idx), spec.maxq());
     return q;
+}
+
+QuantSpec spec_for_row(const QuantSpec& spec, int64_t in) {
+    if (spec.grid == GgmlGrid::kNone) return spec;
+    const GgmlGrid grid = ggml_grid_for_row(spec.grid, in);
+    if (grid == GgmlGrid::kNone)
+        throw ConfigError(strprintf("--grid %s: rows of %lld weights fit no GGML block type (llama.cpp would keep "
+                                    "them in F16); use the uniform grid for this model",
+                                    ggml_grid_traits(spec.grid).name, (long long)in));
+    const GgmlGridTraits& t = ggml_grid_traits(grid);
+    QuantSpec s;
+    s.grid = grid;
+    s.bits = t.bits;
+    s.group_size = t.sub_block;
+    s.symmetric = !t.has_min;
+    return s;
 }
 
 QuantizedTensor ggml_quantized(const at::Tensor& blocks, GgmlGrid grid, int64_t out, int64_t in,

@@ -128,11 +128,18 @@ at::Tensor inverse_cholesky_upper(at::Tensor H, double damp, const std::string& 
                        strprintf("%.2f", used_damp) + " (too few or degenerate calibration inputs?)");
 }
 
-QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const QuantSpec& spec, const GptqOptions& o,
+QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const QuantSpec& requested, const GptqOptions& o,
                               const std::string& name, nlohmann::json& stats, const GroupFit& fit,
                               const SparsePart* outliers) {
     const int64_t rows = weight.size(0), cols = weight.size(1);
-    const int64_t g = spec.effective_group(cols);
+    const QuantSpec spec = spec_for_row(requested, cols);
+    // On a GGML grid a "group" is a whole block (a k-quant's super-block of 256): its sub-block scales are fitted
+    // together, against the block's fp16 scale, when its first column comes up.
+    const GgmlGrid grid = spec.grid;
+    if (grid != GgmlGrid::kNone && (fit || o.act_order || (outliers != nullptr && outliers->defined())))
+        throw ConfigError("GPTQ on a GGML grid: no bit map, --act-order or sparse outliers");
+    const GgmlGridTraits& grid_traits = ggml_grid_traits(grid);
+    const int64_t g = grid != GgmlGrid::kNone ? grid_traits.block : spec.effective_group(cols);
     at::Tensor W = weight.to(at::kFloat).clone();
     H = H.to(at::kDouble);  // the caller's fp32 H was moved in: only the fp64 copy stays
 
@@ -177,6 +184,8 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
     at::Tensor codes = at::zeros({rows, cols}, W.options().dtype(at::kByte));
     at::Tensor loss = at::zeros({}, W.options());
     at::Tensor scale, zero;
+    at::Tensor blocks, block_scales, block_offsets;  // grid: the raw blocks, and the current block's per-column s, o
+    if (grid != GgmlGrid::kNone) blocks = at::zeros({rows, cols / g * grid_traits.block_bytes}, at::kByte);
     double maxq = static_cast<double>(spec.maxq());
     for (int64_t i1 = 0; i1 < cols; i1 += block) {
         const int64_t i2 = std::min(i1 + block, cols), count = i2 - i1;
@@ -190,7 +199,13 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
                 const int64_t group_index = natural.defined() ? natural[col].item<int64_t>() / g : col / g;
                 at::Tensor group = W1.narrow(1, i, width);
                 if (keep.defined()) group = group.masked_fill(keep.narrow(1, col, width), 0.0);
-                if (fit) {
+                if (grid != GgmlGrid::kNone) {
+                    const at::Tensor b = ggml_quantize_rows(group, grid);
+                    const GgmlDecoded d = ggml_decode(b, grid, width, name);
+                    blocks.narrow(1, group_index * grid_traits.block_bytes, grid_traits.block_bytes).copy_(b);
+                    block_scales = d.scales.repeat_interleave(grid_traits.sub_block, 1).to(W.device());
+                    block_offsets = d.offsets.repeat_interleave(grid_traits.sub_block, 1).to(W.device());
+                } else if (fit) {
                     maxq = static_cast<double>(fit(group, Hinv1.diagonal().narrow(0, i, width), group_index, scale, zero));
                 } else {
                     minmax_scale_zero(std::get<0>(group.min(1)), std::get<0>(group.max(1)), spec, scale, zero);
@@ -199,11 +214,18 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
                 zeros.select(1, group_index).copy_(zero);
             }
             at::Tensor w = W1.select(1, i);
-            // A fitted grid may have a fractional zero (1-bit groups); min-max zeros are integers, added after rounding
-            // as gptq.py does.
-            at::Tensor q = at::clamp(fit ? at::round(w / scale + zero) : at::round(w / scale) + zero, 0.0, maxq);
+            at::Tensor q, deq;
+            if (grid != GgmlGrid::kNone) {
+                const at::Tensor s = block_scales.select(1, col % g), m = block_offsets.select(1, col % g);
+                q = ggml_nearest_codes(w, s, m, grid);
+                deq = s * ggml_code_values(q, grid) + m;
+            } else {
+                // A fitted grid may have a fractional zero (1-bit groups); min-max zeros are integers, added after
+                // rounding as gptq.py does.
+                q = at::clamp(fit ? at::round(w / scale + zero) : at::round(w / scale) + zero, 0.0, maxq);
+                deq = scale * (q - zero);
+            }
             codes.select(1, col).copy_(q);
-            at::Tensor deq = scale * (q - zero);
             const at::Tensor d = Hinv1[i][i];
             at::Tensor diff = w - deq;
             if (keep.defined()) {
@@ -219,6 +241,15 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
         if (i2 < cols) W.narrow(1, i2, cols - i2).sub_(at::matmul(Err1, Hinv.narrow(0, i1, count).narrow(1, i2, cols - i2)));
     }
 
+    if (grid != GgmlGrid::kNone) {
+        const at::Tensor natural_codes = reorders ? codes.index_select(1, invperm) : codes;
+        QuantizedTensor result = ggml_quantized(ggml_replace_codes(blocks, grid, natural_codes), grid, rows, cols, name);
+        for (at::Tensor* t : {&result.codes, &result.scales, &result.zeros, &result.offsets, &result.g_idx})
+            *t = t->to(W.device());
+        stats[name] = {{"gptq_loss", loss.item<double>()}, {"damp", used_damp}, {"dead_columns", n_dead},
+                       {"grid", grid_traits.name}};
+        return result;
+    }
     QuantizedTensor result;
     result.spec = spec;
     result.scales = scales;

@@ -68,6 +68,9 @@ public:
     // True when the group-aware order is the method's default (gptq: measured better on stories260K W2 g32, 3/3
     // seeds, and SmolLM2-135M W3 g64; slim-llm: worse on 3/3 seeds, so it keeps the natural order).
     virtual bool groups_ordered_by_default() const { return false; }
+    // True when the method can quantize onto a GGML block type (--grid): its codes and scales are then exactly what
+    // the type stores.
+    virtual bool supports_ggml_grid() const { return false; }
     // True when the method trains LoRA adapters beside the grid (--lora-* apply).
     virtual bool trains_adapters() const { return false; }
     // Activation buffers of [N, T, hidden] the method holds at once besides the pipeline's own (for the memory

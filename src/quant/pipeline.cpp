@@ -1,6 +1,8 @@
 // The block pipeline: the one loop over decoder blocks that every quantization method runs in.
 #include <chrono>
 #include <cmath>
+#include <map>
+#include <set>
 
 #include <ATen/ATen.h>
 #include <c10/core/GradMode.h>
@@ -327,6 +329,31 @@ void check_options_apply(const QuantizeOptions& o, const QuantMethod& method) {
     for (const auto& option : ignored) log_warn(option + " does not apply to --method " + o.method + ": ignored");
 }
 
+// --grid: a method that can quantize onto it, no option the GGML type cannot store, and every row on some type
+// (the fallbacks named, as llama-quantize names them).
+void check_ggml_grid(const QuantizeOptions& o, const QuantMethod& method, const LlamaConfig& c) {
+    const char* name = ggml_grid_traits(o.spec.grid).name;
+    if (!method.supports_ggml_grid())
+        throw ConfigError(std::string("--grid ") + name + " is quantized by rtn and gptq, not " + o.method);
+    if (o.gptq.act_order) throw ConfigError("--act-order permutes groups (g_idx), which GGML types cannot store");
+    if (o.apiq.quantizer != "uniform" || !o.bit_map.empty() || o.sparse.enabled())
+        throw ConfigError(std::string("--grid ") + name + " stores one GGML type per linear: no --quantizer, "
+                          "--bit-map or sparse parts beside it");
+    const auto shapes = linear_shapes(c);
+    std::map<std::string, std::set<std::string>> fallbacks;  // type -> linears taking it
+    for (int i = 0; i < kNumLinears; ++i) {
+        const QuantSpec row = spec_for_row(o.spec, shapes[i][1]);
+        if (row.grid != o.spec.grid) fallbacks[ggml_grid_traits(row.grid).name].insert(hf_names::kLinearNames[i]);
+    }
+    for (const auto& [type, linears] : fallbacks) {
+        std::string list;
+        for (const auto& l : linears) list += (list.empty() ? "" : ", ") + l;
+        log_warn(std::string("--grid ") + name + ": rows of " + list + " are not a multiple of " +
+                 std::to_string(ggml_grid_traits(o.spec.grid).block) + " weights; they take " + type +
+                 ", as llama-quantize does");
+    }
+}
+
 }  // namespace
 
 void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenizer, QuantizeOptions& o) {
@@ -344,6 +371,7 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
     act_storage_dtype(o, compute);
     if (method->trains()) o.apiq.train_dtype = resolve_train_dtype(o.apiq.train_dtype, compute);  // the manifest's
     check_options_apply(o, *method);
+    if (o.spec.grid != GgmlGrid::kNone) check_ggml_grid(o, *method, config);
     if (o.gptq.act_order && o.gptq.group_order.value_or(false))
         throw ConfigError("--act-order and --group-order are two column orders; pick one");
     if (!o.gptq.group_order.has_value())
