@@ -55,6 +55,8 @@ public:
     // [ne[n-1], ..., ne[0]] (row-major, the PyTorch order): zero-copy over the mapping for float types, a
     // dequantized fp32 copy for Q8_0 / Q4_0 / Q4_1.
     at::Tensor tensor(const std::string& name) const;
+    // A tensor of a GGML grid type (ggml_types.h) as its raw blocks, uint8 [rows, row_bytes], zero-copy.
+    at::Tensor raw(const std::string& name) const;
     void release(const std::string& name) const;
 
 private:

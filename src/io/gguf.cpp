@@ -28,6 +28,15 @@ uint64_t float_bytes(uint32_t type, uint64_t n) {
     return 0;
 }
 
+// Bytes of a tensor of a type saliq knows: the float and dequantized types above, or a GGML grid's blocks (served
+// raw); 0 otherwise.
+uint64_t tensor_bytes(uint32_t type, const std::vector<int64_t>& ne, uint64_t n) {
+    if (const uint64_t b = float_bytes(type, n)) return b;
+    const GgmlGrid grid = ggml_grid_of_type(type);
+    if (grid == GgmlGrid::kNone || ne.empty() || ne[0] % ggml_grid_traits(grid).block != 0) return 0;
+    return n / static_cast<uint64_t>(ggml_grid_traits(grid).block) * static_cast<uint64_t>(ggml_grid_traits(grid).block_bytes);
+}
+
 float half_to_float(const uint8_t* p) {
     uint16_t h;
     std::memcpy(&h, p, 2);
@@ -194,7 +203,7 @@ std::shared_ptr<GgufReader> GgufReader::open(const std::string& path) {
         }
         t.ggml_type = c.read<uint32_t>();
         t.offset = c.read<uint64_t>();
-        t.bytes = float_bytes(t.ggml_type, numel);
+        t.bytes = tensor_bytes(t.ggml_type, t.ne, numel);
         if (t.offset % alignment != 0) c.fail("tensor " + t.name + " is not aligned");
         if (!tensor_names.insert(t.name).second) c.fail("tensor " + t.name + " appears twice");
         r->tensors_.push_back(std::move(t));
@@ -226,9 +235,12 @@ const GgufTensorInfo* GgufReader::find(const std::string& name) const {
 at::Tensor GgufReader::tensor(const std::string& name) const {
     const GgufTensorInfo* t = find(name);
     if (t == nullptr) throw FormatError(path(), "no tensor '" + name + "'");
-    if (t->bytes == 0)
+    uint64_t numel = 1;
+    for (int64_t d : t->ne) numel *= static_cast<uint64_t>(d);
+    if (t->bytes == 0 || float_bytes(t->ggml_type, numel) == 0)
         throw FormatError(path(), "tensor '" + name + "' is " + ggml_type_name(t->ggml_type) +
-                                      "; saliq reads F32, F16, BF16, Q8_0, Q4_0 and Q4_1 GGUF tensors");
+                                      "; saliq reads F32, F16, BF16, Q8_0, Q4_0 and Q4_1 GGUF tensors as values" +
+                                      (t->bytes > 0 ? " (and the blocks of the others raw)" : ""));
     std::vector<int64_t> shape(t->ne.rbegin(), t->ne.rend());
     const uint8_t* bytes = file_->data() + data_start_ + t->offset;
     if (t->ggml_type == kGgmlQ8_0 || t->ggml_type == kGgmlQ4_0 || t->ggml_type == kGgmlQ4_1) {
@@ -240,6 +252,19 @@ at::Tensor GgufReader::tensor(const std::string& name) const {
     auto keep = file_;
     void* data = const_cast<uint8_t*>(file_->data() + data_start_ + t->offset);
     return at::from_blob(data, shape, [keep](void*) {}, at::TensorOptions().dtype(dtype));
+}
+
+at::Tensor GgufReader::raw(const std::string& name) const {
+    const GgufTensorInfo* t = find(name);
+    if (t == nullptr) throw FormatError(path(), "no tensor '" + name + "'");
+    const GgmlGrid grid = ggml_grid_of_type(t->ggml_type);
+    if (grid == GgmlGrid::kNone || t->bytes == 0)
+        throw FormatError(path(), "tensor '" + name + "' is " + ggml_type_name(t->ggml_type) + ", not GGML blocks saliq reads");
+    const int64_t row_bytes = t->ne[0] / ggml_grid_traits(grid).block * ggml_grid_traits(grid).block_bytes;
+    const int64_t rows = static_cast<int64_t>(t->bytes) / row_bytes;
+    auto keep = file_;
+    void* data = const_cast<uint8_t*>(file_->data() + data_start_ + t->offset);
+    return at::from_blob(data, {rows, row_bytes}, [keep](void*) {}, at::TensorOptions().dtype(at::kByte));
 }
 
 void GgufReader::release(const std::string& name) const {

@@ -210,8 +210,10 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
                 } else {
                     minmax_scale_zero(std::get<0>(group.min(1)), std::get<0>(group.max(1)), spec, scale, zero);
                 }
-                scales.select(1, group_index).copy_(scale);
-                zeros.select(1, group_index).copy_(zero);
+                if (grid == GgmlGrid::kNone) {
+                    scales.select(1, group_index).copy_(scale);
+                    zeros.select(1, group_index).copy_(zero);
+                }
             }
             at::Tensor w = W1.select(1, i);
             at::Tensor q, deq;

@@ -1,0 +1,187 @@
+// quantize --grid end to end: folders of GGML blocks that evaluate as the in-memory model, resume, and export to
+// GGUF bit for bit with the adapters as a GGUF LoRA adapter.
+#include <gmock/gmock.h>
+
+#include <ATen/ATen.h>
+
+#include "model_fixture.h"
+#include "quant/quant_fixture.h"
+#include "saliq/error.h"
+#include "saliq/export.h"
+#include "saliq/file.h"
+#include "saliq/gguf.h"
+#include "saliq/model.h"
+#include "saliq/quantize.h"
+#include "saliq/safetensors.h"
+#include "saliq/tokenizer.h"
+#include "test_utils.h"
+
+namespace saliq {
+namespace {
+
+// 256-wide rows (k-quants' super-block) for q/k/v/gate/up, 512 for down; the stories260K vocabulary.
+LlamaConfig grid_config() {
+    LlamaConfig c = test::tiny_config();
+    c.hidden_size = 256;
+    c.intermediate_size = 512;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.head_dim = 64;
+    c.vocab_size = 512;
+    c.max_position_embeddings = 256;
+    return c;
+}
+
+Checkpoint grid_checkpoint(const LlamaConfig& c) {
+    Checkpoint ckpt = test::memory_checkpoint(c, test::random_weights(c, 7));
+    ckpt.tokenizer_path = test::stories_tokenizer();
+    return ckpt;
+}
+
+QuantizeOptions grid_options(const std::string& method, GgmlGrid grid) {
+    QuantizeOptions o = test::small_options(method, ggml_grid_traits(grid).bits, ggml_grid_traits(grid).sub_block);
+    o.spec.symmetric = !ggml_grid_traits(grid).has_min;
+    o.spec.grid = grid;
+    return o;
+}
+
+std::unique_ptr<LlamaModel> quantize_to(const Checkpoint& ckpt, const Tokenizer& tok, const QuantizeOptions& o,
+                                        const std::string& out, QuantizeResult* result = nullptr) {
+    auto model = LlamaModel::load(ckpt, {});
+    test::RecordingWriter writer(out, ckpt, o, *model);
+    const QuantizeResult r = quantize_model(ckpt, tok, o, &writer);
+    writer.finish(r, {});
+    if (result != nullptr) *result = r;
+    return model;
+}
+
+TEST(GgmlGridPipeline, FoldersOfBlocksScoreLikeTheInMemoryModel) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = grid_checkpoint(grid_config());
+    test::TempDir dir;
+    for (const auto& [method, grid] : std::vector<std::pair<std::string, GgmlGrid>>{
+             {"rtn", GgmlGrid::kQ4_K}, {"gptq", GgmlGrid::kQ2_K}, {"gptq", GgmlGrid::kQ3_K}, {"rtn", GgmlGrid::kIQ4_NL}}) {
+        const std::string out = dir.file(method + "-" + ggml_grid_traits(grid).name);
+        auto fake = quantize_to(ckpt, *tok, grid_options(method, grid), out);
+        const Checkpoint packed = load_checkpoint(out);
+        EXPECT_EQ(packed.format, "saliq_ggml");
+        EXPECT_EQ(packed.packed.grid, grid);
+        const at::Tensor type = packed.tensors->get("model.layers.1.mlp.down_proj.ggml_type");
+        EXPECT_EQ(type.item<int32_t>(), static_cast<int32_t>(ggml_grid_traits(grid).ggml_type));
+        auto reloaded = LlamaModel::load(packed, {});
+        const double a = test::heldout_ppl(*fake, *tok, 8), b = test::heldout_ppl(*reloaded, *tok, 8);
+        EXPECT_NEAR(a, b, 1e-5 * a) << method << " " << ggml_grid_traits(grid).name;
+    }
+}
+
+TEST(GgmlGridPipeline, GptqOnTheGridReconstructsBetterThanRoundToNearest) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = grid_checkpoint(grid_config());
+    test::TempDir dir;
+    for (GgmlGrid grid : {GgmlGrid::kQ2_K, GgmlGrid::kQ4_0}) {
+        QuantizeResult rtn, gptq;
+        QuantizeOptions r = grid_options("rtn", grid), g = grid_options("gptq", grid);
+        r.error_windows = g.error_windows = 4;
+        quantize_to(ckpt, *tok, r, dir.file(std::string("r") + ggml_grid_traits(grid).name), &rtn);
+        quantize_to(ckpt, *tok, g, dir.file(std::string("g") + ggml_grid_traits(grid).name), &gptq);
+        double rtn_err = 0, gptq_err = 0;
+        for (const auto& b : rtn.blocks) rtn_err += b.block_error;
+        for (const auto& b : gptq.blocks) gptq_err += b.block_error;
+        EXPECT_LT(gptq_err, rtn_err) << ggml_grid_traits(grid).name;
+    }
+}
+
+TEST(GgmlGridPipeline, ResumedRunWritesTheSameBlocks) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = grid_checkpoint(grid_config());
+    test::TempDir dir;
+    const QuantizeOptions o = grid_options("rtn", GgmlGrid::kQ2_K);
+    const std::string straight = dir.file("straight"), resumed = dir.file("resumed");
+    quantize_to(ckpt, *tok, o, straight);
+    try {
+        GptqFolderWriter writer(resumed, ckpt, o, false);
+        quantize_model(ckpt, *tok, o, &writer, [](const ProgressEvent& e) { return e.done < 1; });
+        FAIL() << "expected cancellation";
+    } catch (const Cancelled&) {
+    }
+    {
+        GptqFolderWriter writer(resumed, ckpt, o, false, /*resume=*/true);
+        writer.finish(quantize_model(ckpt, *tok, o, &writer), {});
+    }
+    const auto a = load_checkpoint(straight), b = load_checkpoint(resumed);
+    for (const std::string name : {"model.layers.0.mlp.down_proj.qweight", "model.layers.1.self_attn.q_proj.qweight"})
+        EXPECT_TRUE(at::equal(a.tensors->get(name), b.tensors->get(name))) << name;
+}
+
+TEST(GgmlGridPipeline, GgufExportWritesTheBlocksAndTheAdapter) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const LlamaConfig c = grid_config();
+    const Checkpoint ckpt = grid_checkpoint(c);
+    test::TempDir dir;
+    const std::string out = dir.file("q");
+    quantize_to(ckpt, *tok, grid_options("rtn", GgmlGrid::kQ2_K), out);
+    // A PEFT adapter on layer 0's q_proj and down_proj: r 4, lora_alpha 8 (scale 2).
+    at::manual_seed(1);
+    const at::Tensor qa = at::randn({4, 256}), qb = at::randn({256, 4}), da = at::randn({4, 512}), db = at::randn({256, 4});
+    write_safetensors(out + "/adapter_model.safetensors",
+                      {{hf_names::lora_key("model.layers.0.self_attn.q_proj", 'A'), qa},
+                       {hf_names::lora_key("model.layers.0.self_attn.q_proj", 'B'), qb},
+                       {hf_names::lora_key("model.layers.0.mlp.down_proj", 'A'), da},
+                       {hf_names::lora_key("model.layers.0.mlp.down_proj", 'B'), db}},
+                      {{"format", "pt"}});
+    test::write_bytes(out + "/adapter_config.json",
+                      R"({"peft_type": "LORA", "r": 4, "lora_alpha": 8, "target_modules": ["q_proj", "down_proj"],
+                          "layers_to_transform": [0]})");
+    const Checkpoint packed = load_checkpoint(out);
+    DenseExportOptions e;
+    e.format = "gguf";
+    export_dense(packed, dir.file("q.gguf"), e);
+    const auto gguf = GgufReader::open(dir.file("q.gguf"));
+    EXPECT_EQ(gguf->find("blk.0.ffn_down.weight")->ggml_type, 10u);  // Q2_K
+    EXPECT_EQ(gguf->find("blk.0.attn_v.weight")->ggml_type, 10u);
+    EXPECT_EQ(gguf->find("token_embd.weight")->ggml_type, kGgmlF32);
+    EXPECT_EQ(gguf->find_value("general.file_type")->value.get<int>(), 10);
+    // The adapter: alpha = r x scale, A as stored, B's rows in llama.cpp's rotary order for q.
+    const auto lora = GgufReader::open(dir.file("q.lora.gguf"));
+    EXPECT_EQ(lora->find_value("general.type")->value.get<std::string>(), "adapter");
+    EXPECT_EQ(lora->find_value("adapter.type")->value.get<std::string>(), "lora");
+    EXPECT_FLOAT_EQ(lora->find_value("adapter.lora.alpha")->value.get<float>(), 8.0f);
+    EXPECT_EQ(lora->tensors().size(), 4u);
+    EXPECT_TRUE(at::equal(lora->tensor("blk.0.attn_q.weight.lora_a"), qa));
+    EXPECT_TRUE(at::equal(lora->tensor("blk.0.attn_q.weight.lora_b"), permute_rotary_rows_to_meta(qb, c.n_heads)));
+    EXPECT_TRUE(at::equal(lora->tensor("blk.0.ffn_down.weight.lora_b"), db));
+    EXPECT_EQ(lora->find("blk.0.ffn_down.weight.lora_a")->ne, (std::vector<int64_t>{512, 4}));
+    // The blocks are the folder's bit for bit, q's rows permuted as rows of bytes.
+    EXPECT_TRUE(at::equal(gguf->raw("blk.1.attn_q.weight"),
+                          permute_rotary_rows_to_meta(packed.tensors->get("model.layers.1.self_attn.q_proj.qweight"),
+                                                      c.n_heads)));
+    EXPECT_TRUE(at::equal(gguf->raw("blk.1.ffn_down.weight"), packed.tensors->get("model.layers.1.mlp.down_proj.qweight")));
+    EXPECT_THAT(test::error_of([&] { gguf->tensor("blk.1.attn_q.weight"); }), ::testing::HasSubstr("Q2_K"));
+    // --merge: the dense weights with the adapter merged, as before.
+    e.merge = true;
+    export_dense(packed, dir.file("merged.gguf"), e);
+    EXPECT_EQ(GgufReader::open(dir.file("merged.gguf"))->find("blk.0.ffn_down.weight")->ggml_type, kGgmlF32);
+    // An adapter file in the way is refused without --force.
+    e.merge = false;
+    EXPECT_THROW(export_dense(packed, dir.file("q.gguf"), e), ConfigError);
+}
+
+TEST(GgmlGridPipeline, RequestsTheGridCannotHoldAreRefused) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = grid_checkpoint(grid_config());
+    auto refusal = [&](QuantizeOptions o) { return test::error_of([&] { validate_quantize_options(ckpt, *tok, o); }); };
+    EXPECT_THAT(refusal(grid_options("apiq-bw", GgmlGrid::kQ2_K)), ::testing::HasSubstr("rtn and gptq"));
+    QuantizeOptions act = grid_options("gptq", GgmlGrid::kQ4_K);
+    act.gptq.act_order = true;
+    EXPECT_THAT(refusal(act), ::testing::HasSubstr("act-order"));
+    QuantizeOptions bits = grid_options("rtn", GgmlGrid::kQ4_K);
+    bits.spec.bits = 3;
+    EXPECT_THAT(refusal(bits), ::testing::HasSubstr("q4_k stores 4-bit codes"));
+    // stories-like rows of 40 inputs fit no GGML type.
+    const Checkpoint narrow = test::memory_checkpoint(test::tiny_config(), test::random_weights(test::tiny_config()));
+    QuantizeOptions o = grid_options("rtn", GgmlGrid::kQ4_0);
+    EXPECT_THAT(test::error_of([&] { validate_quantize_options(narrow, *tok, o); }), ::testing::HasSubstr("fit no GGML"));
+}
+
+}  // namespace
+}  // namespace saliq
