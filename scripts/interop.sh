@@ -18,6 +18,10 @@
 #      GGUF has.
 #   7. compressed-tensors' own decompressor reads `saliq export --format compressed-tensors` (W2/W3/W4) to saliq's
 #      weights exactly (at fp16, the dtype the library dequantizes in).
+#   8. gguf-py's dequantizers read `export --format gguf` of `quantize --grid` folders (every GGML type saliq writes)
+#      to saliq's own dequantized weights exactly.
+#   9. with LLAMA=1: llama.cpp (llama-cpp-python, compiled from PyPI's source into SALIQ_LLAMA_VENV) scores those
+#      exports within 1e-3 of saliq's perplexity.
 # Prints each client's figures; exits 1 when a check fails. Not part of scripts/test.sh (downloads, minutes).
 #   scripts/interop.sh [WORK_DIR]   env: LIMIT (items per task, 200), GPTQMODEL (0), SALIQ_BUILD_DIR (build)
 set -euo pipefail
@@ -199,6 +203,33 @@ for b in 2 3 4; do
   out=$("$py" $here/compressed_tensors_check.py "$work/ct$b" "$work/ct-d$b" 2>&1) && ok=0 || ok=1
   check "compressed-tensors W$b" $ok "$(tail -1 <<<"$out")"
 done
+
+echo "== 8. GGML grids: gguf-py's dequantizers on export --format gguf of --grid folders (random 256/512-wide LLaMA)"
+"$(dirname "$saliq")/make_random_llama" -o "$work/grid" --hidden 256 --intermediate 512 --layers 2 --heads 4 \
+  --kv-heads 2 --vocab 512 --context 512 --dtype f32 --tokenizer "$tok" >/dev/null
+for grid in q2_k q3_k q4_k q4_0 q4_1 q5_0 q8_0 iq4_nl; do
+  method=rtn; [ $grid = q2_k ] || [ $grid = q4_0 ] && method=gptq
+  "$saliq" quantize -m "$work/grid" --method $method --grid $grid --calib tinystories --nsamples 8 --seqlen 128 \
+    --out "$work/grid-$grid" --force -q >/dev/null 2>&1
+  "$saliq" export -m "$work/grid-$grid" --format gguf --out "$work/grid-$grid.gguf" --force -q >/dev/null
+  "$saliq" export -m "$work/grid-$grid" --format gguf --merge --no-adapter --out "$work/grid-$grid-dense.gguf" \
+    --force -q >/dev/null
+  out=$("$py" $here/gguf_blocks_check.py "$work/grid-$grid.gguf" "$work/grid-$grid-dense.gguf" 2>&1) && ok=0 || ok=1
+  check "gguf-py $grid ($method)" $ok "$(tail -1 <<<"$out")"
+done
+if [ "${LLAMA:-0}" = 1 ]; then
+  echo "== 9. llama.cpp (llama-cpp-python, built from PyPI's source) runs the grid exports at saliq's perplexity"
+  lpy=${SALIQ_LLAMA_VENV:-$HOME/.cache/saliq/llama-venv}/bin/python
+  [ -x "$lpy" ] || { python3 -m venv "${lpy%/bin/python}"; "$lpy" -m pip install -q llama-cpp-python numpy; }
+  for grid in q2_k q4_k q4_0; do
+    "$saliq" eval -m "$work/grid-$grid" $ev --json "$work/grid-$grid.json" >/dev/null
+    "$lpy" $here/llamacpp_ppl.py --model "$work/grid-$grid.gguf" --text "$work/text.txt" --seqlen 128 --max-windows 8 \
+      2>"$work/grid-$grid-llama.log" | tail -1 > "$work/grid-$grid-llama.json" || true
+    a=$(ppl_of "$work/grid-$grid-llama.json" 2>/dev/null || echo nan); b=$(ppl_of "$work/grid-$grid.json")
+    close "$a" "$b" 1e-3 && ok=0 || ok=1
+    check "llama.cpp $grid" $ok "ppl $a vs saliq $b"
+  done
+fi
 
 [ $fail = 0 ] && echo "interop: all checks passed ($work)" || echo "interop: some checks failed ($work)"
 exit $fail

@@ -19,8 +19,10 @@
 #include "saliq/export.h"
 #include "saliq/file.h"
 #include "saliq/gguf.h"
+#include "saliq/ggml_grid.h"
 #include "saliq/gptq_pack.h"
 #include "saliq/model.h"
+#include "saliq/packed_matmul.h"
 #include "saliq/quantize.h"
 #include "saliq/quantizer.h"
 #include "saliq/safetensors.h"
@@ -62,9 +64,35 @@ struct Fixture {
     LlamaConfig config = tiny_config();
     std::map<std::string, at::Tensor> weights;
     Checkpoint source;  // the FP model in memory (the resume targets' source)
-    std::string dense_config, packed_config, mixed_config, adapter_config;
-    NamedTensors dense, packed, mixed, adapter;
+    std::string dense_config, packed_config, mixed_config, adapter_config, ggml_config;
+    NamedTensors dense, packed, mixed, adapter, ggml;
 };
+
+// A saliq_ggml (quantize --grid q4_1) folder of the tiny model widened to 32/64 rows, so that every linear takes
+// Q4_1's blocks of 32.
+NamedTensors ggml_tensors(std::string& config_json) {
+    LlamaConfig c = tiny_config();
+    c.hidden_size = 32;
+    c.head_dim = 16;
+    c.intermediate_size = 64;
+    NamedTensors out;
+    QuantSpec spec;
+    spec.grid = GgmlGrid::kQ4_1;
+    for (const auto& [name, w] : test::random_weights(c, 7)) {
+        if (name.find("_proj.weight") == std::string::npos) {
+            out.emplace_back(name, w);
+            continue;
+        }
+        const std::string base = name.substr(0, name.size() - 7);
+        const QuantizedTensor q = quantize_rtn(w, spec);
+        out.emplace_back(base + ".qweight", q.ggml_blocks);
+        out.emplace_back(base + ".ggml_type", at::full({1}, 3, at::kInt));
+    }
+    nlohmann::json config = llama_config_to_json(c);
+    config["quantization_config"] = {{"quant_method", "saliq_ggml"}, {"grid", "q4_1"}};
+    config_json = config.dump(2);
+    return out;
+}
 
 NamedTensors packed_tensors(const Fixture& f) {
     NamedTensors out;
@@ -142,6 +170,7 @@ const Fixture& fixture() {
         x.packed = packed_tensors(x);
         x.mixed = mixed_tensors(x);
         x.adapter = adapter_tensors(x);
+        x.ggml = ggml_tensors(x.ggml_config);
         nlohmann::json config = llama_config_to_json(x.config);
         x.dense_config = config.dump(2);
         config["quantization_config"] = gptq_quantization_config(test::rtn_w2g8(), false);
@@ -164,6 +193,7 @@ const Fixture& fixture() {
         write_folder(x.dir + "/packed_tensors", x.packed_config, x.packed);
         write_folder(x.dir + "/packed_config", x.packed_config, x.packed);
         write_folder(x.dir + "/mixed_tensors", x.mixed_config, x.mixed);
+        write_folder(x.dir + "/ggml_tensors", x.ggml_config, x.ggml);
         write_folder(x.dir + "/adapter_config", x.dense_config, x.dense, x.adapter_config, x.adapter);
         write_folder(x.dir + "/adapter_tensors", x.dense_config, x.dense, x.adapter_config, x.adapter);
         for (const char* task : {"piqa", "arc", "hellaswag", "winogrande", "boolq"})
@@ -221,6 +251,28 @@ void run_packed_config(const uint8_t* data, size_t size) {
 void run_mixed_tensors(const uint8_t* data, size_t size) {
     write(fixture().dir + "/mixed_tensors/model.safetensors", data, size);
     load_and_run(fixture().dir + "/mixed_tensors");
+}
+
+void run_ggml_tensors(const uint8_t* data, size_t size) {
+    write(fixture().dir + "/ggml_tensors/model.safetensors", data, size);
+    load_and_run(fixture().dir + "/ggml_tensors");
+}
+
+// GGML blocks of any type decoded and multiplied: the first byte picks the type, the rest are rows of two blocks.
+void run_ggml_blocks(const uint8_t* data, size_t size) {
+    const GgmlGrid grids[] = {GgmlGrid::kQ4_0, GgmlGrid::kQ4_1, GgmlGrid::kQ5_0, GgmlGrid::kQ8_0,
+                              GgmlGrid::kIQ4_NL, GgmlGrid::kQ2_K, GgmlGrid::kQ3_K, GgmlGrid::kQ4_K};
+    if (size < 1) return;
+    const GgmlGrid grid = grids[data[0] % 8];
+    const GgmlGridTraits& t = ggml_grid_traits(grid);
+    const int64_t row_bytes = 2 * t.block_bytes, rows = static_cast<int64_t>(size - 1) / row_bytes;
+    if (rows == 0) return;
+    const at::Tensor blocks =
+        at::from_blob(const_cast<uint8_t*>(data + 1), {rows, row_bytes}, at::kByte).clone();
+    const QuantizedTensor q = ggml_quantized(blocks, grid, rows, 2 * t.block, "<fuzz>");
+    (void)q.dequantize().sum().item<double>();
+    (void)packed_linear(at::ones({2, 2 * t.block}), pack_weight(q)).sum().item<double>();
+    (void)ggml_replace_codes(blocks, grid, q.codes);
 }
 
 void run_bit_map(const uint8_t* data, size_t size) {  // --bit-map FILE, checked against the fixture's model
@@ -353,6 +405,9 @@ const std::vector<Target> kTargets = {
     {"packed_tensors", "model.safetensors of a GPTQ W2 g8 folder, loaded and run", run_packed_tensors},
     {"packed_config", "config.json (quantization_config) of a GPTQ folder, loaded and run", run_packed_config},
     {"mixed_tensors", "model.safetensors of a saliq_mixed (SliM-LLM) folder, loaded and run", run_mixed_tensors},
+    {"ggml_tensors", "model.safetensors of a saliq_ggml (--grid q4_1) folder, loaded and run", run_ggml_tensors},
+    {"ggml_blocks", "GGML blocks of any type saliq writes (the first byte picks it), decoded and multiplied",
+     run_ggml_blocks},
     {"bit_map", "a --bit-map file of group widths, checked against the model", run_bit_map},
     {"adapter_config", "adapter_config.json beside valid adapters, loaded and run", run_adapter_config},
     {"adapter_tensors", "adapter_model.safetensors beside a valid config, loaded and run", run_adapter_tensors},
@@ -417,6 +472,19 @@ void write_synthetic_seeds(const std::string& root) {
     seed("packed_tensors", "rtn_w2g8", tmp + "/packed.safetensors");
     write_safetensors(tmp + "/mixed.safetensors", f.mixed, {{"format", "pt"}});
     seed("mixed_tensors", "w2g4_widths_1_2_3", tmp + "/mixed.safetensors");
+    write_safetensors(tmp + "/ggml.safetensors", f.ggml, {{"format", "pt"}});
+    seed("ggml_tensors", "q4_1", tmp + "/ggml.safetensors");
+    {
+        const GgmlGrid grids[] = {GgmlGrid::kQ4_0, GgmlGrid::kQ4_1, GgmlGrid::kQ5_0, GgmlGrid::kQ8_0,
+                                  GgmlGrid::kIQ4_NL, GgmlGrid::kQ2_K, GgmlGrid::kQ3_K, GgmlGrid::kQ4_K};
+        for (int i = 0; i < 8; ++i) {  // one valid pair of rows of each type
+            const GgmlGridTraits& t = ggml_grid_traits(grids[i]);
+            const at::Tensor b = ggml_quantize_rows(at::randn({2, 2 * t.block}), grids[i]).contiguous();
+            std::string bytes(1, static_cast<char>(i));
+            bytes.append(reinterpret_cast<const char*>(b.data_ptr<uint8_t>()), static_cast<size_t>(b.numel()));
+            seed_text("ggml_blocks", t.name, bytes);
+        }
+    }
     seed_text("packed_config", "mixed_w2g4", f.mixed_config);
     seed("bit_map", "w2g4_widths_1_2_3", tmp + "/mixed.safetensors");
     seed("adapter_tensors", "rank2", tmp + "/adapter.safetensors");

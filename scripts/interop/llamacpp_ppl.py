@@ -1,0 +1,54 @@
+"""llama.cpp's perplexity of a GGUF (optionally with a GGUF LoRA adapter) under saliq's protocol: the text
+tokenized by the file's own vocabulary (BOS only where the vocabulary adds one), non-overlapping windows of SEQLEN,
+mean next-token cross-entropy over every predicted position, the first MAX_WINDOWS windows. Also a greedy
+continuation of a prompt. Prints one JSON line. Uses llama-cpp-python (llama.cpp built from PyPI's source).
+
+usage: llamacpp_ppl.py --model M.gguf [--lora A.gguf] --text FILE [--wikitext2] --seqlen 512 --max-windows 40
+"""
+import argparse
+import json
+import math
+import time
+
+import numpy as np
+from llama_cpp import Llama
+
+p = argparse.ArgumentParser()
+p.add_argument("--model", required=True)
+p.add_argument("--lora")
+p.add_argument("--text", required=True)
+p.add_argument("--wikitext2", action="store_true", help="the file is wiki.test.raw: rows joined as saliq joins them")
+p.add_argument("--seqlen", type=int, default=512)
+p.add_argument("--max-windows", type=int, default=40)
+p.add_argument("--threads", type=int, default=2)
+p.add_argument("--prompt", default="Once upon a time")
+p.add_argument("--gen", type=int, default=24)
+a = p.parse_args()
+
+text = open(a.text, encoding="utf-8").read()
+if a.wikitext2:  # Hugging Face's rows: blank lines -> "", other lines keep their newline; joined with "\n\n"
+    rows = ["" if line.strip() == "" else line for line in text.splitlines(keepends=True)]
+    text = "\n\n".join(rows)
+kw = dict(model_path=a.model, n_ctx=a.seqlen, n_batch=a.seqlen, n_threads=a.threads, logits_all=True, verbose=False)
+if a.lora:
+    kw["lora_path"] = a.lora
+llm = Llama(**kw)
+add_bos = llm._model.add_bos_token() if hasattr(llm._model, "add_bos_token") else False
+tokens = llm.tokenize(text.encode("utf-8"), add_bos=bool(add_bos), special=False)
+n = min(a.max_windows, len(tokens) // a.seqlen)
+nll, count = 0.0, 0
+t0 = time.time()
+for w in range(n):
+    window = tokens[w * a.seqlen:(w + 1) * a.seqlen]
+    llm.reset()
+    llm.eval(window)
+    logits = np.asarray(llm.scores[:a.seqlen], dtype=np.float64)
+    logits -= logits.max(axis=1, keepdims=True)
+    logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    nll -= float(sum(logp[i, window[i + 1]] for i in range(a.seqlen - 1)))
+    count += a.seqlen - 1
+seconds = time.time() - t0
+llm.reset()
+out = llm.create_completion(a.prompt, max_tokens=a.gen, temperature=0.0, top_k=1)
+print(json.dumps({"ppl": math.exp(nll / count), "windows": n, "tokens": count, "seconds": seconds,
+                  "greedy": out["choices"][0]["text"], "first_tokens": tokens[:8]}))
