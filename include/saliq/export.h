@@ -78,9 +78,12 @@ namespace saliq {
 // for tools without a GPTQ backend: "hf" (a Hugging Face folder plain transformers loads) or "gguf" (a GGUF v3
 // file llama.cpp runs: llama.* metadata, the SentencePiece vocabulary with scores and token types, llama.cpp's
 // tensor names, q/k rows in its rotary order; norms stay F32). dtype: "fp32", "fp16" or "bf16".
-// A saliq_ggml folder (quantize --grid) goes to GGUF as it is stored: each linear's GGML blocks bit for bit (the rest
-// in `dtype`), and its LoRA adapters as a GGUF LoRA adapter (llama.cpp's --lora) at `adapter_out` (default: the
-// output's name with .lora.gguf); `merge` writes it dense with the adapters merged instead.
+// A packed folder goes to GGUF quantized where GGML types hold its linears: a saliq_ggml folder (quantize --grid) as it
+// is stored, bit for bit; a GPTQ folder's own codes as Q4_0 (symmetric, up to 4 bits) / Q8_0 (symmetric 8-bit)
+// exactly, or Q4_1 (asymmetric, up to 4 bits; m = −s·z rounded to fp16), when every linear has groups of a multiple
+// of 32 in natural order (else dense, saying why). The rest in `dtype`; the LoRA adapters as a GGUF LoRA adapter
+// (llama.cpp's --lora) at `adapter_out` (default: the output's name with .lora.gguf). `merge` writes dense weights
+// with the adapters merged instead.
 struct DenseExportOptions {
     std::string format = "hf";
     std::string dtype = "fp32";  // fp32, fp16 or bf16 (f32 and f16 still read, with a deprecation line)

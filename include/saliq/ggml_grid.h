@@ -44,6 +44,9 @@ at::Tensor ggml_quantize_rows(const at::Tensor& weight, GgmlGrid grid, const at:
 // The blocks' codes replaced by codes computed elsewhere (GPTQ's, against the decoded scales and offsets): the
 // scales stay as stored.
 at::Tensor ggml_replace_codes(const at::Tensor& blocks, GgmlGrid grid, const at::Tensor& codes);
+// Blocks of a block-32 type (Q4_0, Q4_1, Q5_0, Q8_0, IQ4_NL) from codes [out, in] in saliq's convention (0 ..
+// 2^bits − 1; Q8_0's int8 + 128) and each block's d (and Q4_1's m) [out, in / 32], rounded to fp16 as stored.
+at::Tensor ggml_encode_blocks(GgmlGrid grid, const at::Tensor& codes, const at::Tensor& d, const at::Tensor& m = {});
 // Decodes raw blocks [out, row_bytes] of rows of `in` weights; FormatError(origin) when the sizes disagree.
 GgmlDecoded ggml_decode(const at::Tensor& blocks, GgmlGrid grid, int64_t in, const std::string& origin);
 // Nearest code of each weight w [rows, cols] against per-weight scale and offset (broadcastable): what GPTQ's

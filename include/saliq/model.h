@@ -181,6 +181,10 @@ at::Tensor block_linear_input(const DecoderBlock& block, const LlamaConfig& conf
 // format), the natural order k / group_size. FormatError when an act-order folder lacks it.
 at::Tensor gptq_group_index(const TensorSource& tensors, const std::string& linear, const PackedInfo& packed,
                             int64_t in_features);
+// A packed linear of a folder (GPTQ, saliq_mixed or saliq_ggml layout) as its quantized tensor, checked as loading
+// checks it; its stored tensors released after.
+QuantizedTensor load_quantized_linear(const TensorSource& tensors, const PackedInfo& packed, const std::string& name,
+                                      int64_t out, int64_t in);
 // A saliq_ggml linear's type from its <linear>.ggml_type: the folder's grid or one of its fallbacks, else
 // FormatError(origin).
 GgmlGrid ggml_linear_grid(const at::Tensor& type, GgmlGrid requested, const std::string& origin);

@@ -1,10 +1,15 @@
 // Dense exports (hf, gguf): every linear's effective weight (dequantized, adapters merged) computed one block at a
 // time from the checkpoint, so exporting holds one block, not the model.
+#include <map>
+#include <memory>
+#include <optional>
+
 #include <ATen/ATen.h>
 
 #include "saliq/error.h"
 #include "saliq/export.h"
 #include "saliq/file.h"
+#include "saliq/ggml_grid.h"
 #include "saliq/gguf.h"
 #include "saliq/log.h"
 #include "saliq/model.h"
@@ -194,8 +199,103 @@ void write_gguf_adapter(const Checkpoint& ckpt, const std::string& path) {
     });
 }
 
+// Each linear's GGML blocks, when the export writes them (a saliq_ggml folder's as stored; a GPTQ folder's in the
+// type that holds its codes): the type and the raw rows [out, row_bytes] of a linear's HF base name.
+struct LinearBlocks {
+    std::function<GgmlGrid(const std::string&)> type;
+    std::function<at::Tensor(const std::string&)> rows;
+    GgmlGrid file_type = GgmlGrid::kNone;  // general.file_type's "mostly" type
+    std::shared_ptr<double> max_change;    // largest |Δw| the conversion made (Q4_1's fp16 m), when it converts
+};
+
+// Why a uniform-grid linear has no GGML type that holds it as it is ("" when one does: `grid` says which).
+//   symmetric codes (zero 2^(b−1)) of up to 4 bits: Q4_0, codes moved to zero 8, exactly;
+//   symmetric 8-bit codes: Q8_0 (int8 = code − 128), exactly;
+//   asymmetric codes of up to 4 bits: Q4_1 with m = −s·z rounded to fp16 (the only rounding);
+// each 32-weight block taking its group's scale (groups of any multiple of 32 in natural order, or one per row).
+std::string why_no_ggml_type(const QuantizedTensor& q, GgmlGrid& grid) {
+    grid = GgmlGrid::kNone;
+    const int64_t in = q.in_features(), g = q.spec.effective_group(in);
+    if (q.group_bits.defined()) return "group-wise widths (saliq_mixed)";
+    if (q.sparse_count() > 0) return "sparse FP16 parts (ReQuant)";
+    if (!at::equal(q.g_idx.to(at::kCPU).to(at::kLong), natural_group_index(in, q.spec))) return "act-order's group index";
+    if (g % 32 != 0) return "groups of " + std::to_string(g) + " (GGML blocks hold 32 weights)";
+    const bool symmetric = (q.zeros == static_cast<double>(int64_t{1} << (q.spec.bits - 1))).all().item<bool>();
+    if (q.spec.bits <= 4) grid = symmetric ? GgmlGrid::kQ4_0 : GgmlGrid::kQ4_1;
+    else if (q.spec.bits == 8 && symmetric) grid = GgmlGrid::kQ8_0;
+    else return "8-bit asymmetric codes (no GGML type has a zero point beside 8-bit codes)";
+    return "";
+}
+
+at::Tensor uniform_blocks(const QuantizedTensor& q, GgmlGrid grid, double& max_abs_change) {
+    const int64_t in = q.in_features(), g = q.spec.effective_group(in);
+    const at::Tensor group_of_block = at::div(at::arange(in / 32, at::kLong) * 32, g, "floor");
+    const at::Tensor d = q.scales.to(at::kCPU).index_select(1, group_of_block);
+    const at::Tensor z = q.zeros.to(at::kCPU).index_select(1, group_of_block);
+    at::Tensor codes = q.codes.to(at::kCPU).to(at::kLong);
+    if (grid == GgmlGrid::kQ4_0) codes = codes + (8 - (int64_t{1} << (q.spec.bits - 1)));
+    const at::Tensor blocks = ggml_encode_blocks(grid, codes.to(at::kByte), d, grid == GgmlGrid::kQ4_1 ? -(d * z) : at::Tensor());
+    const at::Tensor back = ggml_quantized(blocks, grid, q.out_features(), in, "export").dequantize();
+    max_abs_change = (back - q.dequantize().to(at::kCPU)).abs().max().item<double>();
+    if (grid != GgmlGrid::kQ4_1 && max_abs_change != 0.0)
+        throw Error(std::string("internal: ") + ggml_grid_traits(grid).name + " does not hold the codes exactly");
+    return blocks;
+}
+
+// A GPTQ-packed folder's linears as GGML blocks, when every one has a type that holds it; nullopt (and a line
+// saying why) otherwise, and the export stays dense.
+std::optional<LinearBlocks> uniform_folder_blocks(const Checkpoint& ckpt) {
+    const auto shapes = linear_shapes(ckpt.config);
+    std::map<std::string, int64_t> count;
+    for (int64_t l = 0; l < ckpt.config.n_layers; ++l)
+        for (int i = 0; i < kNumLinears; ++i) {
+            const std::string base = hf_names::linear_name(l, i);
+            GgmlGrid grid;
+            const std::string why = why_no_ggml_type(
+                load_quantized_linear(*ckpt.tensors, ckpt.packed, base, shapes[i][0], shapes[i][1]), grid);
+            if (!why.empty()) {
+                log_info("writing dense weights: " + base + " has " + why + ", which no GGML type holds");
+                return std::nullopt;
+            }
+            ++count[ggml_grid_traits(grid).name];
+        }
+    auto grid_of = [&ckpt, shapes](const std::string& base, double* change, at::Tensor* blocks) {
+        int index = 0;
+        while (base.compare(base.size() - std::string(hf_names::kLinearNames[index]).size(), std::string::npos,
+                            hf_names::kLinearNames[index]) != 0)
+            ++index;
+        const QuantizedTensor q = load_quantized_linear(*ckpt.tensors, ckpt.packed, base, shapes[index][0], shapes[index][1]);
+        GgmlGrid grid;
+        why_no_ggml_type(q, grid);
+        if (blocks != nullptr) *blocks = uniform_blocks(q, grid, *change);
+        return grid;
+    };
+    auto worst = std::make_shared<double>(0.0);
+    LinearBlocks b;
+    b.max_change = worst;
+    b.type = [grid_of](const std::string& base) { return grid_of(base, nullptr, nullptr); };
+    b.rows = [grid_of, worst](const std::string& base) {
+        double change = 0;
+        at::Tensor blocks;
+        grid_of(base, &change, &blocks);
+        *worst = std::max(*worst, change);
+        return blocks;
+    };
+    std::string summary;
+    int64_t most = 0;
+    for (const auto& [name, n] : count) {
+        summary += (summary.empty() ? "" : ", ") + std::to_string(n) + " as " + name;
+        if (n > most) most = n, b.file_type = parse_ggml_grid(name);
+    }
+    const int bits = ckpt.packed.bits;
+    log_info("GGML blocks of the folder's own codes: " + summary +
+             (bits < 4 ? ", its " + std::to_string(bits) + "-bit codes widened to 4-bit fields" : std::string()) +
+             (count.count("q4_1") ? " (Q4_1's m = -s·z rounded to fp16; Q4_0 and Q8_0 exact)" : " (exact)"));
+    return b;
+}
+
 void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const std::string& out,
-                       at::ScalarType dtype, const DenseExportOptions& o) {
+                       at::ScalarType dtype, const DenseExportOptions& o, const LinearBlocks* blocks) {
     if (ckpt.tokenizer_path.empty())
         throw ConfigError("a GGUF file embeds the vocabulary: pass --tokenizer (no tokenizer.model or tokenizer.json beside the model)");
     const auto tok = Tokenizer::load(ckpt.tokenizer_path);
@@ -215,8 +315,8 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
         for (int i : {kGateProj, kDownProj, kUpProj}) hf.push_back(hf_names::linear_name(l, i) + ".weight");
         hf.push_back(p + hf_names::kPostNorm);
     }
-    // A saliq_ggml folder's linears: their blocks as stored (rows are independent, so q/k permute as rows of bytes).
-    const bool raw = ckpt.packed.grid != GgmlGrid::kNone && !o.merge;
+    // Linears as GGML blocks (rows are independent, so q/k permute as rows of bytes).
+    const bool raw = blocks != nullptr;
     auto linear_base = [](const std::string& name) {
         return name.find(".self_attn.") != std::string::npos || name.find(".mlp.") != std::string::npos
                    ? name.substr(0, name.size() - 7)
@@ -224,7 +324,7 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
     };
     auto produce = [&](size_t i) {
         const std::string base = linear_base(hf[i]);
-        if (raw && !base.empty()) return to_gguf_rows(ckpt.tensors->get(base + ".qweight"), hf[i], c);
+        if (raw && !base.empty()) return to_gguf_rows(blocks->rows(base), hf[i], c);
         at::Tensor t = merged.get(hf[i] == hf_names::kLmHead && c.tie_word_embeddings ? hf_names::kEmbed : hf[i]);
         if (t.dim() == 1) return t.to(at::kFloat);  // norms stay F32, as llama.cpp's converter writes them
         return to_gguf_rows(t, hf[i], c);
@@ -248,11 +348,9 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
             merged.describe(hf[i] == hf_names::kLmHead && c.tie_word_embeddings ? hf_names::kEmbed : hf[i]).second;
         specs.push_back({g, shape.size() == 1 ? at::kFloat : dtype, shape});
         const std::string base = linear_base(hf[i]);
-        if (raw && !base.empty())
-            specs.back().blocks = ggml_linear_grid(ckpt.tensors->get(base + ".ggml_type"), ckpt.packed.grid,
-                                                   ckpt.tensors->origin() + " (" + base + ")");
+        if (raw && !base.empty()) specs.back().blocks = blocks->type(base);
     }
-    write_gguf(out, gguf_metadata(ckpt, *tok, name, dtype, raw ? ckpt.packed.grid : GgmlGrid::kNone), specs, [&](size_t i) {
+    write_gguf(out, gguf_metadata(ckpt, *tok, name, dtype, raw ? blocks->file_type : GgmlGrid::kNone), specs, [&](size_t i) {
         if (rope_freqs) {
             if (i == 0) return rope_factors;
             --i;
@@ -261,6 +359,8 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
         merged.release(hf[i]);
         return t;
     });
+    if (raw && blocks->max_change && *blocks->max_change > 0)
+        log_info(strprintf("largest change of a weight in the conversion: %.3g (Q4_1's fp16 m)", *blocks->max_change));
     if (raw && ckpt.adapter != nullptr && o.use_adapter) {
         const std::string adapter = o.adapter_out.empty() ? gguf_stem(out) + ".lora.gguf" : o.adapter_out;
         if (path_exists(adapter) && !o.force) throw ConfigError(adapter + " exists; pass --force to replace it");
@@ -277,17 +377,31 @@ void export_dense(const Checkpoint& ckpt, const std::string& out, const DenseExp
     if (ckpt.packed.binarizer == "binarymos")
         throw ConfigError("BinaryMoS mixes its scales per token: it has no dense weight to export (evaluate it with saliq)");
     if (path_exists(out) && !o.force) throw ConfigError(out + " exists; pass --force to replace it");
-    if (o.merge && ckpt.packed.grid == GgmlGrid::kNone)
-        log_warn("--merge: " + ckpt.path + " holds no GGML blocks; its export is dense (adapters merged) anyway");
-    if (ckpt.packed.grid != GgmlGrid::kNone && o.format == "gguf" && !o.merge) {
-        const MergedSource merged(ckpt, dtype, false);
-        write_gguf_export(ckpt, merged, out, dtype, o);
-        return;
+    // GGUF of a packed folder: its linears as GGML blocks where a type holds them (a saliq_ggml folder's as stored,
+    // a GPTQ folder's codes in Q4_0 / Q4_1 / Q8_0), the adapters beside as a GGUF LoRA adapter; --merge: dense.
+    if (o.format == "gguf" && !o.merge && ckpt.packed.bits > 0 && ckpt.packed.binarizer.empty()) {
+        std::optional<LinearBlocks> blocks;
+        if (ckpt.packed.grid != GgmlGrid::kNone) {
+            const Checkpoint* c = &ckpt;
+            blocks = LinearBlocks{
+                [c](const std::string& base) {
+                    return ggml_linear_grid(c->tensors->get(base + ".ggml_type"), c->packed.grid,
+                                            c->tensors->origin() + " (" + base + ")");
+                },
+                [c](const std::string& base) { return c->tensors->get(base + ".qweight"); }, ckpt.packed.grid};
+        } else {
+            blocks = uniform_folder_blocks(ckpt);
+        }
+        if (blocks) {
+            const MergedSource merged(ckpt, dtype, false);
+            write_gguf_export(ckpt, merged, out, dtype, o, &*blocks);
+            return;
+        }
     }
     const MergedSource merged(ckpt, dtype, o.use_adapter && ckpt.adapter != nullptr);
     if (ckpt.adapter != nullptr && o.use_adapter) log_info("merging the LoRA adapters of " + ckpt.adapter_path);
     if (o.format == "gguf") {
-        write_gguf_export(ckpt, merged, out, dtype, o);
+        write_gguf_export(ckpt, merged, out, dtype, o, nullptr);
         return;
     }
     LlamaConfig config = ckpt.config;

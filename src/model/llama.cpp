@@ -162,6 +162,48 @@ GgmlGrid ggml_linear_grid(const at::Tensor& type, GgmlGrid requested, const std:
                                         ggml_grid_traits(requested).name));
 }
 
+QuantizedTensor load_quantized_linear(const TensorSource& tensors, const PackedInfo& packed, const std::string& name,
+                                      int64_t out, int64_t in) {
+    QuantSpec spec;
+    spec.bits = packed.bits;
+    spec.group_size = packed.group_size;
+    spec.symmetric = packed.symmetric;
+    const std::string origin = tensors.origin() + " (" + name + ")";
+    QuantizedTensor q;
+    if (packed.grid != GgmlGrid::kNone) {
+        q = ggml_quantized(tensors.get(name + ".qweight"),
+                           ggml_linear_grid(tensors.get(name + ".ggml_type"), packed.grid, origin), out,
+                           in, origin);
+    } else if (packed.mixed) {
+        MixedTensors m{tensors.get(name + ".qweight"), tensors.get(name + ".scales"),
+                       tensors.get(name + ".zeros"), tensors.get(name + ".group_bits")};
+        q = mixed_unpack(m, spec, in, out, origin);
+        if (std::abs(q.average_bits() - packed.bits) > 1e-9)
+            throw FormatError(origin, strprintf("group_bits average %.4f bits per weight, but "
+                                                "quantization_config says bits %d",
+                                                q.average_bits(), packed.bits));
+    } else {
+        GptqTensors t{tensors.get(name + ".qweight"), tensors.get(name + ".qzeros"),
+                      tensors.get(name + ".scales"), gptq_group_index(tensors, name, packed, in)};
+        q = gptq_unpack(t, spec, in, out, packed.zeros_v2, origin);
+    }
+    if (packed.grid == GgmlGrid::kNone)
+        check_gptq_claims(q, {packed.group_size, packed.desc_act, packed.symmetric}, origin);
+    if (packed.sparse) {  // ReQuant's FP16 parts, added to the grid's values
+        if (tensors.has(name + ".outlier_idx"))
+            q.outliers = sparse_unpack({tensors.get(name + ".outlier_idx"), tensors.get(name + ".outlier_val")},
+                                       out, in, origin);
+        if (tensors.has(name + ".significant_idx"))
+            q.significant = sparse_unpack(
+                {tensors.get(name + ".significant_idx"), tensors.get(name + ".significant_val")},
+                out, in, origin);
+    }
+    for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx", ".zeros", ".group_bits", ".ggml_type",
+                               ".outlier_idx", ".outlier_val", ".significant_idx", ".significant_val"})
+        tensors.release(name + suffix);
+    return q;
+}
+
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const PackedInfo& packed, int64_t layer,
                         const at::TensorOptions& options, const TensorSource* adapter, double adapter_scale,
                         bool keep_packed) {
@@ -180,43 +222,7 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
             for (const auto& s : binary_suffixes(packed.binarizer)) tensors.release(name + s);
             block.linears[i] = make_binary_linear(w, options);
         } else if (packed.bits > 0 && tensors.has(name + ".qweight")) {
-            QuantSpec spec;
-            spec.bits = packed.bits;
-            spec.group_size = packed.group_size;
-            spec.symmetric = packed.symmetric;
-            const std::string origin = tensors.origin() + " (" + name + ")";
-            QuantizedTensor q;
-            if (packed.grid != GgmlGrid::kNone) {
-                q = ggml_quantized(tensors.get(name + ".qweight"),
-                                   ggml_linear_grid(tensors.get(name + ".ggml_type"), packed.grid, origin), shapes[i][0],
-                                   shapes[i][1], origin);
-            } else if (packed.mixed) {
-                MixedTensors m{tensors.get(name + ".qweight"), tensors.get(name + ".scales"),
-                               tensors.get(name + ".zeros"), tensors.get(name + ".group_bits")};
-                q = mixed_unpack(m, spec, shapes[i][1], shapes[i][0], origin);
-                if (std::abs(q.average_bits() - packed.bits) > 1e-9)
-                    throw FormatError(origin, strprintf("group_bits average %.4f bits per weight, but "
-                                                        "quantization_config says bits %d",
-                                                        q.average_bits(), packed.bits));
-            } else {
-                GptqTensors t{tensors.get(name + ".qweight"), tensors.get(name + ".qzeros"),
-                              tensors.get(name + ".scales"), gptq_group_index(tensors, name, packed, shapes[i][1])};
-                q = gptq_unpack(t, spec, shapes[i][1], shapes[i][0], packed.zeros_v2, origin);
-            }
-            if (packed.grid == GgmlGrid::kNone)
-                check_gptq_claims(q, {packed.group_size, packed.desc_act, packed.symmetric}, origin);
-            if (packed.sparse) {  // ReQuant's FP16 parts, added to the grid's values
-                if (tensors.has(name + ".outlier_idx"))
-                    q.outliers = sparse_unpack({tensors.get(name + ".outlier_idx"), tensors.get(name + ".outlier_val")},
-                                               shapes[i][0], shapes[i][1], origin);
-                if (tensors.has(name + ".significant_idx"))
-                    q.significant = sparse_unpack(
-                        {tensors.get(name + ".significant_idx"), tensors.get(name + ".significant_val")},
-                        shapes[i][0], shapes[i][1], origin);
-            }
-            for (const char* suffix : {".qweight", ".qzeros", ".scales", ".g_idx", ".zeros", ".group_bits", ".ggml_type",
-                                       ".outlier_idx", ".outlier_val", ".significant_idx", ".significant_val"})
-                tensors.release(name + suffix);
+            QuantizedTensor q = load_quantized_linear(tensors, packed, name, shapes[i][0], shapes[i][1]);
             if (keep_packed) block.linears[i] = std::make_shared<PackedLinear>(q, options);
             else block.linears[i] = std::make_shared<QuantizedLinear>(std::move(q), options);
         } else {

@@ -335,6 +335,34 @@ at::Tensor ggml_replace_codes(const at::Tensor& blocks, GgmlGrid grid, const at:
     return bytes;
 }
 
+at::Tensor ggml_encode_blocks(GgmlGrid grid, const at::Tensor& codes, const at::Tensor& d, const at::Tensor& m) {
+    const GgmlGridTraits& t = ggml_grid_traits(grid);
+    const int64_t out = codes.size(0), in = codes.size(1);
+    check_row_width(t, in);
+    if (t.block != 32) throw Error(std::string("internal: ") + t.name + " is not a block-32 type");
+    const int64_t n = in / 32;
+    const at::Tensor c = codes.to(at::kCPU).to(at::kByte).contiguous();
+    const at::Tensor dd = d.to(at::kCPU).to(at::kFloat).contiguous();
+    const at::Tensor mm = m.defined() ? m.to(at::kCPU).to(at::kFloat).contiguous() : at::zeros_like(dd);
+    if (dd.sizes() != at::IntArrayRef({out, n}) || mm.sizes() != dd.sizes())
+        throw Error("internal: block scales of the wrong shape");
+    if (c.numel() > 0 && c.max().item<int64_t>() > (1 << t.bits) - 1) throw Error("internal: codes past the grid's width");
+    at::Tensor bytes = at::empty({out, n * t.block_bytes}, at::kByte);
+    const uint8_t* cp = c.data_ptr<uint8_t>();
+    const float* dp = dd.data_ptr<float>();
+    const float* mp = mm.data_ptr<float>();
+    uint8_t* bp = bytes.data_ptr<uint8_t>();
+    for (int64_t r = 0; r < out; ++r)
+        for (int64_t k = 0; k < n; ++k) {
+            Block b;
+            b.d = fp16_round(dp[r * n + k]);
+            b.dmin = fp16_round(mp[r * n + k]);
+            std::memcpy(b.q, cp + r * in + k * 32, 32);
+            encode_block(b, t, bp + (r * n + k) * t.block_bytes);
+        }
+    return bytes;
+}
+
 GgmlDecoded ggml_decode(const at::Tensor& blocks, GgmlGrid grid, int64_t in, const std::string& origin) {
     const GgmlGridTraits& t = ggml_grid_traits(grid);
     if (t.grid == GgmlGrid::kNone) throw FormatError(origin, "no GGML grid");

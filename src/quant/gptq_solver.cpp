@@ -200,11 +200,17 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
                 at::Tensor group = W1.narrow(1, i, width);
                 if (keep.defined()) group = group.masked_fill(keep.narrow(1, col, width), 0.0);
                 if (grid != GgmlGrid::kNone) {
-                    const at::Tensor b = ggml_quantize_rows(group, grid);
+                    // The group-aware order also orders columns within a group; sub-blocks are natural runs, so the
+                    // block is fitted in natural order and its scales read back per position.
+                    const at::Tensor offset = natural.defined()
+                                                  ? (natural.narrow(0, col, width) - group_index * g).to(W.device())
+                                                  : at::arange(width, W.options().dtype(at::kLong));
+                    const at::Tensor in_order = at::empty_like(group).index_copy_(1, offset, group);
+                    const at::Tensor b = ggml_quantize_rows(in_order, grid);
                     const GgmlDecoded d = ggml_decode(b, grid, width, name);
                     blocks.narrow(1, group_index * grid_traits.block_bytes, grid_traits.block_bytes).copy_(b);
-                    block_scales = d.scales.repeat_interleave(grid_traits.sub_block, 1).to(W.device());
-                    block_offsets = d.offsets.repeat_interleave(grid_traits.sub_block, 1).to(W.device());
+                    block_scales = d.scales.repeat_interleave(grid_traits.sub_block, 1).to(W.device()).index_select(1, offset);
+                    block_offsets = d.offsets.repeat_interleave(grid_traits.sub_block, 1).to(W.device()).index_select(1, offset);
                 } else if (fit) {
                     maxq = static_cast<double>(fit(group, Hinv1.diagonal().narrow(0, i, width), group_index, scale, zero));
                 } else {

@@ -105,5 +105,27 @@ TEST(GptqSolver, ActOrderWinsOverTheGroupOrder) {
     EXPECT_TRUE(at::equal(a.g_idx, b.g_idx));
 }
 
+// With a diagonal Hessian nothing is fed forward, so GPTQ on a GGML grid is the grid's round-to-nearest, in either
+// column order: the group-aware order permutes columns inside a k-quant's super-block, whose sub-blocks must still be
+// fitted on their own natural runs.
+TEST(GptqSolver, GridWithADiagonalHessianIsTheGridsRoundToNearestInEitherOrder) {
+    at::manual_seed(5);
+    const at::Tensor w = at::randn({6, 512});
+    const at::Tensor h = at::diag(at::exp(2.0 * at::randn({512})));
+    for (GgmlGrid grid : {GgmlGrid::kQ4_K, GgmlGrid::kQ2_K, GgmlGrid::kQ3_K, GgmlGrid::kIQ4_NL}) {
+        QuantSpec spec;
+        spec.grid = grid;
+        const QuantizedTensor rtn = quantize_rtn(w, spec);
+        for (bool group_order : {false, true}) {
+            GptqOptions o;
+            o.group_order = group_order;
+            o.damp = 0.0;
+            nlohmann::json stats;
+            const QuantizedTensor q = gptq_quantize(w, h.clone(), spec, o, "w", stats);
+            EXPECT_TRUE(at::equal(q.ggml_blocks, rtn.ggml_blocks)) << ggml_grid_traits(grid).name << group_order;
+        }
+    }
+}
+
 }  // namespace
 }  // namespace saliq
