@@ -565,10 +565,18 @@ int run_inspect(const std::string& path, const std::string& tokenizer, bool as_j
                 c["tie_word_embeddings"].get<bool>() ? ", tied embeddings" : "");
     if (info.contains("quantization")) {
         const auto& q = info["quantization"];
-        std::printf("quantization  %d-bit, group %lld, %s, %s%s, %lld linears packed\n", q["bits"].get<int>(),
-                    (long long)q["group_size"], q["symmetric"].get<bool>() ? "symmetric" : "asymmetric",
-                    q["checkpoint_format"].get<std::string>().c_str(), q["desc_act"].get<bool>() ? ", act-order" : "",
-                    (long long)q["quantized_linears"]);
+        if (q.contains("grid")) {
+            std::string types;
+            for (auto it = q["linears_by_type"].begin(); it != q["linears_by_type"].end(); ++it)
+                types += strprintf("%s%lld %s", types.empty() ? "" : ", ", (long long)it.value().get<int64_t>(),
+                                   it.key().c_str());
+            std::printf("quantization  GGML grid %s (saliq_ggml): %s\n", q["grid"].get<std::string>().c_str(), types.c_str());
+        } else {
+            std::printf("quantization  %d-bit, group %lld, %s, %s%s, %lld linears packed\n", q["bits"].get<int>(),
+                        (long long)q["group_size"], q["symmetric"].get<bool>() ? "symmetric" : "asymmetric",
+                        q["checkpoint_format"].get<std::string>().c_str(), q["desc_act"].get<bool>() ? ", act-order" : "",
+                        (long long)q["quantized_linears"]);
+        }
         if (q.contains("bits_histogram")) {
             std::string hist;
             for (auto it = q["bits_histogram"].begin(); it != q["bits_histogram"].end(); ++it)

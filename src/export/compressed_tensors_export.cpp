@@ -33,6 +33,9 @@ void check_exportable(const Checkpoint& ckpt) {
                                       "saliq folder (quantize it first)");
     if (!p.binarizer.empty())
         throw ConfigError("a saliq_binary folder (" + p.binarizer + ") has no integer grid compressed-tensors holds");
+    if (p.grid != GgmlGrid::kNone)
+        throw ConfigError(std::string("a saliq_ggml folder holds GGML blocks (") + ggml_grid_traits(p.grid).name +
+                          "), which compressed-tensors cannot hold; export it with --format gguf");
     if (p.mixed)
         throw ConfigError("a saliq_mixed folder has per-group widths; compressed-tensors' pack-quantized format holds "
                           "one width per tensor");

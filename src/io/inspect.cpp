@@ -61,6 +61,22 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
                                                                                   : "gptq"},
                                {"quantized_linears", n_quantized}};
     if (!ckpt.packed.binarizer.empty()) out["quantization"]["binarizer"] = ckpt.packed.binarizer;
+    if (ckpt.packed.grid != GgmlGrid::kNone) {  // each linear's own type: the grid or its fallback
+        out["quantization"]["checkpoint_format"] = "saliq_ggml";
+        out["quantization"]["grid"] = ggml_grid_traits(ckpt.packed.grid).name;
+        nlohmann::json types = nlohmann::json::object();
+        for (int64_t layer = 0; layer < c.n_layers; ++layer)
+            for (int i = 0; i < 7; ++i) {
+                const std::string name = hf_names::linear_name(layer, i) + ".ggml_type";
+                if (!ckpt.tensors->has(name)) continue;
+                const at::Tensor t = ckpt.tensors->get(name);
+                const GgmlGrid g = t.numel() == 1 ? ggml_grid_of_type(static_cast<uint32_t>(t.to(at::kLong).item<int64_t>()))
+                                                  : GgmlGrid::kNone;
+                const std::string key = g == GgmlGrid::kNone ? "unknown" : ggml_grid_traits(g).name;
+                types[key] = types.value(key, 0) + 1;
+            }
+        out["quantization"]["linears_by_type"] = types;
+    }
     if (ckpt.packed.mixed) {
         out["quantization"]["checkpoint_format"] = "saliq_mixed";
         nlohmann::json histogram = nlohmann::json::object();

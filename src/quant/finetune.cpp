@@ -135,6 +135,9 @@ Finetuner::Finetuner(const Checkpoint& student, const Checkpoint& teacher, const
     if (!student.packed.binarizer.empty())
         throw ConfigError(student.path + " holds binarized weights (" + student.packed.binarizer +
                           "); finetune trains the uniform grid's scales");
+    if (student.packed.grid != GgmlGrid::kNone)
+        throw ConfigError(student.path + " holds GGML blocks (--grid " + ggml_grid_traits(student.packed.grid).name +
+                          "); finetune trains the uniform grid's scales");
     if (teacher.packed.bits > 0) throw ConfigError("the teacher " + teacher.path + " is quantized; pass the FP model");
     check_same_shape(student.config, teacher.config);
     Impl& m = *impl_;
