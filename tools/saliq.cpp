@@ -705,7 +705,7 @@ int main(int argc, char** argv) {
     quantize->add_option("--grid", quant_args.grid,
                          "a GGML block type instead of uniform groups, so the GGUF export is bit-exact: q2_k, q3_k, "
                          "q4_k, q4_0, q4_1, q5_0, q8_0 or iq4_nl (rows a k-quant cannot hold take llama-quantize's "
-                         "fallback: iq4_nl for q2_k/q3_k, q5_0 for q4_k); rtn and gptq");
+                         "fallback: q4_0 for q2_k/q3_k, q5_0 for q4_k); rtn and gptq");
     quantize->add_option("--calib", qo.calib.source, "calibration text: wikitext2, c4, ptb, tinystories or a file")
         ->capture_default_str();
     quantize->add_option("--nsamples", qo.calib.nsamples, "calibration windows")->capture_default_str();

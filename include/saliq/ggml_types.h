@@ -29,8 +29,8 @@ const GgmlGridTraits& ggml_grid_traits(GgmlGrid grid);
 GgmlGrid parse_ggml_grid(const std::string& name);
 // The grid of a GGUF type id (kNone when saliq has no grid for it).
 GgmlGrid ggml_grid_of_type(uint32_t ggml_type);
-// The grid a row of `in` weights takes on `grid`: itself, or llama-quantize's fallback (Q2_K / Q3_K -> IQ4_NL,
-// Q4_K -> Q5_0) when `in` is not a multiple of the block; kNone when no grid fits (in not a multiple of 32).
+// The grid a row of `in` weights takes on `grid`: itself, or llama-quantize's fallback (src/llama-quant.cpp:
+// Q2_K / Q3_K -> Q4_0, Q4_K -> Q5_0) when `in` is not a multiple of the block; kNone when no grid fits (in not a multiple of 32).
 GgmlGrid ggml_grid_for_row(GgmlGrid grid, int64_t in);
 
 }  // namespace saliq

@@ -13,8 +13,8 @@ constexpr GgmlGridTraits kTraits[] = {
     {GgmlGrid::kQ5_0,   "q5_0",   6,   32,   32, 22,   5,   16,   false, false, GgmlGrid::kNone, 8},
     {GgmlGrid::kQ8_0,   "q8_0",   8,   32,   32, 34,   8,   128,  false, false, GgmlGrid::kNone, 7},
     {GgmlGrid::kIQ4_NL, "iq4_nl", 20,  32,   32, 18,   4,   0,    false, true,  GgmlGrid::kNone, 25},
-    {GgmlGrid::kQ2_K,   "q2_k",   10,  256,  16, 84,   2,   0,    true,  false, GgmlGrid::kIQ4_NL, 10},
-    {GgmlGrid::kQ3_K,   "q3_k",   11,  256,  16, 110,  3,   4,    false, false, GgmlGrid::kIQ4_NL, 11},
+    {GgmlGrid::kQ2_K,   "q2_k",   10,  256,  16, 84,   2,   0,    true,  false, GgmlGrid::kQ4_0, 10},
+    {GgmlGrid::kQ3_K,   "q3_k",   11,  256,  16, 110,  3,   4,    false, false, GgmlGrid::kQ4_0, 11},
     {GgmlGrid::kQ4_K,   "q4_k",   12,  256,  32, 144,  4,   0,    true,  false, GgmlGrid::kQ5_0, 14},
 };
 

@@ -188,8 +188,8 @@ TEST(GgmlGrid, ClippedRangesNarrowTheGrid) {
 
 TEST(GgmlGrid, RowsOfOtherWidthsFallBackAsLlamaQuantizeDoes) {
     EXPECT_EQ(ggml_grid_for_row(GgmlGrid::kQ2_K, 512), GgmlGrid::kQ2_K);
-    EXPECT_EQ(ggml_grid_for_row(GgmlGrid::kQ2_K, 576), GgmlGrid::kIQ4_NL);
-    EXPECT_EQ(ggml_grid_for_row(GgmlGrid::kQ3_K, 576), GgmlGrid::kIQ4_NL);
+    EXPECT_EQ(ggml_grid_for_row(GgmlGrid::kQ2_K, 576), GgmlGrid::kQ4_0);
+    EXPECT_EQ(ggml_grid_for_row(GgmlGrid::kQ3_K, 576), GgmlGrid::kQ4_0);
     EXPECT_EQ(ggml_grid_for_row(GgmlGrid::kQ4_K, 1536 + 32), GgmlGrid::kQ5_0);
     EXPECT_EQ(ggml_grid_for_row(GgmlGrid::kQ4_0, 48), GgmlGrid::kNone);
     EXPECT_THROW(ggml_quantize_rows(at::randn({2, 96}), GgmlGrid::kQ4_K), ConfigError);
