@@ -186,9 +186,8 @@ int run_export(const std::string& model, const std::string& tokenizer, const std
                   << (ckpt.adapter_path.empty() ? "" : ", PEFT adapters beside it") << ")\n";
         return 0;
     }
-    export_dense(ckpt, out, options);
-    std::cout << "wrote " << out << " (" << options.format << ", " << options.dtype
-              << (ckpt.adapter != nullptr && options.use_adapter ? ", adapters merged" : "") << ")\n";
+    const std::string what = export_dense(ckpt, out, options);
+    std::cout << "wrote " << out << " (" << options.format << ", " << what << ")\n";
     return 0;
 }
 
@@ -853,8 +852,10 @@ int main(int argc, char** argv) {
 
     std::string export_model, export_tokenizer, export_out;
     DenseExportOptions export_options;
-    CLI::App* exporter = app.add_subcommand("export", "write a model (packed folders dequantized, adapters merged) "
-                                                      "dense: a Hugging Face folder or a GGUF file for llama.cpp");
+    CLI::App* exporter = app.add_subcommand(
+        "export", "write a model for other tools: a Hugging Face folder (dense, adapters merged), a GGUF file for "
+                  "llama.cpp (packed folders as GGML blocks where a type holds them, adapters as a GGUF LoRA "
+                  "adapter; else dense) or compressed-tensors");
     exporter->add_option("--model,-m", export_model, "model folder or file")->required();
     exporter->add_option("--tokenizer", export_tokenizer, "SentencePiece .model (default: the folder's)");
     exporter->add_option("--format", export_options.format,

@@ -92,7 +92,8 @@ struct DenseExportOptions {
     bool merge = false;
     std::string adapter_out;
 };
-void export_dense(const Checkpoint& checkpoint, const std::string& out, const DenseExportOptions& options);
+// Returns what it wrote, for the CLI's summary ("fp16, adapters merged"; "Q2_K/Q4_0 blocks, LoRA adapter X").
+std::string export_dense(const Checkpoint& checkpoint, const std::string& out, const DenseExportOptions& options);
 
 // `saliq export --format compressed-tensors`: a GPTQ-packed folder as compressed-tensors' pack-quantized W{2,3,4,8}A16
 // checkpoint (group-wise, asymmetric zero points; src/export/compressed_tensors_export.cpp has the layout), code for

@@ -219,6 +219,7 @@ std::string why_no_ggml_type(const QuantizedTensor& q, GgmlGrid& grid) {
     if (q.group_bits.defined()) return "group-wise widths (saliq_mixed)";
     if (q.sparse_count() > 0) return "sparse FP16 parts (ReQuant)";
     if (!at::equal(q.g_idx.to(at::kCPU).to(at::kLong), natural_group_index(in, q.spec))) return "act-order's group index";
+    if (in % 32 != 0) return "rows of " + std::to_string(in) + " weights (GGML blocks hold 32)";
     if (g % 32 != 0) return "groups of " + std::to_string(g) + " (GGML blocks hold 32 weights)";
     const bool symmetric = (q.zeros == static_cast<double>(int64_t{1} << (q.spec.bits - 1))).all().item<bool>();
     if (q.spec.bits <= 4) grid = symmetric ? GgmlGrid::kQ4_0 : GgmlGrid::kQ4_1;
@@ -294,8 +295,9 @@ std::optional<LinearBlocks> uniform_folder_blocks(const Checkpoint& ckpt) {
     return b;
 }
 
-void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const std::string& out,
-                       at::ScalarType dtype, const DenseExportOptions& o, const LinearBlocks* blocks) {
+// Returns the GGUF LoRA adapter's path when it wrote one.
+std::string write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const std::string& out,
+                              at::ScalarType dtype, const DenseExportOptions& o, const LinearBlocks* blocks) {
     if (ckpt.tokenizer_path.empty())
         throw ConfigError("a GGUF file embeds the vocabulary: pass --tokenizer (no tokenizer.model or tokenizer.json beside the model)");
     const auto tok = Tokenizer::load(ckpt.tokenizer_path);
@@ -366,12 +368,14 @@ void write_gguf_export(const Checkpoint& ckpt, const MergedSource& merged, const
         if (path_exists(adapter) && !o.force) throw ConfigError(adapter + " exists; pass --force to replace it");
         write_gguf_adapter(ckpt, adapter);
         log_info("wrote the LoRA adapters as " + adapter + " (llama.cpp: --lora " + adapter + ")");
+        return adapter;
     }
+    return "";
 }
 
 }  // namespace
 
-void export_dense(const Checkpoint& ckpt, const std::string& out, const DenseExportOptions& o) {
+std::string export_dense(const Checkpoint& ckpt, const std::string& out, const DenseExportOptions& o) {
     const at::ScalarType dtype = export_dtype(o.dtype);
     if (o.format != "hf" && o.format != "gguf") throw ConfigError("--format must be hf or gguf, not '" + o.format + "'");
     if (ckpt.packed.binarizer == "binarymos")
@@ -394,19 +398,23 @@ void export_dense(const Checkpoint& ckpt, const std::string& out, const DenseExp
         }
         if (blocks) {
             const MergedSource merged(ckpt, dtype, false);
-            write_gguf_export(ckpt, merged, out, dtype, o, &*blocks);
-            return;
+            const std::string adapter = write_gguf_export(ckpt, merged, out, dtype, o, &*blocks);
+            return std::string("GGML blocks, the rest ") + o.dtype +
+                   (adapter.empty() ? "" : ", LoRA adapter " + adapter) +
+                   (ckpt.adapter != nullptr && !o.use_adapter ? ", adapters left out" : "");
         }
     }
     const MergedSource merged(ckpt, dtype, o.use_adapter && ckpt.adapter != nullptr);
     if (ckpt.adapter != nullptr && o.use_adapter) log_info("merging the LoRA adapters of " + ckpt.adapter_path);
+    const std::string what = o.dtype + (ckpt.adapter != nullptr && o.use_adapter ? ", adapters merged" : "");
     if (o.format == "gguf") {
         write_gguf_export(ckpt, merged, out, dtype, o, nullptr);
-        return;
+        return what;
     }
     LlamaConfig config = ckpt.config;
     config.torch_dtype = dtype == at::kFloat ? "float32" : dtype == at::kHalf ? "float16" : "bfloat16";
     write_hf_folder(out, config, merged, ckpt.tokenizer_path, o.force);
+    return what;
 }
 
 }  // namespace saliq

@@ -13,6 +13,7 @@
 #include "saliq/model.h"
 #include "saliq/quantize.h"
 #include "saliq/safetensors.h"
+#include "saliq/strings.h"
 #include "saliq/tokenizer.h"
 #include "test_utils.h"
 
@@ -164,6 +165,43 @@ TEST(GgmlGridPipeline, GgufExportWritesTheBlocksAndTheAdapter) {
     // An adapter file in the way is refused without --force.
     e.merge = false;
     EXPECT_THROW(export_dense(packed, dir.file("q.gguf"), e), ConfigError);
+}
+
+// A GPTQ folder of the default grid goes to GGUF in the GGML type that holds its codes: symmetric W4 as Q4_0 and W8
+// as Q8_0 exactly, asymmetric W2 as Q4_1 (m rounded to fp16), groups of 16 dense.
+TEST(GgmlGridPipeline, UniformFoldersExportInTheTypeThatHoldsTheirCodes) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = grid_checkpoint(grid_config());
+    test::TempDir dir;
+    struct Case {
+        int bits;
+        int64_t group;
+        bool symmetric;
+        uint32_t type;
+    };
+    for (const Case& k : {Case{4, 64, true, kGgmlQ4_0}, Case{3, 32, true, kGgmlQ4_0}, Case{8, 32, true, kGgmlQ8_0},
+                          Case{2, 32, false, kGgmlQ4_1}, Case{4, 16, false, kGgmlF32}}) {
+        QuantizeOptions o = test::small_options("rtn", k.bits, k.group);
+        o.spec.symmetric = k.symmetric;
+        const std::string name = strprintf("w%d-g%lld-%d", k.bits, (long long)k.group, k.symmetric);
+        quantize_to(ckpt, *tok, o, dir.file(name));
+        const Checkpoint packed = load_checkpoint(dir.file(name));
+        DenseExportOptions e;
+        e.format = "gguf";
+        export_dense(packed, dir.file(name + ".gguf"), e);
+        const auto gguf = GgufReader::open(dir.file(name + ".gguf"));
+        EXPECT_EQ(gguf->find("blk.1.ffn_down.weight")->ggml_type, k.type) << name;
+        if (k.type == kGgmlF32) continue;
+        // Q4_0 / Q8_0 / Q4_1 are read back by saliq's own GGUF reader (dequantized), against the folder's values.
+        const at::Tensor want = load_quantized_linear(*packed.tensors, packed.packed, "model.layers.1.mlp.down_proj",
+                                                      256, 512).dequantize();
+        const double diff = (gguf->tensor("blk.1.ffn_down.weight") - want).abs().max().item<double>();
+        if (k.type == kGgmlQ4_1) {
+            EXPECT_LT(diff, 1e-3 * want.abs().max().item<double>()) << name;
+        } else {
+            EXPECT_EQ(diff, 0.0) << name;
+        }
+    }
 }
 
 TEST(GgmlGridPipeline, RequestsTheGridCannotHoldAreRefused) {
