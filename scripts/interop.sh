@@ -229,6 +229,16 @@ if [ "${LLAMA:-0}" = 1 ]; then
     close "$a" "$b" 1e-3 && ok=0 || ok=1
     check "llama.cpp $grid" $ok "ppl $a vs saliq $b"
   done
+  # The GGUF LoRA adapter: a random r 4 PEFT adapter on the q4_k folder, exported beside its blocks.
+  "$py" $here/make_peft_adapter.py "$work/grid-q4_k" --std 0.05 >/dev/null
+  "$saliq" export -m "$work/grid-q4_k" --format gguf --out "$work/grid-q4_k-lora.gguf" --force -q >/dev/null
+  "$saliq" eval -m "$work/grid-q4_k" $ev --json "$work/grid-q4_k-lora.json" >/dev/null
+  "$lpy" $here/llamacpp_ppl.py --model "$work/grid-q4_k-lora.gguf" --lora "$work/grid-q4_k-lora.lora.gguf" \
+    --text "$work/text.txt" --seqlen 128 --max-windows 8 2>"$work/grid-lora-llama.log" | tail -1 \
+    > "$work/grid-lora-llama.json" || true
+  a=$(ppl_of "$work/grid-lora-llama.json" 2>/dev/null || echo nan); b=$(ppl_of "$work/grid-q4_k-lora.json")
+  close "$a" "$b" 1e-3 && ok=0 || ok=1
+  check "llama.cpp q4_k + GGUF LoRA adapter" $ok "ppl $a vs saliq $b (the folder with its PEFT adapter)"
 fi
 
 [ $fail = 0 ] && echo "interop: all checks passed ($work)" || echo "interop: some checks failed ($work)"
