@@ -247,6 +247,11 @@ at::Tensor uniform_blocks(const QuantizedTensor& q, GgmlGrid grid, double& max_a
 // saying why) otherwise, and the export stays dense.
 std::optional<LinearBlocks> uniform_folder_blocks(const Checkpoint& ckpt) {
     const auto shapes = linear_shapes(ckpt.config);
+    struct Held {
+        GgmlGrid grid;
+        int64_t out, in;
+    };
+    auto held = std::make_shared<std::map<std::string, Held>>();  // each linear's type, from one pass over them
     std::map<std::string, int64_t> count;
     for (int64_t l = 0; l < ckpt.config.n_layers; ++l)
         for (int i = 0; i < kNumLinears; ++i) {
@@ -258,27 +263,18 @@ std::optional<LinearBlocks> uniform_folder_blocks(const Checkpoint& ckpt) {
                 log_info("writing dense weights: " + base + " has " + why + ", which no GGML type holds");
                 return std::nullopt;
             }
+            (*held)[base] = {grid, shapes[i][0], shapes[i][1]};
             ++count[ggml_grid_traits(grid).name];
         }
-    auto grid_of = [&ckpt, shapes](const std::string& base, double* change, at::Tensor* blocks) {
-        int index = 0;
-        while (base.compare(base.size() - std::string(hf_names::kLinearNames[index]).size(), std::string::npos,
-                            hf_names::kLinearNames[index]) != 0)
-            ++index;
-        const QuantizedTensor q = load_quantized_linear(*ckpt.tensors, ckpt.packed, base, shapes[index][0], shapes[index][1]);
-        GgmlGrid grid;
-        why_no_ggml_type(q, grid);
-        if (blocks != nullptr) *blocks = uniform_blocks(q, grid, *change);
-        return grid;
-    };
     auto worst = std::make_shared<double>(0.0);
     LinearBlocks b;
     b.max_change = worst;
-    b.type = [grid_of](const std::string& base) { return grid_of(base, nullptr, nullptr); };
-    b.rows = [grid_of, worst](const std::string& base) {
+    b.type = [held](const std::string& base) { return held->at(base).grid; };
+    b.rows = [held, worst, c = &ckpt](const std::string& base) {
+        const Held& h = held->at(base);
         double change = 0;
-        at::Tensor blocks;
-        grid_of(base, &change, &blocks);
+        const at::Tensor blocks =
+            uniform_blocks(load_quantized_linear(*c->tensors, c->packed, base, h.out, h.in), h.grid, change);
         *worst = std::max(*worst, change);
         return blocks;
     };
