@@ -1,6 +1,7 @@
 // y = x·Ŵᵀ straight from quantized codes, never holding the whole dense Ŵ: the inference form of a packed
 // (GPTQ-layout) linear. Codes are kept bit-packed along each row (2-bit codes four to a byte; 3- and 4-bit in
-// nibbles; 8-bit in bytes) beside per-group scales and offsets (ŵ = s·q + m, m = -s·z). On CPU in fp32, batches of
+// nibbles; 8-bit in bytes) beside per-group scales and offsets (ŵ = s·q + m, m = -s·z; a GGML grid's stored
+// offsets, and IQ4_NL's levels in place of q). On CPU in fp32, batches of
 // rows are multiplied against tiles of a few hundred dequantized rows (GEMM on each tile, the tile reused across the
 // batch), and a single token (decode) runs a fused dequantize-dot per row. Other devices and dtypes dequantize tiles
 // with LibTorch operations and multiply them the same way.
