@@ -46,15 +46,7 @@ QuantizeOptions grid_options(const std::string& method, GgmlGrid grid) {
     return o;
 }
 
-std::unique_ptr<LlamaModel> quantize_to(const Checkpoint& ckpt, const Tokenizer& tok, const QuantizeOptions& o,
-                                        const std::string& out, QuantizeResult* result = nullptr) {
-    auto model = LlamaModel::load(ckpt, {});
-    test::RecordingWriter writer(out, ckpt, o, *model);
-    const QuantizeResult r = quantize_model(ckpt, tok, o, &writer);
-    writer.finish(r, {});
-    if (result != nullptr) *result = r;
-    return model;
-}
+using test::quantize_to;
 
 TEST(GgmlGridPipeline, FoldersOfBlocksScoreLikeTheInMemoryModel) {
     auto tok = Tokenizer::load(test::stories_tokenizer());

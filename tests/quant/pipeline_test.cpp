@@ -16,16 +16,7 @@
 namespace saliq {
 namespace {
 
-// Quantizes into `out`, and also returns the fake-quantized in-memory model built from the same blocks.
-std::unique_ptr<LlamaModel> quantize_to(const Checkpoint& ckpt, const Tokenizer& tok, const QuantizeOptions& o,
-                                        const std::string& out, QuantizeResult* result_out = nullptr) {
-    auto model = LlamaModel::load(ckpt, {});
-    test::RecordingWriter writer(out, ckpt, o, *model);
-    const QuantizeResult result = quantize_model(ckpt, tok, o, &writer);
-    writer.finish(result, {});
-    if (result_out) *result_out = result;
-    return model;
-}
+using test::quantize_to;
 
 TEST(Pipeline, PackedFolderScoresLikeTheInMemoryFakeQuantModel) {
     auto tok = Tokenizer::load(test::stories_tokenizer());

@@ -2,6 +2,9 @@
 // fake-quantized model the pipeline saw with the packed folder it wrote.
 #pragma once
 
+#include <memory>
+#include <string>
+
 #include "saliq/corpus.h"
 #include "saliq/export.h"
 #include "saliq/model.h"
@@ -25,6 +28,18 @@ public:
 private:
     LlamaModel& model_;
 };
+
+// Quantizes into `out` (the folder finished), and also returns the fake-quantized in-memory model built from the
+// same blocks.
+inline std::unique_ptr<LlamaModel> quantize_to(const Checkpoint& ckpt, const Tokenizer& tok, const QuantizeOptions& o,
+                                               const std::string& out, QuantizeResult* result_out = nullptr) {
+    auto model = LlamaModel::load(ckpt, {});
+    RecordingWriter writer(out, ckpt, o, *model);
+    const QuantizeResult result = quantize_model(ckpt, tok, o, &writer);
+    writer.finish(result, {});
+    if (result_out) *result_out = result;
+    return model;
+}
 
 // A quick run on stories260K: 8 x 64 TinyStories windows from the first half, errors on 4 of them.
 inline QuantizeOptions small_options(const std::string& method, int bits, int64_t group) {
