@@ -1,5 +1,9 @@
 #include "launch.h"
 
+#include <CLI/CLI.hpp>
+
+#include "cli.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -169,6 +173,25 @@ int run_launch(int nproc, const std::vector<std::string>& command) {
     sigaction(SIGINT, &old_int, nullptr);
     sigaction(SIGTERM, &old_term, nullptr);
     return failure_code;
+}
+
+Command add_launch_command(CLI::App& app) {
+    struct Args {
+        int nproc = 1;
+        std::vector<std::string> command;
+    };
+    auto a = std::make_shared<Args>();
+    int& launch_nproc = a->nproc;
+    std::vector<std::string>& launch_command = a->command;
+    CLI::App* launch = app.add_subcommand(
+        "launch", "run one saliq command as N processes on this machine (torchrun's environment, Gloo over "
+                  "loopback): saliq launch --nproc N -- eval|quantize|saliency ARGS...");
+    launch->add_option("--nproc", launch_nproc, "processes (ranks)")->required();
+    launch->add_option("command", launch_command, "the saliq command and its arguments, after --")
+        ->expected(-1)
+        ->required();
+
+    return {launch, [a] { return run_launch(a->nproc, a->command); }};
 }
 
 }  // namespace saliq

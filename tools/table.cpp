@@ -2,6 +2,10 @@
 // not take the table with it, and each row starts with a clean heap), then aggregates their JSON results.
 #include "table.h"
 
+#include <CLI/CLI.hpp>
+
+#include "cli.h"
+
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -561,6 +565,25 @@ int run_table(const TableArgs& a) {
         return 1;
     }
     return 0;
+}
+
+Command add_table_command(CLI::App& app) {
+    auto args = std::make_shared<TableArgs>();
+    TableArgs& table_args = *args;
+    CLI::App* table = app.add_subcommand("table", "run every row of a paper table config (configs/tables/*.toml): "
+                                                  "quantize, perplexity, zero-shot; writes OUT/table.md and table.json");
+    table->add_option("config", table_args.config, "table config (.toml)")->required();
+    table->add_option("--rows", table_args.rows, "comma-separated row names to run (default: all)");
+    table->add_option("--seeds", table_args.seeds, "comma-separated seeds (default: the config's)");
+    table->add_option("--out,-o", table_args.out, "working and output folder (default: the config's)");
+    table->add_option("--model,-m", table_args.model, "the model (default: the config's)");
+    table->add_option("--tokenizer", table_args.tokenizer, "its tokenizer (default: the config's)");
+    table->add_option("--threads", table_args.threads, "CPU threads of every child run (0: all cores)")
+        ->capture_default_str();
+    table->add_flag("--dry-run", table_args.dry_run, "print the commands, run nothing");
+    table->add_flag("--keep-models", table_args.keep_models, "keep each row's quantized folder");
+
+    return {table, [args] { return run_table(*args); }};
 }
 
 }  // namespace saliq
