@@ -23,6 +23,22 @@ namespace saliq {
 
 constexpr int64_t kDefaultMosExperts = 8;
 
+// What each --quantizer is, said once: the uniform grid and the seed paper's two binarizers. Validation, training
+// and the folder writer ask this table instead of comparing names.
+struct QuantizerTraits {
+    const char* name;
+    bool binary;            // a binarizer: BinaryWeight, trained by the LWC methods, saliq_binary folders
+    int bits;               // bits per weight it stores; 0: --bits decides (the uniform grid)
+    const char* bits_why;   // what the bits are, for the message when --bits disagrees
+    bool group_scales;      // its scales are per group of --group-size (db-llm's alphas)
+    bool experts;           // BinaryMoS's scale experts (--mos-experts)
+    double scale_lr;        // default learning rate of its scales; 0: the method's LWC default
+};
+// The row of `kind`; ConfigError unless it is uniform, db-llm or binarymos.
+const QuantizerTraits& quantizer_traits(const std::string& kind);
+inline void check_quantizer_name(const std::string& kind) { (void)quantizer_traits(kind); }
+inline bool is_binarizer(const std::string& kind) { return quantizer_traits(kind).binary; }
+
 // A weight stored by a binarizer. `kind` is "db-llm" or "binarymos" (empty: not binarized).
 struct BinaryWeight {
     std::string kind;
@@ -36,13 +52,11 @@ struct BinaryWeight {
     bool defined() const { return !kind.empty(); }
     int64_t out_features() const { return codes.size(0); }
     int64_t in_features() const { return codes.size(1); }
-    int bits() const { return kind == "binarymos" ? 1 : 2; }
+    int bits() const { return quantizer_traits(kind).bits; }
     // db-llm: the dense weight alpha1*b1 + alpha2*b2 [out, in] fp32. binarymos: the signs, +-1 [out, in] fp32.
     at::Tensor dequantize() const;
 };
 
-// Throws ConfigError unless `kind` is uniform, db-llm or binarymos.
-void check_quantizer_name(const std::string& kind);
 
 // --- DB-LLM flexible dual binarization: per group alpha1 = 2s, alpha2 = -s with s = absmax(group) / 2 at init. ---
 struct DualBinaryParams {

@@ -46,6 +46,11 @@ struct SaliencyOptions {
     // its term is the Fisher-weighted mean of (W_eff - W)^2: free of the Fisher's overall scale and of the layer's
     // size, so that a lambda tuned on one model means the same on another.
     std::string fisher_norm = "mean";
+    // The saliency computed first when no fisher_path is given (prepare_saliency): its windows and PQI's intervals.
+    std::string calib = "c4";
+    int64_t nsamples = 100;
+    int64_t seqlen = 512;
+    int64_t pqi_points = 8;
 };
 
 // One training stage of the block objective: "opt" (MSE only), "wpt" (lambda R only), "mixed" (MSE + lambda R).
@@ -183,15 +188,16 @@ struct MemoryEstimate {
 // Checks every option against the model and resolves the automatic ones (seqlen 0 -> min(2048, context),
 // error_windows -1 -> the method's default) in `options`. Throws ConfigError. Runs before any file is created.
 void validate_quantize_options(const Checkpoint& checkpoint, const Tokenizer& tokenizer, QuantizeOptions& options);
+// --saliency with the weighted regularizer and no fisher_path: computes the saliency first (options.saliency's
+// metric and windows, drawn with the run's seed) and writes it to `path`, unless `path` exists already and `reuse`
+// (a resumed run's); options.saliency.fisher_path then names it. Every rank of a distributed run takes part and
+// writes its own `path`. Returns what the manifest records of the pass (empty when nothing was computed).
+nlohmann::json prepare_saliency(const Checkpoint& checkpoint, const Tokenizer& tokenizer, QuantizeOptions& options,
+                                const std::string& path, bool reuse, const ProgressFn& progress = {});
 // Whether the method needs calibration windows at all with these (validated) options.
 bool quantize_needs_calibration(const QuantizeOptions& options);
 MemoryEstimate estimate_quantize_memory(const Checkpoint& checkpoint, const QuantizeOptions& options);
 
-struct MethodInfo {
-    const char* name;
-    const char* description;
-};
-const std::vector<MethodInfo>& quant_methods();
 
 // Runs the pipeline: calibration windows -> embedding -> for each block: load its FP weights from the checkpoint,
 // quantize with the method, propagate the quantized block's outputs. Only one block's weights are resident.

@@ -60,6 +60,12 @@ struct PqiResult {
 PqiResult compute_pqi(const Checkpoint& checkpoint, const Tokenizer& tokenizer, const FisherOptions& options,
                       const ProgressFn& progress = nullptr);
 
+// llama.cpp's importance matrix: Σ x² per input column of each linear over every calibration token of the FP chain
+// (block-major, one block resident), keyed by HF weight name, [in] fp32 on CPU; `tokens` receives the tokens summed.
+std::map<std::string, at::Tensor> compute_input_square_sums(const Checkpoint& checkpoint, const Tokenizer& tokenizer,
+                                                            const FisherOptions& options, int64_t& tokens,
+                                                            const ProgressFn& progress = nullptr);
+
 // The metric options.metric names. Throws ConfigError for an unknown one.
 std::map<std::string, at::Tensor> compute_saliency(const Checkpoint& checkpoint, const Tokenizer& tokenizer,
                                                    const FisherOptions& options, const ProgressFn& progress = nullptr);

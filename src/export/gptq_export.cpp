@@ -8,6 +8,7 @@
 
 #include "saliq/binarize.h"
 #include "saliq/error.h"
+#include "saliq/method_traits.h"
 #include "saliq/export.h"
 #include "saliq/file.h"
 #include "saliq/gptq_pack.h"
@@ -36,11 +37,11 @@ nlohmann::json stages_json(const std::vector<TrainStage>& stages) {
     return out;
 }
 
-bool uses_adapters(const QuantizeOptions& o) { return o.method == "apiq-bw" || o.method == "apiq-lw"; }
-// Group-wise widths (saliq_mixed): slim-llm, and the LWC methods on SliM-LLM's bit map.
-bool mixed_precision(const QuantizeOptions& o) {
-    return o.method == "slim-llm" || o.method == "slim-llm-plus" || !o.bit_map.empty();
-}
+bool uses_adapters(const QuantizeOptions& o) { return method_traits(o.method).trains_adapters; }
+// Group-wise widths (saliq_mixed): the methods that allocate bits, and the LWC methods on a bit map.
+bool mixed_precision(const QuantizeOptions& o) { return method_traits(o.method).allocates_bits || !o.bit_map.empty(); }
+// SliM-LLM proper: GPTQ's solver allocating its own bit map (its λ is recorded; a trained map records its source).
+bool gptq_allocates_bits(const MethodTraits& m) { return m.allocates_bits && m.orders_columns; }
 
 // [out, in] of a mixed or binarized linear, stored in the block's metadata: it sizes the unpacking (in 0 divided by
 // zero, 4e9 allocated gigabytes), so it must be the model's shape of that linear of `layer` before anything else.
@@ -137,7 +138,7 @@ void check_resumed_block(const BlockResult& b, int64_t layer, const LlamaConfig&
         if (out != shapes[i][0] || in != shapes[i][1])
             fail(name + " is " + shape_to_string({out, in}) + ", the model's is " +
                  shape_to_string(shapes[i]));
-        if (lr.binary.defined() != (o.apiq.quantizer != "uniform"))
+        if (lr.binary.defined() != is_binarizer(o.apiq.quantizer))
             fail(name + (lr.binary.defined() ? " is binarized" : " is not binarized") + ", the run's quantizer is " +
                  o.apiq.quantizer);
         if (!lr.binary.defined() && (lr.q.spec.grid != GgmlGrid::kNone) != (o.spec.grid != GgmlGrid::kNone))
@@ -145,7 +146,8 @@ void check_resumed_block(const BlockResult& b, int64_t layer, const LlamaConfig&
                  ", the run's --grid is " + ggml_grid_traits(o.spec.grid).name);
         if (!lr.binary.defined()) {
             if (lr.q.spec.grid == GgmlGrid::kNone)
-                check_gptq_claims(lr.q, {o.spec.group_size, o.method == "gptq" && o.gptq.act_order, false}, path);
+                check_gptq_claims(lr.q, {o.spec.group_size, method_traits(o.method).orders_columns && o.gptq.act_order, false},
+                                  path);
             if (!std::isfinite(lr.rel_error)) fail(name + " has a non-finite error");
         }
         if (lr.q.outliers.defined() && !(o.sparse.outliers_pct > 0))
@@ -194,7 +196,7 @@ nlohmann::json uniform_grid_config(const QuantizeOptions& o, bool gptq_symmetric
             {"bits", o.spec.bits},
             {"group_size", o.spec.group_size},
             {"sym", o.spec.symmetric && gptq_symmetric_zeros},
-            {"desc_act", o.method == "gptq" && o.gptq.act_order},
+            {"desc_act", method_traits(o.method).orders_columns && o.gptq.act_order},
             {"static_groups", false},
             {"damp_percent", o.gptq.damp},
             {"true_sequential", o.gptq.true_sequential},
@@ -207,13 +209,14 @@ nlohmann::json uniform_grid_config(const QuantizeOptions& o, bool gptq_symmetric
 }  // namespace
 
 nlohmann::json gptq_quantization_config(const QuantizeOptions& o, bool gptq_symmetric_zeros) {
-    if (o.apiq.quantizer != "uniform") {  // saliq's own layout (binarize.h); GPTQ loaders refuse the quant_method
+    const QuantizerTraits& quantizer = quantizer_traits(o.apiq.quantizer);
+    if (quantizer.binary) {  // saliq's own layout (binarize.h); GPTQ loaders refuse the quant_method
         nlohmann::json q = {{"quant_method", "saliq_binary"},
                             {"binarizer", o.apiq.quantizer},
-                            {"bits", o.apiq.quantizer == "binarymos" ? 1 : 2},
+                            {"bits", quantizer.bits},
                             {"saliq_method", o.method}};
-        if (o.apiq.quantizer == "db-llm") q["group_size"] = o.spec.group_size;
-        if (o.apiq.quantizer == "binarymos") q["experts"] = o.apiq.mos_experts;
+        if (quantizer.group_scales) q["group_size"] = o.spec.group_size;
+        if (quantizer.experts) q["experts"] = o.apiq.mos_experts;
         return q;
     }
     if (o.spec.grid != GgmlGrid::kNone) {  // GGML blocks per linear (ggml_grid.h); GPTQ loaders refuse the quant_method
@@ -250,27 +253,28 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
                         {"batch_size", o.batch_size},
                         {"error_windows", o.error_windows},
                         {"act_dtype", o.act_dtype}};
-    if (o.method == "gptq" || o.method == "slim-llm")
+    const MethodTraits& method = method_traits(o.method);
+    if (method.orders_columns)  // GPTQ's solver
         f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
                      {"true_sequential", o.gptq.true_sequential}};
     if (o.spec.grid != GgmlGrid::kNone) f["grid"] = ggml_grid_traits(o.spec.grid).name;  // absent: runs before it resume
     if (f.contains("gptq") && o.gptq.group_order.value_or(false)) f["gptq"]["group_order"] = true;  // absent: runs before it resume
-    if (o.method == "slim-llm") f["slim"] = {{"salience_lambda", o.slim.salience_lambda}};
+    if (gptq_allocates_bits(method)) f["slim"] = {{"salience_lambda", o.slim.salience_lambda}};
     if (o.sparse.enabled())  // absent without: runs interrupted before ReQuant existed resume
         f["sparse"] = {{"outliers_percent", o.sparse.outliers_pct}, {"significant_percent", o.sparse.significant_pct},
                        {"steps", o.sparse.steps}, {"pqi_points", o.sparse.pqi_points}};
-    if (mixed_precision(o) && o.method != "slim-llm")
+    if (mixed_precision(o) && !gptq_allocates_bits(method))
         f["bit_map"] = o.bit_map.empty() || o.bit_map == "slim" ? nlohmann::json{{"kind", "slim"}, {"damp", o.gptq.damp}}
                                                                 : nlohmann::json{{"file", o.bit_map}};
-    if (o.method == "omniquant" || o.method == "slim-llm-plus" || uses_adapters(o)) {
+    if (method.learns_clipping) {
         f["apiq"] = {{"lora_rank", o.apiq.lora_rank}, {"lora_alpha", o.apiq.lora_alpha}, {"lwc_lr", o.apiq.lwc_lr},
                      {"lora_lr", o.apiq.lora_lr}, {"weight_decay", o.apiq.weight_decay},
                      {"stages", stages_json(o.apiq.stages)}, {"epochs", o.apiq.epochs},
                      {"train_batch", o.apiq.train_batch}, {"aug_loss", o.apiq.aug_loss},
                      {"train_dtype", o.apiq.train_dtype}, {"seed", o.apiq.seed}};
-        if (o.apiq.quantizer != "uniform") {  // absent for uniform: runs interrupted before the option resume
+        if (is_binarizer(o.apiq.quantizer)) {  // absent for uniform: runs interrupted before the option resume
             f["apiq"]["quantizer"] = o.apiq.quantizer;
-            if (o.apiq.quantizer == "binarymos") f["apiq"]["mos_experts"] = o.apiq.mos_experts;
+            if (quantizer_traits(o.apiq.quantizer).experts) f["apiq"]["mos_experts"] = o.apiq.mos_experts;
         }
         f["saliency"] = {{"enabled", o.saliency.enabled}, {"weighted", o.saliency.weighted},
                          {"reg_method", o.saliency.reg_method}, {"lambda", o.saliency.lambda},
@@ -313,7 +317,7 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
     : source_(source), options_(options), out_(out_dir), force_(force) {
     while (out_.size() > 1 && out_.back() == '/') out_.pop_back();
     partial_ = out_ + ".partial";
-    if (options.apiq.quantizer == "uniform")
+    if (!is_binarizer(options.apiq.quantizer))
         for (const auto& l : gptq_loader_rejected_linears(source.config))
             log_warn("GPTQ loaders may reject " + l +
                      " (GPTQ packers and most kernels need widths that are multiples of 32); saliq reads the folder");
@@ -560,7 +564,7 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
         const std::string base = name.substr(0, name.size() - std::string(".weight").size());
         if (owner.count(base + ".qweight")) {
             const std::vector<std::string> suffixes =
-                options_.apiq.quantizer != "uniform" ? binary_suffixes(options_.apiq.quantizer)
+                is_binarizer(options_.apiq.quantizer) ? binary_suffixes(options_.apiq.quantizer)
                 : owner.count(base + ".ggml_type")
                     ? std::vector<std::string>(std::begin(kGgmlSuffixes), std::end(kGgmlSuffixes))
                 : owner.count(base + ".group_bits")

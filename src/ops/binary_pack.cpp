@@ -50,7 +50,7 @@ BinaryWeight binary_unpack_parts(const std::string& kind, int64_t in, int64_t ou
     };
     BinaryWeight w;
     w.kind = kind;
-    const int bits = kind == "binarymos" ? 1 : 2;
+    const int bits = quantizer_traits(kind).bits;
     const at::Tensor& qweight = part(".qweight");
     expect(qweight, {(in * bits + 31) / 32, out}, "qweight");
     if (qweight.scalar_type() != at::kInt) throw FormatError(origin, "qweight must be int32");

@@ -9,6 +9,7 @@
 #include <ATen/core/Tensor.h>
 #include <nlohmann/json.hpp>
 
+#include "saliq/method_traits.h"
 #include "saliq/model.h"
 #include "saliq/quantize.h"
 
@@ -51,28 +52,10 @@ int64_t block_parameter_count(const LlamaConfig& config);
 // activations (about 10 hidden-wide and 4 intermediate-wide fp32 rows per token).
 uint64_t training_workspace_bytes(const LlamaConfig& config, int64_t windows, int64_t seqlen);
 
+// A method's work on one block. What the method supports is its row in the traits table (method_traits.h).
 class QuantMethod {
 public:
     virtual ~QuantMethod() = default;
-    virtual bool needs_fp_chain() const { return false; }
-    // False: the method quantizes from the weights alone (no calibration windows, no forward passes).
-    virtual bool needs_calibration() const { return true; }
-    // True when every sum the method takes over the calibration windows goes through the distributed collectives, so
-    // that it may run over the ranks' shards of them (and reach what one process reaches).
-    virtual bool shards_windows() const { return false; }
-    // True when the method takes optimizer steps over batches of the windows (data-parallel over ranks: in lockstep).
-    virtual bool trains() const { return false; }
-    // True when the method's solver takes a column order from the Hessian's diagonal (GPTQ's solver: --act-order,
-    // --group-order; slim-llm, whose bit map is per natural group, refuses --act-order in validation).
-    virtual bool orders_columns() const { return false; }
-    // True when the group-aware order is the method's default (gptq: measured better on stories260K W2 g32, 3/3
-    // seeds, and SmolLM2-135M W3 g64; slim-llm: worse on 3/3 seeds, so it keeps the natural order).
-    virtual bool groups_ordered_by_default() const { return false; }
-    // True when the method can quantize onto a GGML block type (--grid): its codes and scales are then exactly what
-    // the type stores.
-    virtual bool supports_ggml_grid() const { return false; }
-    // True when the method trains LoRA adapters beside the grid (--lora-* apply).
-    virtual bool trains_adapters() const { return false; }
     // Activation buffers of [N, T, hidden] the method holds at once besides the pipeline's own (for the memory
     // estimate printed before a run); a buffer of wider rows counts as its width / hidden.
     virtual double extra_activation_buffers(const LlamaConfig& /*config*/) const { return 0.0; }

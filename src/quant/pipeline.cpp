@@ -11,6 +11,7 @@
 #include "quant/trainable.h"
 #include "quant/requant.h"
 #include "quant/slim_bits.h"
+#include "saliq/binarize.h"
 #include "saliq/distributed.h"
 #include "saliq/error.h"
 #include "saliq/file.h"
@@ -22,35 +23,6 @@
 
 namespace saliq {
 namespace {
-
-struct MethodEntry {
-    MethodInfo info;
-    std::unique_ptr<QuantMethod> (*make)();
-};
-
-const std::vector<MethodEntry>& registry() {
-    static const std::vector<MethodEntry> entries = {
-        {{"rtn", "round-to-nearest with min-max groups (no calibration)"}, make_rtn_method},
-        {{"gptq", "GPTQ: Hessian-aware column-by-column rounding with error feedback"}, make_gptq_method},
-        {{"slim-llm", "SliM-LLM: GPTQ with salience-driven group-wise mixed precision (b-1/b/b+1 bits, average b)"},
-         make_slim_llm_method},
-        {{"omniquant", "OmniQuant LWC: learned weight clipping per block, no adapters"}, make_omniquant_method},
-        {{"slim-llm-plus", "SliM-LLM+: OmniQuant's LWC on SliM-LLM's mixed-precision bit map"},
-         make_slim_llm_plus_method},
-        {{"apiq-bw", "ApiQ block-wise: learned clipping + LoRA matching each FP block's outputs"}, make_apiq_bw_method},
-        {{"apiq-lw", "ApiQ layer-wise: learned clipping + LoRA matching each FP layer's outputs"}, make_apiq_lw_method},
-    };
-    return entries;
-}
-
-std::unique_ptr<QuantMethod> make_method(const std::string& name) {
-    std::string known;
-    for (const auto& e : registry()) {
-        if (name == e.info.name) return e.make();
-        known += known.empty() ? e.info.name : std::string(", ") + e.info.name;
-    }
-    throw ConfigError("unknown method '" + name + "' (available: " + known + ")");
-}
 
 // ||approx - exact||^2 / ||exact||^2, the sums taken over every rank's rows (a rank may have none: undefined tensors).
 double relative_error(const at::Tensor& approx, const at::Tensor& exact) {
@@ -208,15 +180,6 @@ std::shared_ptr<Linear> inference_linear(const LinearResult& result, const at::T
                                         result.lora_scale);
 }
 
-const std::vector<MethodInfo>& quant_methods() {
-    static const std::vector<MethodInfo> infos = [] {
-        std::vector<MethodInfo> out;
-        for (const auto& e : registry()) out.push_back(e.info);
-        return out;
-    }();
-    return infos;
-}
-
 at::Tensor CapturingLinear::forward(const at::Tensor& x) const {
     hook_(x);
     return inner_->forward(x);
@@ -258,66 +221,86 @@ at::Tensor compute_slice(const at::Tensor& buffer, int64_t b, int64_t n, const D
 }
 
 bool quantize_needs_calibration(const QuantizeOptions& o) {
-    return make_method(o.method)->needs_calibration() || o.error_windows > 0;
+    return method_traits(o.method).needs_calibration || o.error_windows > 0;
 }
 
 namespace {
 
 // --quantizer: the binarizers train inside ApiQ / OmniQuant and fix their own bits.
 void validate_quantizer(QuantizeOptions& o) {
-    check_quantizer_name(o.apiq.quantizer);
-    if (o.apiq.quantizer == "uniform") {
+    const QuantizerTraits& quantizer = quantizer_traits(o.apiq.quantizer);
+    const MethodTraits& method = method_traits(o.method);
+    if (!quantizer.binary) {
         o.spec.validate();
-        if (o.method == "slim-llm-plus") o.bit_map = "slim";
+        if (method.allocates_bits && method.takes_bit_map) o.bit_map = "slim";  // SliM-LLM's map, then trained
         if (!o.bit_map.empty() && o.bit_map != "slim" && !path_exists(o.bit_map))
             throw ConfigError("--bit-map '" + o.bit_map + "' is neither slim (SliM-LLM's allocation per block) nor an "
                               "existing saliq_mixed folder or safetensors file of bit maps");
-        if (!o.bit_map.empty() && o.method != "omniquant" && o.method != "apiq-bw" && o.method != "slim-llm-plus")
-            throw ConfigError("--bit-map is trained by omniquant, apiq-bw and slim-llm-plus, not " + o.method +
-                              (o.method == "slim-llm" ? " (which allocates its own)" : ""));
-        if (o.method == "slim-llm" || !o.bit_map.empty()) {
+        if (!o.bit_map.empty() && !method.takes_bit_map)
+            throw ConfigError("--bit-map is trained by " + methods_where(&MethodTraits::takes_bit_map) + ", not " +
+                              o.method + (method.allocates_bits ? " (which allocates its own)" : ""));
+        if (method.allocates_bits || !o.bit_map.empty()) {
             if (o.spec.bits < 2 || o.spec.bits > 7)
                 throw ConfigError("SliM-LLM's bit map moves groups to b-1 and b+1 bits: --bits must be 2 to 7");
             if (o.spec.symmetric) throw ConfigError("SliM-LLM's groups are asymmetric (min-max ranges): drop --sym");
             if (o.gptq.act_order)
-                throw ConfigError("slim-llm keeps groups in column order (its bit map is per group): drop --act-order "
-                                  "(--group-order keeps them)");
+                throw ConfigError(o.method + " keeps groups in column order (its bit map is per group): drop "
+                                  "--act-order (--group-order keeps them)");
             if (!(o.slim.salience_lambda > 0) || !std::isfinite(o.slim.salience_lambda))
                 throw ConfigError("--slim-lambda must be a positive number");
         }
         return;
     }
     if (!o.bit_map.empty()) throw ConfigError("--bit-map is for the uniform grid, not --quantizer " + o.apiq.quantizer);
-    if (o.method != "apiq-bw" && o.method != "apiq-lw" && o.method != "omniquant")
-        throw ConfigError("--quantizer " + o.apiq.quantizer + " is trained by apiq-bw, apiq-lw or omniquant, not " +
-                          o.method);
-    const int bits = o.apiq.quantizer == "binarymos" ? 1 : 2;
-    if (o.spec.bits != bits)
-        throw ConfigError(o.apiq.quantizer == "binarymos"
-                              ? "--quantizer binarymos stores one sign bit per weight: pass --bits 1"
-                              : "--quantizer db-llm stores two binary planes per weight: pass --bits 2");
+    if (!method.trains_binarizers)
+        throw ConfigError("--quantizer " + o.apiq.quantizer + " is trained by " +
+                          methods_where(&MethodTraits::trains_binarizers) + ", not " + o.method);
+    if (o.spec.bits != quantizer.bits)
+        throw ConfigError(strprintf("--quantizer %s %s: pass --bits %d", quantizer.name, quantizer.bits_why,
+                                    quantizer.bits));
     if (o.spec.symmetric) throw ConfigError("--sym has no meaning for --quantizer " + o.apiq.quantizer);
-    if (o.apiq.quantizer == "binarymos" && (o.apiq.mos_experts < 1 || o.apiq.mos_experts > 64))
+    if (quantizer.experts && (o.apiq.mos_experts < 1 || o.apiq.mos_experts > 64))
         throw ConfigError("--mos-experts must be between 1 and 64");
     QuantSpec groups = o.spec;
     groups.bits = 2;
     groups.validate();  // the group size (db-llm's alpha groups)
 }
 
+// The regularizer's settings and the saliency pass that would feed it.
+void validate_saliency_options(const QuantizeOptions& o, const LlamaConfig& c) {
+    const SaliencyOptions& s = o.saliency;
+    if (s.metric != "fisher" && s.metric != "hessian" && s.metric != "pqi")
+        throw ConfigError("--saliency-metric must be fisher, hessian or pqi, not '" + s.metric + "'");
+    if (s.fisher_norm != "none" && s.fisher_norm != "mean")
+        throw ConfigError("--fisher-norm must be none or mean, not '" + s.fisher_norm + "'");
+    if (s.reg_method != "before_lora" && s.reg_method != "after_lora")
+        throw ConfigError("--reg-method must be before_lora or after_lora, not '" + s.reg_method + "'");
+    if (s.pqi_points < 1) throw ConfigError("--pqi-points must be at least 1");
+    if (s.nsamples < 1 || s.seqlen < 2)
+        throw ConfigError("--fisher-nsamples must be at least 1 and --fisher-seqlen at least 2");
+    if (!s.fisher_path.empty() && !path_exists(s.fisher_path))
+        throw IoError(s.fisher_path, "saliency file does not exist");
+    if (s.enabled && s.weighted && s.fisher_path.empty() && s.seqlen > c.max_position_embeddings)
+        throw ConfigError(strprintf("--fisher-seqlen %lld exceeds the model's max_position_embeddings %lld",
+                                    (long long)s.seqlen, (long long)c.max_position_embeddings));
+}
+
 // Options the chosen method would not use: refused where the run would silently be another (the saliency
 // regularizer on a method that does not train), otherwise named in a warning. "Set" means changed from the default.
-void check_options_apply(const QuantizeOptions& o, const QuantMethod& method) {
-    if (o.saliency.enabled && !method.trains())
-        throw ConfigError("--saliency trains a regularizer: it works with --method apiq-bw, apiq-lw, omniquant or "
-                          "slim-llm-plus, not " + o.method);
+void check_options_apply(const QuantizeOptions& o, const MethodTraits& method) {
+    if (o.saliency.enabled && !method.trains)
+        throw ConfigError("--saliency trains a regularizer: it works with --method " +
+                          methods_where(&MethodTraits::trains) + ", not " + o.method);
     const ApiqOptions defaults;
     std::vector<std::string> ignored;
-    if (o.gptq.act_order && !method.orders_columns()) ignored.push_back("--act-order");
-    if (o.gptq.group_order.has_value() && !method.orders_columns()) ignored.push_back("--group-order");
-    if (!method.trains_adapters() && (o.apiq.lora_rank != defaults.lora_rank || o.apiq.lora_alpha != defaults.lora_alpha ||
+    if (o.gptq.act_order && !method.orders_columns) ignored.push_back("--act-order");
+    // value_or: validation runs twice (the CLI, then quantize_model) and the first resolves the default to false
+    // for a method that does not order columns; only an explicit --group-order is worth a warning.
+    if (o.gptq.group_order.value_or(false) && !method.orders_columns) ignored.push_back("--group-order");
+    if (!method.trains_adapters && (o.apiq.lora_rank != defaults.lora_rank || o.apiq.lora_alpha != defaults.lora_alpha ||
                                       o.apiq.lora_lr != defaults.lora_lr))
         ignored.push_back("--lora-rank/--lora-alpha/--lora-lr");
-    if (!method.trains()) {
+    if (!method.trains) {
         if (o.apiq.epochs != defaults.epochs) ignored.push_back("--epochs");
         if (!o.apiq.stages.empty()) ignored.push_back("--stages");
         if (o.apiq.lwc_lr != defaults.lwc_lr) ignored.push_back("--lwc-lr");
@@ -331,12 +314,16 @@ void check_options_apply(const QuantizeOptions& o, const QuantMethod& method) {
 
 // --grid: a method that can quantize onto it, no option the GGML type cannot store, and every row on some type
 // (the fallbacks named, as llama-quantize names them).
-void check_ggml_grid(const QuantizeOptions& o, const QuantMethod& method, const LlamaConfig& c) {
+void check_ggml_grid(const QuantizeOptions& o, const MethodTraits& method, const LlamaConfig& c) {
     const char* name = ggml_grid_traits(o.spec.grid).name;
-    if (!method.supports_ggml_grid())
-        throw ConfigError(std::string("--grid ") + name + " is quantized by rtn and gptq, not " + o.method);
+    if (!method.supports_ggml_grid)
+        throw ConfigError(std::string("--grid ") + name + " is quantized by " +
+                          methods_where(&MethodTraits::supports_ggml_grid) + ", not " + o.method);
     if (o.gptq.act_order) throw ConfigError("--act-order permutes groups (g_idx), which GGML types cannot store");
-    if (o.apiq.quantizer != "uniform" || !o.bit_map.empty() || o.sparse.enabled())
+    if (method.trains && ggml_grid_traits(o.spec.grid).levels)
+        throw ConfigError(std::string("--grid ") + name + " maps codes to fixed levels with no range to learn: "
+                          "quantize it with rtn or gptq");
+    if (is_binarizer(o.apiq.quantizer) || !o.bit_map.empty() || o.sparse.enabled())
         throw ConfigError(std::string("--grid ") + name + " stores one GGML type per linear: no --quantizer, "
                           "--bit-map or sparse parts beside it");
     const auto shapes = linear_shapes(c);
@@ -366,20 +353,20 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
                           "-bit GPTQ); quantize the full-precision model instead");
     const LlamaConfig& config = ckpt.config;
     check_shapes(config, o.spec);
-    auto method = make_method(o.method);
+    const MethodTraits& traits = method_traits(o.method);
     const at::TensorOptions compute = resolve_model_options(o.model);
     act_storage_dtype(o, compute);
-    if (method->trains()) o.apiq.train_dtype = resolve_train_dtype(o.apiq.train_dtype, compute);  // the manifest's
-    check_options_apply(o, *method);
-    if (o.spec.grid != GgmlGrid::kNone) check_ggml_grid(o, *method, config);
+    if (traits.trains) o.apiq.train_dtype = resolve_train_dtype(o.apiq.train_dtype, compute);  // the manifest's
+    check_options_apply(o, traits);
+    if (o.spec.grid != GgmlGrid::kNone) check_ggml_grid(o, traits, config);
     if (o.gptq.act_order && o.gptq.group_order.value_or(false))
         throw ConfigError("--act-order and --group-order are two column orders; pick one");
     if (!o.gptq.group_order.has_value())
-        o.gptq.group_order = method->orders_columns() && method->groups_ordered_by_default() && !o.gptq.act_order;
+        o.gptq.group_order = traits.orders_columns && traits.groups_ordered_by_default && !o.gptq.act_order;
     if (dist_active()) {  // what runs over the ranks' shards of the windows, so far
-        if (!method->shards_windows())
-            throw ConfigError("--method " + o.method + " runs in one process; over several ranks: gptq, rtn, "
-                              "omniquant, apiq-bw or apiq-lw");
+        if (!traits.shards_windows)
+            throw ConfigError("--method " + o.method + " runs in one process; over several ranks: " +
+                              methods_where(&MethodTraits::shards_windows));
         if (o.sparse.outliers_pct > 0 || o.sparse.significant_pct > 0)
             throw ConfigError("--sparse-outliers and --sparse-significant run in one process, not over several ranks");
         if (o.saliency.enabled && o.saliency.weighted && o.saliency.fisher_path.empty() &&
@@ -390,18 +377,19 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
             throw ConfigError("SliM-LLM's bit allocation (--method " + o.method + ") runs in one process");
         // Training steps in lockstep: every rank needs as many windows as the others.
         const int64_t unit = dist_world_size() * std::max<int64_t>(1, o.apiq.train_batch);
-        if (method->trains() && o.calib.nsamples % unit != 0)
+        if (traits.trains && o.calib.nsamples % unit != 0)
             throw ConfigError(strprintf("--nsamples %lld does not split into equal shares of whole --train-batch %lld "
                                         "steps over %d ranks: give a multiple of %lld",
                                         (long long)o.calib.nsamples, (long long)o.apiq.train_batch, dist_world_size(),
                                         (long long)unit));
     }
+    validate_saliency_options(o, config);
     if (o.saliency.enabled && o.saliency.weighted && !o.saliency.fisher_path.empty())
         check_fisher_file(o.saliency.fisher_path, config);
     if (!o.bit_map.empty() && o.bit_map != "slim")  // every block's maps, checked before the run starts
         for (int64_t layer = 0; layer < config.n_layers; ++layer) (void)read_bit_maps(o.bit_map, layer, config, o.spec);
     if (o.error_windows < -1) throw ConfigError("--error-windows must be 0 or more");
-    if (o.error_windows == -1) o.error_windows = method->needs_calibration() ? kDefaultErrorWindows : 0;
+    if (o.error_windows == -1) o.error_windows = traits.needs_calibration ? kDefaultErrorWindows : 0;
     if (o.calib.seqlen <= 0) {
         o.calib.seqlen = std::min<int64_t>(2048, config.max_position_embeddings);
         if (quantize_needs_calibration(o))
@@ -435,21 +423,22 @@ std::string MemoryEstimate::describe() const {
 
 MemoryEstimate estimate_quantize_memory(const Checkpoint& ckpt, const QuantizeOptions& o) {
     const LlamaConfig& c = ckpt.config;
-    const auto method = make_method(o.method);
+    const MethodTraits& traits = method_traits(o.method);
+    const auto method = traits.make();
     const at::TensorOptions compute = resolve_model_options(o.model);
     const uint64_t act = dtype_bytes(act_storage_dtype(o, compute)), w = dtype_bytes(compute.dtype().toScalarType());
     MemoryEstimate e;
     const bool calib = quantize_needs_calibration(o);
-    int64_t N = calib ? (method->needs_calibration() ? o.calib.nsamples : o.error_windows) : 0;
-    if (dist_active() && method->needs_calibration()) {  // this rank's share (the largest one)
-        const int64_t unit = method->trains() ? 1 : std::max<int64_t>(1, o.batch_size);
+    int64_t N = calib ? (traits.needs_calibration ? o.calib.nsamples : o.error_windows) : 0;
+    if (dist_active() && traits.needs_calibration) {  // this rank's share (the largest one)
+        const int64_t unit = traits.trains ? 1 : std::max<int64_t>(1, o.batch_size);
         const int64_t units = (N + unit - 1) / unit;
         N = std::min(N, (units + dist_world_size() - 1) / dist_world_size() * unit);
     }
     if (calib) {
         // The quantized chain, its next value, the FP chain and its next value when the method keeps one, the
         // method's own buffers, and the error windows' FP output and captured linear inputs.
-        e.activation_buffers = 2.0 + (method->needs_fp_chain() ? 2.0 : 0.0) + method->extra_activation_buffers(c);
+        e.activation_buffers = 2.0 + (traits.needs_fp_chain ? 2.0 : 0.0) + method->extra_activation_buffers(c);
         const double err = static_cast<double>(std::min(N, o.error_windows)) / static_cast<double>(std::max<int64_t>(1, N));
         e.activation_buffers += err * (7.0 + static_cast<double>(c.intermediate_size) / static_cast<double>(c.hidden_size));
         e.activations = static_cast<uint64_t>(e.activation_buffers * static_cast<double>(N) *
@@ -459,7 +448,7 @@ MemoryEstimate estimate_quantize_memory(const Checkpoint& ckpt, const QuantizeOp
     }
     const uint64_t block_params = static_cast<uint64_t>(block_parameter_count(c));
     // FP weights, the quantized weights' dense form, and (training methods) fp32 master copies with Adam state.
-    const double copies = method->needs_fp_chain() ? 6.0 : 2.0;
+    const double copies = traits.needs_fp_chain ? 6.0 : 2.0;
     e.block_weights = static_cast<uint64_t>(copies * static_cast<double>(block_params) * static_cast<double>(std::max<uint64_t>(w, 4)));
     if (N > 0) {
         // One forward batch: about five hidden-wide and four intermediate-wide rows per token in the compute dtype,
@@ -491,8 +480,12 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
                               BlockStore* store, const ProgressFn& progress) {
     QuantizeOptions o = options;
     validate_quantize_options(ckpt, tokenizer, o);
+    if (o.saliency.enabled && o.saliency.weighted && o.saliency.fisher_path.empty())
+        throw ConfigError("--saliency needs its saliency file: give --fisher FILE, or compute it first "
+                          "(prepare_saliency)");
     const LlamaConfig& config = ckpt.config;
-    auto method = make_method(o.method);
+    const MethodTraits& traits = method_traits(o.method);
+    auto method = traits.make();
     const at::TensorOptions compute = resolve_model_options(o.model);
     const at::ScalarType storage = act_storage_dtype(o, compute);
     c10::NoGradGuard no_grad;
@@ -504,7 +497,7 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
     };
     // RTN reads no text: with no error windows asked for, there is nothing to embed or run.
     const bool calibrate = quantize_needs_calibration(o);
-    if (calibrate && !method->needs_calibration()) o.calib.nsamples = o.error_windows;  // windows only to measure
+    if (calibrate && !traits.needs_calibration) o.calib.nsamples = o.error_windows;  // windows only to measure
     at::Tensor hidden, hidden_fp;
     const int64_t N = calibrate ? o.calib.nsamples : 0, T = o.calib.seqlen;
     std::vector<int64_t> local_windows;  // the run's windows this rank holds, in order
@@ -523,7 +516,7 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
         // larger batch.
         std::string share;
         local_windows.clear();
-        if (dist_active() && method->trains()) {
+        if (dist_active() && traits.trains) {
             const int64_t tb = std::max<int64_t>(1, o.apiq.train_batch), step = dist_world_size() * tb;
             std::vector<int64_t> mine;
             for (int64_t s = 0; s < N; s += step)
@@ -541,7 +534,7 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
         if (dist_active()) {
             log_info(strprintf("distributed: %d ranks, this one runs %s", dist_world_size(), share.c_str()));
             result.distributed["ranks"] = dist_world_size();
-            if (method->trains()) {
+            if (traits.trains) {
                 const int64_t effective = dist_world_size() * std::max<int64_t>(1, o.apiq.train_batch);
                 result.distributed["effective_train_batch"] = effective;
                 log_info(strprintf("data-parallel training: every optimizer step averages the gradients of %d ranks "
@@ -552,7 +545,7 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
         const at::Tensor ids = all_ids.to(compute.device());
         hidden = at::embedding(ckpt.tensors->get(hf_names::kEmbed).to(compute), ids).to(storage);  // [N, T, H]
         ckpt.tensors->release(hf_names::kEmbed);
-        if (method->needs_fp_chain()) hidden_fp = hidden.clone();
+        if (traits.needs_fp_chain) hidden_fp = hidden.clone();
         rope = make_rope(config, T, compute);
     }
     // Errors are measured on the run's first windows: of those, this rank holds its first n_err.

@@ -12,6 +12,7 @@
 #include <c10/core/GradMode.h>
 
 #include "quant/pqi.h"
+#include "saliq/binarize.h"
 #include "saliq/error.h"
 #include "saliq/log.h"
 #include "saliq/saliency.h"
@@ -75,7 +76,7 @@ void validate_sparse_options(const QuantizeOptions& o) {
         throw ConfigError("--sparse-outliers and --sparse-significant are percentages of the linears' weights, "
                           "from 0 to under 25 (ReQuant's: 0.45 and 0.05)");
     if (!s.enabled()) return;
-    if (o.apiq.quantizer != "uniform")
+    if (is_binarizer(o.apiq.quantizer))
         throw ConfigError("--sparse-outliers / --sparse-significant work on the uniform grid, not --quantizer " +
                           o.apiq.quantizer);
     if (s.steps < 1) throw ConfigError("--sparse-steps must be at least 1");

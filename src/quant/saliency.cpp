@@ -10,7 +10,9 @@
 
 #include "saliq/distributed.h"
 #include "saliq/error.h"
+#include "saliq/file.h"
 #include "saliq/log.h"
+#include "saliq/quantize.h"
 #include "saliq/safetensors.h"
 #include "saliq/strings.h"
 #include "saliq/tokenizer.h"
@@ -135,6 +137,34 @@ nlohmann::json fisher_summary(const std::map<std::string, at::Tensor>& fisher) {
                      {"top1pct_mass", total > 0 ? top / total : 0.0}};
     }
     return out;
+}
+
+nlohmann::json prepare_saliency(const Checkpoint& ckpt, const Tokenizer& tokenizer, QuantizeOptions& o,
+                                const std::string& path, bool reuse, const ProgressFn& progress) {
+    if (!o.saliency.enabled || !o.saliency.weighted || !o.saliency.fisher_path.empty()) return nlohmann::json();
+    FisherOptions fo;
+    fo.calib.source = o.saliency.calib;
+    fo.calib.nsamples = o.saliency.nsamples;
+    fo.calib.seqlen = o.saliency.seqlen;
+    fo.calib.seed = o.calib.seed;
+    fo.model = o.model;
+    fo.metric = o.saliency.metric;
+    fo.spec = o.spec;  // pqi: the path ends at this run's RTN values
+    fo.pqi_points = o.saliency.pqi_points;
+    nlohmann::json stats;
+    if (dist_active() || !reuse || !path_exists(path)) {  // every rank takes part in a distributed pass
+        log_info(strprintf("saliency: %s from %s, %lld x %lld", fo.metric.c_str(), fo.calib.source.c_str(),
+                           (long long)fo.calib.nsamples, (long long)fo.calib.seqlen));
+        const auto t0 = std::chrono::steady_clock::now();
+        const auto saliency = compute_saliency(ckpt, tokenizer, fo, progress);
+        write_fisher(path, saliency, fo);
+        stats = {{"metric", fo.metric}, {"calib", fo.calib.source}, {"nsamples", fo.calib.nsamples},
+                 {"seqlen", fo.calib.seqlen},
+                 {"seconds", std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count()},
+                 {"summary", fisher_summary(saliency)}};
+    }
+    o.saliency.fisher_path = path;
+    return stats;
 }
 
 }  // namespace saliq

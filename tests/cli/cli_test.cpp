@@ -108,6 +108,9 @@ TEST(Cli, BadOptionsExitWithConfigError) {
     EXPECT_EQ(r.exit_code, 2) << r.output;
     r = run_saliq("frobnicate");
     EXPECT_EQ(r.exit_code, 2) << r.output;
+    r = run_saliq("eval " + stories_args() + " --packed-cuda");  // the GPU kernels' flag, on the CPU
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_NE(r.output.find("--packed-cuda is for --device cuda"), std::string::npos) << r.output;
     r = run_saliq("eval -m " + test::stories_bin());  // no tokenizer anywhere
     EXPECT_EQ(r.exit_code, 2) << r.output;
     EXPECT_NE(r.output.find("--tokenizer"), std::string::npos) << r.output;
@@ -172,6 +175,31 @@ TEST(CliQuantize, WritesAFolderThatInspectAndEvalRead) {
     EXPECT_TRUE(path_exists(out + "/tokenizer_config.json"));
     r = run_saliq("eval -m " + out + " --dataset tinystories --seqlen 128 --max-windows 2 --eval-range 0.5:1");
     EXPECT_EQ(r.exit_code, 0) << r.output;
+}
+
+// `saliq windows` hands another tool the very windows quantize calibrates on: same draw, same ids.
+TEST(CliQuantize, WindowsAreTheOnesQuantizeDraws) {
+    TempDir dir;
+    const std::string out = dir.file("q");
+    auto r = run_saliq("quantize " + stories_args() + " --method gptq --bits 4 --group-size 32 --calib tinystories "
+                       "--calib-range 0:0.5 --nsamples 4 --seqlen 64 --seed 3 --out " + out);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    r = run_saliq("windows --tokenizer " + test::stories_tokenizer() + " --calib tinystories --calib-range 0:0.5 "
+                  "--nsamples 4 --seqlen 64 --seed 3 -o " + dir.file("w.json"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto manifest = nlohmann::json::parse(test::read_bytes(out + "/saliq_manifest.json"));
+    const auto w = nlohmann::json::parse(test::read_bytes(dir.file("w.json")));
+    EXPECT_EQ(w["starts"], manifest["calibration"]["window_starts"]);
+    ASSERT_EQ(w["windows"].size(), 4u);
+    for (const auto& window : w["windows"]) {
+        ASSERT_EQ(window.size(), 64u);
+        for (const auto& id : window) EXPECT_TRUE(id.get<int>() >= 0 && id.get<int>() < 512) << id;
+    }
+    EXPECT_NE(w["windows"][0], w["windows"][1]);
+    r = run_saliq("windows --tokenizer " + test::stories_tokenizer() + " --calib tinystories --nsamples 4 "
+                  "--seqlen 64 --calib-range 0.5:0.2 -o " + dir.file("bad.json"));
+    EXPECT_EQ(r.exit_code, 2) << r.output;
+    EXPECT_FALSE(path_exists(dir.file("bad.json")));
 }
 
 // Computed from the packed codes (the default) or from the dequantized dense weights (--dequantize): the same
@@ -300,6 +328,8 @@ TEST(CliQuantize, RtnNeedsNoOtherOptionAndReadsNoText) {
     auto r = run_saliq("quantize -m " + hf + " --method rtn --bits 4 --out " + out);
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(r.output.find("calibration:"), std::string::npos) << r.output;
+    // No option was given, so none is named as ignored (validation runs twice; a resolved default is not a request).
+    EXPECT_EQ(r.output.find("does not apply"), std::string::npos) << r.output;
     const auto manifest = nlohmann::json::parse(test::read_bytes(out + "/saliq_manifest.json"));
     EXPECT_TRUE(manifest["calibration"]["window_starts"].empty());
     EXPECT_EQ(manifest["settings"]["error_windows"], 0);

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include <ATen/ATen.h>
+#include <gmock/gmock.h>
 #include <nlohmann/json.hpp>
 
 #include "saliq/checkpoint.h"
@@ -294,6 +295,39 @@ TEST(Apiq, SaliencyOnAMethodThatDoesNotTrainIsRefusedByTheLibrary) {
     ok.saliency.enabled = true;
     ok.saliency.weighted = false;
     EXPECT_NO_THROW(validate_quantize_options(ckpt, *tok, ok));
+}
+
+// The saliency pass is the library's too: a caller without a file is refused before any work, prepare_saliency
+// computes one (kept for a resumed run, recomputed when not to be reused), and the run then uses it.
+TEST(Apiq, TheLibraryComputesTheSaliencyFirstWhenNoFileIsGiven) {
+    test::TempDir dir;
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    Checkpoint ckpt = read_llama2c(test::stories_bin());
+    ckpt.tokenizer_path = test::stories_tokenizer();
+    QuantizeOptions o = tiny_apiq("apiq-bw");
+    o.apiq.epochs = 1;
+    o.saliency.enabled = true;
+    o.saliency.calib = "tinystories";
+    o.saliency.nsamples = 2;
+    o.saliency.seqlen = 64;
+    EXPECT_THAT(test::error_of([&] { quantize_model(ckpt, *tok, o); }), ::testing::HasSubstr("prepare_saliency"));
+    QuantizeOptions bad = o;
+    bad.saliency.metric = "magnitude";
+    EXPECT_THAT(test::error_of([&] { validate_quantize_options(ckpt, *tok, bad); }),
+                ::testing::HasSubstr("--saliency-metric"));
+    const std::string path = dir.file("saliency.safetensors");
+    const nlohmann::json stats = prepare_saliency(ckpt, *tok, o, path, /*reuse=*/true);
+    EXPECT_EQ(o.saliency.fisher_path, path);
+    EXPECT_EQ(stats["metric"], "hessian");
+    EXPECT_EQ(stats["nsamples"], 2);
+    EXPECT_EQ(SafetensorsReader::open(path)->entries().size(), 35u);
+    QuantizeOptions again = o;
+    again.saliency.fisher_path.clear();
+    EXPECT_TRUE(prepare_saliency(ckpt, *tok, again, path, /*reuse=*/true).empty());  // reused, not recomputed
+    EXPECT_EQ(again.saliency.fisher_path, path);
+    const QuantRun run = quantize_into(dir.file("q"), o);
+    EXPECT_GT(run.result.blocks[0].method_stats["fisher"]["model.layers.0.self_attn.q_proj"]["sum"].get<double>(),
+              0.0);
 }
 
 TEST(Apiq, SaliencyStagesUseTheFisher) {

@@ -6,6 +6,7 @@
 #include "saliq/checkpoint.h"
 #include "saliq/error.h"
 #include "saliq/file.h"
+#include "saliq/gguf.h"
 #include "saliq/model.h"
 #include "saliq/saliency.h"
 #include "saliq/tokenizer.h"
@@ -50,6 +51,46 @@ TEST(Saliency, HessianSalienceIsWSquaredOverTheInverseFactorsDiagonal) {
 
     o.metric = "pqi-typo";
     EXPECT_THROW(compute_saliency(ckpt, *tok, o), ConfigError);
+}
+
+// llama.cpp's importance matrix: Σ x² of each linear's input, the q_proj of block 0 against the formula, and the
+// GGUF llama-quantize reads (in_sum2 and counts per linear, the imatrix keys), written by the CLI.
+TEST(Saliency, ImportanceMatrixSumsTheInputsSquares) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    Checkpoint ckpt = read_llama2c(test::stories_bin());
+    FisherOptions o;
+    o.calib.source = "tinystories";
+    o.calib.nsamples = 3;
+    o.calib.seqlen = 64;
+    int64_t tokens = 0;
+    const auto sums = compute_input_square_sums(ckpt, *tok, o, tokens);
+    EXPECT_EQ(tokens, 3 * 64);
+    EXPECT_EQ(sums.size(), 35u);
+    const at::Tensor q = sums.at("model.layers.0.self_attn.q_proj.weight");
+    EXPECT_TRUE(at::equal(q, sums.at("model.layers.0.self_attn.v_proj.weight")));  // one input, one matrix
+    c10::NoGradGuard no_grad;
+    auto model = LlamaModel::load(ckpt, {});
+    const CalibSet calib = sample_calibration(o.calib, *tok);
+    const at::Tensor ids = at::tensor(std::vector<int64_t>(calib.tokens.begin(), calib.tokens.end()), at::kLong)
+                               .view({o.calib.nsamples, o.calib.seqlen});
+    const at::Tensor x = rms_norm(model->embed(ids), model->block(0).input_norm, model->config().rms_norm_eps)
+                             .reshape({-1, model->config().hidden_size})
+                             .to(at::kDouble);
+    EXPECT_TRUE(at::allclose(q.to(at::kDouble), x.pow(2).sum(0), 1e-5, 1e-6));
+    EXPECT_EQ(sums.at("model.layers.2.mlp.down_proj.weight").numel(), model->config().intermediate_size);
+
+    test::TempDir dir;
+    const auto r = test::run_saliq("saliency -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer() +
+                                   " --metric imatrix --calib tinystories --nsamples 3 --seqlen 64 --out " +
+                                   dir.file("m.gguf"));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto gguf = GgufReader::open(dir.file("m.gguf"));
+    EXPECT_EQ(gguf->find_value("general.type")->value.get<std::string>(), "imatrix");
+    EXPECT_EQ(gguf->find_value("imatrix.chunk_count")->value.get<int64_t>(), 3);
+    EXPECT_EQ(gguf->find_value("imatrix.chunk_size")->value.get<int64_t>(), 64);
+    EXPECT_EQ(gguf->tensors().size(), 70u);
+    EXPECT_FLOAT_EQ(gguf->tensor("blk.0.attn_q.weight.counts").item<float>(), 192.0f);
+    EXPECT_TRUE(at::allclose(gguf->tensor("blk.0.attn_q.weight.in_sum2"), q, 1e-6, 0.0));
 }
 
 // End to end: `saliq saliency --metric hessian`, then the regularizer reading that file like a Fisher, and

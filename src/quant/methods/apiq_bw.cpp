@@ -20,12 +20,7 @@ namespace {
 class ApiqBlockwise : public QuantMethod {
 public:
     explicit ApiqBlockwise(bool lora) : lora_(lora) {}
-    bool needs_fp_chain() const override { return true; }
     double extra_activation_buffers(const LlamaConfig&) const override { return 2.0; }  // the targets T1, T2
-    // Data-parallel over the ranks' windows: the trainer averages the gradients every step.
-    bool shards_windows() const override { return true; }
-    bool trains() const override { return true; }
-    bool trains_adapters() const override { return lora_; }
     uint64_t workspace_bytes(const LlamaConfig& c, const QuantizeOptions& o) const override {
         const uint64_t training = training_workspace_bytes(c, o.apiq.train_batch, o.calib.seqlen);
         return o.bit_map == "slim" ? std::max(training, slim_search_bytes(c, o.spec)) : training;  // search, then train

@@ -33,11 +33,6 @@ std::vector<at::Tensor> capture_inputs(const DecoderBlock& block, const BlockCon
 
 class ApiqLayerwise : public QuantMethod {
 public:
-    bool needs_fp_chain() const override { return true; }
-    // Data-parallel over the ranks' windows: the trainer averages the gradients every step.
-    bool shards_windows() const override { return true; }
-    bool trains() const override { return true; }
-    bool trains_adapters() const override { return true; }
     double extra_activation_buffers(const LlamaConfig& c) const override {
         // FP inputs of all seven linears (six hidden-wide, one intermediate-wide) and one group's quantized inputs.
         return 6.0 + 3.0 + static_cast<double>(c.intermediate_size) / static_cast<double>(c.hidden_size);

@@ -13,10 +13,6 @@ namespace {
 
 class GptqMethod : public QuantMethod {
 public:
-    bool shards_windows() const override { return true; }  // its Hessians are all-reduced
-    bool orders_columns() const override { return true; }
-    bool groups_ordered_by_default() const override { return true; }
-    bool supports_ggml_grid() const override { return true; }
     uint64_t workspace_bytes(const LlamaConfig& c, const QuantizeOptions&) const override {
         return gptq_workspace_bytes(c);
     }

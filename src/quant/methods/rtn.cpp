@@ -6,9 +6,6 @@ namespace {
 
 class RtnMethod : public QuantMethod {
 public:
-    bool needs_calibration() const override { return false; }
-    bool shards_windows() const override { return true; }  // reads no windows but to measure errors
-    bool supports_ggml_grid() const override { return true; }
     nlohmann::json quantize_block(DecoderBlock& block, const BlockContext& context) override {
         const at::TensorOptions options = block.input_norm.options();
         // Without calibration nothing runs the block afterwards: each FP weight is let go as soon as it is

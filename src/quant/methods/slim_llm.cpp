@@ -25,7 +25,6 @@ namespace {
 
 class SlimLlmMethod : public QuantMethod {
 public:
-    bool orders_columns() const override { return true; }  // --group-order; --act-order refused in validation
     uint64_t workspace_bytes(const LlamaConfig& c, const QuantizeOptions& o) const override {
         // GPTQ's solver, then (not at the same time) the bit search: every candidate's weights and the Hessians.
         return std::max(gptq_workspace_bytes(c), slim_search_bytes(c, o.spec));
