@@ -102,6 +102,12 @@ std::string export_dense(const Checkpoint& checkpoint, const std::string& out, c
 // widths that are not a multiple of the group size).
 void export_compressed_tensors(const Checkpoint& checkpoint, const std::string& out, bool force);
 
+// llama.cpp's importance-matrix GGUF, as llama-imatrix writes it and llama-quantize --imatrix reads it: per linear
+// <gguf name>.in_sum2 [in] (Σ x², compute_input_square_sums) and .counts [1] (the tokens summed), F32;
+// general.type "imatrix", imatrix.datasets, imatrix.chunk_count and imatrix.chunk_size (windows and their length).
+void write_imatrix_gguf(const std::string& path, const std::map<std::string, at::Tensor>& square_sums, int64_t tokens,
+                        const std::string& dataset, int64_t windows, int64_t seqlen);
+
 // One linear's compressed-tensors tensors (weight_packed, weight_scale, weight_zero_point, weight_shape).
 struct CompressedTensorsLinear {
     at::Tensor weight_packed, weight_scale, weight_zero_point, weight_shape;

@@ -51,6 +51,16 @@ at::Tensor fake_quant_grid_reference(const at::Tensor& weight, const at::Tensor&
 // The final grid (scales rounded to fp16 precision, as stored) and codes; no gradient.
 QuantizedTensor lwc_finalize(const at::Tensor& weight, const LwcParams& params, const QuantSpec& spec);
 
+// LWC on a GGML grid (--grid with a training method): each sub-block's range clipped to [sigmoid(low)·min,
+// sigmoid(up)·max] (gmin, gmax [out, in / sub_block] of the frozen weight) and fitted as ggml_quantize_rows fits a
+// given range: the fp16 block scales, the sub-block scales and mins quantized against them, the codes, every rounding
+// straight through. So what training sees is what the folder and llama.cpp compute. IQ4_NL is refused (ConfigError).
+at::Tensor ggml_lwc_fake_quant(const at::Tensor& weight, const at::Tensor& gmax, const at::Tensor& gmin,
+                               const LwcParams& params, GgmlGrid grid);
+// The stored form: ggml_quantize_rows on the learned ranges (its dequantization equals the fake quantizer's forward).
+QuantizedTensor ggml_lwc_finalize(const at::Tensor& weight, const at::Tensor& gmax, const at::Tensor& gmin,
+                                  const LwcParams& params, GgmlGrid grid);
+
 // Mixed precision (SliM-LLM+): group k at group_bits[k] bits ([G] int64), asymmetric. Groups of 2+ bits are the
 // clipped grid above with their own maxq; 1-bit groups binarize, sign(w - m) * mean|w| * (sigmoid(up) + 1/2) + m
 // with m the row's group mean (`low` unused there; make_mixed_lwc_params starts their `up` at 0, factor 1).

@@ -9,6 +9,7 @@
 
 #include "saliq/checkpoint.h"
 #include "saliq/distributed.h"
+#include "saliq/binarize.h"
 #include "saliq/error.h"
 #include "saliq/safetensors.h"
 #include "saliq/strings.h"
@@ -100,12 +101,48 @@ void LwcLinear::finalize_quantizer(LinearResult& r) const {
     r.lwc_low = lwc_.low.detach().clone();
 }
 
+namespace {
+
+// LWC on a GGML grid (--grid): one clipping pair per sub-block, the type's own fit inside the fake quantizer.
+class GgmlLwcLinear : public TrainableLinear {
+public:
+    GgmlLwcLinear(const at::Tensor& weight, GgmlGrid grid, int64_t lora_rank, double lora_alpha)
+        : TrainableLinear(weight, lora_rank, lora_alpha), grid_(grid) {
+        QuantSpec sub_blocks;
+        sub_blocks.group_size = ggml_grid_traits(grid).sub_block;
+        group_max_min(weight_.to(at::kFloat), sub_blocks, group_max_, group_min_);
+        lwc_.up = at::full_like(group_max_, kLwcInit).requires_grad_(true);
+        lwc_.low = at::full_like(group_max_, kLwcInit).requires_grad_(true);
+    }
+    std::vector<at::Tensor> quantizer_parameters() const override { return {lwc_.up, lwc_.low}; }
+
+protected:
+    at::Tensor fake_quant() const override {
+        return ggml_lwc_fake_quant(weight_, group_max_, group_min_, lwc_, grid_).to(weight_.scalar_type());
+    }
+    void finalize_quantizer(LinearResult& r) const override {
+        r.q = ggml_lwc_finalize(weight_, group_max_, group_min_, lwc_, grid_);
+        r.lwc_up = lwc_.up.detach().clone();
+        r.lwc_low = lwc_.low.detach().clone();
+    }
+
+private:
+    GgmlGrid grid_;
+    LwcParams lwc_;                     // [out, in / sub_block] each
+    at::Tensor group_max_, group_min_;  // of the frozen weight, per sub-block
+};
+
+}  // namespace
+
 std::shared_ptr<TrainableLinear> make_trainable_linear(const at::Tensor& weight, const QuantizeOptions& o,
                                                        int64_t lora_rank, const at::Tensor& group_bits,
                                                        const SparsePart* outliers) {
     const std::string& kind = o.apiq.quantizer;
     if (kind == "db-llm") return make_dual_binary_linear(weight, o.spec.group_size, lora_rank, o.apiq.lora_alpha);
     if (kind == "binarymos") return make_mos_linear(weight, o.apiq.mos_experts, lora_rank, o.apiq.lora_alpha);
+    if (o.spec.grid != GgmlGrid::kNone)  // the type this linear's rows take (llama-quantize's fallback, say)
+        return std::make_shared<GgmlLwcLinear>(weight, spec_for_row(o.spec, weight.size(1)).grid, lora_rank,
+                                               o.apiq.lora_alpha);
     auto linear = std::make_shared<LwcLinear>(weight, o.spec, lora_rank, o.apiq.lora_alpha, group_bits);
     if (outliers != nullptr) linear->set_fixed_sparse(*outliers);
     return linear;
@@ -153,9 +190,7 @@ at::ScalarType training_compute_dtype(const QuantizeOptions& o, const at::Tensor
 
 double lwc_learning_rate(const QuantizeOptions& o, bool with_lora) {
     if (o.apiq.lwc_lr >= 0) return o.apiq.lwc_lr;
-    // The binarizers' scales: the best of 1e-5 ... 1e-1 on stories260K (W2 g32, 32 x 512 windows, 5 epochs, seed 0).
-    if (o.apiq.quantizer == "db-llm") return 1e-3;
-    if (o.apiq.quantizer == "binarymos") return 1e-2;
+    if (const double lr = quantizer_traits(o.apiq.quantizer).scale_lr; lr > 0) return lr;  // a binarizer's scales
     return with_lora ? 5e-3 : 1e-2;
 }
 

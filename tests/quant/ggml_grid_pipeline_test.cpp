@@ -84,6 +84,34 @@ TEST(GgmlGridPipeline, GptqOnTheGridReconstructsBetterThanRoundToNearest) {
     }
 }
 
+// The training methods learn clipping on the grid itself: the folder holds the type's blocks and scores like the
+// in-memory model, ApiQ-bw's adapters ride along, and training reconstructs the blocks better than the grid's RTN.
+TEST(GgmlGridPipeline, TrainingMethodsLearnOnTheGrid) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = grid_checkpoint(grid_config());
+    test::TempDir dir;
+    for (const auto& [method, grid] : std::vector<std::pair<std::string, GgmlGrid>>{
+             {"apiq-bw", GgmlGrid::kQ2_K}, {"omniquant", GgmlGrid::kQ3_K}, {"omniquant", GgmlGrid::kQ4_0}}) {
+        const std::string name = method + "-" + ggml_grid_traits(grid).name;
+        QuantizeOptions o = grid_options(method, grid), r = grid_options("rtn", grid);
+        o.apiq.epochs = 2;
+        o.apiq.lora_rank = 4;
+        QuantizeResult trained, rtn;
+        auto fake = quantize_to(ckpt, *tok, o, dir.file(name), &trained);
+        quantize_to(ckpt, *tok, r, dir.file(name + "-rtn"), &rtn);
+        const Checkpoint packed = load_checkpoint(dir.file(name));
+        EXPECT_EQ(packed.format, "saliq_ggml") << name;
+        EXPECT_EQ(path_exists(dir.file(name) + "/adapter_model.safetensors"), method == "apiq-bw") << name;
+        auto reloaded = LlamaModel::load(packed, {});
+        const double a = test::heldout_ppl(*fake, *tok, 8), b = test::heldout_ppl(*reloaded, *tok, 8);
+        EXPECT_NEAR(a, b, 1e-5 * a) << name;
+        double trained_err = 0, rtn_err = 0;
+        for (const auto& blk : trained.blocks) trained_err += blk.block_error;
+        for (const auto& blk : rtn.blocks) rtn_err += blk.block_error;
+        EXPECT_LT(trained_err, rtn_err) << name;
+    }
+}
+
 TEST(GgmlGridPipeline, ResumedRunWritesTheSameBlocks) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     const Checkpoint ckpt = grid_checkpoint(grid_config());
@@ -200,7 +228,9 @@ TEST(GgmlGridPipeline, RequestsTheGridCannotHoldAreRefused) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     const Checkpoint ckpt = grid_checkpoint(grid_config());
     auto refusal = [&](QuantizeOptions o) { return test::error_of([&] { validate_quantize_options(ckpt, *tok, o); }); };
-    EXPECT_THAT(refusal(grid_options("apiq-bw", GgmlGrid::kQ2_K)), ::testing::HasSubstr("rtn and gptq"));
+    EXPECT_THAT(refusal(grid_options("slim-llm", GgmlGrid::kQ2_K)),
+                ::testing::HasSubstr("quantized by rtn, gptq, omniquant, apiq-bw or apiq-lw, not slim-llm"));
+    EXPECT_THAT(refusal(grid_options("apiq-bw", GgmlGrid::kIQ4_NL)), ::testing::HasSubstr("fixed levels"));
     QuantizeOptions act = grid_options("gptq", GgmlGrid::kQ4_K);
     act.gptq.act_order = true;
     EXPECT_THAT(refusal(act), ::testing::HasSubstr("act-order"));
