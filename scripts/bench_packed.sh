@@ -4,7 +4,10 @@
 # greedy generation, each computed from the packed codes (default) and with --dequantize (dense weights). Prints
 # tokens/s, peak RSS (GNU time's maximum resident set) and the two perplexities. Perplexity streams one block at a
 # time (block-major), so its RSS is the same either way; generation holds the whole model.
-#   scripts/bench_packed.sh [WORK_DIR]   env: WINDOWS (4), GEN_TOKENS (16), SHAPES ("1024x16 2048x22"), SALIQ_BUILD_DIR
+# With DEVICE=cuda both run on the GPU in bf16: packed is --packed-cuda (saliq's CUDA kernels), dense the default
+# there (dequantized once on load).
+#   scripts/bench_packed.sh [WORK_DIR]   env: WINDOWS (4), GEN_TOKENS (16), SHAPES ("1024x16 2048x22"), DEVICE (cpu),
+#                                        SALIQ_BUILD_DIR
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
@@ -15,6 +18,9 @@ work=${1:-$(mktemp -d /tmp/saliq-bench-packed.XXXXXX)}
 mkdir -p "$work"
 windows=${WINDOWS:-4}
 gen=${GEN_TOKENS:-16}
+device=${DEVICE:-cpu}
+if [ "$device" = cpu ]; then packed_flags=""; dense_flags="--dequantize"; eval_dtype=fp32
+else packed_flags="--device $device --packed-cuda"; dense_flags="--device $device"; eval_dtype=bf16; fi
 tok=$data/tokenizers/llama/tokenizer.model
 field() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$1" "$2"; }
 rss() { awk '/Maximum resident/ {printf "%.0f", $6 / 1024}' "$1"; }  # MiB
@@ -35,9 +41,9 @@ for shape in ${SHAPES:-1024x16 2048x22}; do
     [ -f "$q/config.json" ] || "$saliq" quantize -m "$model" --method rtn --bits "$1" --group-size "$2" --out "$q" \
       --force -q >/dev/null
     for path in packed dense; do
-      flag=""; [ $path = dense ] && flag=--dequantize
+      flag=$packed_flags; [ $path = dense ] && flag=$dense_flags
       /usr/bin/time -v "$saliq" eval -m "$q" $flag --dataset wikitext2 --seqlen 512 --max-windows "$windows" \
-        --dtype fp32 -q --json "$work/e.json" >/dev/null 2>"$work/e.time"
+        --dtype "$eval_dtype" -q --json "$work/e.json" >/dev/null 2>"$work/e.time"
       # generate's own timing (prompt, then $gen tokens; loading excluded); a random model seldom stops early
       /usr/bin/time -v "$saliq" generate -m "$q" $flag --prompt "Once upon a time" -n "$gen" --log-level info \
         >"$work/g.out" 2>"$work/g.time"

@@ -37,8 +37,8 @@ fi
 build=${BUILD:-build-cuda}
 torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)')
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$deps;$torch_prefix" \
-  -DCMAKE_CUDA_ARCHITECTURES=90 >"$build.cmake.log" 2>&1 || { cat "$build.cmake.log"; exit 1; }
-grep -E "sentencepiece:|Found Torch|CUDA detected" "$build.cmake.log" || true
+  -DCMAKE_CUDA_ARCHITECTURES=90 -DSALIQ_CUDA_ARCHITECTURES=90 >"$build.cmake.log" 2>&1 || { cat "$build.cmake.log"; exit 1; }
+grep -E "sentencepiece:|Found Torch|CUDA detected|saliq CUDA kernels" "$build.cmake.log" || true
 ninja -C "$build" >"$build.build.log" 2>&1 || { tail -50 "$build.build.log"; exit 1; }
 [ "${1:-}" = build ] && exit 0
 

@@ -29,6 +29,9 @@ struct ModelOptions {
     bool stream_blocks = false;
     // Packed linears dequantized to dense weights on load (the reference path) instead of computed from the codes.
     bool dequantize = false;
+    // On CUDA, packed linears stay packed on the GPU and run saliq's CUDA kernels (packed_matmul.h) instead of
+    // being dequantized once on load. Opt-in until the kernels have been checked on a GPU.
+    bool packed_cuda = false;
 };
 
 // Resolves and checks ModelOptions (CUDA present, fp16 not on CPU). Throws ConfigError.

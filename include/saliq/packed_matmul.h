@@ -3,8 +3,9 @@
 // nibbles; 8-bit in bytes) beside per-group scales and offsets (ŵ = s·q + m, m = -s·z; a GGML grid's stored
 // offsets, and IQ4_NL's levels in place of q). On CPU in fp32, batches of
 // rows are multiplied against tiles of a few hundred dequantized rows (GEMM on each tile, the tile reused across the
-// batch), and a single token (decode) runs a fused dequantize-dot per row. Other devices and dtypes dequantize tiles
-// with LibTorch operations and multiply them the same way.
+// batch), and a single token (decode) runs a fused dequantize-dot per row. A weight moved to a CUDA device
+// (packed_to) stays packed there: CUDA kernels dequantize tiles for cuBLAS, and up to 8 token rows run a fused GEMV.
+// Other devices and dtypes dequantize tiles on the host and multiply them the same way.
 #pragma once
 
 #include <cstdint>
@@ -30,6 +31,10 @@ struct PackedWeight {
 };
 
 PackedWeight pack_weight(const QuantizedTensor& q);
+// Whether this build has the CUDA kernels (packed_matmul_cuda.cu) that compute from packed weights on the GPU.
+bool packed_cuda_kernels();
+// The weight's tensors on `device` (a CUDA device needs packed_cuda_kernels(); throws ConfigError otherwise).
+PackedWeight packed_to(const PackedWeight& w, const at::Device& device);
 // Rows [r0, r1) dequantized, fp32 [r1 - r0, in] (the reference the products are checked against).
 at::Tensor packed_dequantize_rows(const PackedWeight& w, int64_t r0, int64_t r1);
 // x [..., in] (fp32 CPU for the fast paths) -> [..., out] in x's dtype.

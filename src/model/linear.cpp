@@ -18,6 +18,7 @@ at::Tensor QuantizedLinear::forward(const at::Tensor& x) const { return at::line
 
 PackedLinear::PackedLinear(const QuantizedTensor& q, const at::TensorOptions& options)
     : packed_(pack_weight(q)), options_(options) {
+    if (options.device().is_cuda()) packed_ = packed_to(packed_, options.device());  // the CUDA kernels' input
     std::vector<at::Tensor> index, value;
     for (const SparsePart* part : {&q.outliers, &q.significant})
         if (part->defined()) index.push_back(part->index.to(at::kCPU)), value.push_back(part->value.to(at::kCPU));

@@ -45,6 +45,12 @@ at::TensorOptions resolve_model_options(const ModelOptions& options) {
     else if (options.dtype == "bf16") dtype = at::kBFloat16;
     else if (options.dtype == "fp16") dtype = at::kHalf;
     else throw ConfigError("unknown dtype '" + options.dtype + "' (expected fp32, bf16, fp16 or auto)");
+    if (options.packed_cuda && !device.is_cuda()) throw ConfigError("--packed-cuda is for --device cuda");
+    if (options.packed_cuda && options.dequantize)
+        throw ConfigError("--packed-cuda keeps weights packed, --dequantize makes them dense: pick one");
+    if (options.packed_cuda && !packed_cuda_kernels())
+        throw ConfigError("--packed-cuda: this saliq was built without CUDA kernels (build against a LibTorch with "
+                          "CUDA, with nvcc on the PATH)");
     if (dtype == at::kHalf && device.is_cpu())
         throw ConfigError("fp16 compute is not available on CPU (LibTorch has no fp16 CPU matmul); "
                           "use --dtype fp32 or bf16 (fp16 checkpoints are converted on load)");
@@ -259,12 +265,14 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
                           ? model->embed_tokens_
                           : checked(tensors, hf_names::kLmHead, {c.vocab_size, c.hidden_size}, model->options_);
     model->streaming_ = model_options.stream_blocks;
-    // Packed weights stay packed on CPU (saliq's fused kernels). On CUDA there is no packed kernel yet: the packed
-    // path would dequantize tiles on the host and copy them over every forward, so each linear is dequantized once
-    // on load instead (the same values: the packed and dequantized forms are tested equal).
-    model->keep_packed_ = !model_options.dequantize && !model->options_.device().is_cuda();
-    if (!model_options.dequantize && model->options_.device().is_cuda() && checkpoint.packed.bits > 0)
-        log_info("CUDA: packed weights are dequantized once on load (no packed CUDA kernel yet)");
+    // Packed weights stay packed on CPU (saliq's fused kernels). On CUDA they stay packed on the GPU with
+    // --packed-cuda (the CUDA kernels, opt-in until checked on a GPU); otherwise each linear is dequantized once on
+    // load (the same values: the packed and dequantized forms are tested equal), as the host path would dequantize
+    // tiles and copy them over on every forward.
+    const bool cuda = model->options_.device().is_cuda();
+    model->keep_packed_ = !model_options.dequantize && (!cuda || model_options.packed_cuda);
+    if (!model->keep_packed_ && !model_options.dequantize && checkpoint.packed.bits > 0)
+        log_info("CUDA: packed weights are dequantized once on load (--packed-cuda keeps them packed on the GPU)");
     model->packed_ = checkpoint.packed;
     if (model_options.use_adapter) {
         model->adapter_ = checkpoint.adapter;

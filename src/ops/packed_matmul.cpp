@@ -12,6 +12,14 @@
 
 #include "saliq/error.h"
 #include "saliq/strings.h"
+#ifndef SALIQ_WITH_CUDA
+#define SALIQ_WITH_CUDA 0
+#endif
+#if SALIQ_WITH_CUDA
+#include <c10/cuda/CUDAStream.h>
+
+#include "packed_matmul_cuda.h"
+#endif
 
 namespace saliq {
 namespace {
@@ -158,7 +166,75 @@ void fused_rows(const float* x, int64_t T, const PackedWeight& w, float* y) {
     });
 }
 
+#if SALIQ_WITH_CUDA
+cuda::PackedView device_view(const PackedWeight& w) {
+    cuda::PackedView v;
+    v.data = w.data.data_ptr<uint8_t>();
+    v.scales = w.scales.data_ptr<float>();
+    v.offsets = w.offsets.data_ptr<float>();
+    v.g_idx = natural_order(w) ? nullptr : w.g_idx.data_ptr<int32_t>();
+    v.levels = w.levels.defined() && w.levels.numel() > 0 ? w.levels.data_ptr<float>() : nullptr;
+    v.in = w.in;
+    v.out = w.out;
+    v.row_bytes = w.data.size(1);
+    v.groups = w.scales.size(1);
+    v.group_size = w.group_size;
+    v.field_bits = w.field_bits;
+    return v;
+}
+
+cuda::Dtype device_dtype(at::ScalarType t) {
+    if (t == at::kFloat) return cuda::Dtype::kFloat;
+    if (t == at::kHalf) return cuda::Dtype::kHalf;
+    if (t == at::kBFloat16) return cuda::Dtype::kBFloat16;
+    throw ConfigError(std::string("packed CUDA kernels compute in fp32, fp16 or bf16, not ") + at::toString(t));
+}
+
+void* current_stream(const at::Device& device) {
+    return c10::cuda::getCurrentCUDAStream(device.index()).stream();
+}
+
+at::Tensor cuda_dequantize_rows(const PackedWeight& w, int64_t r0, int64_t r1, at::ScalarType dtype) {
+    at::Tensor out = at::empty({r1 - r0, w.in}, w.data.options().dtype(dtype));
+    cuda::dequantize_rows(device_view(w), r0, r1, out.data_ptr(), device_dtype(dtype), current_stream(out.device()));
+    return out;
+}
+
+at::Tensor cuda_packed_linear(const at::Tensor& x2, const PackedWeight& w) {
+    if (x2.device() != w.data.device())
+        throw ConfigError("packed linear: input on " + x2.device().str() + ", weight on " + w.data.device().str());
+    const int64_t T = x2.size(0);
+    if (T <= cuda::kGemvMaxRows) {
+        const at::Tensor xc = x2.contiguous();
+        at::Tensor y = at::empty({T, w.out}, xc.options());
+        if (T > 0)
+            cuda::gemv(device_view(w), xc.data_ptr(), T, y.data_ptr(), device_dtype(xc.scalar_type()),
+                       current_stream(xc.device()));
+        return y;
+    }
+    // Tiles of at most 2^24 dequantized weights (32 MiB in fp16) feed cuBLAS; only the tile is ever dense.
+    at::Tensor y = at::empty({T, w.out}, x2.options());
+    const int64_t step = std::max<int64_t>(1, (int64_t{1} << 24) / w.in);
+    for (int64_t r0 = 0; r0 < w.out; r0 += step) {
+        const int64_t r1 = std::min(w.out, r0 + step);
+        y.narrow(1, r0, r1 - r0).copy_(at::mm(x2, cuda_dequantize_rows(w, r0, r1, x2.scalar_type()).t()));
+    }
+    return y;
+}
+#endif
+
 }  // namespace
+
+bool packed_cuda_kernels() { return SALIQ_WITH_CUDA != 0; }
+
+PackedWeight packed_to(const PackedWeight& w, const at::Device& device) {
+    PackedWeight d = w;
+    if (device.is_cuda() && !packed_cuda_kernels())
+        throw ConfigError("this saliq was built without CUDA kernels for packed weights: dequantize them instead");
+    for (at::Tensor* t : {&d.data, &d.scales, &d.offsets, &d.g_idx, &d.levels})
+        if (t->defined() && t->numel() > 0) *t = t->to(device);
+    return d;
+}
 
 int64_t PackedWeight::bytes() const {
     int64_t n = 0;
@@ -195,6 +271,9 @@ PackedWeight pack_weight(const QuantizedTensor& q) {
 }
 
 at::Tensor packed_dequantize_rows(const PackedWeight& w, int64_t r0, int64_t r1) {
+#if SALIQ_WITH_CUDA
+    if (w.data.is_cuda()) return cuda_dequantize_rows(w, r0, r1, at::kFloat);
+#endif
     at::Tensor out = at::empty({r1 - r0, w.in}, at::kFloat);
     float* p = out.data_ptr<float>();
     at::parallel_for(r0, r1, 8, [&](int64_t a, int64_t b) {
@@ -211,6 +290,9 @@ at::Tensor packed_linear(const at::Tensor& x, const PackedWeight& w) {
     out_shape.back() = w.out;
     const at::Tensor x2 = x.reshape({-1, w.in});
     const int64_t T = x2.size(0);
+#if SALIQ_WITH_CUDA
+    if (w.data.is_cuda()) return cuda_packed_linear(x2, w).view(out_shape);
+#endif
     const bool cpu_fp32 = x.device().is_cpu() && x.scalar_type() == at::kFloat;
     if (cpu_fp32 && T <= kFusedMaxRows) {
         const at::Tensor xc = x2.contiguous();

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Quantize a model with a peer tool on saliq's own calibration windows (`saliq windows`), for scripts/bench_peers.sh.
+
+  run_peer.py --peer autoround|gptqmodel --model DIR --windows W.json --bits B --group G --out DIR
+              [--iters N] [--batch 8] [--threads T] [--sym]
+
+Writes a GPTQ-layout folder that saliq reads (AutoRound: its own "auto_round" format; GPTQModel: GPTQ v1/v2 as it
+saves) and prints one JSON line: what the peer was given and its wall time (quantization alone, loading excluded).
+"""
+import argparse
+import json
+import os
+import sys
+import time
+
+
+def windows_of(path):
+    with open(path) as f:
+        w = json.load(f)
+    return w, w["windows"]
+
+
+def run_autoround(a, model, tokenizer, windows):
+    import torch
+    from auto_round import AutoRound
+
+    # A list of token-id tensors is taken as is: no resampling, no truncation (every window is --seqlen long).
+    data = [torch.tensor(ids, dtype=torch.long) for ids in windows]
+    kwargs = dict(bits=a.bits, group_size=a.group, sym=a.sym, iters=a.iters, nsamples=len(windows),
+                  seqlen=len(windows[0]), batch_size=min(a.batch, len(windows)), dataset=data, seed=0)
+    try:
+        ar = AutoRound(model, tokenizer, device_map="cpu", enable_torch_compile=False, **kwargs)
+    except TypeError:  # releases before device_map / enable_torch_compile
+        ar = AutoRound(model, tokenizer, device="cpu", **kwargs)
+    t0 = time.time()
+    ar.quantize_and_save(a.out, format="auto_round")
+    return time.time() - t0, {"iters": a.iters, "batch_size": kwargs["batch_size"]}
+
+
+def run_gptqmodel(a, model_dir, windows):
+    from gptqmodel import GPTQModel, QuantizeConfig
+
+    cfg = QuantizeConfig(bits=a.bits, group_size=a.group, sym=a.sym, desc_act=False)
+    model = GPTQModel.load(model_dir, cfg, device="cpu")
+    data = [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in windows]
+    t0 = time.time()
+    model.quantize(data, batch_size=1)
+    seconds = time.time() - t0
+    model.save(a.out)
+    extra = {k: getattr(cfg, k) for k in ("damp_percent", "act_group_aware", "v2") if hasattr(cfg, k)}
+    return seconds, extra
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--peer", choices=["autoround", "gptqmodel"], required=True)
+    p.add_argument("--model", required=True)
+    p.add_argument("--windows", required=True)
+    p.add_argument("--bits", type=int, required=True)
+    p.add_argument("--group", type=int, required=True)
+    p.add_argument("--sym", action="store_true")
+    p.add_argument("--iters", type=int, default=200, help="AutoRound's iterations per block (its default: 200)")
+    p.add_argument("--batch", type=int, default=8, help="AutoRound's batch (its default: 8)")
+    p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--out", required=True)
+    a = p.parse_args()
+    import torch
+
+    if a.threads > 0:
+        torch.set_num_threads(a.threads)
+    info, windows = windows_of(a.windows)
+    if a.peer == "autoround":
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=torch.float32)
+        tokenizer = AutoTokenizer.from_pretrained(a.model)
+        seconds, extra = run_autoround(a, model, tokenizer, windows)
+    else:
+        seconds, extra = run_gptqmodel(a, a.model, windows)
+    given = {"peer": a.peer, "bits": a.bits, "group_size": a.group, "sym": a.sym, "windows": len(windows),
+             "seqlen": len(windows[0]), "calib": f'{info["source"]} {info["range"]} seed {info["seed"]}',
+             "threads": torch.get_num_threads(), "wall_s": round(seconds, 1)}
+    given.update(extra)
+    try:
+        import importlib.metadata as md
+        given["version"] = md.version("auto-round" if a.peer == "autoround" else "gptqmodel")
+    except Exception:  # noqa: BLE001 - the version is a label only
+        pass
+    print(json.dumps(given))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
