@@ -1,6 +1,7 @@
 // LWC on a GGML grid (lwc.h): ggml_grid.cpp's fit_block written in differentiable tensor ops, op for op in fp32, so
 // the forward is bit for bit the dequantization of the blocks ggml_quantize_rows writes for the same ranges.
 #include <ATen/ATen.h>
+#include <c10/core/GradMode.h>
 
 #include "saliq/error.h"
 #include "saliq/ggml_grid.h"
@@ -110,7 +111,7 @@ at::Tensor ggml_lwc_fake_quant(const at::Tensor& weight, const at::Tensor& gmax,
 QuantizedTensor ggml_lwc_finalize(const at::Tensor& weight, const at::Tensor& gmax, const at::Tensor& gmin,
                                   const LwcParams& params, GgmlGrid grid) {
     checked_traits(weight, gmax, grid);
-    at::NoGradGuard no_grad;
+    c10::NoGradGuard no_grad;
     const at::Tensor hi = at::sigmoid(params.up.detach()) * gmax.to(at::kFloat);
     const at::Tensor lo = at::sigmoid(params.low.detach()) * gmin.to(at::kFloat);
     const at::Tensor w = weight.detach().to(at::kFloat);
