@@ -17,8 +17,8 @@ model=${SALIQ_MODELS_DIR:-$HOME/.cache/saliq/models}/SmolLM2-135M-Instruct
 [ -f "$model/config.json" ] || { echo "bench_peers: $model missing (scripts/fetch_models.sh)" >&2; exit 1; }
 work=${1:-$HOME/.cache/saliq/peers}
 mkdir -p "$work"
-peers=${PEERS:-autoround gptqmodel}
-rows=${SALIQ_ROWS:-gptq apiq-bw}
+peers=${PEERS-autoround gptqmodel}
+rows=${SALIQ_ROWS-gptq apiq-bw}
 specs=${SPECS:-3:64 2:64}
 nsamples=${NSAMPLES:-128}
 seqlen=${SEQLEN:-512}

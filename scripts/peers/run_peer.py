@@ -4,7 +4,7 @@
   run_peer.py --peer autoround|gptqmodel --model DIR --windows W.json --bits B --group G --out DIR
               [--iters N] [--batch 8] [--threads T] [--sym]
 
-Writes a GPTQ-layout folder that saliq reads (AutoRound: its own "auto_round" format; GPTQModel: GPTQ v1/v2 as it
+Writes a GPTQ-layout folder that saliq reads (AutoRound: its own format in GPTQ's bit layout, auto_round:auto_gptq; GPTQModel: GPTQ v1/v2 as it
 saves) and prints one JSON line: what the peer was given and its wall time (quantization alone, loading excluded).
 """
 import argparse
@@ -24,8 +24,9 @@ def run_autoround(a, model, tokenizer, windows):
     import torch
     from auto_round import AutoRound
 
-    # A list of token-id tensors is taken as is: no resampling, no truncation (every window is --seqlen long).
-    data = [torch.tensor(ids, dtype=torch.long) for ids in windows]
+    # Batches of one window each, taken as they are: no resampling, no truncation (every window is --seqlen long).
+    data = [{"input_ids": torch.tensor([ids], dtype=torch.long),
+             "attention_mask": torch.ones(1, len(ids), dtype=torch.long)} for ids in windows]
     kwargs = dict(bits=a.bits, group_size=a.group, sym=a.sym, iters=a.iters, nsamples=len(windows),
                   seqlen=len(windows[0]), batch_size=min(a.batch, len(windows)), dataset=data, seed=0)
     try:
@@ -33,8 +34,23 @@ def run_autoround(a, model, tokenizer, windows):
     except TypeError:  # releases before device_map / enable_torch_compile
         ar = AutoRound(model, tokenizer, device="cpu", **kwargs)
     t0 = time.time()
-    ar.quantize_and_save(a.out, format="auto_round")
-    return time.time() - t0, {"iters": a.iters, "batch_size": kwargs["batch_size"]}
+    ar.quantize_and_save(a.out, format="auto_round:auto_gptq")  # AutoRound's format in GPTQ's bit layout
+    seconds = time.time() - t0
+    flatten(a.out)
+    return seconds, {"iters": a.iters, "batch_size": kwargs["batch_size"]}
+
+
+def flatten(out):
+    """AutoRound saves into OUT/<model>-w<b>g<g>/: the folder's files moved up to OUT."""
+    if os.path.exists(os.path.join(out, "config.json")):
+        return
+    subs = [d for d in os.listdir(out) if os.path.exists(os.path.join(out, d, "config.json"))]
+    if len(subs) != 1:
+        raise SystemExit(f"run_peer: no quantized folder under {out}")
+    inner = os.path.join(out, subs[0])
+    for name in os.listdir(inner):
+        os.replace(os.path.join(inner, name), os.path.join(out, name))
+    os.rmdir(inner)
 
 
 def run_gptqmodel(a, model_dir, windows):
