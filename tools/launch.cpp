@@ -1,9 +1,5 @@
 #include "launch.h"
 
-#include <CLI/CLI.hpp>
-
-#include "cli.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -19,9 +15,12 @@
 #include <cstring>
 #include <thread>
 
+#include <CLI/CLI.hpp>
+
 #include "saliq/error.h"
 #include "saliq/log.h"
 #include "saliq/strings.h"
+#include "cli.h"
 
 extern char** environ;
 

@@ -2,10 +2,6 @@
 // not take the table with it, and each row starts with a clean heap), then aggregates their JSON results.
 #include "table.h"
 
-#include <CLI/CLI.hpp>
-
-#include "cli.h"
-
 #include <fcntl.h>
 #include <signal.h>
 #include <spawn.h>
@@ -21,6 +17,7 @@
 #include <sstream>
 #include <vector>
 
+#include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
 #include "saliq/error.h"
@@ -32,6 +29,7 @@
 #include "saliq/strings.h"
 #include "saliq/toml.h"
 #include "launch.h"
+#include "cli.h"
 
 extern char** environ;
 
