@@ -145,7 +145,9 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
         info.symmetric = !ggml_grid_traits(info.grid).has_min;
         return info;
     }
-    // AutoRound's own format: GPTQ's bit layout with raw zero points (as gptq_v2) and no g_idx.
+    // AutoRound's own format: GPTQ's bit layout and no g_idx; its zero points are AutoGPTQ's (stored z - 1, as
+    // checkpoint_format gptq) unless the config says gptq_v2. Measured on AutoRound 0.16.1's RTN output (iters 0) of
+    // SmolLM2: the stored zeros are z - 1; read as raw zeros every weight moved by one step (perplexity ~7e9).
     const bool auto_round = method == "auto-round" || method == "intel/auto-round";
     if (auto_round) {
         const std::string packing = string_field(q, "packing_format", "auto_round:auto_gptq", source);
@@ -175,7 +177,7 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
     if (info.mixed && info.symmetric) throw FormatError(source, "saliq_mixed folders are asymmetric (sym false)");
     info.desc_act = bool_field(q, "desc_act", false, source);
     if (info.mixed && info.desc_act) throw FormatError(source, "saliq_mixed keeps groups in column order (desc_act false)");
-    const std::string format = string_field(q, "checkpoint_format", auto_round ? "gptq_v2" : "gptq", source);
+    const std::string format = string_field(q, "checkpoint_format", "gptq", source);
     if (format != "gptq" && format != "gptq_v2")
         throw FormatError(source, "quantization_config.checkpoint_format '" + format + "' is not gptq or gptq_v2");
     info.zeros_v2 = format == "gptq_v2";

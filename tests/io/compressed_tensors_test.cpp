@@ -150,9 +150,10 @@ TEST(CompressedTensors, Stories260KFolderReadsBackToThePackedWeights) {
 namespace saliq {
 namespace {
 
-// AutoRound's own folder (quant_method auto-round, packing_format auto_round:auto_gptq): GPTQ's bit layout with raw
-// zero points and no g_idx. Made here from a saliq W2 asymmetric folder (gptq_v2: raw zero points too) by relabelling
-// it and dropping g_idx; it must score exactly like the original, and the layouts saliq does not read are refused.
+// AutoRound's own folder (quant_method auto-round, packing_format auto_round:auto_gptq): GPTQ's bit layout, no g_idx,
+// AutoGPTQ's zero points (z - 1) unless checkpoint_format says gptq_v2. Made here from a saliq W2 asymmetric folder
+// (gptq_v2: raw zero points) by relabelling it with gptq_v2 and dropping g_idx; it must score exactly like the
+// original; without the key its zeros are read as z - 1; the layouts saliq does not read are refused.
 TEST(AutoRoundFolder, ReadsAsGptqWithRawZerosAndNaturalGroups) {
     test::TempDir dir;
     const std::string q = dir.file("q"), ar = dir.file("ar");
@@ -172,6 +173,9 @@ TEST(AutoRoundFolder, ReadsAsGptqWithRawZerosAndNaturalGroups) {
     config["quantization_config"] = {{"quant_method", "auto-round"}, {"bits", 2},   {"group_size", 4},
                                      {"sym", false},                 {"data_type", "int"},
                                      {"packing_format", "auto_round:auto_gptq"}, {"autoround_version", "0.16.0"}};
+    test::write_bytes(ar + "/config.json", config.dump(2));
+    EXPECT_FALSE(load_checkpoint(ar).packed.zeros_v2);  // AutoRound 0.16.1 writes AutoGPTQ's z - 1
+    config["quantization_config"]["checkpoint_format"] = "gptq_v2";
     test::write_bytes(ar + "/config.json", config.dump(2));
     const std::string eval = " --dataset tinystories --seqlen 64 --max-windows 4 -q";
     const auto a = test::run_saliq("eval -m " + q + eval), b = test::run_saliq("eval -m " + ar + eval);
