@@ -17,6 +17,7 @@ layers=${LAYERS:-4}
 threads=${THREADS:-2}
 lpy=${SALIQ_LLAMA_VENV:-$HOME/.cache/saliq/llama-venv}/bin/python
 [ -x "$lpy" ] || { python3 -m venv "${lpy%/bin/python}"; "$lpy" -m pip install -q llama-cpp-python numpy; }
+"$lpy" -c 'import gguf' 2>/dev/null || "$lpy" -m pip install -q gguf  # llama_quantize.py --imatrix reads with gguf-py
 mkdir -p "$work"
 model=$work/rand-4096x$layers
 [ -f "$model/config.json" ] || "$build/make_random_llama" -o "$model" --hidden 4096 --intermediate 11008 \

@@ -15,6 +15,18 @@
 namespace saliq {
 namespace {
 
+// What block 0's q/k/v see on the calibration windows: rms_norm(embed(windows)), [tokens, hidden] fp64.
+at::Tensor block0_input(const Checkpoint& ckpt, const Tokenizer& tok, const CalibOptions& calib_options) {
+    c10::NoGradGuard no_grad;
+    auto model = LlamaModel::load(ckpt, {});
+    const CalibSet calib = sample_calibration(calib_options, tok);
+    const at::Tensor ids = at::tensor(std::vector<int64_t>(calib.tokens.begin(), calib.tokens.end()), at::kLong)
+                               .view({calib_options.nsamples, calib_options.seqlen});
+    return rms_norm(model->embed(ids), model->block(0).input_norm, model->config().rms_norm_eps)
+        .reshape({-1, model->config().hidden_size})
+        .to(at::kDouble);
+}
+
 TEST(Saliency, HessianSalienceIsWSquaredOverTheInverseFactorsDiagonal) {
     auto tok = Tokenizer::load(test::stories_tokenizer());
     Checkpoint ckpt = read_llama2c(test::stories_bin());
@@ -30,19 +42,12 @@ TEST(Saliency, HessianSalienceIsWSquaredOverTheInverseFactorsDiagonal) {
         EXPECT_GE(s.min().item<float>(), 0.0f) << name;
     }
     // Block 0's q_proj sees rms_norm(embed(windows)): its salience from the formula, independently.
-    c10::NoGradGuard no_grad;
-    auto model = LlamaModel::load(ckpt, {});
-    const CalibSet calib = sample_calibration(o.calib, *tok);
-    const at::Tensor ids = at::tensor(std::vector<int64_t>(calib.tokens.begin(), calib.tokens.end()), at::kLong)
-                               .view({o.calib.nsamples, o.calib.seqlen});
-    const at::Tensor x = rms_norm(model->embed(ids), model->block(0).input_norm, model->config().rms_norm_eps)
-                             .reshape({-1, model->config().hidden_size})
-                             .to(at::kDouble);
+    const at::Tensor x = block0_input(ckpt, *tok, o.calib);
     at::Tensor H = 2.0 * x.t().matmul(x) / static_cast<double>(o.calib.nsamples);
     H.diagonal().add_(0.01);
     H.diagonal().add_(0.01 * H.diagonal().mean());
     const at::Tensor U = at::linalg_cholesky(at::linalg_inv(H), /*upper=*/true);
-    const at::Tensor w = model->block(0).linears[kQProj]->weight().to(at::kDouble);
+    const at::Tensor w = LlamaModel::load(ckpt, {})->block(0).linears[kQProj]->weight().to(at::kDouble);
     const at::Tensor expected = (w.pow(2) / U.diagonal().pow(2).unsqueeze(0)).to(at::kFloat);
     const at::Tensor got = salience.at("model.layers.0.self_attn.q_proj.weight");
     EXPECT_TRUE(at::allclose(got, expected, 1e-3, 1e-6)) << (got - expected).abs().max();
@@ -68,16 +73,9 @@ TEST(Saliency, ImportanceMatrixSumsTheInputsSquares) {
     EXPECT_EQ(sums.size(), 35u);
     const at::Tensor q = sums.at("model.layers.0.self_attn.q_proj.weight");
     EXPECT_TRUE(at::equal(q, sums.at("model.layers.0.self_attn.v_proj.weight")));  // one input, one matrix
-    c10::NoGradGuard no_grad;
-    auto model = LlamaModel::load(ckpt, {});
-    const CalibSet calib = sample_calibration(o.calib, *tok);
-    const at::Tensor ids = at::tensor(std::vector<int64_t>(calib.tokens.begin(), calib.tokens.end()), at::kLong)
-                               .view({o.calib.nsamples, o.calib.seqlen});
-    const at::Tensor x = rms_norm(model->embed(ids), model->block(0).input_norm, model->config().rms_norm_eps)
-                             .reshape({-1, model->config().hidden_size})
-                             .to(at::kDouble);
+    const at::Tensor x = block0_input(ckpt, *tok, o.calib);
     EXPECT_TRUE(at::allclose(q.to(at::kDouble), x.pow(2).sum(0), 1e-5, 1e-6));
-    EXPECT_EQ(sums.at("model.layers.2.mlp.down_proj.weight").numel(), model->config().intermediate_size);
+    EXPECT_EQ(sums.at("model.layers.2.mlp.down_proj.weight").numel(), ckpt.config.intermediate_size);
 
     test::TempDir dir;
     const auto r = test::run_saliq("saliency -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer() +
