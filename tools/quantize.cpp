@@ -236,6 +236,10 @@ Command add_quantize_command(CLI::App& app, const std::string& command_line) {
     quantize->add_option("--mos-experts", ao.mos_experts, "binarymos: scale experts mixed by the router")
         ->capture_default_str();
     quantize->add_option("--lora-lr", ao.lora_lr, "ApiQ: learning rate of the LoRA adapters")->capture_default_str();
+    quantize->add_option("--adapter-dtype", ao.adapter_dtype,
+                         "storage of the written LoRA adapters: fp32, fp16 or bf16 (training is unchanged; bf16 "
+                         "halves the adapters' bits per weight)")
+        ->capture_default_str();
     quantize->add_option("--weight-decay", ao.weight_decay, "AdamW weight decay (default: ApiQ 0.1, OmniQuant 0)");
     quantize->add_option("--epochs", ao.epochs, "epochs per block without --stages (ApiQ: 20)")->capture_default_str();
     quantize->add_option("--stages", quant_args.stages,

@@ -65,6 +65,9 @@ struct ApiqOptions {
     double lora_alpha = 16.0;
     double lwc_lr = -1.0;              // < 0: the method's default (ApiQ 5e-3, OmniQuant 1e-2)
     double lora_lr = 5e-4;
+    // Storage of the written adapters (adapter_model.safetensors): fp16 (PEFT's usual), fp32 or bf16. Training is
+    // unchanged (fp32 masters); the folder's bits per weight count what is stored.
+    std::string adapter_dtype = "fp16";
     double weight_decay = -1.0;        // < 0: the method's default (ApiQ 0.1, OmniQuant 0)
     std::vector<TrainStage> stages;    // empty: opt for `epochs` (plain), or mixed for `epochs` with saliency
     int64_t epochs = 20;

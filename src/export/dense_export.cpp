@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include "saliq/dtype.h"
 #include "saliq/error.h"
 #include "saliq/export.h"
 #include "saliq/file.h"
@@ -23,10 +24,7 @@ namespace {
 // --dtype in every command's vocabulary (fp32, fp16, bf16); GGML's f32/f16, which export once took, still read.
 at::ScalarType export_dtype(const std::string& d) {
     if (d == "f32" || d == "f16") log_warn("--dtype " + d + " is deprecated: say fp" + d.substr(1) + ", as every command does");
-    if (d == "fp32" || d == "f32") return at::kFloat;
-    if (d == "fp16" || d == "f16") return at::kHalf;
-    if (d == "bf16") return at::kBFloat16;
-    throw ConfigError("--dtype must be fp32, fp16 or bf16, not '" + d + "'");
+    return float_dtype(d == "f32" || d == "f16" ? "fp" + d.substr(1) : d, "--dtype");
 }
 
 // [out, in] of the linear weight `name`.
@@ -388,7 +386,7 @@ std::string export_dense(const Checkpoint& ckpt, const std::string& out, const D
                     return ggml_linear_grid(c->tensors->get(base + ".ggml_type"), c->packed.grid,
                                             c->tensors->origin() + " (" + base + ")");
                 },
-                [c](const std::string& base) { return c->tensors->get(base + ".qweight"); }, ckpt.packed.grid};
+                [c](const std::string& base) { return c->tensors->get(base + ".qweight"); }, ckpt.packed.grid, nullptr};
         } else {
             blocks = uniform_folder_blocks(ckpt);
         }

@@ -101,8 +101,10 @@ void FinetuneFolderWriter::finish(const Finetuner& f, const FinetuneResult& resu
         NamedTensors adapters;
         for (const auto& [key, linear] : linear_of_scales)
             if (f.has_lora(linear)) {
-                adapters.emplace_back(hf_names::lora_key(linear, 'A'), f.lora_a(linear));
-                adapters.emplace_back(hf_names::lora_key(linear, 'B'), f.lora_b(linear));
+                // Stored as the student's adapters were (fp16 by default): distillation does not widen the folder.
+                const std::string key_a = hf_names::lora_key(linear, 'A'), key_b = hf_names::lora_key(linear, 'B');
+                adapters.emplace_back(key_a, f.lora_a(linear).to(student_.adapter->describe(key_a).first));
+                adapters.emplace_back(key_b, f.lora_b(linear).to(student_.adapter->describe(key_b).first));
             }
         write_safetensors(staging.file("adapter_model.safetensors"), adapters, {{"format", "pt"}});
         copy_file(student_.adapter_path + "/adapter_config.json", staging.file("adapter_config.json"));

@@ -7,6 +7,7 @@
 #include <ATen/ATen.h>
 
 #include "saliq/binarize.h"
+#include "saliq/dtype.h"
 #include "saliq/error.h"
 #include "saliq/method_traits.h"
 #include "saliq/export.h"
@@ -239,6 +240,7 @@ nlohmann::json gptq_quantization_config(const QuantizeOptions& o, bool gptq_symm
                                         "dequantized weight"}};
     return q;
 }
+
 nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& o) {
     nlohmann::json f = {{"model", source.path},
                         {"method", o.method},
@@ -285,6 +287,17 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
 }
 
 namespace {
+
+// An adapter tensor in its storage dtype (--adapter-dtype). fp16 holds what training gives at the papers' settings
+// (SmolLM2 W2 g64: 117.5035 against fp32's 117.5045); a tensor beyond fp16's range stays fp32, said in the log,
+// rather than turning into infinities.
+at::Tensor stored_adapter(const at::Tensor& t, at::ScalarType dtype, const std::string& key) {
+    if (dtype == at::kHalf && t.numel() > 0 && t.abs().max().item<double>() > 65504.0) {
+        log_warn(key + " exceeds fp16's range: stored as fp32");
+        return t.to(at::kFloat);
+    }
+    return t.to(dtype);
+}
 
 // "calib.seqlen: 512 (interrupted run) vs 256 (now)" for every leaf that differs between two fingerprints.
 void fingerprint_differences(const nlohmann::json& saved, const nlohmann::json& now, const std::string& prefix,
@@ -596,8 +609,10 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
             if (owner.count(base + ".lora_A")) {
                 // B carries the scale alpha / r and the config says lora_alpha = r: PEFT (which multiplies by
                 // lora_alpha / r) and GPTQModel (which applies x A^T B^T as stored) then compute the same thing.
-                adapters.emplace_back(hf_names::lora_key(base, 'A'), packed(base + ".lora_A"));
-                adapters.emplace_back(hf_names::lora_key(base, 'B'), packed(base + ".lora_B") * adapter_scale());
+                const at::ScalarType stored = float_dtype(options_.apiq.adapter_dtype, "--adapter-dtype");
+                const std::string key_a = hf_names::lora_key(base, 'A'), key_b = hf_names::lora_key(base, 'B');
+                adapters.emplace_back(key_a, stored_adapter(packed(base + ".lora_A"), stored, key_a));
+                adapters.emplace_back(key_b, stored_adapter(packed(base + ".lora_B") * adapter_scale(), stored, key_b));
             }
             if (owner.count(base + ".lwc_up")) {
                 clipping.emplace_back(base + ".lwc_up", packed(base + ".lwc_up"));
@@ -656,6 +671,7 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
         manifest["adapters"] = {{"r", options_.apiq.lora_rank},
                                 {"lora_alpha", options_.apiq.lora_alpha},
                                 {"scale", adapter_scale()},
+                                {"dtype", options_.apiq.adapter_dtype},
                                 {"stored", "lora_B pre-scaled by lora_alpha / r; adapter_config.json lora_alpha = r"}};
     manifest["settings"] = run_fingerprint(source_, options_);
     manifest["calibration"] = {{"source", options_.calib.source},

@@ -13,6 +13,7 @@
 #include "quant/slim_bits.h"
 #include "saliq/binarize.h"
 #include "saliq/distributed.h"
+#include "saliq/dtype.h"
 #include "saliq/error.h"
 #include "saliq/file.h"
 #include "saliq/log.h"
@@ -45,10 +46,9 @@ void check_shapes(const LlamaConfig& c, const QuantSpec& spec) {
 
 at::ScalarType act_storage_dtype(const QuantizeOptions& o, const at::TensorOptions& compute) {
     if (o.act_dtype == "auto") return compute.dtype().toScalarType();
-    if (o.act_dtype == "fp32") return at::kFloat;
-    if (o.act_dtype == "bf16") return at::kBFloat16;
-    if (o.act_dtype == "fp16") return at::kHalf;
-    throw ConfigError("--act-dtype must be auto, fp32, bf16 or fp16, not '" + o.act_dtype + "'");
+    if (o.act_dtype != "fp32" && o.act_dtype != "bf16" && o.act_dtype != "fp16")
+        throw ConfigError("--act-dtype must be auto, fp32, bf16 or fp16, not '" + o.act_dtype + "'");
+    return float_dtype(o.act_dtype, "--act-dtype");
 }
 
 // A linear of the FP block with ReQuant's outliers taken out for the method: it computes with the whole FP weight
@@ -297,9 +297,10 @@ void check_options_apply(const QuantizeOptions& o, const MethodTraits& method) {
     // value_or: validation runs twice (the CLI, then quantize_model) and the first resolves the default to false
     // for a method that does not order columns; only an explicit --group-order is worth a warning.
     if (o.gptq.group_order.value_or(false) && !method.orders_columns) ignored.push_back("--group-order");
+    float_dtype(o.apiq.adapter_dtype, "--adapter-dtype");
     if (!method.trains_adapters && (o.apiq.lora_rank != defaults.lora_rank || o.apiq.lora_alpha != defaults.lora_alpha ||
-                                      o.apiq.lora_lr != defaults.lora_lr))
-        ignored.push_back("--lora-rank/--lora-alpha/--lora-lr");
+                                      o.apiq.lora_lr != defaults.lora_lr || o.apiq.adapter_dtype != defaults.adapter_dtype))
+        ignored.push_back("--lora-rank/--lora-alpha/--lora-lr/--adapter-dtype");
     if (!method.trains) {
         if (o.apiq.epochs != defaults.epochs) ignored.push_back("--epochs");
         if (!o.apiq.stages.empty()) ignored.push_back("--stages");

@@ -10,6 +10,7 @@
 #include "saliq/checkpoint.h"
 #include "saliq/distributed.h"
 #include "saliq/binarize.h"
+#include "saliq/dtype.h"
 #include "saliq/error.h"
 #include "saliq/safetensors.h"
 #include "saliq/strings.h"
@@ -185,7 +186,7 @@ std::string resolve_train_dtype(const std::string& requested, const at::TensorOp
 
 at::ScalarType training_compute_dtype(const QuantizeOptions& o, const at::TensorOptions& model) {
     const std::string d = resolve_train_dtype(o.apiq.train_dtype, model);
-    return d == "fp64" ? at::kDouble : d == "bf16" ? at::kBFloat16 : d == "fp16" ? at::kHalf : at::kFloat;
+    return d == "fp64" ? at::kDouble : float_dtype(d, "--train-dtype");
 }
 
 double lwc_learning_rate(const QuantizeOptions& o, bool with_lora) {

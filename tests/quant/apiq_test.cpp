@@ -63,7 +63,9 @@ QuantRun quantize_into(const std::string& out, const QuantizeOptions& o) {
 TEST(Apiq, BlockwiseTrainsAndExportsAdaptersThatReloadExactly) {
     test::TempDir dir;
     const std::string out = dir.file("q");
-    QuantRun run = quantize_into(out, tiny_apiq("apiq-bw"));
+    QuantizeOptions o = tiny_apiq("apiq-bw");
+    o.apiq.adapter_dtype = "fp32";  // exact reload (the default fp16 is checked below)
+    QuantRun run = quantize_into(out, o);
     for (const auto& b : run.result.blocks) {
         const auto& stage = b.method_stats["stages"][0];
         EXPECT_EQ(stage["stage"], "opt");
@@ -135,6 +137,39 @@ TEST(Apiq, BlockwiseTrainsAndExportsAdaptersThatReloadExactly) {
     const Checkpoint legacy = load_checkpoint(out);
     EXPECT_NEAR(legacy.adapter_scale, 2.0, 1e-12);
     EXPECT_NEAR(test::heldout_ppl(*LlamaModel::load(legacy, {}), *tok, 16), reloaded, 1e-5 * reloaded);
+}
+
+// The default fp16 adapters take half the bytes of fp32 (what the folder's bits per weight count) and the folder
+// still scores as the trained model does, within fp16's rounding of A and B; an unknown dtype is refused.
+TEST(Apiq, AdapterDtypeStoresNarrowAdaptersThatScoreAsTrained) {
+    test::TempDir dir;
+    const std::string out = dir.file("q");
+    QuantRun run = quantize_into(out, tiny_apiq("apiq-bw"));
+    const auto adapter = SafetensorsReader::open(out + "/adapter_model.safetensors");
+    uint64_t bytes = 0, elements = 0;
+    for (const auto& e : adapter->entries()) {
+        EXPECT_EQ(adapter->tensor(e.name).scalar_type(), at::kHalf) << e.name;
+        bytes += e.end - e.begin;
+        elements += adapter->tensor(e.name).numel();
+    }
+    EXPECT_EQ(bytes, 2 * elements);
+    EXPECT_EQ(inspect_checkpoint(load_checkpoint(out))["bytes"]["adapters"].get<uint64_t>(), bytes);
+    EXPECT_EQ(nlohmann::json::parse(read_text_file(out + "/saliq_manifest.json"))["adapters"]["dtype"], "fp16");
+
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const double in_memory = test::heldout_ppl(*run.in_memory, *tok, 16);
+    const double reloaded = test::heldout_ppl(*LlamaModel::load(load_checkpoint(out), {}), *tok, 16);
+    EXPECT_NEAR(reloaded, in_memory, 1e-3 * in_memory);
+
+    Checkpoint ckpt = read_llama2c(test::stories_bin());
+    QuantizeOptions bad = tiny_apiq("apiq-bw");
+    bad.apiq.adapter_dtype = "fp8";
+    try {
+        validate_quantize_options(ckpt, *tok, bad);
+        ADD_FAILURE() << "fp8 adapters were accepted";
+    } catch (const ConfigError& e) {
+        EXPECT_THAT(e.what(), ::testing::HasSubstr("--adapter-dtype must be fp32, fp16 or bf16"));
+    }
 }
 
 // The seed paper's binarizers inside ApiQ-bw: each trains (loss falls), writes its own packed layout (config says

@@ -23,7 +23,7 @@ namespace {
 
 // An RTN folder of `ckpt`; with `rank` > 0, random PEFT adapters on every linear beside it.
 std::string rtn_folder(const Checkpoint& ckpt, const test::TempDir& dir, const std::string& name, int64_t group,
-                       int64_t rank) {
+                       int64_t rank, at::ScalarType adapter_dtype = at::kFloat) {
     auto tok = Tokenizer::load(test::stories_tokenizer());  // RTN reads no text
     QuantizeOptions o = test::rtn_w2g8();
     o.spec.group_size = group;
@@ -37,8 +37,8 @@ std::string rtn_folder(const Checkpoint& ckpt, const test::TempDir& dir, const s
     for (int64_t layer = 0; layer < ckpt.config.n_layers; ++layer)
         for (int i = 0; i < kNumLinears; ++i) {
             const std::string l = hf_names::linear_name(layer, i);
-            adapters.emplace_back(hf_names::lora_key(l, 'A'), 0.1 * at::randn({rank, shapes[i][1]}));
-            adapters.emplace_back(hf_names::lora_key(l, 'B'), 0.1 * at::randn({shapes[i][0], rank}));
+            adapters.emplace_back(hf_names::lora_key(l, 'A'), (0.1 * at::randn({rank, shapes[i][1]})).to(adapter_dtype));
+            adapters.emplace_back(hf_names::lora_key(l, 'B'), (0.1 * at::randn({shapes[i][0], rank})).to(adapter_dtype));
         }
     write_safetensors(out + "/adapter_model.safetensors", adapters, {{"format", "pt"}});
     write_json_atomic(out + "/adapter_config.json",
@@ -151,6 +151,31 @@ TEST(Finetune, LowersTheKlAndTheHeldOutPerplexityOfTheFolderItWrites) {
     EXPECT_NEAR(after, in_memory, 2e-3 * in_memory);
     EXPECT_TRUE(path_exists(dir.file("ft") + "/saliq_manifest.json"));
     EXPECT_FALSE(path_exists(dir.file("ft") + ".partial"));
+}
+
+// Adapters come out as they went in (fp16, quantize's default storage), trained: distillation does not widen the
+// folder's bits per weight.
+TEST(Finetune, WritesTheAdaptersInTheStudentsDtype) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    test::TempDir dir;
+    const Checkpoint teacher = stories_teacher();
+    const Checkpoint student = load_checkpoint(rtn_folder(teacher, dir, "q", 32, 4, at::kHalf));
+    const FinetuneOptions o = stories_options(1);
+    Finetuner f(student, teacher, o);
+    const FinetuneResult r = run_finetune(f, *tok, o, nullptr, nullptr);
+    FinetuneFolderWriter writer(dir.file("ft"), student, {{"run", 1}}, false, false);
+    writer.finish(f, r, {});
+    const auto before = SafetensorsReader::open(dir.file("q") + "/adapter_model.safetensors");
+    const auto after = SafetensorsReader::open(dir.file("ft") + "/adapter_model.safetensors");
+    ASSERT_EQ(after->entries().size(), before->entries().size());
+    bool changed = false;
+    for (const auto& e : before->entries()) {
+        const at::Tensor t = after->tensor(e.name);
+        EXPECT_EQ(t.scalar_type(), at::kHalf) << e.name;
+        changed = changed || !at::equal(t, before->tensor(e.name));
+    }
+    EXPECT_TRUE(changed) << "the adapters were not trained";
+    EXPECT_NO_THROW(LlamaModel::load(load_checkpoint(dir.file("ft")), {}));
 }
 
 TEST(Finetune, AnInterruptedRunResumedEndsWhereAnUninterruptedOneDoes) {
