@@ -25,14 +25,19 @@ constexpr int64_t kDefaultMosExperts = 8;
 
 // What each --quantizer is, said once: the uniform grid and the seed paper's two binarizers. Validation, training
 // and the folder writer ask this table instead of comparing names.
+// Which fake quantizer a --quantizer name is: what code dispatches on (switch), never on the name.
+enum class QuantizerFamily { kUniform, kDualBinary, kMixtureOfScales };
+
 struct QuantizerTraits {
     const char* name;
+    QuantizerFamily family;
     bool binary;            // a binarizer: BinaryWeight, trained by the LWC methods, saliq_binary folders
     int bits;               // bits per weight it stores; 0: --bits decides (the uniform grid)
     const char* bits_why;   // what the bits are, for the message when --bits disagrees
     bool group_scales;      // its scales are per group of --group-size (db-llm's alphas)
     bool experts;           // BinaryMoS's scale experts (--mos-experts)
     double scale_lr;        // default learning rate of its scales; 0: the method's LWC default
+    const char* parts[4];   // a binarizer's packed tensors, suffixes of the linear's name (saliq_binary folders)
 };
 // The row of `kind`; ConfigError unless it is uniform, db-llm or binarymos.
 const QuantizerTraits& quantizer_traits(const std::string& kind);

@@ -56,7 +56,7 @@ at::Tensor MosLinear::forward(const at::Tensor& x) const { return mos_forward(x,
 at::Tensor MosLinear::weight() const { return mos_mean_weight(signs_, params_); }
 
 std::shared_ptr<Linear> make_binary_linear(const BinaryWeight& w, const at::TensorOptions& options) {
-    if (w.kind == "binarymos") return std::make_shared<MosLinear>(w, options);
+    if (quantizer_traits(w.kind).family == QuantizerFamily::kMixtureOfScales) return std::make_shared<MosLinear>(w, options);
     return std::make_shared<DenseLinear>(w.dequantize().to(options.dtype()).to(options.device()));
 }
 

@@ -26,9 +26,11 @@ const QuantizerTraits& quantizer_traits(const std::string& kind) {
     // The binarizers' scale learning rates: the best of 1e-5 ... 1e-1 on stories260K (W2 g32, 32 x 512 windows,
     // 5 epochs, seed 0).
     static const QuantizerTraits rows[] = {
-        {"uniform", false, 0, "", false, false, 0.0},
-        {"db-llm", true, 2, "stores two binary planes per weight", true, false, 1e-3},
-        {"binarymos", true, 1, "stores one sign bit per weight", false, true, 1e-2},
+        {"uniform", QuantizerFamily::kUniform, false, 0, "", false, false, 0.0, {}},
+        {"db-llm", QuantizerFamily::kDualBinary, true, 2, "stores two binary planes per weight", true, false, 1e-3,
+         {".qweight", ".alpha1", ".alpha2", ".g_idx"}},
+        {"binarymos", QuantizerFamily::kMixtureOfScales, true, 1, "stores one sign bit per weight", false, true, 1e-2,
+         {".qweight", ".router", ".scale_in", ".scale_out"}},
     };
     for (const auto& r : rows)
         if (kind == r.name) return r;
@@ -36,12 +38,15 @@ const QuantizerTraits& quantizer_traits(const std::string& kind) {
 }
 
 at::Tensor BinaryWeight::dequantize() const {
-    if (kind == "db-llm") {
-        const at::Tensor c = codes.to(at::kLong);
-        const at::Tensor b1 = at::floor_divide(c, 2).to(at::kFloat), b2 = at::remainder(c, 2).to(at::kFloat);
-        return expand_groups(alpha1, g_idx) * b1 + expand_groups(alpha2, g_idx) * b2;
+    switch (quantizer_traits(kind).family) {
+        case QuantizerFamily::kDualBinary: {
+            const at::Tensor c = codes.to(at::kLong);
+            const at::Tensor b1 = at::floor_divide(c, 2).to(at::kFloat), b2 = at::remainder(c, 2).to(at::kFloat);
+            return expand_groups(alpha1, g_idx) * b1 + expand_groups(alpha2, g_idx) * b2;
+        }
+        case QuantizerFamily::kMixtureOfScales: return codes.to(at::kFloat) * 2.0 - 1.0;
+        case QuantizerFamily::kUniform: break;
     }
-    if (kind == "binarymos") return codes.to(at::kFloat) * 2.0 - 1.0;
     throw Error("internal: dequantize of a weight that is not binarized");
 }
 

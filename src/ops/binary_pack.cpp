@@ -10,25 +10,27 @@
 namespace saliq {
 
 std::vector<std::string> binary_suffixes(const std::string& kind) {
-    if (kind == "db-llm") return {".qweight", ".alpha1", ".alpha2", ".g_idx"};
-    if (kind == "binarymos") return {".qweight", ".router", ".scale_in", ".scale_out"};
-    throw Error("internal: no packed layout for quantizer '" + kind + "'");
+    const QuantizerTraits& t = quantizer_traits(kind);
+    if (!t.binary) throw Error("internal: no packed layout for quantizer '" + kind + "'");
+    return {std::begin(t.parts), std::end(t.parts)};
 }
 
 std::vector<std::pair<std::string, at::Tensor>> binary_pack(const BinaryWeight& w) {
     auto half = [](const at::Tensor& t) { return t.to(at::kCPU).to(at::kHalf).contiguous(); };
     std::vector<std::pair<std::string, at::Tensor>> out;
     out.emplace_back(".qweight", pack_bits(w.codes.t(), w.bits()));  // [in, out] codes packed along in
-    if (w.kind == "db-llm") {
-        out.emplace_back(".alpha1", half(w.alpha1.t()));
-        out.emplace_back(".alpha2", half(w.alpha2.t()));
-        out.emplace_back(".g_idx", w.g_idx.to(at::kCPU).to(at::kInt).contiguous());
-    } else if (w.kind == "binarymos") {
-        out.emplace_back(".router", half(w.router));
-        out.emplace_back(".scale_in", half(w.scale_in));
-        out.emplace_back(".scale_out", half(w.scale_out));
-    } else {
-        throw Error("internal: binary_pack of quantizer '" + w.kind + "'");
+    switch (quantizer_traits(w.kind).family) {
+        case QuantizerFamily::kDualBinary:
+            out.emplace_back(".alpha1", half(w.alpha1.t()));
+            out.emplace_back(".alpha2", half(w.alpha2.t()));
+            out.emplace_back(".g_idx", w.g_idx.to(at::kCPU).to(at::kInt).contiguous());
+            break;
+        case QuantizerFamily::kMixtureOfScales:
+            out.emplace_back(".router", half(w.router));
+            out.emplace_back(".scale_in", half(w.scale_in));
+            out.emplace_back(".scale_out", half(w.scale_out));
+            break;
+        case QuantizerFamily::kUniform: throw Error("internal: binary_pack of quantizer '" + w.kind + "'");
     }
     return out;
 }
@@ -55,7 +57,7 @@ BinaryWeight binary_unpack_parts(const std::string& kind, int64_t in, int64_t ou
     expect(qweight, {(in * bits + 31) / 32, out}, "qweight");
     if (qweight.scalar_type() != at::kInt) throw FormatError(origin, "qweight must be int32");
     w.codes = unpack_bits(qweight, bits, in).t().contiguous();  // [out, in]
-    if (kind == "db-llm") {
+    if (quantizer_traits(kind).family == QuantizerFamily::kDualBinary) {
         const at::Tensor& a1 = part(".alpha1");
         if (a1.dim() != 2) throw FormatError(origin, "alpha1 must be a 2-D [groups, out] tensor");
         const int64_t G = a1.size(0);

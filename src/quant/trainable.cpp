@@ -138,9 +138,13 @@ private:
 std::shared_ptr<TrainableLinear> make_trainable_linear(const at::Tensor& weight, const QuantizeOptions& o,
                                                        int64_t lora_rank, const at::Tensor& group_bits,
                                                        const SparsePart* outliers) {
-    const std::string& kind = o.apiq.quantizer;
-    if (kind == "db-llm") return make_dual_binary_linear(weight, o.spec.group_size, lora_rank, o.apiq.lora_alpha);
-    if (kind == "binarymos") return make_mos_linear(weight, o.apiq.mos_experts, lora_rank, o.apiq.lora_alpha);
+    switch (quantizer_traits(o.apiq.quantizer).family) {
+        case QuantizerFamily::kDualBinary:
+            return make_dual_binary_linear(weight, o.spec.group_size, lora_rank, o.apiq.lora_alpha);
+        case QuantizerFamily::kMixtureOfScales:
+            return make_mos_linear(weight, o.apiq.mos_experts, lora_rank, o.apiq.lora_alpha);
+        case QuantizerFamily::kUniform: break;
+    }
     if (o.spec.grid != GgmlGrid::kNone)  // the type this linear's rows take (llama-quantize's fallback, say)
         return std::make_shared<GgmlLwcLinear>(weight, spec_for_row(o.spec, weight.size(1)).grid, lora_rank,
                                                o.apiq.lora_alpha);
