@@ -1,10 +1,10 @@
 #!/usr/bin/env python3
-"""Writes src/data/unicode_data.inc: the Unicode general category of every assigned code point, as sorted ranges.
+"""Writes src/common/unicode_data.inc: the Unicode general category of every assigned code point, as sorted ranges.
 
 The byte-level BPE pre-tokenizers (GPT-2, LLaMA-3, SmolLM, Qwen2) split text with regexes over \\p{L}, \\p{N},
-\\p{P}, ...; saliq's own regex matcher (src/data/split_regex.cpp) looks categories up in this table. Generated from
+\\p{P}, ...; saliq's own regex matcher (src/common/split_regex.cpp) looks categories up in this table. Generated from
 Python's unicodedata (its Unicode version is written into the file); rerun after a Python upgrade:
-    python3 scripts/gen_unicode_data.py > src/data/unicode_data.inc
+    python3 scripts/gen_unicode_data.py > src/common/unicode_data.inc
 """
 import sys
 import unicodedata
