@@ -37,10 +37,13 @@ struct GgmlDecoded {
 
 // Round-to-nearest on the grid: for every block, scales (and mins) from each sub-block's range (its max and min,
 // or the clipped range `group_max` / `group_min` [out, in / sub_block] when given), sub-block scales quantized
-// against the block's fp16 scale as ggml stores them, codes against the stored values. Returns the raw blocks,
-// [out, in / block * block_bytes] uint8. ConfigError when `in` is not a multiple of the block.
+// against the block's fp16 scale as ggml stores them, codes against the stored values. With `importance` [in]
+// (non-negative weights of the columns: GPTQ's diag H, llama.cpp's importance matrix), each (sub-)block's scale
+// (and min) is instead searched to minimise the importance-weighted squared error, as llama-quantize does with an
+// imatrix; Q8_0 keeps its absmax scale. Returns the raw blocks, [out, in / block * block_bytes] uint8. ConfigError
+// when `in` is not a multiple of the block.
 at::Tensor ggml_quantize_rows(const at::Tensor& weight, GgmlGrid grid, const at::Tensor& group_max = {},
-                              const at::Tensor& group_min = {});
+                              const at::Tensor& group_min = {}, const at::Tensor& importance = {});
 // The blocks' codes replaced by codes computed elsewhere (GPTQ's, against the decoded scales and offsets): the
 // scales stay as stored.
 at::Tensor ggml_replace_codes(const at::Tensor& blocks, GgmlGrid grid, const at::Tensor& codes);

@@ -73,19 +73,92 @@ void assign_codes(Block& b, const GgmlGridTraits& t, const float* x) {
 // The value of largest magnitude of a (clipped) range: symmetric types map it to their most negative code.
 float signed_extreme(float hi, float lo) { return std::fabs(hi) >= std::fabs(lo) ? hi : lo; }
 
-// Scales of one block from each sub-block's range [lo_j, hi_j] (clipped or not); codes after.
-Block fit_block(const GgmlGridTraits& t, const float* x, const float* hi, const float* lo) {
+// With importance weights (GPTQ's diag H, an importance matrix's Σx²): the scale of ŵ = s·l, integer l in
+// [lo_code, hi_code], that minimises Σ w (x − s·l)² among the candidates that map the extreme weight near either end
+// of the code range — each candidate's codes by rounding, its s by weighted least squares for those codes.
+float search_symmetric(const float* x, const float* w, int n, int lo_code, int hi_code, float extreme) {
+    if (extreme == 0.0f) return 0.0f;
+    float best_s = extreme / static_cast<float>(lo_code), best_err = INFINITY;
+    for (const int end : {lo_code, hi_code})
+        for (int step = -10; step <= 10; ++step) {
+            const float iscale = (static_cast<float>(end) + 0.1f * static_cast<float>(step)) / extreme;
+            if (iscale == 0.0f) continue;
+            double sxl = 0.0, sll = 0.0;
+            for (int i = 0; i < n; ++i) {
+                const float l = static_cast<float>(clampi(nearest(iscale * x[i]), lo_code, hi_code));
+                sxl += static_cast<double>(w[i]) * x[i] * l;
+                sll += static_cast<double>(w[i]) * l * l;
+            }
+            if (sll <= 0.0) continue;
+            const float scale = static_cast<float>(sxl / sll);
+            if (scale == 0.0f || !std::isfinite(scale)) continue;
+            double err = 0.0;  // with the codes re-rounded against this scale, as they will be
+            for (int i = 0; i < n; ++i) {
+                const float e = x[i] - scale * static_cast<float>(clampi(nearest(x[i] / scale), lo_code, hi_code));
+                err += static_cast<double>(w[i]) * e * e;
+            }
+            if (err < best_err) best_err = static_cast<float>(err), best_s = scale;
+        }
+    return best_s;
+}
+
+// The same for ŵ = s·l + o, l in [0, nmax], o free or (k-quants, whose mins are subtracted) at most 0: candidates
+// spread the range over nmax ± 1 steps; s and o by weighted least squares for each candidate's codes.
+void search_asymmetric(const float* x, const float* w, int n, int nmax, bool offset_nonpositive, float& s, float& o) {
+    float lo = x[0], hi = x[0];
+    for (int i = 1; i < n; ++i) lo = std::min(lo, x[i]), hi = std::max(hi, x[i]);
+    if (offset_nonpositive) lo = std::min(lo, 0.0f);
+    s = (hi - lo) / static_cast<float>(nmax), o = lo;
+    if (hi <= lo) return;
+    auto error = [&](float sc, float off) {
+        double err = 0.0;
+        for (int i = 0; i < n; ++i) {
+            const float e = x[i] - (sc * static_cast<float>(clampi(nearest((x[i] - off) / sc), 0, nmax)) + off);
+            err += static_cast<double>(w[i]) * e * e;
+        }
+        return err;
+    };
+    double best = error(s, o);
+    for (int step = -10; step <= 10; ++step) {
+        const float iscale = (static_cast<float>(nmax) + 0.1f * static_cast<float>(step)) / (hi - lo);
+        double sw = 0, sl = 0, sll = 0, sx = 0, slx = 0;
+        for (int i = 0; i < n; ++i) {
+            const double l = clampi(nearest(iscale * (x[i] - lo)), 0, nmax), wi = w[i];
+            sw += wi, sl += wi * l, sll += wi * l * l, sx += wi * x[i], slx += wi * l * x[i];
+        }
+        const double det = sw * sll - sl * sl;
+        if (det <= 0.0) continue;
+        double sc = (sw * slx - sl * sx) / det, off = (sll * sx - sl * slx) / det;
+        if (offset_nonpositive && off > 0.0) off = 0.0, sc = slx / sll;
+        if (!(sc > 0.0)) continue;
+        const double err = error(static_cast<float>(sc), static_cast<float>(off));
+        if (err < best) best = err, s = static_cast<float>(sc), o = static_cast<float>(off);
+    }
+}
+
+// Scales of one block from each sub-block's range [lo_j, hi_j] (clipped or not), or with importance weights `wt`
+// from the searches above; codes after.
+Block fit_block(const GgmlGridTraits& t, const float* x, const float* hi, const float* lo, const float* wt) {
     Block b;
     const int subs = static_cast<int>(t.block / t.sub_block);
+    const int sub = static_cast<int>(t.sub_block);
     switch (t.grid) {
         case GgmlGrid::kQ4_0:
         case GgmlGrid::kQ5_0:
-            b.d = fp16_round(signed_extreme(hi[0], lo[0]) / -static_cast<float>(t.zero));
+            b.d = fp16_round(wt ? search_symmetric(x, wt, sub, -t.zero, (1 << t.bits) - 1 - t.zero,
+                                                   signed_extreme(hi[0], lo[0]))
+                                : signed_extreme(hi[0], lo[0]) / -static_cast<float>(t.zero));
             break;
         case GgmlGrid::kQ8_0:
             b.d = fp16_round(std::max(std::fabs(hi[0]), std::fabs(lo[0])) / 127.0f);
             break;
         case GgmlGrid::kQ4_1:
+            if (wt) {
+                float sc, off;
+                search_asymmetric(x, wt, sub, 15, false, sc, off);
+                b.d = fp16_round(sc), b.dmin = fp16_round(off);
+                break;
+            }
             b.dmin = fp16_round(lo[0]);
             b.d = fp16_round((hi[0] - lo[0]) / 15.0f);
             break;
@@ -100,7 +173,7 @@ Block fit_block(const GgmlGridTraits& t, const float* x, const float* hi, const 
                 float err = 0.0f;
                 for (int64_t k = 0; k < t.block; ++k) {
                     const float e = x[k] - d * kIq4nlLevels[c.q[k]];
-                    err += e * e;
+                    err += (wt ? wt[k] : 1.0f) * e * e;
                 }
                 if (err < best_err) best_err = err, b = c;
             }
@@ -113,9 +186,15 @@ Block fit_block(const GgmlGridTraits& t, const float* x, const float* hi, const 
             const int levels = t.grid == GgmlGrid::kQ2_K ? 15 : 63;
             float scale[16], mins[16], max_scale = 0.0f, max_min = 0.0f;
             for (int j = 0; j < subs; ++j) {
-                const float l = std::min(lo[j], 0.0f), h = std::max(hi[j], l);
-                scale[j] = (h - l) / nmax;
-                mins[j] = -l;
+                if (wt) {
+                    float o;
+                    search_asymmetric(x + j * sub, wt + j * sub, sub, static_cast<int>(nmax), true, scale[j], o);
+                    mins[j] = -o;
+                } else {
+                    const float l = std::min(lo[j], 0.0f), h = std::max(hi[j], l);
+                    scale[j] = (h - l) / nmax;
+                    mins[j] = -l;
+                }
                 max_scale = std::max(max_scale, scale[j]);
                 max_min = std::max(max_min, mins[j]);
             }
@@ -131,7 +210,8 @@ Block fit_block(const GgmlGridTraits& t, const float* x, const float* hi, const 
             // Per sub-block a signed scale mapping its extreme to code −4; the scales as 6-bit signed integers of d.
             float scale[16], max_scale = 0.0f;
             for (int j = 0; j < subs; ++j) {
-                scale[j] = signed_extreme(hi[j], lo[j]) / -4.0f;
+                scale[j] = wt ? search_symmetric(x + j * sub, wt + j * sub, sub, -4, 3, signed_extreme(hi[j], lo[j]))
+                              : signed_extreme(hi[j], lo[j]) / -4.0f;
                 if (std::fabs(scale[j]) > std::fabs(max_scale)) max_scale = scale[j];
             }
             b.d = fp16_round(max_scale / -32.0f);
@@ -279,7 +359,7 @@ void check_row_width(const GgmlGridTraits& t, int64_t in) {
 at::Tensor iq4_nl_levels() { return at::tensor(std::vector<float>(kIq4nlLevels, kIq4nlLevels + 16), at::kFloat); }
 
 at::Tensor ggml_quantize_rows(const at::Tensor& weight, GgmlGrid grid, const at::Tensor& group_max,
-                              const at::Tensor& group_min) {
+                              const at::Tensor& group_min, const at::Tensor& importance) {
     const GgmlGridTraits& t = ggml_grid_traits(grid);
     const int64_t out = weight.size(0), in = weight.size(1);
     check_row_width(t, in);
@@ -296,6 +376,14 @@ at::Tensor ggml_quantize_rows(const at::Tensor& weight, GgmlGrid grid, const at:
         hi = std::get<0>(g.max(2)).contiguous();
         lo = std::get<0>(g.min(2)).contiguous();
     }
+    at::Tensor imp;
+    if (importance.defined()) {
+        imp = importance.detach().to(at::kCPU).to(at::kFloat).contiguous();
+        if (imp.dim() != 1 || imp.size(0) != in) throw Error("internal: importance of the wrong shape for " + std::string(t.name));
+        if (!at::isfinite(imp).all().item<bool>() || (imp < 0).any().item<bool>())
+            throw NumericError(std::string("importance weights for ") + t.name + " must be finite and non-negative");
+    }
+    const float* ip = imp.defined() ? imp.data_ptr<float>() : nullptr;
     at::Tensor bytes = at::empty({out, blocks * t.block_bytes}, at::kByte);
     const float* wp = w.data_ptr<float>();
     const float* hp = hi.data_ptr<float>();
@@ -305,7 +393,8 @@ at::Tensor ggml_quantize_rows(const at::Tensor& weight, GgmlGrid grid, const at:
     at::parallel_for(0, out, 16, [&](int64_t r0, int64_t r1) {
         for (int64_t r = r0; r < r1; ++r)
             for (int64_t k = 0; k < blocks; ++k) {
-                const Block b = fit_block(t, wp + r * in + k * t.block, hp + r * groups + k * subs, lp + r * groups + k * subs);
+                const Block b = fit_block(t, wp + r * in + k * t.block, hp + r * groups + k * subs,
+                                          lp + r * groups + k * subs, ip ? ip + k * t.block : nullptr);
                 encode_block(b, t, bp + (r * blocks + k) * t.block_bytes);
             }
     });

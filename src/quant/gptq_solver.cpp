@@ -171,6 +171,9 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
         H = H.index_select(0, perm).index_select(1, perm);
         invperm = at::argsort(perm);
     }
+    // On a grid, each block's scales are searched under the columns' importance diag(H) (llama-quantize's imatrix
+    // weighting, with GPTQ's own Hessian).
+    const at::Tensor importance = grid != GgmlGrid::kNone ? H.diagonal().to(at::kCPU).to(at::kFloat).clone() : at::Tensor();
     double used_damp = o.damp;
     const at::Tensor Hinv = inverse_cholesky_upper(std::move(H), o.damp, name, used_damp).to(W.device()).to(at::kFloat);
 
@@ -206,7 +209,9 @@ QuantizedTensor gptq_quantize(const at::Tensor& weight, at::Tensor H, const Quan
                                                   ? (natural.narrow(0, col, width) - group_index * g).to(W.device())
                                                   : at::arange(width, W.options().dtype(at::kLong));
                     const at::Tensor in_order = at::empty_like(group).index_copy_(1, offset, group);
-                    const at::Tensor b = ggml_quantize_rows(in_order, grid);
+                    const at::Tensor weights = at::empty({width}, importance.options())
+                                                   .index_copy_(0, offset.to(at::kCPU), importance.narrow(0, col, width));
+                    const at::Tensor b = ggml_quantize_rows(in_order, grid, {}, {}, weights);
                     const GgmlDecoded d = ggml_decode(b, grid, width, name);
                     blocks.narrow(1, group_index * grid_traits.block_bytes, grid_traits.block_bytes).copy_(b);
                     block_scales = d.scales.repeat_interleave(grid_traits.sub_block, 1).to(W.device()).index_select(1, offset);

@@ -186,6 +186,42 @@ TEST(GgmlGrid, ClippedRangesNarrowTheGrid) {
     }
 }
 
+// Importance weights (an imatrix, GPTQ's diag H) make every type but Q8_0 search its scales: the importance-weighted
+// error falls below the range fit's on heavy-tailed rows with a few important columns, the blocks still decode as
+// ggml's reference does, and uniform importance is no worse than the range fit; bad weights are refused.
+TEST(GgmlGrid, ImportanceWeightsSearchScalesThatLowerTheWeightedError) {
+    at::manual_seed(5);
+    const at::Tensor w = at::randn({16, 512}) * at::exp(0.5 * at::randn({16, 512}));  // heavy tails, as LLM rows
+    const at::Tensor importance = at::exp(2.0 * at::randn({512}));                     // a few columns matter most
+    for (GgmlGrid grid : kGrids) {
+        const GgmlGridTraits& t = ggml_grid_traits(grid);
+        auto weighted_error = [&](const at::Tensor& blocks, const at::Tensor& imp) {
+            const at::Tensor d = ggml_quantized(blocks, grid, 16, 512, t.name).dequantize();
+            return ((d - w).pow(2) * imp).sum().item<double>();
+        };
+        const at::Tensor plain = ggml_quantize_rows(w, grid);
+        const at::Tensor searched = ggml_quantize_rows(w, grid, {}, {}, importance);
+        const uint8_t* p = searched.data_ptr<uint8_t>();
+        const at::Tensor mine = ggml_quantized(searched, grid, 16, 512, t.name).dequantize();
+        for (int64_t k = 0; k < 512 / t.block; ++k) {  // row 0's blocks
+            const std::vector<float> ref = reference_dequantize(grid, p + k * t.block_bytes);
+            for (int64_t e = 0; e < t.block; ++e) ASSERT_EQ(mine[0][k * t.block + e].item<float>(), ref[e]) << t.name;
+        }
+        if (grid == GgmlGrid::kQ8_0) {
+            EXPECT_TRUE(at::equal(searched, plain));
+            continue;
+        }
+        EXPECT_LT(weighted_error(searched, importance), 0.97 * weighted_error(plain, importance)) << t.name;
+        const at::Tensor ones = at::ones({512});
+        EXPECT_LE(weighted_error(ggml_quantize_rows(w, grid, {}, {}, ones), ones), 1.001 * weighted_error(plain, ones))
+            << t.name;
+    }
+    at::Tensor negative = importance.clone();
+    negative[3] = -1.0;
+    EXPECT_THROW(ggml_quantize_rows(w, GgmlGrid::kQ4_0, {}, {}, negative), NumericError);
+    EXPECT_THROW(ggml_quantize_rows(w, GgmlGrid::kQ4_0, {}, {}, at::full({512}, NAN)), NumericError);
+}
+
 TEST(GgmlGrid, RowsOfOtherWidthsFallBackAsLlamaQuantizeDoes) {
     EXPECT_EQ(ggml_grid_for_row(GgmlGrid::kQ2_K, 512), GgmlGrid::kQ2_K);
     EXPECT_EQ(ggml_grid_for_row(GgmlGrid::kQ2_K, 576), GgmlGrid::kQ4_0);

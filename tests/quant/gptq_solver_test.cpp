@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "saliq/error.h"
+#include "saliq/ggml_grid.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -105,9 +106,9 @@ TEST(GptqSolver, ActOrderWinsOverTheGroupOrder) {
     EXPECT_TRUE(at::equal(a.g_idx, b.g_idx));
 }
 
-// With a diagonal Hessian nothing is fed forward, so GPTQ on a GGML grid is the grid's round-to-nearest, in either
-// column order: the group-aware order permutes columns inside a k-quant's super-block, whose sub-blocks must still be
-// fitted on their own natural runs.
+// With a diagonal Hessian nothing is fed forward, so GPTQ on a GGML grid is the grid's round-to-nearest (scales searched
+// under diag H), in either column order: the group-aware order permutes columns inside a k-quant's super-block, whose
+// sub-blocks must still be fitted on their own natural runs.
 TEST(GptqSolver, GridWithADiagonalHessianIsTheGridsRoundToNearestInEitherOrder) {
     at::manual_seed(5);
     const at::Tensor w = at::randn({6, 512});
@@ -115,14 +116,15 @@ TEST(GptqSolver, GridWithADiagonalHessianIsTheGridsRoundToNearestInEitherOrder) 
     for (GgmlGrid grid : {GgmlGrid::kQ4_K, GgmlGrid::kQ2_K, GgmlGrid::kQ3_K, GgmlGrid::kIQ4_NL}) {
         QuantSpec spec;
         spec.grid = grid;
-        const QuantizedTensor rtn = quantize_rtn(w, spec);
+        // With diag H as the importance: the scales GPTQ searches are those round-to-nearest searches.
+        const at::Tensor rtn_blocks = ggml_quantize_rows(w, grid, {}, {}, h.diagonal());
         for (bool group_order : {false, true}) {
             GptqOptions o;
             o.group_order = group_order;
             o.damp = 0.0;
             nlohmann::json stats;
             const QuantizedTensor q = gptq_quantize(w, h.clone(), spec, o, "w", stats);
-            EXPECT_TRUE(at::equal(q.ggml_blocks, rtn.ggml_blocks)) << ggml_grid_traits(grid).name << group_order;
+            EXPECT_TRUE(at::equal(q.ggml_blocks, rtn_blocks)) << ggml_grid_traits(grid).name << group_order;
         }
     }
 }
