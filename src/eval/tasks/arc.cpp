@@ -101,7 +101,8 @@ std::vector<McDoc> load_arc(const std::string& path) {
         items = parse_json(text, path);  // also refuses keys listed twice and deep nesting
     } catch (const FormatError&) {
         try {  // a syntax error: name its line
-            (void)nlohmann::json::parse(text);
+            const nlohmann::json parsed = nlohmann::json::parse(text);  // throws here, at the line to name
+            (void)parsed;
         } catch (const nlohmann::json::parse_error& e) {
             throw FormatError(path, strprintf("line %lld is not valid JSON: %s", (long long)line_at(text, e.byte),
                                               e.what()));
