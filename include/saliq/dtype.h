@@ -10,7 +10,5 @@ namespace saliq {
 
 // fp32 / fp16 / bf16 → the scalar type; anything else is a ConfigError naming `option` (e.g. "--adapter-dtype").
 at::ScalarType float_dtype(const std::string& name, const std::string& option);
-// The scalar type's name in that vocabulary ("fp32", "fp16", "bf16"; other types by c10's name).
-std::string float_dtype_name(at::ScalarType type);
 
 }  // namespace saliq

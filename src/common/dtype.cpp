@@ -11,13 +11,4 @@ at::ScalarType float_dtype(const std::string& name, const std::string& option) {
     throw ConfigError(option + " must be fp32, fp16 or bf16, not '" + name + "'");
 }
 
-std::string float_dtype_name(at::ScalarType type) {
-    switch (type) {
-        case at::kFloat: return "fp32";
-        case at::kHalf: return "fp16";
-        case at::kBFloat16: return "bf16";
-        default: return c10::toString(type);
-    }
-}
-
 }  // namespace saliq

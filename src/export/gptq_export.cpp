@@ -573,6 +573,7 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     std::vector<std::function<at::Tensor()>> produce;
     std::vector<std::function<void()>> release;
     NamedTensors adapters, clipping;
+    const at::ScalarType adapter_dtype = float_dtype(options_.apiq.adapter_dtype, "--adapter-dtype");
     for (const auto& name : llama_tensor_names(c)) {
         const std::string base = name.substr(0, name.size() - std::string(".weight").size());
         if (owner.count(base + ".qweight")) {
@@ -609,10 +610,9 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
             if (owner.count(base + ".lora_A")) {
                 // B carries the scale alpha / r and the config says lora_alpha = r: PEFT (which multiplies by
                 // lora_alpha / r) and GPTQModel (which applies x A^T B^T as stored) then compute the same thing.
-                const at::ScalarType stored = float_dtype(options_.apiq.adapter_dtype, "--adapter-dtype");
                 const std::string key_a = hf_names::lora_key(base, 'A'), key_b = hf_names::lora_key(base, 'B');
-                adapters.emplace_back(key_a, stored_adapter(packed(base + ".lora_A"), stored, key_a));
-                adapters.emplace_back(key_b, stored_adapter(packed(base + ".lora_B") * adapter_scale(), stored, key_b));
+                adapters.emplace_back(key_a, stored_adapter(packed(base + ".lora_A"), adapter_dtype, key_a));
+                adapters.emplace_back(key_b, stored_adapter(packed(base + ".lora_B") * adapter_scale(), adapter_dtype, key_b));
             }
             if (owner.count(base + ".lwc_up")) {
                 clipping.emplace_back(base + ".lwc_up", packed(base + ".lwc_up"));
