@@ -7,6 +7,8 @@
 #   env: SALIQ_BUILD_DIR (build), SALIQ_PEERS_VENV (~/.cache/saliq/peers-venv), PEERS (autoround gptqmodel),
 #        SALIQ_ROWS (gptq apiq-bw: saliq's rows), SPECS ("3:64 2:64": bits:group), NSAMPLES (128), SEQLEN (512),
 #        ITERS (200, AutoRound's default), EPOCHS (20, apiq-bw), THREADS (2), MAX_WINDOWS (40; 0 = the whole set)
+# AutoRound folders are also scored by transformers with AutoRound's own dequantizer
+# (scripts/interop/ppl_peer_transformers.py): the cross-check of saliq's reading of a peer's folder.
 # A folder that exists is not made again: delete it to rerun a row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -67,12 +69,22 @@ for spec in $specs; do
       mv "$out.tmp" "$out"
     fi
     score "$out"
+    # The cross-check of saliq's reading: AutoRound's own dequantizer and transformers' forward score the folder too.
+    if [ "$peer" = autoround ] && [ ! -f "$out.transformers.json" ]; then
+      "$py" scripts/interop/ppl_peer_transformers.py --model "$out" --autoround-torch --wikitext2 \
+        --text "$SALIQ_DATA_DIR/text/wikitext2/wiki.test.raw" --seqlen 512 --max-windows "$max_windows" \
+        --threads "$threads" 2>/dev/null | tail -1 > "$out.transformers.json.tmp"
+      mv "$out.transformers.json.tmp" "$out.transformers.json"
+    fi
     python3 - "$out" "$peer" >> "$results" <<'PY'
-import json, sys
+import json, os, sys
 out, name = sys.argv[1:]
 given = json.load(open(out + ".given.json"))
 ev = json.load(open(out + ".eval.json"))
-print(json.dumps({"row": name, "given": given, "wall_s": given["wall_s"], "ppl": ev["ppl"], "folder": out}))
+row = {"row": name, "given": given, "wall_s": given["wall_s"], "ppl": ev["ppl"], "folder": out}
+if os.path.exists(out + ".transformers.json"):
+    row["ppl_transformers"] = json.load(open(out + ".transformers.json"))["ppl"]
+print(json.dumps(row))
 PY
   done
   for row in $rows; do
@@ -108,11 +120,12 @@ for line in open(sys.argv[1]):
     r = json.loads(line)
     rows[r["folder"]] = r  # the latest line of a folder
 print(f"WikiText-2 perplexity (saliq's evaluator), FP {fp:.3f}")
-print("| tool | W | g | given | wall s | ppl | x FP |")
-print("|---|---|---|---|---|---|---|")
+print("| tool | W | g | given | wall s | ppl | x FP | ppl, transformers + the peer's dequantizer |")
+print("|---|---|---|---|---|---|---|---|")
 for r in rows.values():
     g = r["given"]
     extra = ", ".join(f"{k} {g[k]}" for k in ("iters", "batch_size", "epochs", "damp_percent", "version") if k in g)
+    cross = f'{r["ppl_transformers"]:.2f}' if "ppl_transformers" in r else ""
     print(f'| {r["row"]} | {g["bits"]} | {g["group_size"]} | {g["windows"]} x {g["seqlen"]}'
-          f'{", " + extra if extra else ""} | {r["wall_s"]:.0f} | {r["ppl"]:.2f} | {r["ppl"] / fp:.2f} |')
+          f'{", " + extra if extra else ""} | {r["wall_s"]:.0f} | {r["ppl"]:.2f} | {r["ppl"] / fp:.2f} | {cross} |')
 PY
