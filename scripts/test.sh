@@ -17,8 +17,7 @@ phase() {  # name command...: runs it and records its wall time
   "$@"
   phases+=("$(printf '%-28s %5d s' "$name" $((SECONDS - start)))")
 }
-scripts/setup.sh "$@"
-phases+=("$(printf '%-28s %5d s' "setup + build" "$SECONDS")")
+phase "setup + build" scripts/setup.sh "$@"
 export SALIQ_DATA_DIR=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
 phase "tests" sh -c "cd '${SALIQ_BUILD_DIR:-build}' && ctest -j $(nproc) --output-on-failure --timeout 600"
 

@@ -13,6 +13,8 @@ import time
 import numpy as np
 from llama_cpp import Llama
 
+from wikitext2 import read_text
+
 p = argparse.ArgumentParser()
 p.add_argument("--model", required=True)
 p.add_argument("--lora")
@@ -26,10 +28,7 @@ p.add_argument("--gen", type=int, default=24)
 p.add_argument("--f16-kv", action="store_true", help="llama.cpp's default fp16 KV cache and flash attention")
 a = p.parse_args()
 
-text = open(a.text, encoding="utf-8").read()
-if a.wikitext2:  # Hugging Face's rows: blank lines -> "", other lines keep their newline; joined with "\n\n"
-    rows = ["" if line.strip() == "" else line for line in text.splitlines(keepends=True)]
-    text = "\n\n".join(rows)
+text = read_text(a.text, a.wikitext2)
 # F32 KV cache and no flash attention: llama.cpp's defaults keep K and V in fp16, which is not the model saliq runs.
 kw = dict(model_path=a.model, n_ctx=a.seqlen, n_batch=a.seqlen, n_threads=a.threads, logits_all=True, verbose=False,
           flash_attn=a.f16_kv, type_k=1 if a.f16_kv else 0, type_v=1 if a.f16_kv else 0)

@@ -15,6 +15,8 @@ import time
 import torch
 import transformers
 
+from wikitext2 import read_text
+
 p = argparse.ArgumentParser()
 p.add_argument("--model", required=True)
 p.add_argument("--text", required=True)
@@ -30,10 +32,7 @@ p.add_argument("--autoround-torch", action="store_true",
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 
-text = open(a.text, encoding="utf-8").read()
-if a.wikitext2:  # Hugging Face's rows: blank lines -> "", other lines keep their newline; joined with "\n\n"
-    rows = ["" if line.strip() == "" else line for line in text.splitlines(keepends=True)]
-    text = "\n\n".join(rows)
+text = read_text(a.text, a.wikitext2)
 tok = transformers.AutoTokenizer.from_pretrained(a.model)
 ids = tok(text, add_special_tokens=True)["input_ids"]
 
@@ -80,12 +79,12 @@ def dense_from_autoround(folder):
 
 if a.autoround_torch:
     model = dense_from_autoround(a.model)
+    linear = "auto_round_extension.torch.qlinear_torch_zp.QuantLinear, dequantized"
 else:
     model = transformers.AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32, device_map="cpu")
+    q_proj = next(m for name, m in model.named_modules() if name.endswith("layers.0.self_attn.q_proj"))
+    linear = type(q_proj).__module__ + "." + type(q_proj).__name__
 model.eval()
-linear = next(m for name, m in model.named_modules() if name.endswith("layers.0.self_attn.q_proj"))
-if a.autoround_torch:
-    linear = "auto_round_extension.torch.qlinear_torch_zp.QuantLinear, dequantized"
 n = min(a.max_windows, len(ids) // a.seqlen)
 nll, count = 0.0, 0
 t0 = time.time()
@@ -96,5 +95,5 @@ with torch.no_grad():
         nll += float(torch.nn.functional.cross_entropy(logits, x[0, 1:], reduction="sum"))
         count += a.seqlen - 1
 print(json.dumps({"ppl": math.exp(nll / count), "nll_sum": nll, "windows": n, "tokens_scored": count,
-                  "seconds": time.time() - t0, "linear": linear if isinstance(linear, str) else type(linear).__module__ + "." + type(linear).__name__,
+                  "seconds": time.time() - t0, "linear": linear,
                   "transformers": transformers.__version__, "first_tokens": ids[:8]}))

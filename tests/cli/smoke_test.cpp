@@ -2,8 +2,6 @@
 // check in the pip-LibTorch pass (scripts/test.sh), which runs the library-sensitive suites and this instead of the
 // whole CLI suite again. Each step must exit 0 and print what it exists for; the deeper checks live in the other
 // CLI suites.
-#include <nlohmann/json.hpp>
-
 #include "saliq/file.h"
 #include "test_utils.h"
 
@@ -13,12 +11,12 @@ namespace {
 using test::run_saliq;
 using test::TempDir;
 
-// Runs one step; on failure the step's output says which command broke and why.
-std::string step(const std::string& args, const std::string& expect) {
-    const auto r = run_saliq(args);  // ctest sets SALIQ_THREADS=1
+// Runs one step (one compute thread: tests/test_main.cpp sets SALIQ_THREADS for the saliq it starts); on failure the
+// step's output says which command broke and why.
+void step(const std::string& args, const std::string& expect) {
+    const auto r = run_saliq(args);
     EXPECT_EQ(r.exit_code, 0) << "saliq " << args << "\n" << r.output;
     EXPECT_NE(r.output.find(expect), std::string::npos) << "saliq " << args << "\n" << r.output;
-    return r.output;
 }
 
 TEST(CliSmoke, EveryCommandRunsOnTheBundledModel) {
@@ -28,10 +26,9 @@ TEST(CliSmoke, EveryCommandRunsOnTheBundledModel) {
     const std::string calib = " --calib tinystories --calib-range 0:0.5 --nsamples 4 --seqlen 64";
     const std::string score = " --dataset tinystories --eval-range 0.5:1 --seqlen 64 --max-windows 2";
 
-    const auto tokenize = run_saliq("tokenize --tokenizer " + tok + " --text " +
-                                    test::data_path("text/tinystories/tinystories_validation_head.txt") + " -o " +
-                                    dir.file("ids.txt"));
-    ASSERT_EQ(tokenize.exit_code, 0) << tokenize.output;
+    step("tokenize --tokenizer " + tok + " --text " +
+             test::data_path("text/tinystories/tinystories_validation_head.txt") + " -o " + dir.file("ids.txt"),
+         "");
     EXPECT_FALSE(test::read_bytes(dir.file("ids.txt")).empty());
 
     step("convert --from-llama2c " + test::stories_bin() + " --tokenizer " + tok + " --out " + hf, "");
