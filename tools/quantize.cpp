@@ -185,6 +185,10 @@ Command add_quantize_command(CLI::App& app, const std::string& command_line) {
     quantize->add_option("--error-windows", qo.error_windows,
                          "calibration windows on which each layer's reconstruction error is measured (default: 0 "
                          "for rtn, which then reads no calibration text, 4 for the others; 0: off)");
+    quantize->add_flag("--rtn-importance", qo.rtn_importance,
+                       "rtn: fit each group to the least error weighted by its columns' input mean squares on the "
+                       "calibration windows (llama.cpp's importance matrix; on --grid, the type's weighted scale "
+                       "search), instead of min-max");
     quantize->add_option("--act-dtype", qo.act_dtype,
                          "storage of the calibration activation buffers: auto (the compute dtype), fp32, bf16 or fp16")
         ->capture_default_str();
@@ -228,6 +232,10 @@ Command add_quantize_command(CLI::App& app, const std::string& command_line) {
     quantize->add_option("--lora-alpha", ao.lora_alpha, "ApiQ: LoRA alpha (scale alpha/r)")->capture_default_str();
     quantize->add_option("--lwc-lr", ao.lwc_lr, "learning rate of the quantizer's parameters (default: clipping "
                                                 "logits ApiQ 5e-3, OmniQuant 1e-2; db-llm 1e-3, binarymos 1e-2)");
+    quantize->add_option("--lwc-init", ao.lwc_init,
+                         "where the clipping factors start: minmax (sigmoid(4), OmniQuant's and ApiQ's) or search "
+                         "(per group, the pair from {0.98, 0.95, ..., 0.5} with the least input-weighted error)")
+        ->capture_default_str();
     quantize->add_option("--quantizer", ao.quantizer,
                          "fake quantizer trained with LoRA: uniform (learnable clipping), db-llm (DB-LLM's dual "
                          "binarization, --bits 2) or binarymos (BinaryMoS, --bits 1); the binarizers' folders are "

@@ -19,6 +19,15 @@ struct LwcParams {
 // Logits initialised to kLwcInit, on weight's device.
 LwcParams make_lwc_params(const at::Tensor& weight, const QuantSpec& spec);
 
+// A searched start for the clipping logits (--lwc-init search): for each (row, group) the pair of factors
+// (sigmoid(up), sigmoid(low)) from {sigmoid(kLwcInit), 0.95, 0.90, ..., 0.50}^2 whose grid gives the least
+// importance-weighted squared error sum_j d_j (w_j - Q(w_j))^2 over the group, Q as lwc_fake_quant_of_range computes
+// it (ties keep the wider range). `importance` [in]: d, the linear's input second moments E[x_j^2] (the diagonal of
+// GPTQ's Hessian, what AWQ's and llama.cpp's clipping searches weigh by); undefined: d = 1. Logits fp32 on weight's
+// device.
+LwcParams lwc_search_params(const at::Tensor& weight, const at::Tensor& gmax, const at::Tensor& gmin,
+                            const QuantSpec& spec, const at::Tensor& importance);
+
 // round(x) forward, identity backward.
 at::Tensor round_ste(const at::Tensor& x);
 

@@ -44,6 +44,10 @@ struct MethodTraits {
     bool trains_binarizers = false;
     // Quantizes onto a GGML block type (--grid): its codes and scales are then exactly what the type stores.
     bool supports_ggml_grid = false;
+    // Can start its clipping factors from a search on the block's inputs (--lwc-init search) instead of min-max.
+    bool searches_clipping_init = false;
+    // Can weigh its group fit by the columns' input mean squares on calibration windows (--rtn-importance).
+    bool fits_by_input_importance = false;
 };
 
 // The row of --method `name`; ConfigError naming the methods there are.

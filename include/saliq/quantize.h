@@ -64,6 +64,9 @@ struct ApiqOptions {
     int64_t lora_rank = 64;
     double lora_alpha = 16.0;
     double lwc_lr = -1.0;              // < 0: the method's default (ApiQ 5e-3, OmniQuant 1e-2)
+    // Where the clipping logits start: "minmax" (sigmoid(4) of each group's range, OmniQuant's and ApiQ's) or
+    // "search" (each group's factors searched on the block's inputs, lwc_search_params).
+    std::string lwc_init = "minmax";
     double lora_lr = 5e-4;
     // Storage of the written adapters (adapter_model.safetensors): fp16 (PEFT's usual), fp32 or bf16. Training is
     // unchanged (fp32 masters); the folder's bits per weight count what is stored.
@@ -109,6 +112,9 @@ struct QuantizeOptions {
     // "bf16" or "fp16". Narrower buffers halve the memory; every batch is still computed in the compute dtype.
     std::string act_dtype = "auto";
     bool check_memory = true;     // refuse a run whose estimated memory exceeds what the machine has available
+    // rtn: fit each group's range (on --grid, each block's scales) to the least error weighted by its columns' input
+    // mean squares on the calibration windows (llama.cpp's importance matrix), instead of plain min-max.
+    bool rtn_importance = false;
     GptqOptions gptq;
     SlimOptions slim;
     // Mixed precision for the LWC methods (omniquant, apiq-bw): "slim" = SliM-LLM's bit allocation per block;

@@ -98,8 +98,10 @@ void minmax_scale_zero(const at::Tensor& xmin, const at::Tensor& xmax, const Qua
 at::Tensor quantize_codes(const at::Tensor& w, const at::Tensor& scale, const at::Tensor& zero, int64_t maxq);
 
 // Round-to-nearest with min-max groups: the RTN method and the fit every other method starts from. On a GGML grid
-// (spec.grid), the grid's own round-to-nearest (ggml_grid.h) for the type the row takes.
-QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& spec);
+// (spec.grid), the grid's own round-to-nearest (ggml_grid.h) for the type the row takes. With `importance` [in]
+// (the columns' input mean squares): each group's range is the clipping pair lwc_search_params finds (uniform
+// grid), or each block's scales are searched under it (GGML grid, as llama-quantize with an importance matrix).
+QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& spec, const at::Tensor& importance = {});
 
 // A tensor on a GGML grid from its raw blocks (checked; FormatError(origin) when they disagree with [out, in]).
 QuantizedTensor ggml_quantized(const at::Tensor& blocks, GgmlGrid grid, int64_t out, int64_t in,

@@ -260,6 +260,7 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
         f["gptq"] = {{"damp", o.gptq.damp}, {"block_size", o.gptq.block_size}, {"act_order", o.gptq.act_order},
                      {"true_sequential", o.gptq.true_sequential}};
     if (o.spec.grid != GgmlGrid::kNone) f["grid"] = ggml_grid_traits(o.spec.grid).name;  // absent: runs before it resume
+    if (o.rtn_importance) f["rtn_importance"] = true;  // absent: runs before it resume
     if (f.contains("gptq") && o.gptq.group_order.value_or(false)) f["gptq"]["group_order"] = true;  // absent: runs before it resume
     if (gptq_allocates_bits(method)) f["slim"] = {{"salience_lambda", o.slim.salience_lambda}};
     if (o.sparse.enabled())  // absent without: runs interrupted before ReQuant existed resume
@@ -274,6 +275,7 @@ nlohmann::json run_fingerprint(const Checkpoint& source, const QuantizeOptions& 
                      {"stages", stages_json(o.apiq.stages)}, {"epochs", o.apiq.epochs},
                      {"train_batch", o.apiq.train_batch}, {"aug_loss", o.apiq.aug_loss},
                      {"train_dtype", o.apiq.train_dtype}, {"seed", o.apiq.seed}};
+        if (o.apiq.lwc_init != "minmax") f["apiq"]["lwc_init"] = o.apiq.lwc_init;  // absent: runs before it resume
         if (is_binarizer(o.apiq.quantizer)) {  // absent for uniform: runs interrupted before the option resume
             f["apiq"]["quantizer"] = o.apiq.quantizer;
             if (quantizer_traits(o.apiq.quantizer).experts) f["apiq"]["mos_experts"] = o.apiq.mos_experts;

@@ -1,11 +1,17 @@
 #include "saliq/lwc.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
+#include <vector>
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <c10/core/GradMode.h>
 #include <torch/csrc/autograd/custom_function.h>
+
+#include "saliq/error.h"
+#include "saliq/strings.h"
 
 namespace saliq {
 namespace {
@@ -164,6 +170,39 @@ LwcParams make_lwc_params(const at::Tensor& weight, const QuantSpec& spec) {
     const int64_t G = spec.n_groups(weight.size(1));
     const auto options = weight.options().dtype(weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
     return {at::full({weight.size(0), G}, kLwcInit, options), at::full({weight.size(0), G}, kLwcInit, options)};
+}
+
+LwcParams lwc_search_params(const at::Tensor& weight, const at::Tensor& gmax, const at::Tensor& gmin,
+                            const QuantSpec& spec, const at::Tensor& importance) {
+    c10::NoGradGuard no_grad;
+    const at::Tensor w = float_or_double(weight.detach());
+    const int64_t out = w.size(0), in = w.size(1), G = spec.n_groups(in);
+    if (importance.defined() && (importance.dim() != 1 || importance.size(0) != in))
+        throw Error(strprintf("internal: clipping search importance has %lld entries for %lld columns",
+                              (long long)importance.numel(), (long long)in));
+    const at::Tensor d = importance.defined() ? importance.to(w.options()).clamp_min(0.0).unsqueeze(0) : at::Tensor();
+    const at::Tensor g_idx = natural_group_index(in, spec).to(w.device());
+    std::vector<double> logits = {kLwcInit};  // the min-max start first: a tie keeps it
+    for (int k = 1; k <= 10; ++k) {
+        const double f = 1.0 - 0.05 * k;
+        logits.push_back(std::log(f / (1.0 - f)));
+    }
+    const auto opts = w.options();
+    at::Tensor best_err = at::full({out, G}, std::numeric_limits<double>::infinity(), opts);
+    LwcParams best{at::full({out, G}, kLwcInit, opts), at::full({out, G}, kLwcInit, opts)};
+    for (double up : logits) {
+        for (double low : logits) {
+            const LwcParams p{at::full({out, G}, up, opts), at::full({out, G}, low, opts)};
+            const at::Tensor e = (w - lwc_fake_quant_of_range(w, gmax, gmin, p, spec)).square_();
+            const at::Tensor err = at::zeros({out, G}, opts).index_add_(1, g_idx, d.defined() ? e.mul_(d) : e);
+            const at::Tensor better = err < best_err;
+            best_err = at::where(better, err, best_err);
+            best.up = at::where(better, p.up, best.up);
+            best.low = at::where(better, p.low, best.low);
+        }
+    }
+    const auto logit_options = weight.options().dtype(weight.scalar_type() == at::kDouble ? at::kDouble : at::kFloat);
+    return {best.up.to(logit_options), best.low.to(logit_options)};
 }
 
 at::Tensor round_ste(const at::Tensor& x) { return x + (at::round(x) - x).detach(); }

@@ -3,6 +3,7 @@
 #include <ATen/ATen.h>
 
 #include "saliq/error.h"
+#include "saliq/lwc.h"
 #include "saliq/strings.h"
 
 namespace saliq {
@@ -121,12 +122,13 @@ void group_max_min(const at::Tensor& weight, const QuantSpec& spec, at::Tensor& 
     gmin = std::get<0>(grouped.min(2));
 }
 
-QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& requested) {
+QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& requested, const at::Tensor& importance) {
     const QuantSpec spec = spec_for_row(requested, weight.size(1));
     spec.validate();
     if (spec.grid != GgmlGrid::kNone) {
-        QuantizedTensor q = ggml_quantized(ggml_quantize_rows(weight, spec.grid), spec.grid, weight.size(0),
-                                           weight.size(1), "round-to-nearest");
+        const at::Tensor weights = importance.defined() ? importance.to(at::kCPU).to(at::kFloat) : at::Tensor();
+        QuantizedTensor q = ggml_quantized(ggml_quantize_rows(weight, spec.grid, {}, {}, weights), spec.grid,
+                                           weight.size(0), weight.size(1), "round-to-nearest");
         q.codes = q.codes.to(weight.device());
         q.scales = q.scales.to(weight.device());
         q.zeros = q.zeros.to(weight.device());
@@ -137,6 +139,7 @@ QuantizedTensor quantize_rtn(const at::Tensor& weight, const QuantSpec& requeste
     const at::Tensor w = weight.to(at::kFloat);
     at::Tensor gmax, gmin, scale, zero;
     group_max_min(w, spec, gmax, gmin);
+    if (importance.defined()) return lwc_finalize(w, lwc_search_params(w, gmax, gmin, spec, importance), spec);
     minmax_scale_zero(gmin, gmax, spec, scale, zero);  // [out, G]
     return make_quantized(w, scale, zero, natural_group_index(w.size(1), spec), spec);
 }

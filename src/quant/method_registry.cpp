@@ -18,6 +18,7 @@ std::vector<MethodTraits> builtin_methods() {
     m.needs_calibration = false;
     m.shards_windows = true;  // reads no windows but to measure errors
     m.supports_ggml_grid = true;
+    m.fits_by_input_importance = true;  // then it reads windows
     rows.push_back(m);
 
     m = {};
@@ -49,6 +50,7 @@ std::vector<MethodTraits> builtin_methods() {
     m.takes_bit_map = true;
     m.trains_binarizers = true;
     m.supports_ggml_grid = true;  // LWC on the sub-blocks, the type's own fit in the fake quantizer
+    m.searches_clipping_init = true;
     rows.push_back(m);
 
     m = {};
@@ -75,6 +77,7 @@ std::vector<MethodTraits> builtin_methods() {
     m.takes_bit_map = true;
     m.trains_binarizers = true;
     m.supports_ggml_grid = true;  // LWC on the sub-blocks, the type's own fit in the fake quantizer
+    m.searches_clipping_init = true;
     rows.push_back(m);
 
     m = {};

@@ -194,6 +194,25 @@ DecoderBlock capturing_block(const DecoderBlock& block, const std::vector<int>& 
     return hooked;
 }
 
+std::vector<at::Tensor> input_second_moments(const DecoderBlock& block, const BlockContext& context) {
+    std::vector<at::Tensor> sums(kNumLinears);
+    std::vector<double> tokens(kNumLinears, 0.0);
+    DecoderBlock hooked = block;
+    for (int i : kAllLinears)
+        hooked.linears[i] = std::make_shared<CapturingLinear>(block.linears[i], [&sums, &tokens, i](const at::Tensor& a) {
+            const at::Tensor flat = a.reshape({-1, a.size(-1)}).to(at::kDouble);
+            const at::Tensor s = flat.square().sum(0);
+            if (sums[i].defined()) sums[i].add_(s);
+            else sums[i] = s;
+            tokens[i] += static_cast<double>(flat.size(0));
+        });
+    (void)context.run(hooked, *context.inputs);
+    dist_all_reduce_sum(sums);
+    dist_all_reduce_sum(tokens);
+    for (int i : kAllLinears) sums[i] = (sums[i] / tokens[i]).to(at::kFloat);
+    return sums;
+}
+
 at::Tensor BlockContext::run(const DecoderBlock& block, const at::Tensor& x) const {
     // Written batch by batch into one preallocated buffer: no list of pieces plus a concatenated copy.
     at::Tensor out = at::empty_like(x);
@@ -221,7 +240,7 @@ at::Tensor compute_slice(const at::Tensor& buffer, int64_t b, int64_t n, const D
 }
 
 bool quantize_needs_calibration(const QuantizeOptions& o) {
-    return method_traits(o.method).needs_calibration || o.error_windows > 0;
+    return method_traits(o.method).needs_calibration || o.error_windows > 0 || o.rtn_importance;
 }
 
 namespace {
@@ -291,6 +310,18 @@ void check_options_apply(const QuantizeOptions& o, const MethodTraits& method) {
     if (o.saliency.enabled && !method.trains)
         throw ConfigError("--saliency trains a regularizer: it works with --method " +
                           methods_where(&MethodTraits::trains) + ", not " + o.method);
+    if (o.rtn_importance && !method.fits_by_input_importance)
+        throw ConfigError("--rtn-importance weighs the group fit of " +
+                          methods_where(&MethodTraits::fits_by_input_importance) + ", not " + o.method);
+    if (o.apiq.lwc_init != "minmax" && o.apiq.lwc_init != "search")
+        throw ConfigError("--lwc-init must be minmax or search, not '" + o.apiq.lwc_init + "'");
+    if (o.apiq.lwc_init == "search") {
+        if (!method.searches_clipping_init)
+            throw ConfigError("--lwc-init search starts the learned clipping of " +
+                              methods_where(&MethodTraits::searches_clipping_init) + ", not " + o.method);
+        if (is_binarizer(o.apiq.quantizer) || !o.bit_map.empty() || o.spec.grid != GgmlGrid::kNone)
+            throw ConfigError("--lwc-init search is for the uniform grid: no --quantizer, --bit-map or --grid beside it");
+    }
     const ApiqOptions defaults;
     std::vector<std::string> ignored;
     if (o.gptq.act_order && !method.orders_columns) ignored.push_back("--act-order");

@@ -90,6 +90,14 @@ LwcLinear::LwcLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lo
     if (!group_bits.defined()) group_max_min(weight_, spec_, group_max_, group_min_);
 }
 
+void LwcLinear::start_from_search(const at::Tensor& importance) {
+    if (group_bits_.defined()) throw Error("internal: the clipping search is for the uniform grid, not a bit map");
+    const LwcParams searched = lwc_search_params(weight_, group_max_, group_min_, spec_, importance);
+    c10::NoGradGuard no_grad;
+    lwc_.up.copy_(searched.up);
+    lwc_.low.copy_(searched.low);
+}
+
 at::Tensor LwcLinear::fake_quant() const {
     return group_bits_.defined() ? lwc_fake_quant_mixed(weight_, lwc_, spec_, group_bits_)
                                  : lwc_fake_quant_of_range(weight_, group_max_, group_min_, lwc_, spec_);

@@ -75,6 +75,9 @@ public:
     LwcLinear(const at::Tensor& weight, const QuantSpec& spec, int64_t lora_rank, double lora_alpha,
               const at::Tensor& group_bits = at::Tensor());
     std::vector<at::Tensor> quantizer_parameters() const override { return {lwc_.up, lwc_.low}; }
+    // --lwc-init search: the clipping logits restart from lwc_search_params with `importance` [in] (the input's
+    // second moments; undefined: unweighted). Before training; the uniform grid only (not mixed).
+    void start_from_search(const at::Tensor& importance);
 
 protected:
     at::Tensor fake_quant() const override;

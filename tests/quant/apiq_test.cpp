@@ -5,6 +5,7 @@
 
 #include <chrono>
 #include <cmath>
+#include <map>
 #include <thread>
 
 #include <ATen/ATen.h>
@@ -16,6 +17,7 @@
 #include "saliq/export.h"
 #include "saliq/file.h"
 #include "saliq/inspect.h"
+#include "saliq/lwc.h"
 #include "saliq/perplexity.h"
 #include "saliq/quantize.h"
 #include "saliq/safetensors.h"
@@ -288,6 +290,58 @@ TEST(Apiq, OmniquantAndLayerwiseRun) {
     EXPECT_TRUE(path_exists(dir.file("lw/adapter_model.safetensors")));
     const auto& stats = layerwise.result.blocks[0].method_stats["layers"]["model.layers.0.mlp.down_proj"];
     EXPECT_LT(stats["stages"][0]["loss_end"].get<double>(), stats["stages"][0]["loss_start"].get<double>());
+}
+
+// --lwc-init search: with no epochs the stored clipping logits are the search's own (each a candidate, many
+// clipped), the quantized blocks start closer to the FP ones than from min-max, the manifest says which start ran,
+// and methods or grids the search cannot start are refused.
+TEST(Apiq, SearchedClippingStartIsWhereTrainingStarts) {
+    test::TempDir dir;
+    std::map<std::string, double> error_sum;
+    for (const char* init : {"minmax", "search"}) {
+        QuantizeOptions o = tiny_apiq("omniquant");
+        o.apiq.lwc_init = init;
+        o.apiq.epochs = 0;
+        QuantRun run = quantize_into(dir.file(init), o);
+        for (const auto& b : run.result.blocks) error_sum[init] += b.block_error;
+        auto reader = SafetensorsReader::open(dir.file(std::string(init) + "/lwc.safetensors"));
+        int64_t clipped = 0, total = 0;
+        for (const auto& e : reader->entries()) {
+            const at::Tensor logits = reader->tensor(e.name).to(at::kDouble);
+            at::Tensor candidate = at::isclose(logits, at::full_like(logits, kLwcInit), 0.0, 1e-6);
+            for (int k = 1; k <= 10; ++k)
+                candidate = at::logical_or(
+                    candidate, at::isclose(logits, at::full_like(logits, std::log((1.0 - 0.05 * k) / (0.05 * k))), 0.0, 1e-6));
+            EXPECT_TRUE(candidate.all().item<bool>()) << e.name;
+            clipped += (logits < kLwcInit - 1e-6).sum().item<int64_t>();
+            total += logits.numel();
+        }
+        if (std::string(init) == "minmax") EXPECT_EQ(clipped, 0);
+        else EXPECT_GT(clipped, total / 10);
+        const auto manifest = nlohmann::json::parse(test::read_bytes(dir.file(std::string(init) + "/saliq_manifest.json")));
+        EXPECT_EQ(manifest["settings"]["apiq"].value("lwc_init", "minmax"), init);
+    }
+    EXPECT_LT(error_sum["search"], error_sum["minmax"]);
+
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    Checkpoint ckpt = read_llama2c(test::stories_bin());
+    auto refused = [&](const std::string& method, auto&& change) {
+        QuantizeOptions o = tiny_apiq(method);
+        o.apiq.lwc_init = "search";
+        change(o);
+        try {
+            validate_quantize_options(ckpt, *tok, o);
+        } catch (const ConfigError&) {
+            return true;
+        }
+        return false;
+    };
+    const auto nothing = [](QuantizeOptions&) {};
+    EXPECT_FALSE(refused("apiq-bw", nothing));
+    EXPECT_TRUE(refused("gptq", nothing));
+    EXPECT_TRUE(refused("apiq-lw", nothing));
+    EXPECT_TRUE(refused("apiq-bw", [](QuantizeOptions& o) { o.apiq.quantizer = "db-llm"; }));
+    EXPECT_TRUE(refused("apiq-bw", [](QuantizeOptions& o) { o.apiq.lwc_init = "percentile"; }));
 }
 
 // --train-dtype: auto made concrete (bf16 where the CPU multiplies bf16 in hardware, fp64 for fp64 models), fp16 and

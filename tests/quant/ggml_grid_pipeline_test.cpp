@@ -77,10 +77,17 @@ TEST(GgmlGridPipeline, GptqOnTheGridReconstructsBetterThanRoundToNearest) {
         r.error_windows = g.error_windows = 4;
         quantize_to(ckpt, *tok, r, dir.file(std::string("r") + ggml_grid_traits(grid).name), &rtn);
         quantize_to(ckpt, *tok, g, dir.file(std::string("g") + ggml_grid_traits(grid).name), &gptq);
-        double rtn_err = 0, gptq_err = 0;
+        // --rtn-importance: the type's scale search weighted by the windows' input mean squares (llama-quantize's
+        // imatrix route) beats its plain round-to-nearest too.
+        QuantizeResult weighted;
+        r.rtn_importance = true;
+        quantize_to(ckpt, *tok, r, dir.file(std::string("i") + ggml_grid_traits(grid).name), &weighted);
+        double rtn_err = 0, gptq_err = 0, weighted_err = 0;
         for (const auto& b : rtn.blocks) rtn_err += b.block_error;
         for (const auto& b : gptq.blocks) gptq_err += b.block_error;
+        for (const auto& b : weighted.blocks) weighted_err += b.block_error;
         EXPECT_LT(gptq_err, rtn_err) << ggml_grid_traits(grid).name;
+        EXPECT_LT(weighted_err, rtn_err) << ggml_grid_traits(grid).name;
     }
 }
 

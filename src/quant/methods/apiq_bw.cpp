@@ -69,6 +69,14 @@ public:
             names.push_back(hf_names::linear_name(layer, i));
             trainables.push_back(std::move(t));
         }
+        if (o.apiq.lwc_init == "search") {  // each group's clipping starts where its weighted error is least
+            const std::vector<at::Tensor> importance = input_second_moments(block, ctx);
+            for (int i = 0; i < kNumLinears; ++i) {
+                auto* lwc = dynamic_cast<LwcLinear*>(trainables[static_cast<size_t>(i)].get());
+                if (lwc == nullptr) throw Error("internal: --lwc-init search reached a linear without LWC");
+                lwc->start_from_search(importance[static_cast<size_t>(i)]);
+            }
+        }
         const auto stages = resolve_stages(o);
         std::vector<at::Tensor> fisher;
         double lambda = 0.0;
