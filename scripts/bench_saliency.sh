@@ -57,6 +57,8 @@ for bits in ${BITS:-2}; do
     variants+=("${p}mixed20,norm-mean,lambda$lambda|$s --fisher-norm mean --stages mixed:$epochs --lambda $lambda")
   done
   for metric in hessian pqi; do
+    # (their files are computed only for a run of the built-in grid that keeps these rows)
+    [ -n "${VARIANTS_FILE:-}" ] && continue
     if [ -z "${ONLY:-}" ] || grep -qE "$ONLY" <<<"${p}mixed20,$metric,norm-mean,lambda20"; then
       variants+=("${p}mixed20,$metric,norm-mean,lambda20|$q --saliency --fisher $(metric_file $metric $bits) --fisher-norm mean --stages mixed:$epochs --lambda 20")
     fi

@@ -239,8 +239,18 @@ at::Tensor compute_slice(const at::Tensor& buffer, int64_t b, int64_t n, const D
     return buffer.narrow(0, b, n).to(block.input_norm.scalar_type());
 }
 
+namespace {
+
+// The method itself reads the windows (not only to measure errors): every calibrating method, and RTN weighing its
+// fit by the windows' importance.
+bool method_reads_windows(const QuantizeOptions& o) {
+    return method_traits(o.method).needs_calibration || o.rtn_importance;
+}
+
+}  // namespace
+
 bool quantize_needs_calibration(const QuantizeOptions& o) {
-    return method_traits(o.method).needs_calibration || o.error_windows > 0 || o.rtn_importance;
+    return method_reads_windows(o) || o.error_windows > 0;
 }
 
 namespace {
@@ -461,8 +471,8 @@ MemoryEstimate estimate_quantize_memory(const Checkpoint& ckpt, const QuantizeOp
     const uint64_t act = dtype_bytes(act_storage_dtype(o, compute)), w = dtype_bytes(compute.dtype().toScalarType());
     MemoryEstimate e;
     const bool calib = quantize_needs_calibration(o);
-    int64_t N = calib ? (traits.needs_calibration ? o.calib.nsamples : o.error_windows) : 0;
-    if (dist_active() && traits.needs_calibration) {  // this rank's share (the largest one)
+    int64_t N = calib ? (method_reads_windows(o) ? o.calib.nsamples : o.error_windows) : 0;
+    if (dist_active() && method_reads_windows(o)) {  // this rank's share (the largest one)
         const int64_t unit = traits.trains ? 1 : std::max<int64_t>(1, o.batch_size);
         const int64_t units = (N + unit - 1) / unit;
         N = std::min(N, (units + dist_world_size() - 1) / dist_world_size() * unit);
@@ -529,7 +539,7 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
     };
     // RTN reads no text: with no error windows asked for, there is nothing to embed or run.
     const bool calibrate = quantize_needs_calibration(o);
-    if (calibrate && !traits.needs_calibration) o.calib.nsamples = o.error_windows;  // windows only to measure
+    if (calibrate && !method_reads_windows(o)) o.calib.nsamples = o.error_windows;  // windows only to measure
     at::Tensor hidden, hidden_fp;
     const int64_t N = calibrate ? o.calib.nsamples : 0, T = o.calib.seqlen;
     std::vector<int64_t> local_windows;  // the run's windows this rank holds, in order

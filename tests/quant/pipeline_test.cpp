@@ -74,6 +74,7 @@ TEST(Pipeline, RtnWithImportanceBeatsMinMax) {
     auto plain_model = quantize_to(ckpt, *tok, o, dir.file("rtn"), &plain);
     o.rtn_importance = true;
     auto weighted_model = quantize_to(ckpt, *tok, o, dir.file("rtn-imp"), &weighted);
+    EXPECT_EQ(weighted.calib.starts.size(), 8u);  // every calibration window, not only the 4 error windows
     double plain_err = 0, weighted_err = 0;
     for (size_t b = 0; b < plain.blocks.size(); ++b) {
         plain_err += plain.blocks[b].block_error;
