@@ -104,8 +104,9 @@ DecoderBlock capturing_block(const DecoderBlock& block, const std::vector<int>& 
 
 // E[x_j^2] [in] over every token each linear of `block` reads when it runs on the context's inputs (over all ranks'
 // windows; fp32): llama.cpp's importance matrix, diag(X^T X) / tokens, which --lwc-init search and --rtn-importance
-// weigh the group fit by.
-std::vector<at::Tensor> input_second_moments(const DecoderBlock& block, const BlockContext& context);
+// weigh the group fit by. The block's output goes to `output` when given (one pass serves both).
+std::vector<at::Tensor> input_second_moments(const DecoderBlock& block, const BlockContext& context,
+                                             at::Tensor* output = nullptr);
 
 // Stores with a finished linear the sparse part that restores its outliers' FP values on top of its grid and LoRA
 // (FP16, as the folder holds it). NumericError for an outlier past fp16's range.

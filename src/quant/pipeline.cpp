@@ -194,7 +194,8 @@ DecoderBlock capturing_block(const DecoderBlock& block, const std::vector<int>& 
     return hooked;
 }
 
-std::vector<at::Tensor> input_second_moments(const DecoderBlock& block, const BlockContext& context) {
+std::vector<at::Tensor> input_second_moments(const DecoderBlock& block, const BlockContext& context,
+                                             at::Tensor* output) {
     std::vector<at::Tensor> sums(kNumLinears);
     std::vector<double> tokens(kNumLinears, 0.0);
     DecoderBlock hooked = block;
@@ -206,7 +207,8 @@ std::vector<at::Tensor> input_second_moments(const DecoderBlock& block, const Bl
             else sums[i] = s;
             tokens[i] += static_cast<double>(flat.size(0));
         });
-    (void)context.run(hooked, *context.inputs);
+    at::Tensor out = context.run(hooked, *context.inputs);
+    if (output != nullptr) *output = std::move(out);
     dist_all_reduce_sum(sums);
     dist_all_reduce_sum(tokens);
     for (int i : kAllLinears) sums[i] = (sums[i] / tokens[i]).to(at::kFloat);

@@ -42,7 +42,12 @@ public:
         const DecoderBlock fp_block = block;
         const at::Tensor t1 = ctx.run(fp_block, *ctx.fp_inputs);
         if (ctx.fp_outputs != nullptr) *ctx.fp_outputs = t1;  // T1 is the FP chain's next input too
-        const at::Tensor t2 = o.apiq.aug_loss ? ctx.run(fp_block, *ctx.inputs) : at::Tensor();
+        // --lwc-init search: the importance of each linear's columns, taken in the same pass as T2.
+        const bool search = o.apiq.lwc_init == "search";
+        at::Tensor t2;
+        std::vector<at::Tensor> importance;
+        if (search) importance = input_second_moments(fp_block, ctx, o.apiq.aug_loss ? &t2 : nullptr);
+        else if (o.apiq.aug_loss) t2 = ctx.run(fp_block, *ctx.inputs);
 
         nlohmann::json stats = nlohmann::json::object();
         // --bit-map slim (slim-llm-plus): SliM-LLM's widths per group, chosen on the FP block before training;
@@ -69,8 +74,7 @@ public:
             names.push_back(hf_names::linear_name(layer, i));
             trainables.push_back(std::move(t));
         }
-        if (o.apiq.lwc_init == "search") {  // each group's clipping starts where its weighted error is least
-            const std::vector<at::Tensor> importance = input_second_moments(block, ctx);
+        if (search) {  // each group's clipping starts where its weighted error is least
             for (int i = 0; i < kNumLinears; ++i) {
                 auto* lwc = dynamic_cast<LwcLinear*>(trainables[static_cast<size_t>(i)].get());
                 if (lwc == nullptr) throw Error("internal: --lwc-init search reached a linear without LWC");
