@@ -21,7 +21,9 @@
 #   8. gguf-py's dequantizers read `export --format gguf` of `quantize --grid` folders (every GGML type saliq writes)
 #      to saliq's own dequantized weights exactly.
 #   9. with LLAMA=1: llama.cpp (llama-cpp-python, compiled from PyPI's source into SALIQ_LLAMA_VENV) scores those
-#      exports within 1e-3 of saliq's perplexity.
+#      exports within 1e-3 of saliq's perplexity (`eval --emulate-llamacpp`: ggml's 8-bit activations), and, with
+#      SmolLM2-135M fetched, ggml's own mul_mat (ggml_matmul_check.py) on its rtn --grid q4_k export's tensors equals
+#      saliq's emulation of llama.cpp's 8-bit activations (the model-level figures are printed beside).
 # Prints each client's figures; exits 1 when a check fails. Not part of scripts/test.sh (downloads, minutes).
 #   scripts/interop.sh [WORK_DIR]   env: LIMIT (items per task, 200), GPTQMODEL (0), SALIQ_BUILD_DIR (build)
 set -euo pipefail
@@ -221,8 +223,9 @@ if [ "${LLAMA:-0}" = 1 ]; then
   echo "== 9. llama.cpp (llama-cpp-python, built from PyPI's source) runs the grid exports at saliq's perplexity"
   lpy=${SALIQ_LLAMA_VENV:-$HOME/.cache/saliq/llama-venv}/bin/python
   [ -x "$lpy" ] || { python3 -m venv "${lpy%/bin/python}"; "$lpy" -m pip install -q llama-cpp-python numpy; }
+  "$lpy" -c 'import gguf' 2>/dev/null || "$lpy" -m pip install -q gguf
   for grid in q2_k q4_k q4_0; do
-    "$saliq" eval -m "$work/grid-$grid" $ev --json "$work/grid-$grid.json" >/dev/null
+    "$saliq" eval -m "$work/grid-$grid" $ev --emulate-llamacpp fp32 --json "$work/grid-$grid.json" >/dev/null
     "$lpy" $here/llamacpp_ppl.py --model "$work/grid-$grid.gguf" --text "$work/text.txt" --seqlen 128 --max-windows 8 \
       2>"$work/grid-$grid-llama.log" | tail -1 > "$work/grid-$grid-llama.json" || true
     a=$(ppl_of "$work/grid-$grid-llama.json" 2>/dev/null || echo nan); b=$(ppl_of "$work/grid-$grid.json")
@@ -232,13 +235,47 @@ if [ "${LLAMA:-0}" = 1 ]; then
   # The GGUF LoRA adapter: a random r 4 PEFT adapter on the q4_k folder, exported beside its blocks.
   "$py" $here/make_peft_adapter.py "$work/grid-q4_k" --std 0.05 >/dev/null
   "$saliq" export -m "$work/grid-q4_k" --format gguf --out "$work/grid-q4_k-lora.gguf" --force -q >/dev/null
-  "$saliq" eval -m "$work/grid-q4_k" $ev --json "$work/grid-q4_k-lora.json" >/dev/null
+  "$saliq" eval -m "$work/grid-q4_k" $ev --emulate-llamacpp fp32 --json "$work/grid-q4_k-lora.json" >/dev/null
   "$lpy" $here/llamacpp_ppl.py --model "$work/grid-q4_k-lora.gguf" --lora "$work/grid-q4_k-lora.lora.gguf" \
     --text "$work/text.txt" --seqlen 128 --max-windows 8 2>"$work/grid-lora-llama.log" | tail -1 \
     > "$work/grid-lora-llama.json" || true
   a=$(ppl_of "$work/grid-lora-llama.json" 2>/dev/null || echo nan); b=$(ppl_of "$work/grid-q4_k-lora.json")
   close "$a" "$b" 1e-3 && ok=0 || ok=1
   check "llama.cpp q4_k + GGUF LoRA adapter" $ok "ppl $a vs saliq $b (the folder with its PEFT adapter)"
+  if [ -f "$smol/tokenizer.json" ]; then
+    # A real model, where llama.cpp's 8-bit activations move perplexity by tenths of a percent. Checked: ggml's own
+    # mul_mat equals saliq's emulation on the file's tensors. Shown, not checked: the perplexities and greedy text,
+    # which still differ by ~2e-3 with the emulation (README, "llama.cpp's 8-bit activations": cause not found yet).
+    prompt="Once upon a time, in a small village by the sea, there lived"
+    head -c 60000 "$data/text/wikitext2/wiki.test.raw" > "$work/smol.txt"
+    for grid in q4_k; do
+      "$saliq" quantize -m "$smol" --method rtn --grid $grid --calib c4 --nsamples 8 --seqlen 256 \
+        --out "$work/smol-$grid" --force -q >/dev/null 2>&1
+      "$saliq" export -m "$work/smol-$grid" --format gguf --dtype fp16 --out "$work/smol-$grid.gguf" --force -q >/dev/null
+      "$saliq" eval -m "$work/smol-$grid" --text "$work/smol.txt" --seqlen 512 --max-windows 4 \
+        --emulate-llamacpp fp16 -q --json "$work/smol-$grid.json" >/dev/null
+      "$saliq" eval -m "$work/smol-$grid" --text "$work/smol.txt" --seqlen 512 --max-windows 4 -q \
+        --json "$work/smol-$grid-float.json" >/dev/null
+      "$saliq" generate -m "$work/smol-$grid" --emulate-llamacpp fp16 --prompt "$prompt" --max-tokens 24 -q \
+        > "$work/smol-$grid-gen.txt"
+      "$lpy" $here/llamacpp_ppl.py --model "$work/smol-$grid.gguf" --text "$work/smol.txt" --seqlen 512 \
+        --max-windows 4 --prompt "$prompt" --gen 24 2>"$work/smol-$grid-llama.log" | tail -1 \
+        > "$work/smol-$grid-llama.json" || true
+      a=$(ppl_of "$work/smol-$grid-llama.json" 2>/dev/null || echo nan); b=$(ppl_of "$work/smol-$grid.json")
+      c=$(ppl_of "$work/smol-$grid-float.json")
+      echo "INFO  SmolLM2 $grid ppl: llama.cpp $a, saliq --emulate-llamacpp $b, saliq float $c"
+      for spec in "blk.0.attn_q.weight 512 --embeddings" "blk.0.ffn_down.weight 512" "blk.0.ffn_down.weight 3"; do
+        out=$("$lpy" $here/ggml_matmul_check.py "$work/smol-$grid.gguf" $spec 2>&1) && ok=0 || ok=1
+        check "ggml_mul_mat vs the emulation" $ok "$(tail -1 <<<"$out")"
+      done
+      python3 - "$work/smol-$grid-llama.json" "$work/smol-$grid-gen.txt" "$prompt" <<'PY'
+import json, sys
+theirs = json.load(open(sys.argv[1]))["greedy"]
+ours = open(sys.argv[2]).read().rstrip("\n")[len(sys.argv[3]):]
+print("INFO  greedy 24 tokens: llama.cpp %r\n                       saliq     %r" % (theirs, ours))
+PY
+    done
+  fi
 fi
 
 [ $fail = 0 ] && echo "interop: all checks passed ($work)" || echo "interop: some checks failed ($work)"

@@ -32,6 +32,13 @@ void add_model_options(CLI::App* cmd, ModelArgs& args) {
                   "kernels (default there: dequantize once on load; the kernels await a check on a GPU)");
 }
 
+void add_llamacpp_emulation_option(CLI::App* cmd, ModelArgs& args) {
+    cmd->add_option("--emulate-llamacpp", args.emulate_llamacpp,
+                    "compute a --grid folder with llama.cpp's CPU arithmetic for its `export --format gguf --dtype "
+                    "DTYPE` file (8-bit activations in every GGML product, as ggml rounds them; embeddings and head "
+                    "in DTYPE): fp32, fp16 or bf16");
+}
+
 // The checkpoint's tokenizer, refused when there is none or its vocabulary does not fit the model.
 std::shared_ptr<Tokenizer> checkpoint_tokenizer(const Checkpoint& ckpt, const std::string& model_arg) {
     if (ckpt.tokenizer_path.empty())
@@ -56,6 +63,7 @@ LoadedModel load_model(const ModelArgs& args, bool stream_blocks) {
     options.use_adapter = !args.no_adapter;
     options.dequantize = args.dequantize;
     options.packed_cuda = args.packed_cuda;
+    options.emulate_llamacpp = args.emulate_llamacpp;
     options.stream_blocks = stream_blocks;
     const auto start = std::chrono::steady_clock::now();
     loaded.model = LlamaModel::load(loaded.checkpoint, options);

@@ -27,9 +27,12 @@ struct ModelArgs {
     bool no_adapter = false;
     bool dequantize = false;
     bool packed_cuda = false;
+    std::string emulate_llamacpp;  // ModelOptions::emulate_llamacpp
 };
 
 void add_model_options(CLI::App* cmd, ModelArgs& args);
+// --emulate-llamacpp, for the commands that score or run a model (eval, generate).
+void add_llamacpp_emulation_option(CLI::App* cmd, ModelArgs& args);
 
 struct LoadedModel {
     Checkpoint checkpoint;

@@ -97,6 +97,7 @@ int run_eval(const ModelArgs& margs, EvalArgs eargs) {
         {"dtype", c10::toString(loaded.model->options().dtype().toScalarType())},
         {"threads", compute_threads()},
     };
+    if (!margs.emulate_llamacpp.empty()) json["emulate_llamacpp"] = margs.emulate_llamacpp;
     std::printf("model      %s\n", margs.model.c_str());
     if (want_perplexity) json.update(run_perplexity(eargs, loaded));
     if (want_tasks) {
@@ -141,6 +142,7 @@ Command add_eval_command(CLI::App& app) {
     EvalArgs& eval_args = *args;
     CLI::App* eval = app.add_subcommand("eval", "perplexity on a data set or text file, and/or zero-shot tasks");
     add_model_options(eval, eval_model);
+    add_llamacpp_emulation_option(eval, eval_model);
     eval->add_option("--dataset", eval_args.dataset, "wikitext2 (default), c4, ptb or tinystories");
     eval->add_option("--text", eval_args.text_file, "score this text file instead of a named data set");
     eval->add_option("--seqlen", eval_args.seqlen, "window length in tokens (default: min(2048, the model's context))");

@@ -37,6 +37,7 @@ Command add_generate_command(CLI::App& app) {
     int64_t& max_tokens = a->max_tokens;
     CLI::App* generate = app.add_subcommand("generate", "greedy decoding (a correctness probe)");
     add_model_options(generate, gen_model);
+    add_llamacpp_emulation_option(generate, gen_model);
     generate->add_option("--prompt,-p", prompt, "prompt text (empty: start from BOS)");
     generate->add_option("--max-tokens,-n", max_tokens, "tokens to generate")->capture_default_str();
 

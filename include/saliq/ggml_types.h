@@ -9,6 +9,11 @@ namespace saliq {
 
 enum class GgmlGrid : uint8_t { kNone, kQ4_0, kQ4_1, kQ5_0, kQ8_0, kIQ4_NL, kQ2_K, kQ3_K, kQ4_K };
 
+// The 8-bit type llama.cpp's CPU backend quantizes a product's activations to before multiplying them with a weight
+// of a GGML type (ggml-cpu's `vec_dot_type`): Q8_0 (32 int8 with an fp16 scale), Q8_1 (the same plus an fp16 sum
+// for the types with a min), Q8_K (256 int8 with an fp32 scale, for the k-quants).
+enum class GgmlActivation : uint8_t { kNone, kQ8_0, kQ8_1, kQ8_K };
+
 struct GgmlGridTraits {
     GgmlGrid grid;
     const char* name;        // as --grid and the folder spell it: "q2_k"
@@ -22,6 +27,7 @@ struct GgmlGridTraits {
     bool levels;             // IQ4_NL: codes index a table of 16 non-uniform levels
     GgmlGrid fallback;       // for rows that are not a multiple of `block`: llama-quantize's substitute
     int llama_ftype;         // general.file_type of a file mostly of this type (LLAMA_FTYPE_MOSTLY_*)
+    GgmlActivation vec_dot;  // what llama.cpp's CPU kernels round the activations to in this type's products
 };
 
 const GgmlGridTraits& ggml_grid_traits(GgmlGrid grid);

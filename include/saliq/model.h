@@ -5,6 +5,7 @@
 
 #include <array>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -32,6 +33,12 @@ struct ModelOptions {
     // On CUDA, packed linears stay packed on the GPU and run saliq's CUDA kernels (packed_matmul.h) instead of
     // being dequantized once on load. Opt-in until the kernels have been checked on a GPU.
     bool packed_cuda = false;
+    // Compute as llama.cpp's CPU kernels compute this folder's GGUF export (`export --format gguf --dtype D`):
+    // each GGML-typed linear's input rounded to its 8-bit activation type (ggml_activations.h; equal to ggml's own
+    // mul_mat), the embeddings, the head and the head's input held in D. "" = off; else D ("fp32", "fp16" or
+    // "bf16"). For a saliq_ggml folder (`quantize --grid`), computed in fp32 on CPU. llama.cpp's whole-model figure
+    // can still differ (~2e-3 on SmolLM2; README, "llama.cpp's 8-bit activations").
+    std::string emulate_llamacpp;
 };
 
 // Resolves and checks ModelOptions (CUDA present, fp16 not on CPU). Throws ConfigError.
@@ -89,6 +96,22 @@ private:
     PackedWeight packed_;
     at::TensorOptions options_;
     at::Tensor sparse_;  // ReQuant's parts of q, one fp32 sparse COO [out, in]; undefined without them
+};
+
+// A linear whose input is first rounded as llama.cpp's CPU kernels round the input of a product with a weight of
+// GGML type `grid` (ggml_activations.h; ModelOptions::emulate_llamacpp). A LoRA branch wraps it from outside: llama.cpp
+// multiplies its F32 adapter matrices with the unrounded input.
+class LlamacppInputLinear : public Linear {
+public:
+    LlamacppInputLinear(std::shared_ptr<Linear> base, GgmlGrid grid);
+    at::Tensor forward(const at::Tensor& x) const override;
+    at::Tensor weight() const override { return base_->weight(); }
+    int64_t in_features() const override { return base_->in_features(); }
+    int64_t out_features() const override { return base_->out_features(); }
+
+private:
+    std::shared_ptr<Linear> base_;
+    GgmlGrid grid_;
 };
 
 // BinaryMoS at inference: sign(W) with the router's token-wise mixture of scale experts (binarize.h).
@@ -179,7 +202,8 @@ at::Tensor block_linear_input(const DecoderBlock& block, const LlamaConfig& conf
 // Reads block `layer` from the checkpoint, checking every shape, converted to `options`. Linears stored GPTQ-packed
 // (`packed.bits` > 0 and a `.qweight` present) become PackedLinear, or QuantizedLinear (dense, dequantized) without
 // `keep_packed`; the rest are dense.
-// With `adapter`, linears that have PEFT lora_A/lora_B tensors there are wrapped in LoraLinear.
+// With `adapter`, linears that have PEFT lora_A/lora_B tensors there are wrapped in LoraLinear; with
+// `emulate_llamacpp`, a saliq_ggml folder's linears in LlamacppInputLinear (inside the LoRA wrapper).
 // A GPTQ linear's g_idx: the stored one, or, for a folder without act-order that leaves it out (AutoRound's own
 // format), the natural order k / group_size. FormatError when an act-order folder lacks it.
 at::Tensor gptq_group_index(const TensorSource& tensors, const std::string& linear, const PackedInfo& packed,
@@ -194,7 +218,7 @@ GgmlGrid ggml_linear_grid(const at::Tensor& type, GgmlGrid requested, const std:
 
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& config, const PackedInfo& packed,
                         int64_t layer, const at::TensorOptions& options, const TensorSource* adapter = nullptr,
-                        double adapter_scale = 0.0, bool keep_packed = false);
+                        double adapter_scale = 0.0, bool keep_packed = false, bool emulate_llamacpp = false);
 
 // Checks a checkpoint's tensors against its config.json from their headers, before any weight is read: every
 // tensor the config implies present with its shape and a float dtype; in a packed folder every linear packed, with
@@ -243,6 +267,8 @@ private:
     std::shared_ptr<TensorSource> adapter_;
     double adapter_scale_ = 0.0;
     bool keep_packed_ = true;
+    // ModelOptions::emulate_llamacpp: the GGUF export's dtype for the embeddings, head and head input (undefined: off).
+    std::optional<at::ScalarType> llamacpp_dtype_;
 };
 
 }  // namespace saliq

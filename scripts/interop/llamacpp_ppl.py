@@ -25,8 +25,19 @@ p.add_argument("--max-windows", type=int, default=40)
 p.add_argument("--threads", type=int, default=2)
 p.add_argument("--prompt", default="Once upon a time")
 p.add_argument("--gen", type=int, default=24)
+p.add_argument("--no-repack", action="store_true",
+               help="llama.cpp's plain kernels instead of its repacked (interleaved) weights")
 p.add_argument("--f16-kv", action="store_true", help="llama.cpp's default fp16 KV cache and flash attention")
 a = p.parse_args()
+
+if a.no_repack:  # model params the Llama class takes no argument for: patch the defaults it starts from
+    import llama_cpp.llama_cpp as C
+    defaults = C.llama_model_default_params
+    def no_extra_buffers():
+        params = defaults()
+        params.use_extra_bufts = False
+        return params
+    C.llama_model_default_params = no_extra_buffers
 
 text = read_text(a.text, a.wikitext2)
 # F32 KV cache and no flash attention: llama.cpp's defaults keep K and V in fp16, which is not the model saliq runs.

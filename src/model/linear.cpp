@@ -1,5 +1,6 @@
 #include <ATen/ATen.h>
 
+#include "saliq/ggml_activations.h"
 #include "saliq/model.h"
 
 namespace saliq {
@@ -44,6 +45,13 @@ at::Tensor PackedLinear::weight() const {
     at::Tensor w = packed_dequantize_rows(packed_, 0, packed_.out);
     if (sparse_.defined()) w = w + sparse_.to_dense().to(w.device());
     return w.to(options_.dtype()).to(options_.device());
+}
+
+LlamacppInputLinear::LlamacppInputLinear(std::shared_ptr<Linear> base, GgmlGrid grid)
+    : base_(std::move(base)), grid_(grid) {}
+
+at::Tensor LlamacppInputLinear::forward(const at::Tensor& x) const {
+    return base_->forward(ggml_round_activations(x, grid_).to(x.scalar_type()));
 }
 
 MosLinear::MosLinear(const BinaryWeight& w, const at::TensorOptions& options)

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include "saliq/dtype.h"
 #include "saliq/error.h"
 #include "saliq/log.h"
 #include "saliq/gptq_pack.h"
@@ -212,7 +213,7 @@ QuantizedTensor load_quantized_linear(const TensorSource& tensors, const PackedI
 
 DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const PackedInfo& packed, int64_t layer,
                         const at::TensorOptions& options, const TensorSource* adapter, double adapter_scale,
-                        bool keep_packed) {
+                        bool keep_packed, bool emulate_llamacpp) {
     const std::string p = hf_names::layer_prefix(layer);
     const int64_t H = c.hidden_size;
     const auto shapes = linear_shapes(c);  // [out, in] of each linear
@@ -229,8 +230,11 @@ DecoderBlock load_block(const TensorSource& tensors, const LlamaConfig& c, const
             block.linears[i] = make_binary_linear(w, options);
         } else if (packed.bits > 0 && tensors.has(name + ".qweight")) {
             QuantizedTensor q = load_quantized_linear(tensors, packed, name, shapes[i][0], shapes[i][1]);
+            const GgmlGrid grid = q.spec.grid;
             if (keep_packed) block.linears[i] = std::make_shared<PackedLinear>(q, options);
             else block.linears[i] = std::make_shared<QuantizedLinear>(std::move(q), options);
+            if (emulate_llamacpp && grid != GgmlGrid::kNone)
+                block.linears[i] = std::make_shared<LlamacppInputLinear>(block.linears[i], grid);
         } else {
             block.linears[i] = std::make_shared<DenseLinear>(checked(tensors, name + ".weight", shapes[i], options));
         }
@@ -259,11 +263,28 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
     const TensorSource& tensors = *checkpoint.tensors;
     model->config_ = c;
     model->options_ = resolve_model_options(model_options);
-    model->embed_tokens_ = checked(tensors, hf_names::kEmbed, {c.vocab_size, c.hidden_size}, model->options_);
+    if (!model_options.emulate_llamacpp.empty()) {
+        if (checkpoint.packed.grid == GgmlGrid::kNone)
+            throw ConfigError("--emulate-llamacpp reproduces llama.cpp on the GGUF export of a folder quantized with "
+                              "--grid (GGML blocks); " +
+                              (checkpoint.path.empty() ? std::string("this model") : checkpoint.path) + " has none");
+        if (model->options_.dtype() != at::kFloat)
+            throw ConfigError("--emulate-llamacpp computes in fp32, as llama.cpp's CPU backend does: drop --dtype");
+        if (!model->options_.device().is_cpu())
+            throw ConfigError("--emulate-llamacpp reproduces llama.cpp's CPU kernels: run it with --device cpu");
+        model->llamacpp_dtype_ = float_dtype(model_options.emulate_llamacpp, "--emulate-llamacpp");
+    }
+    // The export's dtype as llama.cpp holds the embeddings and head (a bf16 checkpoint's values are exact in fp16).
+    auto as_exported = [&](const at::Tensor& t) {
+        return model->llamacpp_dtype_ ? t.to(*model->llamacpp_dtype_).to(t.scalar_type()) : t;
+    };
+    model->embed_tokens_ =
+        as_exported(checked(tensors, hf_names::kEmbed, {c.vocab_size, c.hidden_size}, model->options_));
     model->final_norm_ = checked(tensors, hf_names::kFinalNorm, {c.hidden_size}, model->options_);
     model->lm_head_ = c.tie_word_embeddings
                           ? model->embed_tokens_
-                          : checked(tensors, hf_names::kLmHead, {c.vocab_size, c.hidden_size}, model->options_);
+                          : as_exported(checked(tensors, hf_names::kLmHead, {c.vocab_size, c.hidden_size},
+                                                model->options_));
     model->streaming_ = model_options.stream_blocks;
     // Packed weights stay packed on CPU (saliq's fused kernels). On CUDA they stay packed on the GPU with
     // --packed-cuda (the CUDA kernels, opt-in until checked on a GPU); otherwise each linear is dequantized once on
@@ -283,7 +304,8 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
     } else {
         for (int64_t i = 0; i < c.n_layers; ++i)
             model->blocks_.push_back(load_block(tensors, c, checkpoint.packed, i, model->options_,
-                                                model->adapter_.get(), model->adapter_scale_, model->keep_packed_));
+                                                model->adapter_.get(), model->adapter_scale_, model->keep_packed_,
+                                                model->llamacpp_dtype_.has_value()));
     }
     model->rope_ = make_rope(c, usable_context(c), model->options_);
     return model;
@@ -301,7 +323,8 @@ const DecoderBlock& LlamaModel::block(int64_t i) const {
 
 DecoderBlock LlamaModel::read_block(int64_t i) const {
     if (!streaming_) return block(i);
-    return load_block(*source_, config_, packed_, i, options_, adapter_.get(), adapter_scale_, keep_packed_);
+    return load_block(*source_, config_, packed_, i, options_, adapter_.get(), adapter_scale_, keep_packed_,
+                      llamacpp_dtype_.has_value());
 }
 
 at::Tensor LlamaModel::embed(const at::Tensor& ids) const {
@@ -334,7 +357,10 @@ at::Tensor LlamaModel::run_block(const DecoderBlock& block, const at::Tensor& hi
 }
 
 at::Tensor LlamaModel::head(const at::Tensor& hidden) const {
-    return at::linear(rms_norm(hidden, final_norm_, config_.rms_norm_eps), lm_head_).to(at::kFloat);
+    at::Tensor y = rms_norm(hidden, final_norm_, config_.rms_norm_eps);
+    // llama.cpp converts a product's input to an F16 or BF16 weight's type (ggml-cpu's vec_dot_type) first.
+    if (llamacpp_dtype_) y = y.to(*llamacpp_dtype_).to(y.scalar_type());
+    return at::linear(y, lm_head_).to(at::kFloat);
 }
 
 at::Tensor LlamaModel::hidden_states(const at::Tensor& ids) const {

@@ -2,6 +2,8 @@
 // GGUF bit for bit with the adapters as a GGUF LoRA adapter.
 #include <gmock/gmock.h>
 
+#include <cmath>
+
 #include <ATen/ATen.h>
 
 #include "model_fixture.h"
@@ -9,6 +11,7 @@
 #include "saliq/error.h"
 #include "saliq/export.h"
 #include "saliq/file.h"
+#include "saliq/ggml_activations.h"
 #include "saliq/gguf.h"
 #include "saliq/model.h"
 #include "saliq/quantize.h"
@@ -229,6 +232,42 @@ TEST(GgmlGridPipeline, UniformFoldersExportInTheTypeThatHoldsTheirCodes) {
             EXPECT_EQ(diff, 0.0) << name;
         }
     }
+}
+
+TEST(GgmlGridPipeline, EmulatingLlamacppRoundsTheInputOfEveryProductAsGgmlCpuDoes) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = grid_checkpoint(grid_config());
+    test::TempDir dir;
+    const std::string out = dir.file("q4_k");
+    quantize_to(ckpt, *tok, grid_options("rtn", GgmlGrid::kQ4_K), out);
+    const Checkpoint packed = load_checkpoint(out);
+    ModelOptions emulate;
+    emulate.emulate_llamacpp = "fp16";
+    auto plain = LlamaModel::load(packed, {});
+    auto llama = LlamaModel::load(packed, emulate);
+    // Each linear multiplies the Q8_K-rounded input with the same weight.
+    const at::Tensor x = at::randn({2, 5, 256}, at::TensorOptions().dtype(at::kFloat));
+    const Linear& q = *llama->block(0).linears[kQProj];
+    const at::Tensor want = at::linear(ggml_round_activations(x, GgmlGrid::kQ4_K), q.weight());
+    EXPECT_LT((q.forward(x) - want).abs().max().item<float>(), 1e-5f);
+    EXPECT_TRUE(at::equal(q.weight(), plain->block(0).linears[kQProj]->weight()));
+    EXPECT_GT((q.forward(x) - plain->block(0).linears[kQProj]->forward(x)).abs().max().item<float>(), 1e-4f);
+    // The head computes in fp16 values: its input and weight rounded to the export's dtype.
+    const at::Tensor h = at::randn({1, 3, 256});
+    const at::Tensor head_in =
+        rms_norm(h, packed.tensors->get(hf_names::kFinalNorm).to(at::kFloat), packed.config.rms_norm_eps);
+    const at::Tensor head_w =
+        packed.tensors->get(packed.config.tie_word_embeddings ? hf_names::kEmbed : hf_names::kLmHead).to(at::kFloat);
+    const at::Tensor head_want = at::linear(head_in.to(at::kHalf).to(at::kFloat), head_w.to(at::kHalf).to(at::kFloat));
+    EXPECT_LT((llama->head(h) - head_want).abs().max().item<float>(), 1e-4f);
+    // Near the float product's perplexity but not equal (this random model's is ~1e10: compared in nats).
+    const double a = test::heldout_ppl(*plain, *tok, 8), b = test::heldout_ppl(*llama, *tok, 8);
+    EXPECT_NE(a, b);
+    EXPECT_NEAR(std::log(a), std::log(b), 0.1);
+    // Only a --grid folder has GGML products to reproduce; the dtype is the export's.
+    EXPECT_THAT(test::error_of([&] { LlamaModel::load(ckpt, emulate); }), ::testing::HasSubstr("--grid"));
+    emulate.emulate_llamacpp = "fp8";
+    EXPECT_THAT(test::error_of([&] { LlamaModel::load(packed, emulate); }), ::testing::HasSubstr("--emulate-llamacpp"));
 }
 
 TEST(GgmlGridPipeline, RequestsTheGridCannotHoldAreRefused) {
