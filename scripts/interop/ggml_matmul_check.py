@@ -54,40 +54,45 @@ def emulate(x, k_quant):
     return (q * d.astype(np.float32)).reshape(x.shape)
 
 
-args = [a for a in sys.argv[1:] if not a.startswith("--")]
-reader = gguf.GGUFReader(args[0])
-tensors = {t.name: t for t in reader.tensors}
-t = tensors[args[1]]
-T = int(args[2]) if len(args) > 2 else 512
-n, rows = int(t.shape[0]), int(t.shape[1])
-W = gguf.dequantize(t.data, t.tensor_type).reshape(rows, n).astype(np.float64)
-rng = np.random.default_rng(0)
-if "--embeddings" in sys.argv:
-    emb = gguf.dequantize(tensors["token_embd.weight"].data, tensors["token_embd.weight"].tensor_type)
-    emb = emb.astype(np.float32).reshape(-1, n)
-    g = np.asarray(tensors["blk.0.attn_norm.weight"].data, dtype=np.float32)
-    e = emb[rng.integers(0, emb.shape[0], T)]
-    x = (e / np.sqrt((e * e).mean(1, keepdims=True) + 1e-5) * g).astype(np.float32)
-else:
-    x = rng.standard_normal((T, n)).astype(np.float32)
-    x[:, rng.integers(0, n, 3)] *= 50
-ctx = base.ggml_init(InitParams(2 * (W.size * 4 + x.nbytes + T * rows * 4) + (64 << 20), None, False))
-a = base.ggml_new_tensor_2d(ctx, int(t.tensor_type), n, rows)
-raw = np.ascontiguousarray(t.data)
-ctypes.memmove(base.ggml_get_data(a), raw.ctypes.data, raw.nbytes)
-b = base.ggml_new_tensor_2d(ctx, 0, n, T)  # GGML_TYPE_F32
-ctypes.memmove(base.ggml_get_data(b), x.ctypes.data, x.nbytes)
-c = base.ggml_mul_mat(ctx, a, b)
-graph = base.ggml_new_graph(ctx)
-base.ggml_build_forward_expand(graph, c)
-cpu.ggml_graph_compute_with_ctx(ctx, graph, 2)
-out = np.ctypeslib.as_array((ctypes.c_float * (T * rows)).from_address(base.ggml_get_data(c))).reshape(T, rows)
-out = out.astype(np.float64).copy()
-base.ggml_free(ctx)
-k_quant = t.tensor_type.name.endswith("_K")
-scale = np.abs(x.astype(np.float64) @ W.T).max()
-emulated = np.abs(out - emulate(x, k_quant).astype(np.float64) @ W.T).max() / scale
-plain = np.abs(out - x.astype(np.float64) @ W.T).max() / scale
-print("%s %s, %d tokens: |ggml - emulated| %.2g, |ggml - float| %.2g of the output's scale"
-      % (t.name, t.tensor_type.name, T, emulated, plain))
-sys.exit(0 if emulated <= 1e-5 else 1)
+def main():
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    reader = gguf.GGUFReader(args[0])
+    tensors = {t.name: t for t in reader.tensors}
+    t = tensors[args[1]]
+    T = int(args[2]) if len(args) > 2 else 512
+    n, rows = int(t.shape[0]), int(t.shape[1])
+    W = gguf.dequantize(t.data, t.tensor_type).reshape(rows, n).astype(np.float64)
+    rng = np.random.default_rng(0)
+    if "--embeddings" in sys.argv:
+        emb = gguf.dequantize(tensors["token_embd.weight"].data, tensors["token_embd.weight"].tensor_type)
+        emb = emb.astype(np.float32).reshape(-1, n)
+        g = np.asarray(tensors["blk.0.attn_norm.weight"].data, dtype=np.float32)
+        e = emb[rng.integers(0, emb.shape[0], T)]
+        x = (e / np.sqrt((e * e).mean(1, keepdims=True) + 1e-5) * g).astype(np.float32)
+    else:
+        x = rng.standard_normal((T, n)).astype(np.float32)
+        x[:, rng.integers(0, n, 3)] *= 50
+    ctx = base.ggml_init(InitParams(2 * (W.size * 4 + x.nbytes + T * rows * 4) + (64 << 20), None, False))
+    a = base.ggml_new_tensor_2d(ctx, int(t.tensor_type), n, rows)
+    raw = np.ascontiguousarray(t.data)
+    ctypes.memmove(base.ggml_get_data(a), raw.ctypes.data, raw.nbytes)
+    b = base.ggml_new_tensor_2d(ctx, 0, n, T)  # GGML_TYPE_F32
+    ctypes.memmove(base.ggml_get_data(b), x.ctypes.data, x.nbytes)
+    c = base.ggml_mul_mat(ctx, a, b)
+    graph = base.ggml_new_graph(ctx)
+    base.ggml_build_forward_expand(graph, c)
+    cpu.ggml_graph_compute_with_ctx(ctx, graph, 2)
+    out = np.ctypeslib.as_array((ctypes.c_float * (T * rows)).from_address(base.ggml_get_data(c))).reshape(T, rows)
+    out = out.astype(np.float64).copy()
+    base.ggml_free(ctx)
+    k_quant = t.tensor_type.name.endswith("_K")
+    scale = np.abs(x.astype(np.float64) @ W.T).max()
+    emulated = np.abs(out - emulate(x, k_quant).astype(np.float64) @ W.T).max() / scale
+    plain = np.abs(out - x.astype(np.float64) @ W.T).max() / scale
+    print("%s %s, %d tokens: |ggml - emulated| %.2g, |ggml - float| %.2g of the output's scale"
+          % (t.name, t.tensor_type.name, T, emulated, plain))
+    sys.exit(0 if emulated <= 1e-5 else 1)
+
+
+if __name__ == "__main__":
+    main()
