@@ -13,6 +13,7 @@ import time
 import numpy as np
 from llama_cpp import Llama
 
+from llamacpp_defaults import override_defaults
 from wikitext2 import read_text
 
 p = argparse.ArgumentParser()
@@ -30,14 +31,8 @@ p.add_argument("--no-repack", action="store_true",
 p.add_argument("--f16-kv", action="store_true", help="llama.cpp's default fp16 KV cache and flash attention")
 a = p.parse_args()
 
-if a.no_repack:  # model params the Llama class takes no argument for: patch the defaults it starts from
-    import llama_cpp.llama_cpp as C
-    defaults = C.llama_model_default_params
-    def no_extra_buffers():
-        params = defaults()
-        params.use_extra_bufts = False
-        return params
-    C.llama_model_default_params = no_extra_buffers
+if a.no_repack:
+    override_defaults(model={"use_extra_bufts": False})
 
 text = read_text(a.text, a.wikitext2)
 # F32 KV cache and no flash attention: llama.cpp's defaults keep K and V in fp16, which is not the model saliq runs.

@@ -16,6 +16,7 @@ import numpy as np
 
 import llama_cpp
 import llama_cpp.llama_cpp as C
+from llamacpp_defaults import override_defaults
 
 p = argparse.ArgumentParser()
 p.add_argument("model")
@@ -36,24 +37,16 @@ def observe(t, ask, _):
     name = base.ggml_get_name(t).decode()
     if ask:
         return name in want
-    if name in want:  # F32 tensors only; ne[0..3] follow the type and the buffer pointer in struct ggml_tensor
+    if name in want and name not in got:  # the first pass (llama.cpp may evaluate again); F32 tensors only
+        # ne[0..3] follow the type and the buffer pointer in struct ggml_tensor
         ne = list((ctypes.c_int64 * 4).from_address(t + 16))
         n = base.ggml_nelements(t)
         flat = np.ctypeslib.as_array((ctypes.c_float * n).from_address(base.ggml_get_data(t))).copy()
-        got[name] = flat.reshape(-1, ne[0]) if name not in got else got[name]  # the first pass (llama.cpp may evaluate again)
+        got[name] = flat.reshape(-1, ne[0])
     return True
 
 
-defaults = C.llama_context_default_params
-
-
-def with_callback():
-    params = defaults()
-    params.cb_eval = observe
-    return params
-
-
-C.llama_context_default_params = with_callback
+override_defaults(context={"cb_eval": observe})
 llm = llama_cpp.Llama(model_path=a.model, n_ctx=256, n_batch=256, n_threads=2, logits_all=True, verbose=False,
                       type_k=0, type_v=0)
 llm.eval(llm.tokenize(a.prompt.encode(), add_bos=True))
