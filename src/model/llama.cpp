@@ -29,6 +29,12 @@ at::Tensor checked(const TensorSource& tensors, const std::string& name, const s
     return out;
 }
 
+// t with the values llama.cpp holds for it in a GGUF export of `dtype` (rounded there and back; a bf16 checkpoint's
+// values are exact in fp16), or t itself without one (ModelOptions::emulate_llamacpp off).
+at::Tensor as_exported(const at::Tensor& t, const std::optional<at::ScalarType>& dtype) {
+    return dtype ? t.to(*dtype).to(t.scalar_type()) : t;
+}
+
 }  // namespace
 
 at::TensorOptions resolve_model_options(const ModelOptions& options) {
@@ -274,17 +280,14 @@ std::unique_ptr<LlamaModel> LlamaModel::load(const Checkpoint& checkpoint, const
             throw ConfigError("--emulate-llamacpp reproduces llama.cpp's CPU kernels: run it with --device cpu");
         model->llamacpp_dtype_ = float_dtype(model_options.emulate_llamacpp, "--emulate-llamacpp");
     }
-    // The export's dtype as llama.cpp holds the embeddings and head (a bf16 checkpoint's values are exact in fp16).
-    auto as_exported = [&](const at::Tensor& t) {
-        return model->llamacpp_dtype_ ? t.to(*model->llamacpp_dtype_).to(t.scalar_type()) : t;
-    };
-    model->embed_tokens_ =
-        as_exported(checked(tensors, hf_names::kEmbed, {c.vocab_size, c.hidden_size}, model->options_));
+    model->embed_tokens_ = as_exported(
+        checked(tensors, hf_names::kEmbed, {c.vocab_size, c.hidden_size}, model->options_), model->llamacpp_dtype_);
     model->final_norm_ = checked(tensors, hf_names::kFinalNorm, {c.hidden_size}, model->options_);
     model->lm_head_ = c.tie_word_embeddings
                           ? model->embed_tokens_
                           : as_exported(checked(tensors, hf_names::kLmHead, {c.vocab_size, c.hidden_size},
-                                                model->options_));
+                                                model->options_),
+                                        model->llamacpp_dtype_);
     model->streaming_ = model_options.stream_blocks;
     // Packed weights stay packed on CPU (saliq's fused kernels). On CUDA they stay packed on the GPU with
     // --packed-cuda (the CUDA kernels, opt-in until checked on a GPU); otherwise each linear is dequantized once on
@@ -357,9 +360,8 @@ at::Tensor LlamaModel::run_block(const DecoderBlock& block, const at::Tensor& hi
 }
 
 at::Tensor LlamaModel::head(const at::Tensor& hidden) const {
-    at::Tensor y = rms_norm(hidden, final_norm_, config_.rms_norm_eps);
     // llama.cpp converts a product's input to an F16 or BF16 weight's type (ggml-cpu's vec_dot_type) first.
-    if (llamacpp_dtype_) y = y.to(*llamacpp_dtype_).to(y.scalar_type());
+    const at::Tensor y = as_exported(rms_norm(hidden, final_norm_, config_.rms_norm_eps), llamacpp_dtype_);
     return at::linear(y, lm_head_).to(at::kFloat);
 }
 
