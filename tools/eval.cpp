@@ -65,6 +65,7 @@ nlohmann::json run_perplexity(const EvalArgs& eargs, const LoadedModel& loaded) 
         {"windows", r.n_windows},
         {"tokens_scored", r.tokens_scored},
         {"nll_sum", r.nll_sum},
+        {"window_nll", r.window_nll},
         {"ppl", r.ppl},
         {"seconds", r.seconds},
         {"tokens_per_second", r.tokens_per_second},

@@ -21,6 +21,7 @@ struct PerplexityResult {
     int64_t n_windows = 0;
     int64_t tokens_scored = 0;   // n_windows * (seqlen - 1)
     double nll_sum = 0.0;        // summed cross-entropy, nats
+    std::vector<double> window_nll;  // each window's summed cross-entropy (nats), for paired comparisons of two runs
     double ppl = 0.0;
     double seconds = 0.0;
     double tokens_per_second = 0.0;  // tokens fed through the model per second

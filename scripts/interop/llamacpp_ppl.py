@@ -44,7 +44,7 @@ llm = Llama(**kw)
 add_bos = llm._model.add_bos_token() if hasattr(llm._model, "add_bos_token") else False
 tokens = llm.tokenize(text.encode("utf-8"), add_bos=bool(add_bos), special=False)
 n = min(a.max_windows, len(tokens) // a.seqlen)
-nll, count = 0.0, 0
+nll, count, window_nll = 0.0, 0, []
 t0 = time.time()
 for w in range(n):
     window = tokens[w * a.seqlen:(w + 1) * a.seqlen]
@@ -53,10 +53,11 @@ for w in range(n):
     logits = np.asarray(llm.scores[:a.seqlen], dtype=np.float64)
     logits -= logits.max(axis=1, keepdims=True)
     logp = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    nll -= float(sum(logp[i, window[i + 1]] for i in range(a.seqlen - 1)))
+    window_nll.append(-float(sum(logp[i, window[i + 1]] for i in range(a.seqlen - 1))))
+    nll += window_nll[-1]
     count += a.seqlen - 1
 seconds = time.time() - t0
 llm.reset()
 out = llm.create_completion(a.prompt, max_tokens=a.gen, temperature=0.0, top_k=1)
 print(json.dumps({"ppl": math.exp(nll / count), "windows": n, "tokens": count, "seconds": seconds,
-                  "greedy": out["choices"][0]["text"], "first_tokens": tokens[:8]}))
+                  "greedy": out["choices"][0]["text"], "first_tokens": tokens[:8], "window_nll": window_nll}))

@@ -20,8 +20,8 @@ constexpr int64_t kLogitChunkElements = 16 * 1024 * 1024;  // fp32 logits per he
 // each block is read once per group rather than once per batch.
 constexpr int64_t kStreamGroupBytes = int64_t{512} << 20;
 
-// Summed next-token cross-entropy of windows `ids` [b, T] given their last hidden states [b, T, H].
-double windows_nll(const LlamaModel& model, const at::Tensor& ids, const at::Tensor& hidden) {
+// Each window's summed next-token cross-entropy, windows `ids` [b, T] given their last hidden states [b, T, H].
+std::vector<double> windows_nll(const LlamaModel& model, const at::Tensor& ids, const at::Tensor& hidden) {
     const int64_t seqlen = ids.size(1);
     // The head runs over chunks of positions, so [b, T, V] fp32 logits never exist at once (at a 128k
     // vocabulary one 2048-token window would be 1 GiB).
@@ -29,13 +29,15 @@ double windows_nll(const LlamaModel& model, const at::Tensor& ids, const at::Ten
     const at::Tensor target = ids.narrow(1, 1, seqlen - 1).reshape({-1}).to(h.device());
     const int64_t rows = h.size(0);
     const int64_t chunk = std::max<int64_t>(1, kLogitChunkElements / model.config().vocab_size);
-    at::Tensor loss = at::zeros({}, h.options().dtype(at::kDouble));
+    at::Tensor loss = at::empty({rows}, h.options().dtype(at::kDouble));
     for (int64_t r = 0; r < rows; r += chunk) {
         const int64_t m = std::min(chunk, rows - r);
-        loss += at::cross_entropy_loss(model.head(h.narrow(0, r, m)), target.narrow(0, r, m), {}, at::Reduction::Sum)
-                    .to(at::kDouble);
+        loss.narrow(0, r, m).copy_(
+            at::cross_entropy_loss(model.head(h.narrow(0, r, m)), target.narrow(0, r, m), {}, at::Reduction::None));
     }
-    return loss.item<double>();
+    const at::Tensor per_window = loss.view({ids.size(0), seqlen - 1}).sum(1).cpu().contiguous();
+    const double* p = per_window.data_ptr<double>();
+    return std::vector<double>(p, p + per_window.numel());
 }
 
 // Last hidden states of windows `ids` [n, T], block by block: every block is read once for the n windows and run on
@@ -74,7 +76,8 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
     c10::InferenceMode guard;
     const auto start = std::chrono::steady_clock::now();
     at::Tensor all = at::from_blob(const_cast<int32_t*>(tokens.data()), {n_windows, seqlen}, at::kInt).to(at::kLong);
-    double nll_sum = 0.0;
+    std::vector<double> window_nll(static_cast<size_t>(n_windows), 0.0);
+    double nll_sum = 0.0;  // this rank's windows
     // Resident blocks: window batch after window batch. Streamed blocks: groups of windows, block-major.
     const int64_t window_bytes = seqlen * model.config().hidden_size *
                                  static_cast<int64_t>(c10::elementSize(model.options().dtype().toScalarType()));
@@ -89,7 +92,12 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
         const at::Tensor hidden = model.streams_blocks()
                                       ? hidden_states_block_major(model, ids, options.batch_size)
                                       : model.hidden_states(ids);
-        const double batch_nll = windows_nll(model, ids, hidden);
+        const std::vector<double> nll = windows_nll(model, ids, hidden);
+        double batch_nll = 0.0;
+        for (size_t i = 0; i < nll.size(); ++i) {
+            window_nll[static_cast<size_t>(w) + i] = nll[i];
+            batch_nll += nll[i];
+        }
         if (!std::isfinite(batch_nll))
             throw NumericError(strprintf("perplexity: non-finite loss in windows %lld..%lld (model produced NaN/Inf)",
                                          (long long)w, (long long)(w + b - 1)));
@@ -104,10 +112,12 @@ PerplexityResult evaluate_perplexity(const LlamaModel& model, const std::vector<
         }
     }
     nll_sum = dist_sum(nll_sum);
+    if (dist_active()) dist_all_reduce_sum(window_nll);  // every other rank holds zeros at this rank's windows
     PerplexityResult result;
     result.n_windows = n_windows;
     result.tokens_scored = n_windows * (seqlen - 1);
     result.nll_sum = nll_sum;
+    result.window_nll = std::move(window_nll);
     result.ppl = std::exp(nll_sum / static_cast<double>(result.tokens_scored));
     result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     result.tokens_per_second = static_cast<double>(n_windows * seqlen) / std::max(result.seconds, 1e-9);

@@ -59,6 +59,9 @@ TEST(Distributed, TwoRanksScoreThePerplexityAndTheTasksOfOneProcess) {
     EXPECT_EQ(two["tokens_scored"], one["tokens_scored"]);
     EXPECT_LE(relative(one["nll_sum"], two["nll_sum"]), 1e-6);
     EXPECT_LE(relative(one["ppl"], two["ppl"]), 1e-6);
+    ASSERT_EQ(two["window_nll"].size(), 9u);  // every window's loss, each rank's share gathered in order
+    for (size_t w = 0; w < 9; ++w)
+        EXPECT_LE(relative(one["window_nll"][w], two["window_nll"][w]), 1e-6) << "window " << w;
     for (const auto& task : {"piqa", "arc_easy", "hellaswag"}) {
         const auto& a = one["zeroshot"]["tasks"][task];
         const auto& b = two["zeroshot"]["tasks"][task];

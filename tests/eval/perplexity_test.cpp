@@ -40,11 +40,16 @@ TEST(Perplexity, MatchesAHandComputedCrossEntropy) {
     options.batch_size = 2;
     const auto r = evaluate_perplexity(*model, tokens, options);
     double nll = 0.0;
+    ASSERT_EQ(r.window_nll.size(), 2u);
     for (int w = 0; w < 2; ++w) {
         std::vector<int64_t> window(tokens.begin() + 7 * w, tokens.begin() + 7 * (w + 1));
         at::Tensor logp = at::log_softmax(model->forward(at::tensor(window).unsqueeze(0))[0], -1);
-        for (int t = 0; t < 6; ++t) nll -= logp[t][window[static_cast<size_t>(t + 1)]].item<double>();
+        double window_nll = 0.0;
+        for (int t = 0; t < 6; ++t) window_nll -= logp[t][window[static_cast<size_t>(t + 1)]].item<double>();
+        EXPECT_NEAR(r.window_nll[static_cast<size_t>(w)], window_nll, 1e-5 * window_nll) << "window " << w;
+        nll += window_nll;
     }
+    EXPECT_NEAR(r.nll_sum, nll, 1e-6 * nll);
     EXPECT_NEAR(r.ppl, std::exp(nll / 12.0), 1e-6 * r.ppl);
 }
 
