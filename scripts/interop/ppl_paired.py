@@ -4,8 +4,9 @@ relative difference, and the mean per-window difference with its standard error 
 the noise of a model whose arithmetic is discontinuous (llama.cpp's 8-bit activations: a 1e-7 change of an input
 flips a rounding and moves single tokens by up to a nat, yet not the mean).
 
-usage: ppl_paired.py A.json B.json [--label-a NAME] [--label-b NAME] [--within REL]
-With --within REL, exits 1 unless |ppl_a / ppl_b - 1| <= REL.
+usage: ppl_paired.py A.json B.json [--label-a NAME] [--label-b NAME] [--within REL] [--max-t T]
+With --within REL, exits 1 unless |ppl_a / ppl_b - 1| <= REL; with --max-t T, unless the mean difference is within T
+standard errors of zero (the two runs compute the same model up to noise).
 """
 import argparse
 import json
@@ -30,6 +31,7 @@ def main():
     p.add_argument("--label-a", default="a")
     p.add_argument("--label-b", default="b")
     p.add_argument("--within", type=float)
+    p.add_argument("--max-t", type=float)
     args = p.parse_args()
     a, b = load(args.a), load(args.b)
     wa, wb = a["window_nll"], b["window_nll"]
@@ -48,6 +50,8 @@ def main():
           % (args.label_a, ppl_a, args.label_b, ppl_b, n, args.label_a, args.label_b, rel, mean, se, sd,
              mean / se if se > 0 else float("nan")))
     if args.within is not None and abs(rel) > args.within:
+        raise SystemExit(1)
+    if args.max_t is not None and not abs(mean) <= args.max_t * se:
         raise SystemExit(1)
 
 
