@@ -226,7 +226,7 @@ if [ "${LLAMA:-0}" = 1 ]; then
   lpy=${SALIQ_LLAMA_VENV:-$HOME/.cache/saliq/llama-venv}/bin/python
   [ -x "$lpy" ] || { python3 -m venv "${lpy%/bin/python}"; "$lpy" -m pip install -q llama-cpp-python numpy; }
   "$lpy" -c 'import gguf' 2>/dev/null || "$lpy" -m pip install -q gguf
-  for grid in q2_k q4_k q4_0; do
+  for grid in q2_k q3_k q4_k q4_0; do
     "$saliq" eval -m "$work/grid-$grid" $ev --emulate-llamacpp fp32 --json "$work/grid-$grid.json" >/dev/null
     "$lpy" $here/llamacpp_ppl.py --model "$work/grid-$grid.gguf" --text "$work/text.txt" --seqlen 128 --max-windows 8 \
       2>"$work/grid-$grid-llama.log" | tail -1 > "$work/grid-$grid-llama.json" || true
