@@ -16,7 +16,7 @@ import gguf
 import numpy as np
 from llama_cpp import Llama
 
-from ggml_matmul_check import emulate
+from ggml_matmul_check import emulate_input
 from wikitext2 import read_text
 
 p = argparse.ArgumentParser()
@@ -68,10 +68,7 @@ vectors = {n: np.asarray(gguf.dequantize(t.data, t.tensor_type), np.float32).res
 def product(x, name, emulated):
     w, kind = weights[name]
     if emulated:  # the input as ggml-cpu rounds it to the weight's vec_dot_type
-        if kind == "F16":
-            x = x.astype(np.float16).astype(np.float32)
-        elif kind not in ("F32", "BF16"):
-            x = emulate(x, kind.endswith("_K"))
+        x = emulate_input(x, kind)
     return (x.astype(np.float64) @ w.T.astype(np.float64)).astype(np.float32)
 
 

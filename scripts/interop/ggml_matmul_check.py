@@ -54,6 +54,16 @@ def emulate(x, k_quant):
     return (q * d.astype(np.float32)).reshape(x.shape)
 
 
+def emulate_input(x, type_name):
+    """x as llama.cpp's CPU kernels hand it to a product with a weight of GGUF type `type_name` (its vec_dot_type):
+    fp16 for F16, unchanged for F32/BF16, else the 8-bit rounding above (Q8_K for the k-quants)."""
+    if type_name == "F16":
+        return x.astype(np.float16).astype(np.float32)
+    if type_name in ("F32", "BF16"):
+        return x
+    return emulate(x, type_name.endswith("_K"))
+
+
 def main():
     args = [a for a in sys.argv[1:] if not a.startswith("--")]
     reader = gguf.GGUFReader(args[0])

@@ -79,7 +79,7 @@ if a.dump:
     for name, x in got.items():
         if name in a.names.split(","):
             np.save(os.path.join(a.dump, name + ".npy"), x)
-from ggml_matmul_check import emulate  # noqa: E402 (runs its module-level setup: libggml loaded once more)
+from ggml_matmul_check import emulate_input  # noqa: E402 (runs its module-level setup: libggml loaded once more)
 worst = {}
 for xin, yout, wname in products:
     if xin not in got or yout not in got:
@@ -91,9 +91,7 @@ for xin, yout, wname in products:
     x = got[xin].reshape(-1, W.shape[1])
     y = got[yout].reshape(x.shape[0], -1)[:, :rows]
     f = x.astype(np.float64) @ W.T
-    xe = x.astype(np.float16).astype(np.float32) if kind == "F16" else x if kind in ("F32", "BF16") \
-        else emulate(x, kind.endswith("_K"))
-    e = xe.astype(np.float64) @ W.T
+    e = emulate_input(x, kind).astype(np.float64) @ W.T
     s = np.abs(f).max()
     de, df = np.abs(y - e).max() / s, np.abs(y - f).max() / s
     if not a.products:
