@@ -27,8 +27,13 @@ if ! "$venv/bin/python" -c 'import tokenizers, gguf' 2>/dev/null; then
       { echo "SKIP: cannot install tokenizers and gguf from PyPI into $venv"; exit 77; }
   fi
 fi
-work=${1:-$(mktemp -d /tmp/saliq-bpe.XXXXXX)}
-mkdir -p "$work"
+if [ -n "${1:-}" ]; then
+  work=$1
+  mkdir -p "$work"
+else
+  work=$(mktemp -d "${TMPDIR:-/tmp}/saliq-bpe.XXXXXX")
+  trap 'rm -rf "$work"' EXIT
+fi
 # Every shared text file, plus the documents inside the JSON ones (their raw lines escape non-ASCII text).
 texts=()
 while IFS= read -r f; do texts+=("$f"); done < <(find "$data/text" "$data/tasks" -type f | sort)

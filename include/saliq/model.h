@@ -54,6 +54,21 @@ public:
     virtual int64_t out_features() const = 0;
 };
 
+// A linear that holds another and changes part of what it does (its input, its output, what weight() reports);
+// the shape, and whatever it does not override, are the inner linear's. The decorators of a linear derive from it.
+class WrappingLinear : public Linear {
+public:
+    explicit WrappingLinear(std::shared_ptr<Linear> inner) : inner_(std::move(inner)) {}
+    at::Tensor forward(const at::Tensor& x) const override { return inner_->forward(x); }
+    at::Tensor weight() const override { return inner_->weight(); }
+    int64_t in_features() const override { return inner_->in_features(); }
+    int64_t out_features() const override { return inner_->out_features(); }
+    const std::shared_ptr<Linear>& inner() const { return inner_; }
+
+protected:
+    std::shared_ptr<Linear> inner_;
+};
+
 class DenseLinear : public Linear {
 public:
     explicit DenseLinear(at::Tensor weight);  // [out, in]
@@ -101,16 +116,12 @@ private:
 // A linear whose input is first rounded as llama.cpp's CPU kernels round the input of a product with a weight of
 // GGML type `grid` (ggml_activations.h; ModelOptions::emulate_llamacpp). A LoRA branch wraps it from outside: llama.cpp
 // multiplies its F32 adapter matrices with the unrounded input.
-class LlamacppInputLinear : public Linear {
+class LlamacppInputLinear : public WrappingLinear {
 public:
     LlamacppInputLinear(std::shared_ptr<Linear> base, GgmlGrid grid);
     at::Tensor forward(const at::Tensor& x) const override;
-    at::Tensor weight() const override { return base_->weight(); }
-    int64_t in_features() const override { return base_->in_features(); }
-    int64_t out_features() const override { return base_->out_features(); }
 
 private:
-    std::shared_ptr<Linear> base_;
     GgmlGrid grid_;
 };
 
@@ -133,20 +144,16 @@ private:
 std::shared_ptr<Linear> make_binary_linear(const BinaryWeight& w, const at::TensorOptions& options);
 
 // A base linear plus a LoRA branch: y = base(x) + scale * (x A^T) B^T (PEFT's forward; scale = alpha / r).
-class LoraLinear : public Linear {
+class LoraLinear : public WrappingLinear {
 public:
     LoraLinear(std::shared_ptr<Linear> base, at::Tensor lora_a, at::Tensor lora_b, double scale);
     at::Tensor forward(const at::Tensor& x) const override;
     at::Tensor weight() const override;  // base weight + scale * B A
-    int64_t in_features() const override { return base_->in_features(); }
-    int64_t out_features() const override { return base_->out_features(); }
-    const std::shared_ptr<Linear>& base() const { return base_; }
     const at::Tensor& lora_a() const { return lora_a_; }
     const at::Tensor& lora_b() const { return lora_b_; }
     double scale() const { return scale_; }
 
 private:
-    std::shared_ptr<Linear> base_;
     at::Tensor lora_a_;  // [r, in]
     at::Tensor lora_b_;  // [out, r]
     double scale_;

@@ -48,10 +48,10 @@ at::Tensor PackedLinear::weight() const {
 }
 
 LlamacppInputLinear::LlamacppInputLinear(std::shared_ptr<Linear> base, GgmlGrid grid)
-    : base_(std::move(base)), grid_(grid) {}
+    : WrappingLinear(std::move(base)), grid_(grid) {}
 
 at::Tensor LlamacppInputLinear::forward(const at::Tensor& x) const {
-    return base_->forward(ggml_round_activations(x, grid_).to(x.scalar_type()));
+    return inner_->forward(ggml_round_activations(x, grid_).to(x.scalar_type()));
 }
 
 MosLinear::MosLinear(const BinaryWeight& w, const at::TensorOptions& options)
@@ -69,15 +69,15 @@ std::shared_ptr<Linear> make_binary_linear(const BinaryWeight& w, const at::Tens
 }
 
 LoraLinear::LoraLinear(std::shared_ptr<Linear> base, at::Tensor lora_a, at::Tensor lora_b, double scale)
-    : base_(std::move(base)), lora_a_(std::move(lora_a)), lora_b_(std::move(lora_b)), scale_(scale) {}
+    : WrappingLinear(std::move(base)), lora_a_(std::move(lora_a)), lora_b_(std::move(lora_b)), scale_(scale) {}
 
 at::Tensor LoraLinear::forward(const at::Tensor& x) const {
-    return base_->forward(x) + at::linear(at::linear(x, lora_a_), lora_b_) * scale_;
+    return inner_->forward(x) + at::linear(at::linear(x, lora_a_), lora_b_) * scale_;
 }
 
 at::Tensor LoraLinear::weight() const {
-    return base_->weight() + (at::matmul(lora_b_.to(at::kFloat), lora_a_.to(at::kFloat)) * scale_)
-                                 .to(base_->weight().scalar_type());
+    return inner_->weight() + (at::matmul(lora_b_.to(at::kFloat), lora_a_.to(at::kFloat)) * scale_)
+                                  .to(inner_->weight().scalar_type());
 }
 
 }  // namespace saliq

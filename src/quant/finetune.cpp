@@ -165,7 +165,7 @@ Finetuner::Finetuner(const Checkpoint& student, const Checkpoint& teacher, const
                 a = lora->lora_a();
                 b = lora->lora_b();
                 scale = lora->scale();
-                base = lora->base();
+                base = lora->inner();
             }
             const auto* q = dynamic_cast<const QuantizedLinear*>(base.get());
             if (q == nullptr) throw FormatError(student.path, name + " is not a packed linear");

@@ -80,17 +80,14 @@ std::unique_ptr<QuantMethod> make_apiq_bw_method();
 std::unique_ptr<QuantMethod> make_apiq_lw_method();
 
 // A linear that reports each input it sees, then computes like the wrapped one (forward hooks).
-class CapturingLinear : public Linear {
+class CapturingLinear : public WrappingLinear {
 public:
     using Hook = std::function<void(const at::Tensor& x)>;
-    CapturingLinear(std::shared_ptr<Linear> inner, Hook hook) : inner_(std::move(inner)), hook_(std::move(hook)) {}
+    CapturingLinear(std::shared_ptr<Linear> inner, Hook hook)
+        : WrappingLinear(std::move(inner)), hook_(std::move(hook)) {}
     at::Tensor forward(const at::Tensor& x) const override;
-    at::Tensor weight() const override { return inner_->weight(); }
-    int64_t in_features() const override { return inner_->in_features(); }
-    int64_t out_features() const override { return inner_->out_features(); }
 
 private:
-    std::shared_ptr<Linear> inner_;
     Hook hook_;
 };
 

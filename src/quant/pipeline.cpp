@@ -53,16 +53,13 @@ at::ScalarType act_storage_dtype(const QuantizeOptions& o, const at::TensorOptio
 
 // A linear of the FP block with ReQuant's outliers taken out for the method: it computes with the whole FP weight
 // (the block's targets stay those of the FP model) while weight(), what the method quantizes, is W_dense.
-class OutlierSplitLinear : public Linear {
+class OutlierSplitLinear : public WrappingLinear {
 public:
-    OutlierSplitLinear(std::shared_ptr<Linear> fp, at::Tensor dense) : fp_(std::move(fp)), dense_(std::move(dense)) {}
-    at::Tensor forward(const at::Tensor& x) const override { return fp_->forward(x); }
+    OutlierSplitLinear(std::shared_ptr<Linear> fp, at::Tensor dense)
+        : WrappingLinear(std::move(fp)), dense_(std::move(dense)) {}
     at::Tensor weight() const override { return dense_; }
-    int64_t in_features() const override { return fp_->in_features(); }
-    int64_t out_features() const override { return fp_->out_features(); }
 
 private:
-    std::shared_ptr<Linear> fp_;
     at::Tensor dense_;
 };
 

@@ -201,6 +201,11 @@ const Fixture& fixture() {
         make_directories(x.dir + "/files");
         return x;
     }();
+    // The folder goes when the process ends normally; a crash leaves it beside the input that caused it.
+    static const struct FolderRemover {
+        std::string dir;
+        ~FolderRemover() { remove_tree(dir); }
+    } remover{f.dir};
     return f;
 }
 
