@@ -1,5 +1,9 @@
 // `saliq table`: a small table config runs every row through child processes, aggregates seeds, puts the paper's
 // numbers beside ours, keeps finished row runs on a rerun, and reports a failing row with a non-zero exit.
+#include <map>
+#include <sstream>
+#include <string>
+
 #include <nlohmann/json.hpp>
 
 #include "saliq/file.h"
@@ -154,6 +158,30 @@ TEST(TableCli, ShippedConfigsDryRun) {
     const auto r = run_saliq("table " + mixed + " --dry-run --out /nonexistent/never-written");
     EXPECT_EQ(r.exit_code, 0) << r.output;
     EXPECT_NE(r.output.find("--method slim-llm --bits 2 --group-size 8"), std::string::npos) << r.output;
+}
+
+// The SmolLM2 verdict table reruns two rows of the real-budget table: each of its quantize lines must be the big
+// table's line for the same row and seed (the output folder aside), or its figures would not be that table's.
+TEST(TableCli, SmolLM2SeedTableRepeatsTheRealBudgetTablesRows) {
+    const auto lines = [](const std::string& name) {
+        const std::string config = std::string(SALIQ_SOURCE_DIR) + "/configs/tables/" + name + ".toml";
+        const auto r = run_saliq("table " + config + " --dry-run --out /nonexistent/OUT");
+        EXPECT_EQ(r.exit_code, 0) << name << "\n" << r.output;
+        std::map<std::string, std::string> by_row_seed;  // "w3g64-apiq-bw seed 1" -> its quantize line
+        std::istringstream in(r.output);
+        for (std::string line; std::getline(in, line);) {
+            const size_t colon = line.find(": saliq quantize ");
+            if (colon != std::string::npos) by_row_seed[line.substr(0, colon)] = line.substr(colon);
+        }
+        return by_row_seed;
+    };
+    const auto big = lines("smollm2-135m"), seeds = lines("smollm2-135m-w3g64-seeds");
+    EXPECT_EQ(lines("smollm2-135m-small").size(), 8u);
+    ASSERT_EQ(seeds.size(), 6u);
+    for (const auto& [row_seed, line] : seeds) {
+        ASSERT_TRUE(big.count(row_seed)) << row_seed;
+        EXPECT_EQ(line, big.at(row_seed)) << row_seed;
+    }
 }
 
 }  // namespace
