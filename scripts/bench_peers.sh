@@ -4,7 +4,9 @@
 # windows; saliq's own rows run beside them. Prints one table: what each tool was given, its wall time, bits and
 # perplexity. Peers live in a virtual environment outside the repo (torch reused from setup.sh --pip-torch's venv).
 #   scripts/bench_peers.sh [WORK]
-#   env: SALIQ_BUILD_DIR (build), SALIQ_PEERS_VENV (~/.cache/saliq/peers-venv), PEERS (autoround gptqmodel),
+#   env: SALIQ_BUILD_DIR (build), SALIQ_PEERS_VENV (~/.cache/saliq/peers-venv: AutoRound, on the pip LibTorch's
+#        torch), SALIQ_GPTQMODEL_VENV (~/.cache/saliq/gptqmodel-venv: GPTQModel 7.7 pins torch >= 2.14.1, newer than
+#        that wheel, so it gets a venv and a torch of its own), PEERS (autoround gptqmodel),
 #        SALIQ_ROWS (gptq apiq-bw: saliq's rows), SPECS ("3:64 2:64": bits:group), NSAMPLES (128), SEQLEN (512),
 #        ITERS (200, AutoRound's default), EPOCHS (20, apiq-bw), THREADS (2), MAX_WINDOWS (40; 0 = the whole set)
 # AutoRound folders are also scored by transformers with AutoRound's own dequantizer
@@ -30,16 +32,24 @@ threads=${THREADS:-2}
 max_windows=${MAX_WINDOWS:-40}
 
 venv=${SALIQ_PEERS_VENV:-$HOME/.cache/saliq/peers-venv}
-py=$venv/bin/python
-if [ -n "$peers" ] && [ ! -x "$py" ]; then
-  python3 -m venv "$venv"
-  torch_venv=${SALIQ_TORCH_VENV:-$HOME/.cache/saliq/torch-venv}
-  if [ -x "$torch_venv/bin/python" ]; then  # the pip LibTorch's wheel, not a second multi-GB download
-    "$torch_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
-      > "$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/saliq-torch.pth"
-  fi
-fi
+gptqmodel_venv=${SALIQ_GPTQMODEL_VENV:-$HOME/.cache/saliq/gptqmodel-venv}
+peer_python() {  # peer -> the python of its venv
+  case $1 in
+    gptqmodel) echo "$gptqmodel_venv/bin/python" ;;
+    *) echo "$venv/bin/python" ;;
+  esac
+}
 for peer in $peers; do
+  py=$(peer_python "$peer")
+  if [ ! -x "$py" ]; then
+    python3 -m venv "$(dirname "$(dirname "$py")")"
+    torch_venv=${SALIQ_TORCH_VENV:-$HOME/.cache/saliq/torch-venv}
+    # the pip LibTorch's wheel, not a second multi-GB download (GPTQModel needs a newer torch than it)
+    if [ "$peer" != gptqmodel ] && [ -x "$torch_venv/bin/python" ]; then
+      "$torch_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+        > "$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/saliq-torch.pth"
+    fi
+  fi
   case $peer in
     autoround) "$py" -c 'import auto_round' 2>/dev/null || "$py" -m pip install -q auto-round ;;
     gptqmodel) "$py" -c 'import gptqmodel' 2>/dev/null || BUILD_CUDA_EXT=0 "$py" -m pip install -q gptqmodel ;;
@@ -64,14 +74,14 @@ for spec in $specs; do
   for peer in $peers; do
     out=$work/$peer-w$bits-g$group
     if [ ! -d "$out" ]; then
-      "$py" scripts/peers/run_peer.py --peer "$peer" --model "$model" --windows "$windows" --bits "$bits" \
-        --group "$group" --iters "$iters" --threads "$threads" --out "$out.tmp" > "$out.given.json"
+      "$(peer_python "$peer")" scripts/peers/run_peer.py --peer "$peer" --model "$model" --windows "$windows" \
+        --bits "$bits" --group "$group" --iters "$iters" --threads "$threads" --out "$out.tmp" > "$out.given.json"
       mv "$out.tmp" "$out"
     fi
     score "$out"
     # The cross-check of saliq's reading: AutoRound's own dequantizer and transformers' forward score the folder too.
     if [ "$peer" = autoround ] && [ ! -f "$out.transformers.json" ]; then
-      "$py" scripts/interop/ppl_peer_transformers.py --model "$out" --autoround-torch --wikitext2 \
+      "$(peer_python autoround)" scripts/interop/ppl_peer_transformers.py --model "$out" --autoround-torch --wikitext2 \
         --text "$SALIQ_DATA_DIR/text/wikitext2/wiki.test.raw" --seqlen 512 --max-windows "$max_windows" \
         --threads "$threads" 2>/dev/null | tail -1 > "$out.transformers.json.tmp"
       mv "$out.transformers.json.tmp" "$out.transformers.json"
