@@ -42,10 +42,10 @@ peer_python() {  # peer -> the python of its venv
 for peer in $peers; do
   py=$(peer_python "$peer")
   if [ ! -x "$py" ]; then
-    python3 -m venv "$(dirname "$(dirname "$py")")"
+    python3 -m venv "${py%/bin/python}"
     torch_venv=${SALIQ_TORCH_VENV:-$HOME/.cache/saliq/torch-venv}
-    # the pip LibTorch's wheel, not a second multi-GB download (GPTQModel needs a newer torch than it)
-    if [ "$peer" != gptqmodel ] && [ -x "$torch_venv/bin/python" ]; then
+    # the shared venv takes the pip LibTorch's wheel, not a second multi-GB download (GPTQModel's has its own torch)
+    if [ "${py%/bin/python}" = "$venv" ] && [ -x "$torch_venv/bin/python" ]; then
       "$torch_venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
         > "$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/saliq-torch.pth"
     fi
