@@ -75,7 +75,8 @@ for spec in $specs; do
     out=$work/$peer-w$bits-g$group
     if [ ! -d "$out" ]; then
       "$(peer_python "$peer")" scripts/peers/run_peer.py --peer "$peer" --model "$model" --windows "$windows" \
-        --bits "$bits" --group "$group" --iters "$iters" --threads "$threads" --out "$out.tmp" > "$out.given.json"
+        --bits "$bits" --group "$group" --iters "$iters" --threads "$threads" --out "$out.tmp" > "$out.log"
+      tail -1 "$out.log" > "$out.given.json"  # what it was given: the last line (GPTQModel logs to stdout too)
       mv "$out.tmp" "$out"
     fi
     score "$out"

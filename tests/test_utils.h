@@ -13,30 +13,13 @@
 #include "saliq/corpus.h"
 #include "saliq/error.h"
 #include "saliq/file.h"
+#include "temp_dir.h"
 
 namespace saliq::test {
 
 inline std::string data_path(const std::string& relative) { return saliq::data_dir() + "/" + relative; }
 inline std::string stories_bin() { return data_path("models/stories260K/stories260K.bin"); }
 inline std::string stories_tokenizer() { return data_path("models/stories260K/tok512.model"); }
-
-// A fresh empty folder under the system temp dir, removed when the object dies.
-class TempDir {
-public:
-    TempDir() {
-        std::string pattern = saliq::temp_directory() + "/saliq-test-XXXXXX";
-        std::vector<char> buffer(pattern.begin(), pattern.end());
-        buffer.push_back('\0');
-        if (mkdtemp(buffer.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-        path_ = buffer.data();
-    }
-    ~TempDir() { saliq::remove_tree(path_); }
-    const std::string& path() const { return path_; }
-    std::string file(const std::string& name) const { return path_ + "/" + name; }
-
-private:
-    std::string path_;
-};
 
 inline void write_bytes(const std::string& path, const std::string& bytes) {
     std::ofstream out(path, std::ios::binary);

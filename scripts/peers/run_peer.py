@@ -33,11 +33,12 @@ def run_autoround(a, model, tokenizer, windows):
         ar = AutoRound(model, tokenizer, device_map="cpu", enable_torch_compile=False, **kwargs)
     except TypeError:  # releases before device_map / enable_torch_compile
         ar = AutoRound(model, tokenizer, device="cpu", **kwargs)
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     ar.quantize_and_save(a.out, format="auto_round:auto_gptq")  # AutoRound's format in GPTQ's bit layout
     seconds = time.time() - t0
+    cpu_s = round(time.process_time() - c0, 1)  # every thread's: how many cores the wall time used
     flatten(a.out)
-    return seconds, {"iters": a.iters, "batch_size": kwargs["batch_size"]}
+    return seconds, {"iters": a.iters, "batch_size": kwargs["batch_size"], "cpu_s": cpu_s}
 
 
 def flatten(out):
@@ -54,16 +55,22 @@ def flatten(out):
 
 
 def run_gptqmodel(a, model_dir, windows):
+    # GPTQModel sizes its CPU worker pool from os.cpu_count() ((n + 1) // 2: one on a 2-core machine), then asks for
+    # two model-loader workers and refuses to start; two workers lets it run there.
+    os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
     from gptqmodel import GPTQModel, QuantizeConfig
 
-    cfg = QuantizeConfig(bits=a.bits, group_size=a.group, sym=a.sym, desc_act=False)
+    # Saved as GPTQ v2 (raw zero points): v1's zero - 1 wraps a zero point of 0 at 3 and 2 bits, asymmetric.
+    cfg = QuantizeConfig(bits=a.bits, group_size=a.group, sym=a.sym, desc_act=False, format="gptq_v2")
     model = GPTQModel.load(model_dir, cfg, device="cpu")
     data = [{"input_ids": ids, "attention_mask": [1] * len(ids)} for ids in windows]
-    t0 = time.time()
+    t0, c0 = time.time(), time.process_time()
     model.quantize(data, batch_size=1)
     seconds = time.time() - t0
+    cpu_s = round(time.process_time() - c0, 1)  # every thread's: how many cores the wall time used
     model.save(a.out)
     extra = {k: getattr(cfg, k) for k in ("damp_percent", "act_group_aware", "v2") if hasattr(cfg, k)}
+    extra["cpu_s"] = cpu_s
     return seconds, extra
 
 

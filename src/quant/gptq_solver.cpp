@@ -10,6 +10,7 @@
 #include "saliq/distributed.h"
 #include "saliq/error.h"
 #include "saliq/strings.h"
+#include "saliq/threads.h"
 
 namespace saliq {
 
@@ -39,6 +40,35 @@ int input_stage(int linear) {
 
 std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockContext& context,
                                          const std::vector<int>& indices) {
+    return SequentialHessians(block, context).next(indices);
+}
+
+SequentialHessians::SequentialHessians(const DecoderBlock& block, const BlockContext& context)
+    : block_(block), context_(context) {
+    const LlamaConfig& c = *context.config;
+    can_keep_ = context.inputs->scalar_type() == block.input_norm.scalar_type() && c.n_heads * c.head_dim == c.hidden_size;
+}
+
+bool SequentialHessians::kept_still_valid() const {
+    // Attention depends on q, k and v; the residual after it on o too.
+    const std::vector<int> inputs_of = kept_ == kAttention ? std::vector<int>{kQProj, kKProj, kVProj}
+                                                           : std::vector<int>{kQProj, kKProj, kVProj, kOProj};
+    for (int i : inputs_of)
+        if (block_.linears[i] != kept_with_[i]) return false;
+    return true;
+}
+
+at::Tensor SequentialHessians::stage(Kept level, int64_t i, int64_t m, bool keep) {
+    if (kept_ == level) return buffer_.narrow(0, i, m);
+    const at::Tensor x = compute_slice(*context_.inputs, i, m, block_);
+    at::Tensor out = kept_ == kAttention ? buffer_.narrow(0, i, m)
+                                         : block_linear_input(block_, *context_.config, *context_.rope, x, kOProj);
+    if (level == kResidual) out = x + block_.linears[kOProj]->forward(out);  // as block_forward
+    if (keep) buffer_.narrow(0, i, m).copy_(out);
+    return out;
+}
+
+std::vector<at::Tensor> SequentialHessians::next(const std::vector<int>& indices) {
     // Each batch's X^T X is taken in fp32 and summed in fp64, so the sums do not depend on how the windows are split
     // (over batches, or over the ranks of a distributed run, whose shards are whole batches): the fp64 sum of a few
     // fp32 products is exact or off in bits the final fp32 rounding drops, and GPTQ's output stays the same.
@@ -54,29 +84,54 @@ std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockC
             taken.push_back(index);
         }
     }
-    const at::TensorOptions options = block.input_norm.options().dtype(at::kDouble);
+    const at::TensorOptions options = block_.input_norm.options().dtype(at::kDouble);
     auto add = [&sums, &counts](int index, const at::Tensor& x) {
         const at::Tensor flat = x.reshape({-1, x.size(-1)}).to(at::kFloat);
         sums[index].add_(at::mm(flat.t(), flat));
         counts[index] += x.size(0);  // GPTQ's N counts sequences
     };
     for (int index : taken) {
-        const int64_t in = block.linears[index]->in_features();
+        const int64_t in = block_.linears[index]->in_features();
         sums[index] = at::zeros({in, in}, options);
     }
-    if (taken.size() == 1) {
-        // One input (true-sequential's groups): computed up to that point only, not through the whole block.
-        const at::Tensor& x = *context.inputs;
-        const int64_t n = x.size(0), b = std::max<int64_t>(1, context.options->batch_size);
+    if (kept_ != kNothing && !kept_still_valid()) kept_ = kNothing;
+    const at::Tensor& x = *context_.inputs;
+    const LlamaConfig& c = *context_.config;
+    if (taken.size() == 1 && input_stage(taken[0]) == 0) {
+        const int64_t n = x.size(0), b = std::max<int64_t>(1, context_.options->batch_size);
         for (int64_t i = 0; i < n; i += b)
-            add(taken[0], block_linear_input(block, *context.config, *context.rope,
-                                             compute_slice(x, i, std::min(b, n - i), block), taken[0]));
+            add(taken[0], block_linear_input(block_, c, *context_.rope, compute_slice(x, i, std::min(b, n - i), block_),
+                                             taken[0]));
+    } else if (taken.size() == 1) {
+        // One input (true-sequential's groups): computed up to that point only, from the stage kept by the last pass.
+        const int index = taken[0];
+        const Kept level = index == kOProj ? kAttention : kResidual;
+        const bool keep = can_keep_ && kept_ != level;
+        if (keep && !buffer_.defined()) buffer_ = at::empty_like(x);
+        const int64_t n = x.size(0), b = std::max<int64_t>(1, context_.options->batch_size);
+        for (int64_t i = 0; i < n; i += b) {
+            adapt_compute_threads();
+            const at::Tensor h = stage(level, i, std::min(b, n - i), keep);
+            if (level == kAttention) {
+                add(index, h);
+                continue;
+            }
+            const at::Tensor y = rms_norm(h, block_.post_norm, c.rms_norm_eps);
+            if (index == kDownProj)  // as block_linear_input
+                add(index, at::silu(block_.linears[kGateProj]->forward(y)) * block_.linears[kUpProj]->forward(y));
+            else
+                add(index, y);
+        }
+        if (keep) {
+            kept_ = level;
+            kept_with_ = block_.linears;
+        }
     } else {
-        DecoderBlock hooked = block;
+        DecoderBlock hooked = block_;
         for (int index : taken)
             hooked.linears[index] = std::make_shared<CapturingLinear>(
-                block.linears[index], [&add, index](const at::Tensor& x) { add(index, x); });
-        context.run(hooked, *context.inputs);
+                block_.linears[index], [&add, index](const at::Tensor& a) { add(index, a); });
+        context_.run(hooked, x);
     }
     std::vector<at::Tensor> reduced;
     for (int index : taken) reduced.push_back(sums[index]);
@@ -90,6 +145,24 @@ std::vector<at::Tensor> capture_hessians(const DecoderBlock& block, const BlockC
     for (int index : indices)  // a copy each: callers damp their Hessian in place
         if (owner[index] != index) out[index] = out[owner[index]].clone();
     return out;
+}
+
+at::Tensor SequentialHessians::outputs() {
+    if (kept_ == kResidual && kept_still_valid()) {
+        // The block's MLP on the kept residual, written over it: the buffer becomes the outputs.
+        const LlamaConfig& c = *context_.config;
+        const int64_t n = buffer_.size(0), b = std::max<int64_t>(1, context_.options->batch_size);
+        for (int64_t i = 0; i < n; i += b) {
+            adapt_compute_threads();
+            at::Tensor h = buffer_.narrow(0, i, std::min(b, n - i));
+            h.copy_(h + mlp_forward(block_, rms_norm(h, block_.post_norm, c.rms_norm_eps)));  // as block_forward
+        }
+        kept_ = kNothing;
+        return std::move(buffer_);
+    }
+    kept_ = kNothing;
+    buffer_.reset();
+    return context_.run(block_, *context_.inputs);
 }
 
 at::Tensor group_aware_order(const at::Tensor& diag, int64_t group) {

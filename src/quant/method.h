@@ -25,6 +25,9 @@ struct BlockContext {
     // A method that runs the FP block over the whole FP chain anyway stores the result here (in the buffers'
     // dtype), and the pipeline moves the FP chain on with it instead of running that forward a second time.
     at::Tensor* fp_outputs = nullptr;
+    // Likewise, a method that ends with the quantized block's outputs over `inputs` (run(block, *inputs) with the
+    // linears it leaves) stores them here, and the pipeline moves the quantized chain on with them.
+    at::Tensor* outputs = nullptr;
     // ReQuant (--sparse-outliers): each linear's S_outlier (flat positions, FP values). The block's linears then
     // still compute with the FP weight W but their weight() is W_dense = W - S_outlier, what the method quantizes.
     // Null without outliers. A method that trains keeps S in its forward; the GPTQ solver keeps them exact itself;

@@ -124,10 +124,13 @@ BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock&
 
     BlockResult result;
     result.layer = layer;
-    at::Tensor fp_next;
+    at::Tensor fp_next, next;
     context.fp_outputs = &fp_next;
+    context.outputs = &next;
     result.method_stats = method.quantize_block(block, context);
     context.fp_outputs = nullptr;
+    context.outputs = nullptr;
+    const auto method_linears = block.linears;
     std::vector<LinearResult> linears = method.take_results();
     for (int i = 0; i < kNumLinears; ++i) {
         const std::string name = hf_names::linear_name(layer, i);
@@ -159,7 +162,8 @@ BlockResult quantize_one_block(QuantMethod& method, int64_t layer, DecoderBlock&
     }
     seen.clear();
     if (hidden_fp.defined()) hidden_fp = fp_next.defined() ? fp_next : context.run(fp_block, hidden_fp);
-    hidden = context.run(block, hidden);
+    // The method's outputs hold while its linears are the block's (outliers it left are added back above).
+    hidden = next.defined() && block.linears == method_linears ? std::move(next) : context.run(block, hidden);
     if (measure) result.block_error = relative_error(n_err > 0 ? hidden.narrow(0, 0, n_err) : at::Tensor(), fp_out);
     return result;
 }

@@ -1,7 +1,5 @@
 #include "fuzz_targets.h"
 
-#include <unistd.h>
-
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -12,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "model_fixture.h"
+#include "temp_dir.h"
 #include "quant/slim_bits.h"
 #include "saliq/checkpoint.h"
 #include "saliq/corpus.h"
@@ -161,8 +160,9 @@ void write_folder(const std::string& dir, const std::string& config, const Named
 const Fixture& fixture() {
     static const Fixture f = [] {
         Fixture x;
-        x.dir = temp_directory() + "/saliq-fuzz-" + std::to_string(::getpid());
-        remove_tree(x.dir);
+        // The folder goes when the process ends normally; a crash leaves it beside the input that caused it.
+        static const test::TempDir folder("saliq-fuzz");
+        x.dir = folder.path();
         x.weights = test::random_weights(x.config, 7);
         x.source = test::memory_checkpoint(x.config, x.weights);
         x.source.path = "<fuzz source model>";  // in the resume fingerprint: the same in every process
@@ -201,11 +201,6 @@ const Fixture& fixture() {
         make_directories(x.dir + "/files");
         return x;
     }();
-    // The folder goes when the process ends normally; a crash leaves it beside the input that caused it.
-    static const struct FolderRemover {
-        std::string dir;
-        ~FolderRemover() { remove_tree(dir); }
-    } remover{f.dir};
     return f;
 }
 

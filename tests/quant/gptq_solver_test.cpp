@@ -1,4 +1,5 @@
 // GPTQ's solver on single matrices: the group-aware order (GAR) against the natural order on the permuted problem.
+// The true-sequential Hessians of a block, kept stage to stage, against taking each group's from the block's input.
 #include "quant/gptq_solver.h"
 
 #include <gmock/gmock.h>
@@ -9,6 +10,9 @@
 
 #include "saliq/error.h"
 #include "saliq/ggml_grid.h"
+#include "model_fixture.h"
+#include "saliq/model.h"
+#include "saliq/quantizer.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -127,6 +131,81 @@ TEST(GptqSolver, GridWithADiagonalHessianIsTheGridsRoundToNearestInEitherOrder) 
             EXPECT_TRUE(at::equal(q.ggml_blocks, rtn_blocks)) << ggml_grid_traits(grid).name << group_order;
         }
     }
+}
+
+// A tiny block, its calibration inputs and the context a method sees.
+struct BlockCase {
+    LlamaConfig config = test::tiny_config();
+    Rope rope;
+    DecoderBlock block;
+    at::Tensor inputs;
+    QuantizeOptions options;
+    BlockContext context;
+
+    explicit BlockCase(at::ScalarType storage = at::kFloat) {
+        const Checkpoint ckpt = test::memory_checkpoint(config, test::random_weights(config, 3));
+        block = load_block(*ckpt.tensors, config, PackedInfo{}, 0, at::TensorOptions().dtype(at::kFloat));
+        rope = make_rope(config, 16, at::TensorOptions().dtype(at::kFloat));
+        at::manual_seed(4);
+        inputs = at::randn({5, 16, config.hidden_size}).to(storage);
+        options.batch_size = 2;  // three batches, the last one short
+        options.spec.bits = 2;
+        options.spec.group_size = 8;
+        context.config = &config;
+        context.rope = &rope;
+        context.inputs = &inputs;
+        context.options = &options;
+    }
+    void quantize(DecoderBlock& b, int index) const {
+        b.linears[index] = std::make_shared<QuantizedLinear>(quantize_rtn(b.linears[index]->weight(), options.spec),
+                                                             b.input_norm.options());
+    }
+};
+
+// Each group's Hessians and the block's outputs, group after group quantized: kept stages, or every pass from the
+// block's input (capture_hessians and BlockContext::run, what the pipeline did before stages were kept).
+void expect_kept_stages_change_nothing(BlockCase& c) {
+    DecoderBlock kept = c.block, fresh = c.block;
+    SequentialHessians capture(kept, c.context);
+    for (const auto& group : gptq_linear_order(true)) {
+        const std::vector<at::Tensor> a = capture.next(group);
+        const std::vector<at::Tensor> b = capture_hessians(fresh, c.context, group);
+        for (int index : group) {
+            ASSERT_TRUE(a[index].defined() && b[index].defined()) << index;
+            EXPECT_TRUE(at::equal(a[index], b[index])) << hf_names::kLinearNames[index];
+            c.quantize(kept, index);
+            c.quantize(fresh, index);
+        }
+    }
+    const at::Tensor outputs = capture.outputs();
+    const at::Tensor expected = c.context.run(fresh, c.inputs);
+    EXPECT_EQ(outputs.scalar_type(), c.inputs.scalar_type());
+    EXPECT_TRUE(at::equal(outputs, expected));
+    EXPECT_GT((expected - c.context.run(c.block, c.inputs)).abs().max().item<double>(), 0.0);  // the linears changed
+}
+
+TEST(SequentialHessians, KeptStagesGiveEveryGroupsHessianAndTheOutputsBitForBit) {
+    BlockCase c;
+    expect_kept_stages_change_nothing(c);
+}
+
+TEST(SequentialHessians, NarrowerActivationBuffersStartEveryPassFromTheInput) {
+    BlockCase c(at::kBFloat16);  // stored bf16, computed fp32: a kept fp32 stage would not fit the buffer
+    expect_kept_stages_change_nothing(c);
+}
+
+TEST(SequentialHessians, AKeptStageWhoseLinearsChangedIsComputedAgain) {
+    BlockCase c;
+    DecoderBlock block = c.block;
+    SequentialHessians capture(block, c.context);
+    (void)capture.next({kOProj});  // keeps the attention output
+    c.quantize(block, kQProj);      // out of order: o's input is not what was kept
+    EXPECT_TRUE(at::equal(capture.next({kOProj})[kOProj], capture_hessians(block, c.context, {kOProj})[kOProj]));
+    (void)capture.next({kGateProj, kUpProj});  // keeps the residual after attention
+    c.quantize(block, kOProj);
+    EXPECT_TRUE(at::equal(capture.next({kDownProj})[kDownProj],
+                          capture_hessians(block, c.context, {kDownProj})[kDownProj]));
+    EXPECT_TRUE(at::equal(capture.outputs(), c.context.run(block, c.inputs)));
 }
 
 }  // namespace

@@ -20,9 +20,10 @@ public:
         const QuantizeOptions& o = *context.options;
         nlohmann::json stats = nlohmann::json::object();
         const at::TensorOptions options = block.input_norm.options();
+        SequentialHessians capture(block, context);
         for (const auto& group : gptq_linear_order(o.gptq.true_sequential)) {
             // Hessians of this group's linears from the block's inputs, with every earlier group already quantized.
-            std::vector<at::Tensor> hessians = capture_hessians(block, context, group);
+            std::vector<at::Tensor> hessians = capture.next(group);
             for (int index : group) {
                 const std::string name = hf_names::linear_name(context.layer, index);
                 at::Tensor H = std::move(hessians[index]);
@@ -32,6 +33,7 @@ public:
                 block.linears[index] = std::make_shared<QuantizedLinear>(std::move(q), options);
             }
         }
+        if (context.outputs != nullptr) *context.outputs = capture.outputs();
         return stats;
     }
 };

@@ -38,8 +38,9 @@ public:
         const std::vector<at::Tensor> maps = slim_bit_maps(block, context, stats);
 
         const at::TensorOptions options = block.input_norm.options();
+        SequentialHessians capture(block, context);
         for (const auto& group : gptq_linear_order(o.gptq.true_sequential)) {
-            std::vector<at::Tensor> hessians = capture_hessians(block, context, group);
+            std::vector<at::Tensor> hessians = capture.next(group);
             for (int index : group) {
                 const std::string name = hf_names::linear_name(context.layer, index);
                 const at::Tensor bits = maps[index];
@@ -56,6 +57,7 @@ public:
                 block.linears[index] = std::make_shared<QuantizedLinear>(std::move(q), options);
             }
         }
+        if (context.outputs != nullptr) *context.outputs = capture.outputs();
         return stats;
     }
 };
