@@ -14,6 +14,7 @@
 # A folder that exists is not made again: delete it to rerun a row.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$(pwd)
 build=${SALIQ_BUILD_DIR:-build}
 saliq=$(pwd)/$build/saliq
 export SALIQ_DATA_DIR=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
@@ -21,6 +22,7 @@ model=${SALIQ_MODELS_DIR:-$HOME/.cache/saliq/models}/SmolLM2-135M-Instruct
 [ -f "$model/config.json" ] || { echo "bench_peers: $model missing (scripts/fetch_models.sh)" >&2; exit 1; }
 work=${1:-$HOME/.cache/saliq/peers}
 mkdir -p "$work"
+work=$(cd "$work" && pwd)
 peers=${PEERS-autoround gptqmodel}
 rows=${SALIQ_ROWS-gptq apiq-bw}
 specs=${SPECS:-3:64 2:64}
@@ -74,8 +76,10 @@ for spec in $specs; do
   for peer in $peers; do
     out=$work/$peer-w$bits-g$group
     if [ ! -d "$out" ]; then
-      "$(peer_python "$peer")" scripts/peers/run_peer.py --peer "$peer" --model "$model" --windows "$windows" \
-        --bits "$bits" --group "$group" --iters "$iters" --threads "$threads" --out "$out.tmp" > "$out.log"
+      # run in the work folder: GPTQModel writes a logs/ folder into the current one
+      (cd "$work" && "$(peer_python "$peer")" "$repo/scripts/peers/run_peer.py" --peer "$peer" --model "$model" \
+        --windows "$windows" --bits "$bits" --group "$group" --iters "$iters" --threads "$threads" \
+        --out "$out.tmp" > "$out.log")
       tail -1 "$out.log" > "$out.given.json"  # what it was given: the last line (GPTQModel logs to stdout too)
       mv "$out.tmp" "$out"
     fi
