@@ -226,9 +226,11 @@ int run_table(const TableArgs& a) {
                 continue;
             }
             make_directories(dir);
-            log_info(row.name + " seed " + std::to_string(seed) + ": saliq " + shell_line(quantize));
+            const bool finished = path_exists(model + "/saliq_manifest.json");
+            log_info(row.name + " seed " + std::to_string(seed) +
+                     (finished ? ": " + model + " is a finished folder, scored as it is" : ": saliq " + shell_line(quantize)));
             nlohmann::json result = {{"row", row.name}, {"seed", seed}, {"quantize", quantize}};
-            if (!path_exists(model + "/saliq_manifest.json") && !run_child(quantize, dir + "/quantize.log")) {
+            if (!finished && !run_child(quantize, dir + "/quantize.log")) {
                 log_error(row.name + " seed " + std::to_string(seed) + ": quantize failed (log: " + dir + "/quantize.log)");
                 failed.push_back(row.name + "/s" + std::to_string(seed));
                 continue;

@@ -73,6 +73,24 @@ TEST(TableCli, RunsEveryRowAggregatesSeedsAndKeepsFinishedRuns) {
     EXPECT_NE(r.output.find("done before, kept"), std::string::npos) << r.output;
 }
 
+// A row folder quantized outside the table (a long run made by hand, linked in) is scored as it is, not made again.
+TEST(TableCli, AFinishedFolderIsScoredNotQuantizedAgain) {
+    TempDir dir;
+    const std::string config = table_config(dir, "");
+    auto r = run_saliq("table " + config + " --threads 1 --seeds 0 --rows rtn --keep-models");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto first = nlohmann::json::parse(test::read_bytes(dir.file("out/rtn/s0/result.json")));
+    ASSERT_TRUE(path_exists(dir.file("out/rtn/s0/model/saliq_manifest.json")));
+    ASSERT_TRUE(remove_tree(dir.file("out/rtn/s0/result.json")) && remove_tree(dir.file("out/rtn/s0/quantize.log")));
+    r = run_saliq("--log-level info table " + config + " --threads 1 --seeds 0 --rows rtn --keep-models");
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("is a finished folder, scored as it is"), std::string::npos) << r.output;
+    EXPECT_FALSE(path_exists(dir.file("out/rtn/s0/quantize.log")));
+    const auto again = nlohmann::json::parse(test::read_bytes(dir.file("out/rtn/s0/result.json")));
+    EXPECT_EQ(again["ppl"], first["ppl"]);
+    EXPECT_EQ(again["quantize_seconds"], first["quantize_seconds"]);  // the folder's own manifest
+}
+
 TEST(TableCli, AFailingRowIsReportedAndTheOthersStillRun) {
     TempDir dir;
     const std::string config = table_config(dir, "\n[[row]]\nname = \"broken\"\nargs = \"--method rtn --bits 7\"\n");
