@@ -107,6 +107,7 @@ PY
     if [ ! -d "$out" ]; then
       extra=()
       [ "$row" = apiq-bw ] && extra=(--epochs "$epochs")
+      [ -d "$out.partial" ] && extra+=(--resume)  # an interrupted row goes on from its finished blocks
       start=$(date +%s.%N)
       "$saliq" quantize -m "$model" --method "$row" --bits "$bits" --group-size "$group" --calib c4 \
         --calib-range 0:0.5 --nsamples "$nsamples" --seqlen "$seqlen" --seed 0 --threads "$threads" "${extra[@]}" \
