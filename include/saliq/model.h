@@ -187,7 +187,9 @@ constexpr int64_t kMaxScoreElements = int64_t{16} << 20;
 at::Tensor grouped_query_attention(const LlamaConfig& config, const at::Tensor& q, const at::Tensor& k,
                                    const at::Tensor& v, const at::Tensor& blocked,
                                    int64_t max_score_elements = kMaxScoreElements);
-// The block's gated MLP, down(silu(gate(y)) * up(y)), on normed hidden states y.
+// down_proj's input, silu(gate(y)) * up(y), on normed hidden states y.
+at::Tensor mlp_hidden(const DecoderBlock& block, const at::Tensor& y);
+// The block's gated MLP, down(mlp_hidden(y)), on normed hidden states y.
 at::Tensor mlp_forward(const DecoderBlock& block, const at::Tensor& y);
 
 // Keys and values of the positions a decoder block has seen ([B, nkv, L, d] each; undefined before the first step).

@@ -102,9 +102,12 @@ at::Tensor grouped_query_attention(const LlamaConfig& config, const at::Tensor& 
     return pieces.size() == 1 ? pieces[0] : at::cat(pieces, 0);
 }
 
+at::Tensor mlp_hidden(const DecoderBlock& block, const at::Tensor& y) {
+    return at::silu(block.linears[kGateProj]->forward(y)) * block.linears[kUpProj]->forward(y);
+}
+
 at::Tensor mlp_forward(const DecoderBlock& block, const at::Tensor& y) {
-    return block.linears[kDownProj]->forward(at::silu(block.linears[kGateProj]->forward(y)) *
-                                             block.linears[kUpProj]->forward(y));
+    return block.linears[kDownProj]->forward(mlp_hidden(block, y));
 }
 
 namespace {
@@ -153,7 +156,7 @@ at::Tensor block_linear_input(const DecoderBlock& block, const LlamaConfig& conf
     const at::Tensor y = rms_norm(hidden + block.linears[kOProj]->forward(attention), block.post_norm,
                                   config.rms_norm_eps);
     if (linear == kGateProj || linear == kUpProj) return y;
-    return at::silu(block.linears[kGateProj]->forward(y)) * block.linears[kUpProj]->forward(y);
+    return mlp_hidden(block, y);
 }
 
 at::Tensor gptq_group_index(const TensorSource& tensors, const std::string& linear, const PackedInfo& packed,

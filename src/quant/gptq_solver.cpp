@@ -117,10 +117,7 @@ std::vector<at::Tensor> SequentialHessians::next(const std::vector<int>& indices
                 continue;
             }
             const at::Tensor y = rms_norm(h, block_.post_norm, c.rms_norm_eps);
-            if (index == kDownProj)  // as block_linear_input
-                add(index, at::silu(block_.linears[kGateProj]->forward(y)) * block_.linears[kUpProj]->forward(y));
-            else
-                add(index, y);
+            add(index, index == kDownProj ? mlp_hidden(block_, y) : y);
         }
         if (keep) {
             kept_ = level;
