@@ -34,6 +34,9 @@ public:
     // The caller has copied `name` out and will not read it again soon: memory-mapped sources drop its resident
     // pages (a later get() still works). In-memory sources keep it.
     virtual void release(const std::string& /*name*/) const {}
+    // False for a tensor a view makes up rather than reads (a symmetric compressed-tensors folder's zero points):
+    // it takes no bytes on disk.
+    virtual bool stored(const std::string& /*name*/) const { return true; }
 };
 
 std::shared_ptr<TensorSource> make_memory_source(std::map<std::string, at::Tensor> tensors, std::string origin);
@@ -57,6 +60,9 @@ struct PackedInfo {
     // quant_method "saliq_ggml": each linear's raw GGML blocks (<linear>.qweight, uint8 [out, row_bytes]) and type
     // (<linear>.ggml_type, int32 [1], GGUF's id); `grid` is the type asked for (some rows may hold its fallback).
     GgmlGrid grid = GgmlGrid::kNone;
+    // quant_method "compressed-tensors" (pack-quantized): the folder's tensors are read through
+    // open_compressed_tensors_view, which shows them in GPTQ v2 layout (zeros_v2 is set).
+    bool compressed_tensors = false;
 };
 
 struct Checkpoint {
@@ -74,6 +80,10 @@ struct Checkpoint {
 
 // Parses a config.json "quantization_config" object (GPTQ). Throws FormatError naming `source`.
 PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string& source);
+// A compressed-tensors pack-quantized folder's tensors as GPTQ v2 ones (qweight, qzeros, scales, g_idx), the
+// rest as they are; checks each packed linear's parts against `packed` (compressed_tensors_source.cpp).
+std::shared_ptr<TensorSource> open_compressed_tensors_view(std::shared_ptr<TensorSource> raw,
+                                                            const PackedInfo& packed);
 
 // A folder is read as Hugging Face, a .gguf file as GGUF, another file as llama2.c. `tokenizer_path` overrides the folder's tokenizer.model.
 Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer_path = "");

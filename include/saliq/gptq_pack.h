@@ -12,6 +12,7 @@
 
 #include <ATen/core/Tensor.h>
 
+#include "saliq/bit_stream.h"
 #include "saliq/quantizer.h"
 
 namespace saliq {
@@ -22,11 +23,6 @@ struct GptqTensors {
     at::Tensor scales;   // [G, out] fp16
     at::Tensor g_idx;    // [in] int32
 };
-
-// Packs values [rows, cols] (integers in [0, 2^bits)) along dim 0 into int32 words: [ceil(rows*bits/32), cols].
-at::Tensor pack_bits(const at::Tensor& values, int bits);
-// Inverse of pack_bits for `rows` values per column: returns [rows, cols] uint8.
-at::Tensor unpack_bits(const at::Tensor& packed, int bits, int64_t rows);
 
 GptqTensors gptq_pack(const QuantizedTensor& q, bool zeros_v2);
 // Rebuilds the quantized tensor; throws FormatError(origin) on inconsistent shapes or out-of-range zero points.

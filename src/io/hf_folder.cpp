@@ -117,11 +117,79 @@ int64_t group_size_field(const nlohmann::json& q, const std::string& source) {
     return g;
 }
 
+// compressed-tensors (llm-compressor's output, vLLM's WNA16 route): saliq reads one weight-only integer scheme for
+// every decoder linear, stored pack-quantized (open_compressed_tensors_view shows it as GPTQ v2). Anything that would
+// make saliq's forward another model's (quantized activations or KV cache, sparsity, rotations, linears left out) is
+// refused by name.
+PackedInfo parse_compressed_tensors_config(const nlohmann::json& q, const std::string& source) {
+    auto refuse = [&source](const std::string& why) { throw FormatError(source, "compressed-tensors: " + why); };
+    auto present = [](const nlohmann::json& j, const char* key) {
+        return j.contains(key) && !j[key].is_null() && !(j[key].is_object() && j[key].empty());
+    };
+    const std::string status = string_field(q, "quantization_status", "compressed", source);
+    if (status != "compressed")
+        refuse("quantization_status '" + status + "': saliq reads compressed folders (llm-compressor's "
+                                                  "save_pretrained(save_compressed=True))");
+    if (!q.contains("config_groups") || !q["config_groups"].is_object() || q["config_groups"].size() != 1)
+        refuse("saliq reads exactly one of config_groups (one scheme for every linear)");
+    const nlohmann::json& group = q["config_groups"].begin().value();
+    if (!group.is_object()) refuse("config_groups entry is not an object");
+    const std::string format = string_field(group, "format", string_field(q, "format", "", source), source);
+    if (format != "pack-quantized")
+        refuse("format '" + format + "' is not supported (saliq reads pack-quantized: integer codes packed in int32)");
+    bool all_linears = false;
+    if (group.contains("targets") && group["targets"].is_array())
+        for (const auto& t : group["targets"]) all_linears = all_linears || t == "Linear";
+    if (!all_linears) refuse("the scheme's targets do not include \"Linear\"; saliq reads folders where it covers "
+                             "every linear");
+    for (const char* key : {"input_activations", "output_activations"})
+        if (present(group, key))
+            refuse(std::string(key) + " are quantized; saliq runs weight-only quantized models");
+    if (present(q, "kv_cache_scheme")) refuse("the KV cache is quantized (kv_cache_scheme); saliq does not emulate it");
+    if (present(q, "sparsity_config")) refuse("sparsity_config is set; saliq reads dense quantized weights");
+    if (present(q, "transform_config")) refuse("transform_config (rotations) is set; saliq does not apply them");
+    if (q.contains("ignore") && !q["ignore"].is_null()) {
+        if (!q["ignore"].is_array()) refuse("'ignore' is not a list");
+        for (const auto& name : q["ignore"])
+            if (!name.is_string() || !ends_with(name.get<std::string>(), "lm_head"))
+                refuse("ignore lists " + name.dump() + "; saliq reads folders where every decoder linear is quantized "
+                                                       "(only lm_head left out)");
+    }
+    if (!group.contains("weights") || !group["weights"].is_object()) refuse("the scheme has no 'weights'");
+    const nlohmann::json& w = group["weights"];
+    const std::string type = string_field(w, "type", "int", source);
+    if (type != "int") refuse("weights type '" + type + "' is not int");
+    if (bool_field(w, "dynamic", false, source)) refuse("dynamic weight quantization is not a stored grid");
+    if (!w.contains("num_bits")) refuse("weights.num_bits is missing");
+    PackedInfo info;
+    info.bits = static_cast<int>(int_field(w, "num_bits", 1, 8, source));
+    if (info.bits != 2 && info.bits != 3 && info.bits != 4 && info.bits != 8)
+        refuse("num_bits " + std::to_string(info.bits) + " is not 2, 3, 4 or 8");
+    const std::string strategy = string_field(w, "strategy", "", source);
+    if (strategy == "group") {
+        if (!w.contains("group_size") || w["group_size"].is_null()) refuse("strategy group without a group_size");
+        info.group_size = int_field(w, "group_size", 1, kMaxGroupSize, source);
+    } else if (strategy == "channel") {
+        info.group_size = -1;
+    } else {
+        refuse("weights strategy '" + strategy + "' is not supported (saliq reads group and channel)");
+    }
+    info.symmetric = bool_field(w, "symmetric", true, source);
+    const std::string actorder = string_field(w, "actorder", "", source);
+    if (actorder != "" && actorder != "static" && actorder != "weight" && actorder != "group")
+        refuse("actorder '" + actorder + "' is not supported (saliq reads static, weight and group)");
+    info.desc_act = actorder == "group";  // groups in activation order: weight_g_idx names each column's group
+    info.zeros_v2 = true;
+    info.compressed_tensors = true;
+    return info;
+}
+
 }  // namespace
 
 PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string& source) {
     if (!q.is_object()) throw FormatError(source, "quantization_config is not an object");
     const std::string method = string_field(q, "quant_method", "", source);
+    if (method == "compressed-tensors") return parse_compressed_tensors_config(q, source);
     PackedInfo info;
     if (method == "saliq_binary") {
         info.binarizer = string_field(q, "binarizer", "", source);
@@ -164,7 +232,8 @@ PackedInfo parse_quantization_config(const nlohmann::json& q, const std::string&
     if (method != "gptq" && method != "saliq_mixed" && !auto_round)
         throw FormatError(source, "quantization_config.quant_method '" + method +
                                       "' is not supported (saliq reads GPTQ-packed folders, AutoRound's "
-                                      "auto_round:auto_gptq and its own saliq_binary and saliq_mixed)");
+                                      "auto_round:auto_gptq, compressed-tensors' pack-quantized and its own "
+                                      "saliq_binary and saliq_mixed)");
     info.mixed = method == "saliq_mixed";
     if (!q.contains("bits")) throw FormatError(source, "quantization_config.bits is missing");
     info.bits = static_cast<int>(int_field(q, "bits", 1, 8, source));
@@ -358,7 +427,10 @@ Checkpoint load_checkpoint(const std::string& path, const std::string& tokenizer
             ckpt.format = ckpt.packed.mixed                     ? "saliq_mixed"
                           : !ckpt.packed.binarizer.empty()      ? "saliq_binary"
                           : ckpt.packed.grid != GgmlGrid::kNone ? "saliq_ggml"
+                          : ckpt.packed.compressed_tensors      ? "compressed-tensors"
                                                                 : "gptq";
+            if (ckpt.packed.compressed_tensors)
+                ckpt.tensors = open_compressed_tensors_view(ckpt.tensors, ckpt.packed);
         }
         if (path_exists(path + "/tokenizer.model")) ckpt.tokenizer_path = path + "/tokenizer.model";
         else if (path_exists(path + "/tokenizer.json")) ckpt.tokenizer_path = path + "/tokenizer.json";

@@ -39,7 +39,7 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
         const at::Tensor t = ckpt.tensors->get(name);
         if (ends_with(name, ".outlier_idx")) outliers += t.numel();
         if (ends_with(name, ".significant_idx")) significant += t.numel();
-        const uint64_t bytes = static_cast<uint64_t>(t.numel()) * t.element_size();
+        const uint64_t bytes = ckpt.tensors->stored(name) ? static_cast<uint64_t>(t.numel()) * t.element_size() : 0;
         bytes_total += bytes;
         const bool linear = name.find(".self_attn.") != std::string::npos || name.find(".mlp.") != std::string::npos;
         if (linear) bytes_linear += bytes;
@@ -56,8 +56,9 @@ nlohmann::json inspect_checkpoint(const Checkpoint& ckpt) {
                                {"group_size", ckpt.packed.group_size},
                                {"symmetric", ckpt.packed.symmetric},
                                {"desc_act", ckpt.packed.desc_act},
-                               {"checkpoint_format", !ckpt.packed.binarizer.empty() ? "saliq_binary"
-                                                     : ckpt.packed.zeros_v2       ? "gptq_v2"
+                               {"checkpoint_format", !ckpt.packed.binarizer.empty()   ? "saliq_binary"
+                                                     : ckpt.packed.compressed_tensors ? "compressed-tensors"
+                                                     : ckpt.packed.zeros_v2           ? "gptq_v2"
                                                                                   : "gptq"},
                                {"quantized_linears", n_quantized}};
     if (!ckpt.packed.binarizer.empty()) out["quantization"]["binarizer"] = ckpt.packed.binarizer;

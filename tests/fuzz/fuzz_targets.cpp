@@ -63,8 +63,8 @@ struct Fixture {
     LlamaConfig config = tiny_config();
     std::map<std::string, at::Tensor> weights;
     Checkpoint source;  // the FP model in memory (the resume targets' source)
-    std::string dense_config, packed_config, mixed_config, adapter_config, ggml_config;
-    NamedTensors dense, packed, mixed, adapter, ggml;
+    std::string dense_config, packed_config, mixed_config, adapter_config, ggml_config, ct_config;
+    NamedTensors dense, packed, mixed, adapter, ggml, ct;
 };
 
 // A saliq_ggml (quantize --grid q4_1) folder of the tiny model widened to 32/64 rows, so that every linear takes
@@ -109,6 +109,40 @@ NamedTensors packed_tensors(const Fixture& f) {
         out.emplace_back(base + ".g_idx", t.g_idx);
     }
     return out;
+}
+
+// compressed-tensors' pack-quantized layout (llm-compressor's output) of the same W2 g8 linears.
+NamedTensors ct_tensors(const Fixture& f) {
+    NamedTensors out;
+    for (const auto& [name, w] : f.weights) {
+        if (name.find("_proj.weight") == std::string::npos) {
+            out.emplace_back(name, w);
+            continue;
+        }
+        const std::string base = name.substr(0, name.size() - 7);
+        const CompressedTensorsLinear t = compressed_tensors_linear(quantize_rtn(w, test::rtn_w2g8().spec), base);
+        out.emplace_back(base + ".weight_packed", t.weight_packed);
+        out.emplace_back(base + ".weight_scale", t.weight_scale);
+        out.emplace_back(base + ".weight_zero_point", t.weight_zero_point);
+        out.emplace_back(base + ".weight_shape", t.weight_shape);
+    }
+    return out;
+}
+
+nlohmann::json ct_quantization_config() {
+    const nlohmann::json weights = {{"num_bits", 2},          {"type", "int"},     {"symmetric", false},
+                                    {"strategy", "group"},    {"group_size", 8},   {"dynamic", false},
+                                    {"actorder", "static"}};
+    return {{"quant_method", "compressed-tensors"},
+            {"format", "pack-quantized"},
+            {"quantization_status", "compressed"},
+            {"config_groups",
+             {{"group_0",
+               {{"targets", {"Linear"}}, {"weights", weights}, {"input_activations", nullptr},
+                {"output_activations", nullptr}}}}},
+            {"ignore", {"lm_head"}},
+            {"kv_cache_scheme", nullptr},
+            {"sparsity_config", nlohmann::json::object()}};
 }
 
 // The saliq_mixed layout at an average of 2 bits, groups of 4: widths 1 and 3 (and 2 and 2) side by side.
@@ -169,6 +203,7 @@ const Fixture& fixture() {
         x.dense = NamedTensors(x.weights.begin(), x.weights.end());
         x.packed = packed_tensors(x);
         x.mixed = mixed_tensors(x);
+        x.ct = ct_tensors(x);
         x.adapter = adapter_tensors(x);
         x.ggml = ggml_tensors(x.ggml_config);
         nlohmann::json config = llama_config_to_json(x.config);
@@ -178,6 +213,8 @@ const Fixture& fixture() {
         config["quantization_config"] = {{"quant_method", "saliq_mixed"}, {"bits", 2}, {"group_size", 4},
                                          {"sym", false}, {"desc_act", false}};
         x.mixed_config = config.dump(2);
+        config["quantization_config"] = ct_quantization_config();
+        x.ct_config = config.dump(2);
         x.adapter_config = nlohmann::json({{"peft_type", "LORA"},
                                            {"r", 2},
                                            {"lora_alpha", 4},
@@ -193,6 +230,8 @@ const Fixture& fixture() {
         write_folder(x.dir + "/packed_tensors", x.packed_config, x.packed);
         write_folder(x.dir + "/packed_config", x.packed_config, x.packed);
         write_folder(x.dir + "/mixed_tensors", x.mixed_config, x.mixed);
+        write_folder(x.dir + "/ct_tensors", x.ct_config, x.ct);
+        write_folder(x.dir + "/ct_config", x.ct_config, x.ct);
         write_folder(x.dir + "/ggml_tensors", x.ggml_config, x.ggml);
         write_folder(x.dir + "/adapter_config", x.dense_config, x.dense, x.adapter_config, x.adapter);
         write_folder(x.dir + "/adapter_tensors", x.dense_config, x.dense, x.adapter_config, x.adapter);
@@ -251,6 +290,16 @@ void run_packed_config(const uint8_t* data, size_t size) {
 void run_mixed_tensors(const uint8_t* data, size_t size) {
     write(fixture().dir + "/mixed_tensors/model.safetensors", data, size);
     load_and_run(fixture().dir + "/mixed_tensors");
+}
+
+void run_ct_tensors(const uint8_t* data, size_t size) {
+    write(fixture().dir + "/ct_tensors/model.safetensors", data, size);
+    load_and_run(fixture().dir + "/ct_tensors");
+}
+
+void run_ct_config(const uint8_t* data, size_t size) {
+    write(fixture().dir + "/ct_config/config.json", data, size);
+    load_and_run(fixture().dir + "/ct_config");
 }
 
 void run_ggml_tensors(const uint8_t* data, size_t size) {
@@ -405,6 +454,9 @@ const std::vector<Target> kTargets = {
     {"packed_tensors", "model.safetensors of a GPTQ W2 g8 folder, loaded and run", run_packed_tensors},
     {"packed_config", "config.json (quantization_config) of a GPTQ folder, loaded and run", run_packed_config},
     {"mixed_tensors", "model.safetensors of a saliq_mixed (SliM-LLM) folder, loaded and run", run_mixed_tensors},
+    {"ct_tensors", "model.safetensors of a compressed-tensors pack-quantized W2 g8 folder, loaded and run",
+     run_ct_tensors},
+    {"ct_config", "config.json (quantization_config) of a compressed-tensors folder, loaded and run", run_ct_config},
     {"ggml_tensors", "model.safetensors of a saliq_ggml (--grid q4_1) folder, loaded and run", run_ggml_tensors},
     {"ggml_blocks", "GGML blocks of any type saliq writes (the first byte picks it), decoded and multiplied",
      run_ggml_blocks},
@@ -472,6 +524,16 @@ void write_synthetic_seeds(const std::string& root) {
     seed("packed_tensors", "rtn_w2g8", tmp + "/packed.safetensors");
     write_safetensors(tmp + "/mixed.safetensors", f.mixed, {{"format", "pt"}});
     seed("mixed_tensors", "w2g4_widths_1_2_3", tmp + "/mixed.safetensors");
+    write_safetensors(tmp + "/ct.safetensors", f.ct, {{"format", "pt"}});
+    seed("ct_tensors", "w2g8", tmp + "/ct.safetensors");
+    seed_text("ct_config", "w2g8", f.ct_config);
+    {  // the symmetric spelling (no zero points: refused beside these tensors) and group-wise act-order
+        nlohmann::json config = nlohmann::json::parse(f.ct_config);
+        config["quantization_config"]["config_groups"]["group_0"]["weights"]["symmetric"] = true;
+        seed_text("ct_config", "w2g8_symmetric", config.dump(2));
+        config["quantization_config"]["config_groups"]["group_0"]["weights"]["actorder"] = "group";
+        seed_text("ct_config", "w2g8_actorder_group", config.dump(2));
+    }
     write_safetensors(tmp + "/ggml.safetensors", f.ggml, {{"format", "pt"}});
     seed("ggml_tensors", "q4_1", tmp + "/ggml.safetensors");
     {

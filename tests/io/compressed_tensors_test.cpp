@@ -1,7 +1,9 @@
 // compressed-tensors' pack-quantized export: the bit layout against words computed by hand (2, 3 and 4 bits, a value
 // split across two words), and a whole stories260K folder read back by an independent decoder to the packed folder's
-// own dequantized weights; folders the format cannot hold are refused.
+// own dequantized weights; folders the format cannot hold are refused. Reading such folders (llm-compressor's output)
+// is tested at the end.
 #include <cstdint>
+#include <functional>
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -11,8 +13,10 @@
 #include "saliq/error.h"
 #include "saliq/export.h"
 #include "saliq/file.h"
+#include "saliq/inspect.h"
 #include "saliq/model.h"
 #include "saliq/safetensors.h"
+#include "saliq/strings.h"
 #include "test_utils.h"
 
 namespace saliq {
@@ -207,6 +211,153 @@ TEST(AutoRoundFolder, ReadsAsGptqWithRawZerosAndNaturalGroups) {
         EXPECT_EQ(r.exit_code, 3) << key << ": " << r.output;
         EXPECT_NE(r.output.find(key), std::string::npos) << r.output;
     }
+}
+
+}  // namespace
+}  // namespace saliq
+
+namespace saliq {
+namespace {
+
+// compressed-tensors folders read back (llm-compressor's output; saliq's own export): the export of a stories260K
+// folder loads as the same model weight for weight, asymmetric (zero points packed along out) and symmetric (none
+// stored); the schemes saliq does not run, and parts that do not fit, are refused by name.
+std::string quantize_rtn(const test::TempDir& dir, const std::string& name, int bits, const std::string& extra = "") {
+    const std::string q = dir.file(name);
+    const auto r = test::run_saliq("quantize -m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer() +
+                                   " --method rtn --bits " + std::to_string(bits) + " --group-size 4 -q " + extra +
+                                   " --out " + q);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return q;
+}
+
+std::string export_ct(const std::string& q, const std::string& ct) {
+    const auto r = test::run_saliq("export -m " + q + " --format compressed-tensors -q --out " + ct);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return ct;
+}
+
+void expect_same_linears(const Checkpoint& a, const Checkpoint& b) {
+    const auto opts = at::TensorOptions().dtype(at::kFloat);
+    for (int64_t layer = 0; layer < a.config.n_layers; ++layer) {
+        const DecoderBlock x = load_block(*a.tensors, a.config, a.packed, layer, opts);
+        const DecoderBlock y = load_block(*b.tensors, b.config, b.packed, layer, opts);
+        for (int i = 0; i < kNumLinears; ++i)
+            EXPECT_TRUE(at::equal(x.linears[i]->weight(), y.linears[i]->weight())) << layer << " " << i;
+    }
+}
+
+// The folder's tensors with `drop` (a suffix) left out and `change` applied to the rest; its config as `config`.
+void rewrite(const std::string& from, const std::string& to, const std::string& drop, const nlohmann::json& config,
+             const std::function<void(const std::string&, at::Tensor&)>& change = nullptr) {
+    make_directories(to);
+    const auto reader = SafetensorsReader::open(from + "/model.safetensors");
+    NamedTensors kept;
+    for (const auto& e : reader->entries()) {
+        if (!drop.empty() && ends_with(e.name, drop)) continue;
+        at::Tensor t = reader->tensor(e.name).clone();
+        if (change) change(e.name, t);
+        kept.emplace_back(e.name, t);
+    }
+    write_safetensors(to + "/model.safetensors", kept, {{"format", "pt"}});
+    copy_file(from + "/tokenizer.model", to + "/tokenizer.model");
+    test::write_bytes(to + "/config.json", config.dump(2));
+}
+
+TEST(CompressedTensorsFolder, ReadsBackAsTheFolderItWasExportedFrom) {
+    test::TempDir dir;
+    const std::string eval = " --dataset tinystories --seqlen 64 --max-windows 4";
+    for (int bits : {2, 3}) {
+        const std::string q = quantize_rtn(dir, "q" + std::to_string(bits), bits);
+        const std::string ct = export_ct(q, dir.file("ct" + std::to_string(bits)));
+        const Checkpoint ours = load_checkpoint(q), theirs = load_checkpoint(ct);
+        EXPECT_EQ(theirs.format, "compressed-tensors");
+        EXPECT_EQ(theirs.packed.bits, bits);
+        EXPECT_EQ(theirs.packed.group_size, 4);
+        EXPECT_FALSE(theirs.packed.symmetric);
+        EXPECT_FALSE(theirs.packed.desc_act);
+        EXPECT_FALSE(theirs.tensors->has("model.layers.0.self_attn.q_proj.weight_packed"));  // seen as GPTQ's
+        expect_same_linears(ours, theirs);
+        EXPECT_EQ(inspect_checkpoint(theirs)["quantization"]["checkpoint_format"], "compressed-tensors");
+        if (bits == 3) {  // and the whole model scores the same through the CLI
+            const auto a = test::run_saliq("eval -m " + q + eval), b = test::run_saliq("eval -m " + ct + eval);
+            ASSERT_EQ(a.exit_code, 0) << a.output;
+            ASSERT_EQ(b.exit_code, 0) << b.output;
+            const auto ppl = [](const std::string& out) { return out.substr(out.find("perplexity"), 20); };
+            EXPECT_EQ(ppl(a.output), ppl(b.output));
+        }
+    }
+}
+
+TEST(CompressedTensorsFolder, SymmetricSchemeStoresNoZeroPoints) {
+    test::TempDir dir;
+    const std::string q = quantize_rtn(dir, "q", 3, "--sym"), ct = export_ct(q, dir.file("ct"));
+    nlohmann::json config = nlohmann::json::parse(test::read_bytes(ct + "/config.json"));
+    config["quantization_config"]["config_groups"]["group_0"]["weights"]["symmetric"] = true;
+    const std::string sym = dir.file("sym");
+    rewrite(ct, sym, ".weight_zero_point", config);
+    const Checkpoint ours = load_checkpoint(q), theirs = load_checkpoint(sym);
+    EXPECT_TRUE(theirs.packed.symmetric);
+    expect_same_linears(ours, theirs);
+    // The zero points the view makes up take no bytes: inspect counts what the file holds.
+    const auto reader = SafetensorsReader::open(sym + "/model.safetensors");
+    uint64_t on_disk = 0;
+    for (const auto& e : reader->entries())
+        if (!ends_with(e.name, ".weight_shape")) on_disk += reader->tensor(e.name).nbytes();
+    EXPECT_EQ(inspect_checkpoint(theirs)["bytes"]["tensors"].get<uint64_t>(), on_disk);
+    // Zero points beside a symmetric scheme, or none beside an asymmetric one: which is the model?
+    rewrite(ct, dir.file("sym_with_zeros"), "", config);
+    EXPECT_THROW(load_checkpoint(dir.file("sym_with_zeros")), FormatError);
+    config["quantization_config"]["config_groups"]["group_0"]["weights"]["symmetric"] = false;
+    rewrite(ct, dir.file("asym_without"), ".weight_zero_point", config);
+    try {
+        load_checkpoint(dir.file("asym_without"));
+        ADD_FAILURE() << "an asymmetric folder without zero points loaded";
+    } catch (const FormatError& e) {
+        EXPECT_NE(std::string(e.what()).find("weight_zero_point"), std::string::npos) << e.what();
+    }
+}
+
+TEST(CompressedTensorsFolder, RefusesSchemesSaliqDoesNotRunAndPartsThatDoNotFit) {
+    test::TempDir dir;
+    const std::string ct = export_ct(quantize_rtn(dir, "q", 2), dir.file("ct"));
+    const nlohmann::json config = nlohmann::json::parse(test::read_bytes(ct + "/config.json"));
+    const nlohmann::json good = config["quantization_config"];
+    EXPECT_NO_THROW(parse_quantization_config(good, "c"));
+    const std::vector<std::pair<std::function<void(nlohmann::json&)>, std::string>> cases = {
+        {[](nlohmann::json& q) { q["format"] = "dense"; q["config_groups"]["group_0"]["format"] = "dense"; },
+         "format 'dense'"},
+        {[](nlohmann::json& q) { q["quantization_status"] = "frozen"; }, "quantization_status"},
+        {[](nlohmann::json& q) { q["config_groups"]["group_1"] = q["config_groups"]["group_0"]; }, "one of config_groups"},
+        {[](nlohmann::json& q) { q["config_groups"]["group_0"]["targets"] = {"re:.*q_proj"}; }, "targets"},
+        {[](nlohmann::json& q) {
+             q["config_groups"]["group_0"]["input_activations"] = {{"num_bits", 8}, {"type", "int"}};
+         },
+         "input_activations"},
+        {[](nlohmann::json& q) { q["kv_cache_scheme"] = {{"num_bits", 8}}; }, "kv_cache_scheme"},
+        {[](nlohmann::json& q) { q["ignore"] = {"lm_head", "model.layers.0.mlp.down_proj"}; }, "ignore lists"},
+        {[](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["strategy"] = "tensor"; }, "strategy"},
+        {[](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["type"] = "float"; }, "type 'float'"},
+        {[](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["num_bits"] = 5; }, "num_bits 5"},
+        {[](nlohmann::json& q) { q["config_groups"]["group_0"]["weights"]["actorder"] = "dynamic"; }, "actorder"},
+    };
+    for (const auto& [mutate, expected] : cases) {
+        nlohmann::json bad = good;
+        mutate(bad);
+        try {
+            parse_quantization_config(bad, "c");
+            ADD_FAILURE() << "accepted: " << expected;
+        } catch (const FormatError& e) {
+            EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+        }
+    }
+    // weight_shape that does not match the packed codes: refused as the linear loads (the CLI: exit 3).
+    rewrite(ct, dir.file("shape"), "", config, [](const std::string& name, at::Tensor& t) {
+        if (name == "model.layers.0.self_attn.q_proj.weight_shape") t[1] = t[1].item<int64_t>() + 16;
+    });
+    const auto r = test::run_saliq("eval -m " + dir.file("shape") + " --dataset tinystories --seqlen 64 --max-windows 1");
+    EXPECT_EQ(r.exit_code, 3) << r.output;
+    EXPECT_NE(r.output.find("weight_shape"), std::string::npos) << r.output;
 }
 
 }  // namespace
