@@ -6,7 +6,9 @@
 #   scripts/bench_peers.sh [WORK]
 #   env: SALIQ_BUILD_DIR (build), SALIQ_PEERS_VENV (~/.cache/saliq/peers-venv: AutoRound, on the pip LibTorch's
 #        torch), SALIQ_GPTQMODEL_VENV (~/.cache/saliq/gptqmodel-venv: GPTQModel 7.7 pins torch >= 2.14.1, newer than
-#        that wheel, so it gets a venv and a torch of its own), PEERS (autoround gptqmodel),
+#        that wheel, so it gets a venv and a torch of its own), SALIQ_LLMC_VENV (~/.cache/saliq/llmcompressor-venv:
+#        llm-compressor 0.14 on GPTQModel's torch and transformers, installed without its pins, which would pull
+#        another torch), PEERS (autoround gptqmodel llmcompressor),
 #        SALIQ_ROWS (gptq apiq-bw: saliq's rows), SPECS ("3:64 2:64": bits:group), NSAMPLES (128), SEQLEN (512),
 #        ITERS (200, AutoRound's default), EPOCHS (20, apiq-bw), THREADS (2), MAX_WINDOWS (40; 0 = the whole set)
 # AutoRound folders are also scored by transformers with AutoRound's own dequantizer
@@ -23,7 +25,7 @@ model=${SALIQ_MODELS_DIR:-$HOME/.cache/saliq/models}/SmolLM2-135M-Instruct
 work=${1:-$HOME/.cache/saliq/peers}
 mkdir -p "$work"
 work=$(cd "$work" && pwd)
-peers=${PEERS-autoround gptqmodel}
+peers=${PEERS-autoround gptqmodel llmcompressor}
 rows=${SALIQ_ROWS-gptq apiq-bw}
 specs=${SPECS:-3:64 2:64}
 nsamples=${NSAMPLES:-128}
@@ -35,9 +37,11 @@ max_windows=${MAX_WINDOWS:-40}
 
 venv=${SALIQ_PEERS_VENV:-$HOME/.cache/saliq/peers-venv}
 gptqmodel_venv=${SALIQ_GPTQMODEL_VENV:-$HOME/.cache/saliq/gptqmodel-venv}
+llmc_venv=${SALIQ_LLMC_VENV:-$HOME/.cache/saliq/llmcompressor-venv}
 peer_python() {  # peer -> the python of its venv
   case $1 in
     gptqmodel) echo "$gptqmodel_venv/bin/python" ;;
+    llmcompressor) echo "$llmc_venv/bin/python" ;;
     *) echo "$venv/bin/python" ;;
   esac
 }
@@ -55,7 +59,17 @@ for peer in $peers; do
   case $peer in
     autoround) "$py" -c 'import auto_round' 2>/dev/null || "$py" -m pip install -q auto-round ;;
     gptqmodel) "$py" -c 'import gptqmodel' 2>/dev/null || BUILD_CUDA_EXT=0 "$py" -m pip install -q gptqmodel ;;
-    *) echo "bench_peers: unknown peer $peer (autoround, gptqmodel)" >&2; exit 2 ;;
+    llmcompressor)
+      if ! "$py" -c 'import llmcompressor' 2>/dev/null; then
+        # GPTQModel's venv lends torch, transformers and datasets (its pins would pull torch 2.14 with CUDA wheels)
+        gpy=$(peer_python gptqmodel)
+        [ -x "$gpy" ] || { echo "bench_peers: llmcompressor runs on GPTQModel's venv: run PEERS=gptqmodel first" >&2; exit 2; }
+        "$gpy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
+          > "$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/saliq-gptqmodel.pth"
+        "$py" -m pip install -q --no-deps llmcompressor==0.14.0.1 compressed-tensors==0.19.0 auto-round==0.15.1 \
+          loguru nvidia-ml-py py-cpuinfo
+      fi ;;
+    *) echo "bench_peers: unknown peer $peer (autoround, gptqmodel, llmcompressor)" >&2; exit 2 ;;
   esac
 done
 export HF_HUB_OFFLINE=1 TRANSFORMERS_VERBOSITY=error TOKENIZERS_PARALLELISM=false OMP_NUM_THREADS=$threads
@@ -84,9 +98,12 @@ for spec in $specs; do
       mv "$out.tmp" "$out"
     fi
     score "$out"
-    # The cross-check of saliq's reading: AutoRound's own dequantizer and transformers' forward score the folder too.
-    if [ "$peer" = autoround ] && [ ! -f "$out.transformers.json" ]; then
-      "$(peer_python autoround)" scripts/interop/ppl_peer_transformers.py --model "$out" --autoround-torch --wikitext2 \
+    # The cross-check of saliq's reading: the peer's own dequantizer (AutoRound's QuantLinear, compressed-tensors'
+    # decompressor) and transformers' forward score the folder too.
+    cross=()
+    case $peer in autoround) cross=(--autoround-torch) ;; llmcompressor) cross=(--decompress) ;; esac
+    if [ ${#cross[@]} -gt 0 ] && [ ! -f "$out.transformers.json" ]; then
+      "$(peer_python "$peer")" scripts/interop/ppl_peer_transformers.py --model "$out" "${cross[@]}" --wikitext2 \
         --text "$SALIQ_DATA_DIR/text/wikitext2/wiki.test.raw" --seqlen 512 --max-windows "$max_windows" \
         --threads "$threads" 2>/dev/null | tail -1 > "$out.transformers.json.tmp"
       mv "$out.transformers.json.tmp" "$out.transformers.json"
@@ -140,7 +157,8 @@ print("| tool | W | g | given | wall s | ppl | x FP | ppl, transformers + the pe
 print("|---|---|---|---|---|---|---|---|")
 for r in rows.values():
     g = r["given"]
-    extra = ", ".join(f"{k} {g[k]}" for k in ("iters", "batch_size", "epochs", "damp_percent", "version") if k in g)
+    extra = ", ".join(f"{k} {g[k]}" for k in ("iters", "batch_size", "epochs", "damp_percent", "dampening_frac", "actorder", "version")
+                      if k in g)
     cross = f'{r["ppl_transformers"]:.2f}' if "ppl_transformers" in r else ""
     print(f'| {r["row"]} | {g["bits"]} | {g["group_size"]} | {g["windows"]} x {g["seqlen"]}'
           f'{", " + extra if extra else ""} | {r["wall_s"]:.0f} | {r["ppl"]:.2f} | {r["ppl"] / fp:.2f} | {cross} |')

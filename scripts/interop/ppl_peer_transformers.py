@@ -29,6 +29,10 @@ p.add_argument("--autoround-torch", action="store_true",
                     "QuantLinear (auto_round_extension.torch.qlinear_torch_zp: zero points stored minus one) into a "
                     "dense transformers model; AutoRound 0.16's CPU backends serve that packing only for symmetric "
                     "codes, and its fallback fails on folders without activation settings")
+p.add_argument("--decompress", action="store_true",
+               help="a compressed-tensors folder (llm-compressor's): decompressed to dense weights by the library as "
+                    "transformers loads it (CompressedTensorsConfig(run_compressed=False)); transformers cannot run "
+                    "its packed asymmetric group-wise layout compressed")
 a = p.parse_args()
 torch.set_num_threads(a.threads)
 
@@ -80,6 +84,12 @@ def dense_from_autoround(folder):
 if a.autoround_torch:
     model = dense_from_autoround(a.model)
     linear = "auto_round_extension.torch.qlinear_torch_zp.QuantLinear, dequantized"
+elif a.decompress:
+    from transformers import CompressedTensorsConfig
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        a.model, dtype=torch.float32, device_map="cpu", quantization_config=CompressedTensorsConfig(run_compressed=False))
+    linear = "compressed-tensors, decompressed on load"
 else:
     model = transformers.AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32, device_map="cpu")
     q_proj = next(m for name, m in model.named_modules() if name.endswith("layers.0.self_attn.q_proj"))

@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
 """Quantize a model with a peer tool on saliq's own calibration windows (`saliq windows`), for scripts/bench_peers.sh.
 
-  run_peer.py --peer autoround|gptqmodel --model DIR --windows W.json --bits B --group G --out DIR
+  run_peer.py --peer autoround|gptqmodel|llmcompressor --model DIR --windows W.json --bits B --group G --out DIR
               [--iters N] [--batch 8] [--threads T] [--sym]
 
-Writes a GPTQ-layout folder that saliq reads (AutoRound: its own format in GPTQ's bit layout, auto_round:auto_gptq; GPTQModel: GPTQ v1/v2 as it
-saves) and prints one JSON line: what the peer was given and its wall time (quantization alone, loading excluded).
+Writes a folder that saliq reads (AutoRound: its own format in GPTQ's bit layout, auto_round:auto_gptq; GPTQModel: GPTQ
+v1/v2 as it saves; llm-compressor: compressed-tensors pack-quantized) and prints one JSON line: what the peer was given and its wall time (quantization alone, loading excluded).
 """
 import argparse
 import json
@@ -74,9 +74,33 @@ def run_gptqmodel(a, model_dir, windows):
     return seconds, extra
 
 
+def run_llmcompressor(a, model, tokenizer, windows):
+    from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme
+    from datasets import Dataset
+    from llmcompressor import oneshot
+    from llmcompressor.modifiers.gptq import GPTQModifier
+
+    # The windows as they are (no tokenization, no truncation, no shuffling); its GPTQ at its defaults otherwise.
+    data = Dataset.from_dict({"input_ids": windows, "attention_mask": [[1] * len(w) for w in windows]})
+    scheme = QuantizationScheme(targets=["Linear"], weights=QuantizationArgs(
+        num_bits=a.bits, type="int", symmetric=a.sym, strategy="group", group_size=a.group))
+    recipe = GPTQModifier(config_groups={"group_0": scheme}, ignore=["lm_head"])
+    t0, c0 = time.time(), time.process_time()
+    model = oneshot(model=model, tokenizer=tokenizer, dataset=data, recipe=recipe, max_seq_length=len(windows[0]),
+                    num_calibration_samples=len(windows), shuffle_calibration_samples=False)
+    seconds = time.time() - t0
+    cpu_s = round(time.process_time() - c0, 1)
+    model.save_pretrained(a.out, save_compressed=True)  # pack-quantized
+    tokenizer.save_pretrained(a.out)
+    extra = {k: (v if isinstance(v, (int, float, str, bool)) or v is None else str(v))
+             for k, v in ((k, getattr(recipe, k, None)) for k in ("dampening_frac", "actorder", "block_size"))}
+    extra["cpu_s"] = cpu_s
+    return seconds, extra
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--peer", choices=["autoround", "gptqmodel"], required=True)
+    p.add_argument("--peer", choices=["autoround", "gptqmodel", "llmcompressor"], required=True)
     p.add_argument("--model", required=True)
     p.add_argument("--windows", required=True)
     p.add_argument("--bits", type=int, required=True)
@@ -92,12 +116,13 @@ def main():
     if a.threads > 0:
         torch.set_num_threads(a.threads)
     info, windows = windows_of(a.windows)
-    if a.peer == "autoround":
+    if a.peer in ("autoround", "llmcompressor"):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         model = AutoModelForCausalLM.from_pretrained(a.model, torch_dtype=torch.float32)
         tokenizer = AutoTokenizer.from_pretrained(a.model)
-        seconds, extra = run_autoround(a, model, tokenizer, windows)
+        run = run_autoround if a.peer == "autoround" else run_llmcompressor
+        seconds, extra = run(a, model, tokenizer, windows)
     else:
         seconds, extra = run_gptqmodel(a, a.model, windows)
     given = {"peer": a.peer, "bits": a.bits, "group_size": a.group, "sym": a.sym, "windows": len(windows),
@@ -106,7 +131,8 @@ def main():
     given.update(extra)
     try:
         import importlib.metadata as md
-        given["version"] = md.version("auto-round" if a.peer == "autoround" else "gptqmodel")
+        given["version"] = md.version({"autoround": "auto-round", "gptqmodel": "gptqmodel",
+                                       "llmcompressor": "llmcompressor"}[a.peer])
     except Exception:  # noqa: BLE001 - the version is a label only
         pass
     print(json.dumps(given))
