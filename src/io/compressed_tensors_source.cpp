@@ -105,7 +105,11 @@ public:
 
     bool stored(const std::string& name) const override { return !stored_name(name).empty(); }
 
-    std::string origin() const override { return raw_->origin(); }
+    // Checks downstream name the GPTQ parts: the origin says what they are in this folder.
+    std::string origin() const override {
+        return raw_->origin() + " [compressed-tensors read as GPTQ: qweight, qzeros, scales are weight_packed, "
+                                "weight_zero_point, weight_scale transposed]";
+    }
 
 private:
     const std::string& stored_name(const std::string& name) const {
