@@ -4,6 +4,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <map>
 
 #include <ATen/ATen.h>
@@ -67,6 +68,22 @@ struct Fixture {
     NamedTensors dense, packed, mixed, adapter, ggml, ct;
 };
 
+// A folder's tensors: every linear's weight replaced by the parts `pack` stores for it (named "<linear>" + suffix),
+// the other tensors as they are.
+using PackLinear = std::function<NamedTensors(const at::Tensor& weight)>;
+NamedTensors packed_folder(const std::map<std::string, at::Tensor>& weights, const PackLinear& pack) {
+    NamedTensors out;
+    for (const auto& [name, w] : weights) {
+        if (name.find("_proj.weight") == std::string::npos) {
+            out.emplace_back(name, w);
+            continue;
+        }
+        const std::string base = name.substr(0, name.size() - std::string(".weight").size());
+        for (const auto& [suffix, t] : pack(w)) out.emplace_back(base + suffix, t);
+    }
+    return out;
+}
+
 // A saliq_ggml (quantize --grid q4_1) folder of the tiny model widened to 32/64 rows, so that every linear takes
 // Q4_1's blocks of 32.
 NamedTensors ggml_tensors(std::string& config_json) {
@@ -74,59 +91,33 @@ NamedTensors ggml_tensors(std::string& config_json) {
     c.hidden_size = 32;
     c.head_dim = 16;
     c.intermediate_size = 64;
-    NamedTensors out;
     QuantSpec spec;
     spec.grid = GgmlGrid::kQ4_1;
-    for (const auto& [name, w] : test::random_weights(c, 7)) {
-        if (name.find("_proj.weight") == std::string::npos) {
-            out.emplace_back(name, w);
-            continue;
-        }
-        const std::string base = name.substr(0, name.size() - 7);
-        const QuantizedTensor q = quantize_rtn(w, spec);
-        out.emplace_back(base + ".qweight", q.ggml_blocks);
-        out.emplace_back(base + ".ggml_type", at::full({1}, 3, at::kInt));
-    }
     nlohmann::json config = llama_config_to_json(c);
     config["quantization_config"] = {{"quant_method", "saliq_ggml"}, {"grid", "q4_1"}};
     config_json = config.dump(2);
-    return out;
+    return packed_folder(test::random_weights(c, 7), [&spec](const at::Tensor& w) {
+        return NamedTensors{{".qweight", quantize_rtn(w, spec).ggml_blocks},
+                            {".ggml_type", at::full({1}, 3, at::kInt)}};
+    });
 }
 
 NamedTensors packed_tensors(const Fixture& f) {
-    NamedTensors out;
-    for (const auto& [name, w] : f.weights) {
-        const bool linear = name.find("_proj.weight") != std::string::npos;
-        if (!linear) {
-            out.emplace_back(name, w);
-            continue;
-        }
-        const std::string base = name.substr(0, name.size() - 7);
+    return packed_folder(f.weights, [](const at::Tensor& w) {
         const GptqTensors t = gptq_pack(quantize_rtn(w, test::rtn_w2g8().spec), /*zeros_v2=*/true);
-        out.emplace_back(base + ".qweight", t.qweight);
-        out.emplace_back(base + ".qzeros", t.qzeros);
-        out.emplace_back(base + ".scales", t.scales);
-        out.emplace_back(base + ".g_idx", t.g_idx);
-    }
-    return out;
+        return NamedTensors{{".qweight", t.qweight}, {".qzeros", t.qzeros}, {".scales", t.scales}, {".g_idx", t.g_idx}};
+    });
 }
 
 // compressed-tensors' pack-quantized layout (llm-compressor's output) of the same W2 g8 linears.
 NamedTensors ct_tensors(const Fixture& f) {
-    NamedTensors out;
-    for (const auto& [name, w] : f.weights) {
-        if (name.find("_proj.weight") == std::string::npos) {
-            out.emplace_back(name, w);
-            continue;
-        }
-        const std::string base = name.substr(0, name.size() - 7);
-        const CompressedTensorsLinear t = compressed_tensors_linear(quantize_rtn(w, test::rtn_w2g8().spec), base);
-        out.emplace_back(base + ".weight_packed", t.weight_packed);
-        out.emplace_back(base + ".weight_scale", t.weight_scale);
-        out.emplace_back(base + ".weight_zero_point", t.weight_zero_point);
-        out.emplace_back(base + ".weight_shape", t.weight_shape);
-    }
-    return out;
+    return packed_folder(f.weights, [](const at::Tensor& w) {
+        const CompressedTensorsLinear t = compressed_tensors_linear(quantize_rtn(w, test::rtn_w2g8().spec), "fuzz");
+        return NamedTensors{{".weight_packed", t.weight_packed},
+                            {".weight_scale", t.weight_scale},
+                            {".weight_zero_point", t.weight_zero_point},
+                            {".weight_shape", t.weight_shape}};
+    });
 }
 
 nlohmann::json ct_quantization_config() {
@@ -149,13 +140,7 @@ nlohmann::json ct_quantization_config() {
 NamedTensors mixed_tensors(const Fixture& f) {
     QuantSpec spec = test::rtn_w2g8().spec;
     spec.group_size = 4;
-    NamedTensors out;
-    for (const auto& [name, w] : f.weights) {
-        if (name.find("_proj.weight") == std::string::npos) {
-            out.emplace_back(name, w);
-            continue;
-        }
-        const std::string base = name.substr(0, name.size() - 7);
+    return packed_folder(f.weights, [&spec](const at::Tensor& w) {
         QuantizedTensor q = quantize_rtn(w, spec);
         const int64_t G = spec.n_groups(w.size(1));
         q.group_bits = at::full({G}, 2, at::kLong);
@@ -163,12 +148,9 @@ NamedTensors mixed_tensors(const Fixture& f) {
         q.group_bits[1] = 3;
         q.codes.narrow(1, 0, 4).clamp_max_(1);
         const MixedTensors m = mixed_pack(q);
-        out.emplace_back(base + ".qweight", m.qweight);
-        out.emplace_back(base + ".scales", m.scales);
-        out.emplace_back(base + ".zeros", m.zeros);
-        out.emplace_back(base + ".group_bits", m.group_bits);
-    }
-    return out;
+        return NamedTensors{{".qweight", m.qweight}, {".scales", m.scales}, {".zeros", m.zeros},
+                            {".group_bits", m.group_bits}};
+    });
 }
 
 NamedTensors adapter_tensors(const Fixture& f) {
@@ -267,44 +249,35 @@ void run_llama2c(const uint8_t* data, size_t size) {
     touch_all(read_llama2c(file("m.bin")));
 }
 
+// One file of a fixture folder replaced by the input, the folder loaded and run.
+void run_folder_file(const char* folder, const char* file_name, const uint8_t* data, size_t size) {
+    write(fixture().dir + "/" + folder + "/" + file_name, data, size);
+    load_and_run(fixture().dir + "/" + folder);
+}
+
 void run_hf_config(const uint8_t* data, size_t size) {
-    write(fixture().dir + "/hf_config/config.json", data, size);
-    load_and_run(fixture().dir + "/hf_config");
+    run_folder_file("hf_config", "config.json", data, size);
 }
-
 void run_shard_index(const uint8_t* data, size_t size) {
-    write(fixture().dir + "/shard_index/model.safetensors.index.json", data, size);
-    load_and_run(fixture().dir + "/shard_index");
+    run_folder_file("shard_index", "model.safetensors.index.json", data, size);
 }
-
 void run_packed_tensors(const uint8_t* data, size_t size) {
-    write(fixture().dir + "/packed_tensors/model.safetensors", data, size);
-    load_and_run(fixture().dir + "/packed_tensors");
+    run_folder_file("packed_tensors", "model.safetensors", data, size);
 }
-
 void run_packed_config(const uint8_t* data, size_t size) {
-    write(fixture().dir + "/packed_config/config.json", data, size);
-    load_and_run(fixture().dir + "/packed_config");
+    run_folder_file("packed_config", "config.json", data, size);
 }
-
 void run_mixed_tensors(const uint8_t* data, size_t size) {
-    write(fixture().dir + "/mixed_tensors/model.safetensors", data, size);
-    load_and_run(fixture().dir + "/mixed_tensors");
+    run_folder_file("mixed_tensors", "model.safetensors", data, size);
 }
-
 void run_ct_tensors(const uint8_t* data, size_t size) {
-    write(fixture().dir + "/ct_tensors/model.safetensors", data, size);
-    load_and_run(fixture().dir + "/ct_tensors");
+    run_folder_file("ct_tensors", "model.safetensors", data, size);
 }
-
 void run_ct_config(const uint8_t* data, size_t size) {
-    write(fixture().dir + "/ct_config/config.json", data, size);
-    load_and_run(fixture().dir + "/ct_config");
+    run_folder_file("ct_config", "config.json", data, size);
 }
-
 void run_ggml_tensors(const uint8_t* data, size_t size) {
-    write(fixture().dir + "/ggml_tensors/model.safetensors", data, size);
-    load_and_run(fixture().dir + "/ggml_tensors");
+    run_folder_file("ggml_tensors", "model.safetensors", data, size);
 }
 
 // GGML blocks of any type decoded and multiplied: the first byte picks the type, the rest are rows of two blocks.
@@ -332,15 +305,11 @@ void run_bit_map(const uint8_t* data, size_t size) {  // --bit-map FILE, checked
 }
 
 void run_adapter_config(const uint8_t* data, size_t size) {
-    write(fixture().dir + "/adapter_config/adapter_config.json", data, size);
-    load_and_run(fixture().dir + "/adapter_config");
+    run_folder_file("adapter_config", "adapter_config.json", data, size);
 }
-
 void run_adapter_tensors(const uint8_t* data, size_t size) {
-    write(fixture().dir + "/adapter_tensors/adapter_model.safetensors", data, size);
-    load_and_run(fixture().dir + "/adapter_tensors");
+    run_folder_file("adapter_tensors", "adapter_model.safetensors", data, size);
 }
-
 void run_task(const char* task, const char* file_name, const uint8_t* data, size_t size) {
     const std::string root = fixture().dir + "/tasks";
     const std::string folder = root + "/tasks/" + (std::string(task).rfind("arc", 0) == 0 ? "arc" : task);
