@@ -35,15 +35,22 @@ class CompressedTensorsView : public TensorSource {
 public:
     CompressedTensorsView(std::shared_ptr<TensorSource> raw, const PackedInfo& packed)
         : raw_(std::move(raw)), bits_(packed.bits), symmetric_(packed.symmetric) {
+        // A name the view would show twice (a GPTQ part stored beside the compressed-tensors one it stands for) is
+        // refused: which of the two is the model?
+        auto show = [this](const std::string& as, const std::string& stored) {
+            const auto [it, added] = names_.emplace(as, stored);
+            if (!added)
+                throw FormatError(raw_->origin(), "tensors '" + it->second + "' and '" + stored + "' both stand for '" +
+                                                      as + "'");
+        };
         for (const auto& name : raw_->names()) {
             bool part = ends_with(name, kShape);
             for (const Part& p : kParts) {
                 if (!ends_with(name, p.stored)) continue;
-                const std::string base = name.substr(0, name.size() - std::string(p.stored).size());
-                names_[base + p.gptq] = name;
+                show(base_of(name, p.stored) + p.gptq, name);
                 part = true;
             }
-            if (!part) names_[name] = name;
+            if (!part) show(name, name);
         }
         // Every packed linear has its scales and shape, and its zero points exactly when the scheme is asymmetric
         // (a symmetric one stores none: the view gives it the constant ones).
@@ -52,7 +59,8 @@ public:
             const std::string base = base_of(name, ".weight_packed");
             for (const char* needed : {".weight_scale", kShape})
                 if (!raw_->has(base + needed))
-                    throw FormatError(raw_->origin(), "tensor '" + base + needed + "' is missing beside '" + name + "'");
+                    throw FormatError(raw_->origin(),
+                                      "tensor '" + base + needed + "' is missing beside '" + name + "'");
             const bool has_zeros = raw_->has(base + ".weight_zero_point");
             if (symmetric_ && has_zeros)
                 throw FormatError(raw_->origin(), "'" + base + ".weight_zero_point' in a folder whose scheme is "

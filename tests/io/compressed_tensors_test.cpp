@@ -351,6 +351,22 @@ TEST(CompressedTensorsFolder, RefusesSchemesSaliqDoesNotRunAndPartsThatDoNotFit)
             EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
         }
     }
+    // A GPTQ part stored beside the compressed-tensors part it would be read as.
+    rewrite(ct, dir.file("both"), "", config);
+    {
+        const auto reader = SafetensorsReader::open(ct + "/model.safetensors");
+        NamedTensors all;
+        for (const auto& e : reader->entries()) all.emplace_back(e.name, reader->tensor(e.name).clone());
+        all.emplace_back("model.layers.0.self_attn.q_proj.scales",
+                         reader->tensor("model.layers.0.self_attn.q_proj.weight_scale").t().contiguous());
+        write_safetensors(dir.file("both") + "/model.safetensors", all, {{"format", "pt"}});
+    }
+    try {
+        load_checkpoint(dir.file("both"));
+        ADD_FAILURE() << "a folder with both scales and weight_scale loaded";
+    } catch (const FormatError& e) {
+        EXPECT_NE(std::string(e.what()).find("both stand for"), std::string::npos) << e.what();
+    }
     // weight_shape that does not match the packed codes: refused as the linear loads (the CLI: exit 3).
     rewrite(ct, dir.file("shape"), "", config, [](const std::string& name, at::Tensor& t) {
         if (name == "model.layers.0.self_attn.q_proj.weight_shape") t[1] = t[1].item<int64_t>() + 16;
