@@ -108,7 +108,8 @@ void export_compressed_tensors(const Checkpoint& checkpoint, const std::string& 
 void write_imatrix_gguf(const std::string& path, const std::map<std::string, at::Tensor>& square_sums, int64_t tokens,
                         const std::string& dataset, int64_t windows, int64_t seqlen);
 
-// One linear's compressed-tensors tensors (weight_packed, weight_scale, weight_zero_point, weight_shape).
+// One linear's compressed-tensors tensors (weight_packed, weight_scale, weight_zero_point, weight_shape); a symmetric
+// linear has no weight_zero_point (undefined).
 struct CompressedTensorsLinear {
     at::Tensor weight_packed, weight_scale, weight_zero_point, weight_shape;
 };

@@ -2,7 +2,9 @@
 // from a GPTQ-packed saliq folder, value for value: per linear
 //   weight_packed      [out, ceil(in*b/32)] int32: each row's codes as one LSB-first bit stream (code k at bits
 //                      [k*b, (k+1)*b)), stored unsigned (the library's signed value + 2^(b-1): saliq's code as is);
-//   weight_zero_point  [ceil(out*b/32), G] int32: zero points packed the same way along the output dim;
+//   weight_zero_point  [ceil(out*b/32), G] int32: zero points packed the same way along the output dim (asymmetric
+//                      folders only: a symmetric one's are all 2^(b-1), the library's signed zero, and the scheme
+//                      says symmetric without storing them, as llm-compressor's W4A16 does);
 //   weight_scale       [out, G] fp16;  weight_shape [2] int64 = [out, in];
 // so the library's dequantization (q - zp) * s is saliq's s (c - z). Embeddings, norms and the head stay as stored
 // (the head is listed in `ignore`). The format has no g_idx, no per-group widths and no sparse parts: act-order,
@@ -48,7 +50,7 @@ void check_exportable(const Checkpoint& ckpt) {
 }
 
 nlohmann::json quantization_config(const PackedInfo& p) {
-    const nlohmann::json weights = {{"num_bits", p.bits},     {"type", "int"},         {"symmetric", false},
+    const nlohmann::json weights = {{"num_bits", p.bits},     {"type", "int"},         {"symmetric", p.symmetric},
                                     {"strategy", "group"},    {"group_size", p.group_size},
                                     {"dynamic", false},       {"observer", "minmax"},  {"actorder", nullptr}};
     return {{"quant_method", "compressed-tensors"},
@@ -85,9 +87,14 @@ CompressedTensorsLinear compressed_tensors_linear(const QuantizedTensor& q, cons
     if (!at::equal(zeros, at::round(zeros)) || zeros.min().item<double>() < 0 ||
         zeros.max().item<double>() > static_cast<double>(q.spec.maxq()))
         throw ConfigError(origin + ": zero points outside the integer grid [0, maxq]");
+    const double middle = static_cast<double>(int64_t{1} << (q.spec.bits - 1));
+    if (q.spec.symmetric && (zeros.min().item<double>() != middle || zeros.max().item<double>() != middle))
+        throw ConfigError(strprintf("%s: a symmetric linear with zero points other than %g, which compressed-tensors' "
+                                    "symmetric scheme cannot store",
+                                    origin.c_str(), middle));
     CompressedTensorsLinear t;
     t.weight_packed = pack_bits(q.codes.cpu().t().contiguous(), q.spec.bits).t().contiguous();
-    t.weight_zero_point = pack_bits(zeros.to(at::kLong), q.spec.bits);
+    if (!q.spec.symmetric) t.weight_zero_point = pack_bits(zeros.to(at::kLong), q.spec.bits);
     t.weight_scale = q.scales.cpu().to(at::kHalf).contiguous();
     t.weight_shape = at::tensor({out, in}, at::kLong);
     return t;
@@ -108,7 +115,7 @@ void export_compressed_tensors(const Checkpoint& ckpt, const std::string& out, b
     struct Entry {
         std::string name;          // the tensor as stored, or the linear's name
         int64_t out = 0, in = 0;   // a linear's shape; 0 for a tensor written as stored
-        int part = 0;              // a linear's weight_packed, weight_scale, weight_zero_point, weight_shape
+        int part = 0;              // a linear's weight_packed, weight_scale, weight_shape, weight_zero_point
     };
     std::map<std::string, std::vector<int64_t>> linears;  // "<linear>.weight" -> [out, in]
     for (int64_t layer = 0; layer < c.n_layers; ++layer)
@@ -127,9 +134,9 @@ void export_compressed_tensors(const Checkpoint& ckpt, const std::string& out, b
         const int64_t o = linear->second[0], n = linear->second[1], G = spec.n_groups(n), b = spec.bits;
         specs.push_back({base + ".weight_packed", at::kInt, {o, (n * b + 31) / 32}});
         specs.push_back({base + ".weight_scale", at::kHalf, {o, G}});
-        specs.push_back({base + ".weight_zero_point", at::kInt, {(o * b + 31) / 32, G}});
         specs.push_back({base + ".weight_shape", at::kLong, {2}});
-        for (int part = 0; part < 4; ++part) entries.push_back({base, o, n, part});
+        if (!spec.symmetric) specs.push_back({base + ".weight_zero_point", at::kInt, {(o * b + 31) / 32, G}});
+        for (int part = 0; part < (spec.symmetric ? 3 : 4); ++part) entries.push_back({base, o, n, part});
     }
     std::string current;  // the linear whose parts are being written
     CompressedTensorsLinear parts;
@@ -143,8 +150,8 @@ void export_compressed_tensors(const Checkpoint& ckpt, const std::string& out, b
             parts = compressed_tensors_linear(gptq_unpack(t, spec, e.in, e.out, ckpt.packed.zeros_v2, origin), origin);
             current = e.name;
         }
-        const at::Tensor* part[] = {&parts.weight_packed, &parts.weight_scale, &parts.weight_zero_point,
-                                    &parts.weight_shape};
+        const at::Tensor* part[] = {&parts.weight_packed, &parts.weight_scale, &parts.weight_shape,
+                                    &parts.weight_zero_point};
         return *part[e.part];
     };
     write_safetensors_streamed(staging.file("model.safetensors"), specs, produce, {{"format", "pt"}}, [&](size_t i) {
@@ -158,8 +165,9 @@ void export_compressed_tensors(const Checkpoint& ckpt, const std::string& out, b
         for (const char* f : {"adapter_config.json", "adapter_model.safetensors"})
             if (path_exists(ckpt.adapter_path + "/" + f)) copy_file(ckpt.adapter_path + "/" + f, staging.file(f));
     staging.commit();
-    log_info(strprintf("wrote %s: compressed-tensors pack-quantized W%d g%lld asymmetric%s", out.c_str(),
+    log_info(strprintf("wrote %s: compressed-tensors pack-quantized W%d g%lld %s%s", out.c_str(),
                        ckpt.packed.bits, (long long)ckpt.packed.group_size,
+                       ckpt.packed.symmetric ? "symmetric" : "asymmetric",
                        ckpt.adapter_path.empty() ? "" : ", with the folder's PEFT adapters beside it"));
 }
 

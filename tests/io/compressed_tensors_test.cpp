@@ -75,6 +75,11 @@ TEST(CompressedTensors, CodesPackAsOneLsbFirstStreamPerRow) {
     act_order.g_idx = at::tensor(std::vector<int64_t>{1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0});
     EXPECT_THROW(compressed_tensors_linear(act_order, "t"), ConfigError);
     EXPECT_THROW(compressed_tensors_linear(one_row(c2, 2, 16, 0.5), "t"), ConfigError);  // fractional zero
+    QuantizedTensor off_middle = one_row(c2, 2, 16, 1);  // symmetric, but not the library's zero (2 at 2 bits)
+    off_middle.spec.symmetric = true;
+    EXPECT_THROW(compressed_tensors_linear(off_middle, "t"), ConfigError);
+    off_middle.zeros.fill_(2);
+    EXPECT_FALSE(compressed_tensors_linear(off_middle, "t").weight_zero_point.defined());
 }
 
 // The independent reader: bit stream per row (weights) and per column (zero points), value (u_q - u_zp) * s.
@@ -291,11 +296,12 @@ TEST(CompressedTensorsFolder, ReadsBackAsTheFolderItWasExportedFrom) {
 
 TEST(CompressedTensorsFolder, SymmetricSchemeStoresNoZeroPoints) {
     test::TempDir dir;
-    const std::string q = quantize_rtn(dir, "q", 3, "--sym"), ct = export_ct(q, dir.file("ct"));
-    nlohmann::json config = nlohmann::json::parse(test::read_bytes(ct + "/config.json"));
-    config["quantization_config"]["config_groups"]["group_0"]["weights"]["symmetric"] = true;
-    const std::string sym = dir.file("sym");
-    rewrite(ct, sym, ".weight_zero_point", config);
+    // A symmetric folder exports as llm-compressor's W4A16 is stored: symmetric true, no zero points.
+    const std::string q = quantize_rtn(dir, "q", 3, "--sym"), sym = export_ct(q, dir.file("sym"));
+    nlohmann::json config = nlohmann::json::parse(test::read_bytes(sym + "/config.json"));
+    EXPECT_EQ(config["quantization_config"]["config_groups"]["group_0"]["weights"]["symmetric"], true);
+    EXPECT_FALSE(
+        SafetensorsReader::open(sym + "/model.safetensors")->has("model.layers.0.mlp.up_proj.weight_zero_point"));
     const Checkpoint ours = load_checkpoint(q), theirs = load_checkpoint(sym);
     EXPECT_TRUE(theirs.packed.symmetric);
     expect_same_linears(ours, theirs);
@@ -306,10 +312,11 @@ TEST(CompressedTensorsFolder, SymmetricSchemeStoresNoZeroPoints) {
         if (!ends_with(e.name, ".weight_shape")) on_disk += reader->tensor(e.name).nbytes();
     EXPECT_EQ(inspect_checkpoint(theirs)["bytes"]["tensors"].get<uint64_t>(), on_disk);
     // Zero points beside a symmetric scheme, or none beside an asymmetric one: which is the model?
+    const std::string ct = export_ct(quantize_rtn(dir, "asym", 3), dir.file("ct"));
     rewrite(ct, dir.file("sym_with_zeros"), "", config);
     EXPECT_THROW(load_checkpoint(dir.file("sym_with_zeros")), FormatError);
     config["quantization_config"]["config_groups"]["group_0"]["weights"]["symmetric"] = false;
-    rewrite(ct, dir.file("asym_without"), ".weight_zero_point", config);
+    rewrite(sym, dir.file("asym_without"), "", config);
     try {
         load_checkpoint(dir.file("asym_without"));
         ADD_FAILURE() << "an asymmetric folder without zero points loaded";
@@ -328,7 +335,8 @@ TEST(CompressedTensorsFolder, RefusesSchemesSaliqDoesNotRunAndPartsThatDoNotFit)
         {[](nlohmann::json& q) { q["format"] = "dense"; q["config_groups"]["group_0"]["format"] = "dense"; },
          "format 'dense'"},
         {[](nlohmann::json& q) { q["quantization_status"] = "frozen"; }, "quantization_status"},
-        {[](nlohmann::json& q) { q["config_groups"]["group_1"] = q["config_groups"]["group_0"]; }, "one of config_groups"},
+        {[](nlohmann::json& q) { q["config_groups"]["group_1"] = q["config_groups"]["group_0"]; },
+         "one of config_groups"},
         {[](nlohmann::json& q) { q["config_groups"]["group_0"]["targets"] = {"re:.*q_proj"}; }, "targets"},
         {[](nlohmann::json& q) {
              q["config_groups"]["group_0"]["input_activations"] = {{"num_bits", 8}, {"type", "int"}};
@@ -371,7 +379,8 @@ TEST(CompressedTensorsFolder, RefusesSchemesSaliqDoesNotRunAndPartsThatDoNotFit)
     rewrite(ct, dir.file("shape"), "", config, [](const std::string& name, at::Tensor& t) {
         if (name == "model.layers.0.self_attn.q_proj.weight_shape") t[1] = t[1].item<int64_t>() + 16;
     });
-    const auto r = test::run_saliq("eval -m " + dir.file("shape") + " --dataset tinystories --seqlen 64 --max-windows 1");
+    const auto r =
+        test::run_saliq("eval -m " + dir.file("shape") + " --dataset tinystories --seqlen 64 --max-windows 1");
     EXPECT_EQ(r.exit_code, 3) << r.output;
     EXPECT_NE(r.output.find("weight_shape"), std::string::npos) << r.output;
 }
