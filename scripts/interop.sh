@@ -16,8 +16,8 @@
 #      and saliq's converted folder give saliq's perplexity and greedy continuation; transformers reads the folder's
 #      tokenizer.json to saliq's ids; `export --format gguf` of the folder writes the tokenizer and llama keys the shipped
 #      GGUF has.
-#   7. compressed-tensors' own decompressor reads `saliq export --format compressed-tensors` (W2/W3/W4) to saliq's
-#      weights exactly (at fp16, the dtype the library dequantizes in).
+#   7. compressed-tensors' own decompressor reads `saliq export --format compressed-tensors` (W2/W3/W4, and W4
+#      symmetric without zero points) to saliq's weights exactly (at fp16, the dtype the library dequantizes in).
 #   8. gguf-py's dequantizers read `export --format gguf` of `quantize --grid` folders (every GGML type saliq writes)
 #      to saliq's own dequantized weights exactly.
 #   9. with LLAMA=1: llama.cpp (llama-cpp-python, compiled from PyPI's source into SALIQ_LLAMA_VENV) scores those
@@ -197,11 +197,12 @@ print("%s  SmolLM2 export --format gguf: %d tokenizer/llama keys as the shipped 
 sys.exit(1 if differing else 0)
 PY
 fi
-echo "== 7. compressed-tensors' own decompressor on export --format compressed-tensors (W2/W3/W4 g4, stories260K)"
+echo "== 7. compressed-tensors' own decompressor on export --format compressed-tensors (W2/W3/W4 g4 and symmetric W4, stories260K)"
 "$py" -c 'import compressed_tensors' 2>/dev/null || "$py" -m pip install -q compressed-tensors
-for b in 2 3 4; do
-  "$saliq" quantize -m "$model/stories260K.bin" --tokenizer "$tok" --method rtn --bits $b --group-size 4 \
-    --out "$work/ct-q$b" --force -q >/dev/null 2>&1
+for b in 2 3 4 4s; do  # 4s: symmetric, stored without zero points
+  sym=(); [ "$b" = 4s ] && sym=(--sym)
+  "$saliq" quantize -m "$model/stories260K.bin" --tokenizer "$tok" --method rtn --bits ${b%s} --group-size 4 \
+    "${sym[@]}" --out "$work/ct-q$b" --force -q >/dev/null 2>&1
   "$saliq" export -m "$work/ct-q$b" --format compressed-tensors --out "$work/ct$b" --force -q >/dev/null
   "$saliq" export -m "$work/ct-q$b" --format hf --no-adapter --out "$work/ct-d$b" --force -q >/dev/null
   out=$("$py" $here/compressed_tensors_check.py "$work/ct$b" "$work/ct-d$b" 2>&1) && ok=0 || ok=1
