@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Peers on saliq's model, data and windows: AutoRound, GPTQModel's and llm-compressor's GPTQ quantize SmolLM2-135M on the very C4
-# windows `saliq quantize` draws (`saliq windows`), and saliq's evaluator scores every folder on the same WikiText-2
-# windows; saliq's own rows run beside them. Prints one table: what each tool was given, its wall time, bits and
+# Peers on saliq's model, data and windows: AutoRound, GPTQModel's and llm-compressor's GPTQ quantize SmolLM2-135M
+# on the very C4 windows `saliq quantize` draws (`saliq windows`), and saliq's evaluator scores every folder on the
+# same WikiText-2 windows; saliq's own rows run beside them. Prints one table: what each tool was given, its wall time, bits and
 # perplexity. Peers live in a virtual environment outside the repo (torch reused from setup.sh --pip-torch's venv).
 #   scripts/bench_peers.sh [WORK]
 #   env: SALIQ_BUILD_DIR (build), SALIQ_PEERS_VENV (~/.cache/saliq/peers-venv: AutoRound, on the pip LibTorch's
