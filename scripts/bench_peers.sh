@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Peers on saliq's model, data and windows: AutoRound, GPTQModel's and llm-compressor's GPTQ quantize SmolLM2-135M
 # on the very C4 windows `saliq quantize` draws (`saliq windows`), and saliq's evaluator scores every folder on the
-# same WikiText-2 windows; saliq's own rows run beside them. Prints one table: what each tool was given, its wall time, bits and
-# perplexity. Peers live in a virtual environment outside the repo (torch reused from setup.sh --pip-torch's venv).
+# same WikiText-2 windows; saliq's own rows run beside them. Prints one table: what each tool was given, its wall
+# time, bits and perplexity. Peers live in virtual environments outside the repo (torch reused from setup.sh
+# --pip-torch's venv, or GPTQModel's).
 #   scripts/bench_peers.sh [WORK]
 #   env: SALIQ_BUILD_DIR (build), SALIQ_PEERS_VENV (~/.cache/saliq/peers-venv: AutoRound, on the pip LibTorch's
 #        torch), SALIQ_GPTQMODEL_VENV (~/.cache/saliq/gptqmodel-venv: GPTQModel 7.7 pins torch >= 2.14.1, newer than
