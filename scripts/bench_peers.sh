@@ -64,7 +64,10 @@ for peer in $peers; do
       if ! "$py" -c 'import llmcompressor' 2>/dev/null; then
         # GPTQModel's venv lends torch, transformers and datasets (its pins would pull torch 2.14 with CUDA wheels)
         gpy=$(peer_python gptqmodel)
-        [ -x "$gpy" ] || { echo "bench_peers: llmcompressor runs on GPTQModel's venv: run PEERS=gptqmodel first" >&2; exit 2; }
+        if [ ! -x "$gpy" ]; then
+          echo "bench_peers: llmcompressor runs on GPTQModel's venv: run PEERS=gptqmodel first" >&2
+          exit 2
+        fi
         "$gpy" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' \
           > "$("$py" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/saliq-gptqmodel.pth"
         "$py" -m pip install -q --no-deps llmcompressor==0.14.0.1 compressed-tensors==0.19.0 auto-round==0.15.1 \
@@ -158,8 +161,8 @@ print("| tool | W | g | given | wall s | ppl | x FP | ppl, transformers + the pe
 print("|---|---|---|---|---|---|---|---|")
 for r in rows.values():
     g = r["given"]
-    extra = ", ".join(f"{k} {g[k]}" for k in ("iters", "batch_size", "epochs", "damp_percent", "dampening_frac", "actorder", "version")
-                      if k in g)
+    keys = ("iters", "batch_size", "epochs", "damp_percent", "dampening_frac", "actorder", "version")
+    extra = ", ".join(f"{k} {g[k]}" for k in keys if k in g)
     cross = f'{r["ppl_transformers"]:.2f}' if "ppl_transformers" in r else ""
     print(f'| {r["row"]} | {g["bits"]} | {g["group_size"]} | {g["windows"]} x {g["seqlen"]}'
           f'{", " + extra if extra else ""} | {r["wall_s"]:.0f} | {r["ppl"]:.2f} | {r["ppl"] / fp:.2f} | {cross} |')
