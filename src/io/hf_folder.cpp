@@ -155,7 +155,8 @@ PackedInfo parse_compressed_tensors_config(const nlohmann::json& q, const std::s
                 refuse("ignore lists " + name.dump() + "; saliq reads folders where every decoder linear is quantized "
                                                        "(only lm_head left out)");
     }
-    if (!group.contains("weights") || !group["weights"].is_object()) refuse("the scheme has no 'weights'");
+    if (!group.contains("weights") || !group["weights"].is_object())
+        refuse("the scheme's 'weights' is missing or not an object");
     const nlohmann::json& w = group["weights"];
     const std::string type = string_field(w, "type", "int", source);
     if (type != "int") refuse("weights type '" + type + "' is not int");
