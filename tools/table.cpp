@@ -228,7 +228,8 @@ int run_table(const TableArgs& a) {
             make_directories(dir);
             const bool finished = path_exists(model + "/saliq_manifest.json");
             log_info(row.name + " seed " + std::to_string(seed) +
-                     (finished ? ": " + model + " is a finished folder, scored as it is" : ": saliq " + shell_line(quantize)));
+                     (finished ? ": " + model + " is a finished folder, scored as it is"
+                               : ": saliq " + shell_line(quantize)));
             nlohmann::json result = {{"row", row.name}, {"seed", seed}, {"quantize", quantize}};
             if (!finished && !run_child(quantize, dir + "/quantize.log")) {
                 log_error(row.name + " seed " + std::to_string(seed) + ": quantize failed (log: " + dir + "/quantize.log)");

@@ -34,7 +34,7 @@ const char* const kShape = ".weight_shape";
 class CompressedTensorsView : public TensorSource {
 public:
     CompressedTensorsView(std::shared_ptr<TensorSource> raw, const PackedInfo& packed)
-        : raw_(std::move(raw)), bits_(packed.bits), symmetric_(packed.symmetric) {
+        : raw_(std::move(raw)), bits_(packed.bits) {
         // A name the view would show twice (a GPTQ part stored beside the compressed-tensors one it stands for) is
         // refused: which of the two is the model?
         auto show = [this](const std::string& as, const std::string& stored) {
@@ -62,13 +62,13 @@ public:
                     throw FormatError(raw_->origin(),
                                       "tensor '" + base + needed + "' is missing beside '" + name + "'");
             const bool has_zeros = raw_->has(base + ".weight_zero_point");
-            if (symmetric_ && has_zeros)
+            if (packed.symmetric && has_zeros)
                 throw FormatError(raw_->origin(), "'" + base + ".weight_zero_point' in a folder whose scheme is "
                                                   "symmetric (no zero points)");
-            if (!symmetric_ && !has_zeros)
+            if (!packed.symmetric && !has_zeros)
                 throw FormatError(raw_->origin(), "tensor '" + base + ".weight_zero_point' is missing: the scheme is "
                                                   "asymmetric (symmetric false)");
-            if (symmetric_) names_[base + ".qzeros"] = "";
+            if (packed.symmetric) names_[base + ".qzeros"] = "";
         }
     }
 
@@ -83,10 +83,8 @@ public:
     std::pair<at::ScalarType, std::vector<int64_t>> describe(const std::string& name) const override {
         const std::string& stored = stored_name(name);
         if (stored.empty()) {  // synthesized zero points: [G, ceil(out*b/32)]
-            const auto [dtype, scale] = raw_->describe(base_of(name, ".qzeros") + ".weight_scale");
-            (void)dtype;
-            if (scale.size() != 2) return {at::kInt, {}};  // the scale's shape is refused where it is read
-            return {at::kInt, {scale[1], (scale[0] * bits_ + 31) / 32}};
+            const auto [out, groups] = scale_shape(base_of(name, ".qzeros"));
+            return {at::kInt, {groups, (out * bits_ + 31) / 32}};
         }
         auto d = raw_->describe(stored);
         if (stored != name && d.second.size() == 2) std::swap(d.second[0], d.second[1]);
@@ -130,11 +128,9 @@ private:
         return name.substr(0, name.size() - suffix.size());
     }
 
-    // weight_shape says [out, in]; the packed codes must be exactly that many rows of ceil(in*b/32) words.
+    // weight_shape says [out, in] (the constructor saw it beside every weight_packed); the packed codes must be
+    // exactly that many rows of ceil(in*b/32) words.
     void check_shape(const std::string& base, const at::Tensor& packed) const {
-        if (!raw_->has(base + kShape))
-            throw FormatError(raw_->origin(), "tensor '" + base + kShape + "' is missing (compressed-tensors stores "
-                                              "each linear's [out, in] beside its packed codes)");
         const at::Tensor shape = raw_->get(base + kShape);
         if (shape.dim() != 1 || shape.numel() != 2 || at::isFloatingType(shape.scalar_type()))
             throw FormatError(raw_->origin(), "tensor '" + base + kShape + "' is not two integers [out, in]");
@@ -148,18 +144,23 @@ private:
                                         (long long)in, bits_, (long long)out, (long long)((in * bits_ + 31) / 32)));
     }
 
+    // [out, groups] of a linear's weight_scale, from its header: the shape of the zero points a symmetric one lacks.
+    std::pair<int64_t, int64_t> scale_shape(const std::string& base) const {
+        const std::vector<int64_t> shape = raw_->describe(base + ".weight_scale").second;
+        if (shape.size() != 2)
+            throw FormatError(raw_->origin(),
+                              "tensor '" + base + ".weight_scale' is " + shape_to_string(shape) + ", not [out, groups]");
+        return {shape[0], shape[1]};
+    }
+
     at::Tensor constant_zeros(const std::string& base) const {
-        const at::Tensor scale = raw_->get(base + ".weight_scale");
-        if (scale.dim() != 2)
-            throw FormatError(raw_->origin(), "tensor '" + base + ".weight_scale' is " +
-                                                  shape_to_string(scale.sizes().vec()) + ", not [out, groups]");
-        const at::Tensor zeros = at::full({scale.size(0), scale.size(1)}, int64_t{1} << (bits_ - 1), at::kLong);
+        const auto [out, groups] = scale_shape(base);
+        const at::Tensor zeros = at::full({out, groups}, int64_t{1} << (bits_ - 1), at::kLong);
         return pack_bits(zeros, bits_).t().contiguous();  // [G, ceil(out*b/32)]
     }
 
     std::shared_ptr<TensorSource> raw_;
     int bits_;
-    bool symmetric_;
     std::map<std::string, std::string> names_;  // the view's name -> the stored one ("" for synthesized zeros)
 };
 
