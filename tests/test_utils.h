@@ -1,14 +1,18 @@
 // Shared helpers for the saliq test suite.
 #pragma once
 
+#include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <functional>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "saliq/corpus.h"
 #include "saliq/error.h"
@@ -67,6 +71,27 @@ inline std::string safetensors_bytes(const std::string& header, const std::strin
     std::string out(8, '\0');
     for (int i = 0; i < 8; ++i) out[static_cast<size_t>(i)] = static_cast<char>((n >> (8 * i)) & 0xff);
     return out + header + data;
+}
+
+// A converted HF folder of stories260K, at dir/hf.
+inline std::string convert_stories(const TempDir& dir) {
+    const std::string out = dir.file("hf");
+    const auto r = run_saliq("convert --from-llama2c " + stories_bin() + " --tokenizer " + stories_tokenizer() +
+                             " --out " + out);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    return out;
+}
+
+// Puts a NaN into the first float of `tensor` inside the folder's model.safetensors.
+inline void poison_tensor(const std::string& hf, const std::string& tensor) {
+    std::string bytes = read_bytes(hf + "/model.safetensors");
+    uint64_t header = 0;
+    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
+    const auto json = nlohmann::json::parse(bytes.substr(8, header));
+    const uint64_t offset = 8 + header + json[tensor]["data_offsets"][0].get<uint64_t>();
+    const float nan = NAN;
+    std::memcpy(&bytes[offset], &nan, 4);
+    write_bytes(hf + "/model.safetensors", bytes);
 }
 
 }  // namespace saliq::test

@@ -210,8 +210,13 @@ int run_table(const TableArgs& a) {
         for (int64_t seed : t.seeds) {
             const std::string dir = t.out + "/" + row.name + "/s" + std::to_string(seed);
             const std::string model = dir + "/model";
-            const auto quantize = with(with(with(with({"quantize"}, source), t.quantize_args), row.args),
-                                       with({"--seed", std::to_string(seed), "--out", model, "--force"}, common));
+            // An interrupted run's finished blocks are continued, not thrown away (its settings must still match:
+            // with --force a partial folder of other settings is started over).
+            const bool interrupted = path_exists(model + ".partial");
+            const auto quantize =
+                with(with(with(with({"quantize"}, source), t.quantize_args), row.args),
+                     with(with({"--seed", std::to_string(seed), "--out", model, "--force"}, common),
+                          interrupted ? std::vector<std::string>{"--resume"} : std::vector<std::string>{}));
             if (a.dry_run) {
                 std::printf("%s seed %lld: saliq %s\n", row.name.c_str(), (long long)seed, shell_line(quantize).c_str());
                 if (!row.finetune.empty())
@@ -228,8 +233,10 @@ int run_table(const TableArgs& a) {
             make_directories(dir);
             const bool finished = path_exists(model + "/saliq_manifest.json");
             log_info(row.name + " seed " + std::to_string(seed) +
-                     (finished ? ": " + model + " is a finished folder, scored as it is"
-                               : ": saliq " + shell_line(quantize)));
+                     (finished      ? ": " + model + " is a finished folder, scored as it is"
+                      : interrupted ? ": continuing the interrupted run in " + model + ".partial: saliq " +
+                                          shell_line(quantize)
+                                    : ": saliq " + shell_line(quantize)));
             nlohmann::json result = {{"row", row.name}, {"seed", seed}, {"quantize", quantize}};
             if (!finished && !run_child(quantize, dir + "/quantize.log")) {
                 log_error(row.name + " seed " + std::to_string(seed) + ": quantize failed (log: " + dir + "/quantize.log)");
@@ -237,13 +244,20 @@ int run_table(const TableArgs& a) {
                 continue;
             }
             const nlohmann::json manifest = read_json(model + "/saliq_manifest.json");
-            result["quantize_seconds"] = manifest.at("timings").at("quantize_seconds");
+            // A resumed run's own seconds, plus what the interrupted run spent on the blocks it finished.
+            const nlohmann::json& timings = manifest.at("timings");
+            result["quantize_seconds"] =
+                timings.at("quantize_seconds").get<double>() + timings.value("restored_block_seconds", 0.0);
+            if (timings.contains("restored_blocks")) result["restored_blocks"] = timings["restored_blocks"];
             std::string scored = model;
             if (!row.finetune.empty()) {  // distilled end to end against the table's model, then scored
                 scored = dir + "/finetuned";
-                const auto finetune = with(with(with({"finetune", "-m", model, "--teacher", t.model}, row.finetune),
-                                                {"--out", scored, "--force"}),
-                                           common);
+                const bool finetune_interrupted = path_exists(scored + ".partial");
+                const auto finetune =
+                    with(with(with(with({"finetune", "-m", model, "--teacher", t.model}, row.finetune),
+                                   {"--out", scored, "--force"}),
+                              common),
+                         finetune_interrupted ? std::vector<std::string>{"--resume"} : std::vector<std::string>{});
                 result["finetune"] = finetune;
                 log_info(row.name + " seed " + std::to_string(seed) + ": saliq " + shell_line(finetune));
                 if (!path_exists(scored + "/saliq_manifest.json") && !run_child(finetune, dir + "/finetune.log")) {

@@ -21,7 +21,8 @@ namespace saliq {
 class GptqFolderWriter : public BlockStore {
 public:
     // Refuses an `out_dir` that already holds files unless `force`. A leftover "<out>.partial" is continued with
-    // `resume` (its settings must match), discarded with `force`, and refused otherwise.
+    // `resume` (its settings must match), discarded with `force`, and refused otherwise; with both, continued where
+    // its settings match and discarded where they do not.
     GptqFolderWriter(const std::string& out_dir, const Checkpoint& source, const QuantizeOptions& options, bool force,
                      bool resume = false);
     ~GptqFolderWriter() override;
@@ -50,6 +51,8 @@ public:
 private:
     std::string block_path(int64_t layer) const;
     std::string significant_path() const { return partial_ + "/significant.safetensors"; }
+    // Throws, naming why, unless "<out>.partial" is an interrupted run of these very settings.
+    void check_resumable() const;
     double adapter_scale() const;              // lora_alpha / r of the run
     std::string final_absolute_path() const;   // the output folder, absolute
     const Checkpoint& source_;
@@ -120,7 +123,8 @@ CompressedTensorsLinear compressed_tensors_linear(const QuantizedTensor& q, cons
 class FinetuneFolderWriter : public FinetuneStore {
 public:
     // Refuses an `out_dir` holding files unless `force`; a leftover partial state is continued with `resume` (its
-    // fingerprint must match), replaced with `force`, refused otherwise.
+    // fingerprint must match), replaced with `force`, refused otherwise; with both, continued where it matches and
+    // replaced where it does not.
     FinetuneFolderWriter(const std::string& out_dir, const Checkpoint& student, const nlohmann::json& fingerprint,
                          bool force, bool resume);
     bool has_state() const override;

@@ -86,7 +86,8 @@ struct FinetuneResult {
     double kl_after = 0.0;
     std::vector<double> epoch_kl;         // mean training KL of each epoch (resumed epochs included, from the state)
     int64_t steps = 0;
-    double seconds = 0.0;
+    double seconds = 0.0;         // the whole training's wall time, an interrupted run's epochs included
+    int64_t resumed_epochs = 0;   // epochs an interrupted run had finished (0: not resumed)
     CalibSet calib;
 };
 

@@ -150,7 +150,11 @@ struct QuantizeResult {
     CalibSet calib;
     std::vector<BlockResult> blocks;
     double calib_seconds = 0.0;
-    double seconds = 0.0;
+    double seconds = 0.0;  // this process's wall time
+    // A resumed run: the blocks an interrupted run had finished, and the seconds that run spent on them (each block's
+    // own figure, kept with it), so the time the whole quantization took can be told.
+    int64_t restored_blocks = 0;
+    double restored_block_seconds = 0.0;
     nlohmann::json sparse_stats = nlohmann::json::object();  // ReQuant: the outlier plan, the detach's rounds
     // A distributed run: its ranks, and for a training method the windows behind each optimizer step (ranks x
     // --train-batch). Empty in one process.

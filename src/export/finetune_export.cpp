@@ -26,13 +26,22 @@ FinetuneFolderWriter::FinetuneFolderWriter(const std::string& out_dir, const Che
     }
     if (resume) {
         if (!path_exists(state_path())) return;  // the run stopped before its first epoch ended
-        nlohmann::json meta;
-        (void)load_state(meta);
-        if (meta.value("fingerprint", nlohmann::json()) != fingerprint_)
-            throw ConfigError("the interrupted run in " + partial_ + " used other settings (" +
-                              describe_fingerprint_difference(meta.value("fingerprint", nlohmann::json()), fingerprint_) +
-                              "); rerun with the same options, or --force to start over");
-        return;
+        try {
+            nlohmann::json meta;
+            (void)load_state(meta);
+            if (meta.value("fingerprint", nlohmann::json()) != fingerprint_)
+                throw ConfigError("the interrupted run in " + partial_ + " used other settings (" +
+                                  describe_fingerprint_difference(meta.value("fingerprint", nlohmann::json()),
+                                                                  fingerprint_) +
+                                  "); rerun with the same options, or --force to start over");
+            return;
+        } catch (const Error& e) {
+            if (!force) throw;
+            // --resume --force (what `saliq table` passes): continue what can be continued, else start over.
+            log_warn(std::string(e.what()) + " -- starting over, as --force asks");
+            remove_tree(partial_);
+            return;
+        }
     }
     if (!path_exists(state_path())) {  // no finished epoch there: nothing to lose
         remove_tree(partial_);
@@ -126,6 +135,7 @@ void FinetuneFolderWriter::finish(const Finetuner& f, const FinetuneResult& resu
                             {"seconds", result.seconds},
                             {"window_starts", result.calib.starts},
                             {"dropped", "lwc.safetensors (the clipping logits no longer produce the trained scales)"}};
+    if (result.resumed_epochs > 0) manifest["finetune"]["resumed_epochs"] = result.resumed_epochs;
     for (auto it = extra.begin(); it != extra.end(); ++it) manifest["finetune"][it.key()] = it.value();
     nlohmann::json files = nlohmann::json::object();
     for (const auto& name : list_directory(staging.path())) {

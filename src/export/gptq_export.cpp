@@ -344,22 +344,17 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
         return;
     }
     if (resume) {
-        nlohmann::json saved;
         try {
-            saved = parse_json(read_text_file(partial_ + "/state.json"), partial_ + "/state.json");
-        } catch (const std::exception&) {
-            throw FormatError(partial_ + "/state.json", "unreadable state of the interrupted run; use --force");
+            check_resumable();
+            resumed_ = true;
+            return;
+        } catch (const Error& e) {
+            if (!force) throw;
+            // --resume --force (what `saliq table` passes): continue what can be continued, else start over.
+            log_warn(std::string(e.what()) + " -- starting over, as --force asks");
+            remove_tree(partial_);
+            return;
         }
-        if (!saved.is_object() || !saved.contains("fingerprint"))  // the fuzzer's finding: a bare number
-            throw FormatError(partial_ + "/state.json", "not the state of an interrupted run (no fingerprint object); "
-                                                        "use --force to start over");
-        const nlohmann::json& before = saved["fingerprint"];
-        if (before != fingerprint_)
-            throw ConfigError("the interrupted run in " + partial_ + " used other settings (" +
-                              describe_fingerprint_difference(before, fingerprint_) +
-                              "); rerun with the same options, or --force to start over");
-        resumed_ = true;
-        return;
     }
     if (finished_blocks() == 0) {  // nothing finished there: it cannot block a new run
         log_info(partial_ + " holds no finished block; starting over");
@@ -370,6 +365,23 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
         throw ConfigError("an interrupted run left " + partial_ + " (" + std::to_string(finished_blocks()) +
                           " finished blocks); pass --resume to continue it or --force to start over");
     remove_tree(partial_);
+}
+
+void GptqFolderWriter::check_resumable() const {
+    nlohmann::json saved;
+    try {
+        saved = parse_json(read_text_file(partial_ + "/state.json"), partial_ + "/state.json");
+    } catch (const std::exception&) {
+        throw FormatError(partial_ + "/state.json", "unreadable state of the interrupted run; use --force");
+    }
+    if (!saved.is_object() || !saved.contains("fingerprint"))  // the fuzzer's finding: a bare number
+        throw FormatError(partial_ + "/state.json", "not the state of an interrupted run (no fingerprint object); "
+                                                    "use --force to start over");
+    const nlohmann::json& before = saved["fingerprint"];
+    if (before != fingerprint_)
+        throw ConfigError("the interrupted run in " + partial_ + " used other settings (" +
+                          describe_fingerprint_difference(before, fingerprint_) +
+                          "); rerun with the same options, or --force to start over");
 }
 
 int64_t GptqFolderWriter::finished_blocks() const {
@@ -693,6 +705,10 @@ void GptqFolderWriter::finish(const QuantizeResult& result, const nlohmann::json
     manifest["blocks"] = block_log;
     manifest["layers"] = layers;
     manifest["timings"] = {{"calibration_seconds", result.calib_seconds}, {"quantize_seconds", result.seconds}};
+    if (result.restored_blocks > 0) {  // quantize_seconds is this run's alone
+        manifest["timings"]["restored_blocks"] = result.restored_blocks;
+        manifest["timings"]["restored_block_seconds"] = result.restored_block_seconds;
+    }
     if (options_.sparse.enabled()) manifest["sparse"] = result.sparse_stats;
     for (auto it = extra.begin(); it != extra.end(); ++it) manifest[it.key()] = it.value();
     nlohmann::json files = nlohmann::json::object();

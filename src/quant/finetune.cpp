@@ -337,6 +337,9 @@ void check_resume_progress(const nlohmann::json& meta, int64_t epochs, int64_t s
                        (long long)steps_per_epoch, (long long)(done * steps_per_epoch)));
     auto finite = [](const nlohmann::json& v) { return v.is_number() && std::isfinite(v.get<double>()); };
     if (!meta.contains("kl_before") || !finite(meta["kl_before"])) fail("'kl_before' is not a finite number");
+    // Absent in states saved before it was recorded: those resume with their earlier epochs' time unknown (0).
+    if (meta.contains("seconds") && !(finite(meta["seconds"]) && meta["seconds"].get<double>() >= 0.0))
+        fail("'seconds' is not a finite number of seconds");
     const nlohmann::json& kl = meta.contains("epoch_kl") ? meta["epoch_kl"] : nlohmann::json();
     if (!kl.is_array() || static_cast<int64_t>(kl.size()) != done || !std::all_of(kl.begin(), kl.end(), finite))
         fail(strprintf("'epoch_kl' is not a list of %lld finite numbers, one per finished epoch", (long long)done));
@@ -363,6 +366,7 @@ FinetuneResult run_finetune(Finetuner& f, const Tokenizer& tokenizer, const Fine
     };
     const int64_t steps_per_epoch = (N + o.batch - 1) / o.batch;
     int64_t first_epoch = 0;
+    double earlier_seconds = 0.0;  // spent by the interrupted run on the epochs it finished
     if (store != nullptr && store->has_state()) {
         nlohmann::json meta;
         const NamedTensors state = store->load_state(meta);
@@ -371,6 +375,8 @@ FinetuneResult run_finetune(Finetuner& f, const Tokenizer& tokenizer, const Fine
         first_epoch = meta.at("epochs_done").get<int64_t>();
         result.kl_before = meta.at("kl_before").get<double>();
         result.epoch_kl = meta.at("epoch_kl").get<std::vector<double>>();
+        result.resumed_epochs = first_epoch;
+        earlier_seconds = meta.value("seconds", 0.0);
         log_info(strprintf("finetune: resumed after epoch %lld (%lld steps)", (long long)first_epoch,
                            (long long)f.steps()));
     } else {
@@ -395,11 +401,12 @@ FinetuneResult run_finetune(Finetuner& f, const Tokenizer& tokenizer, const Fine
             store->save_state(f.state(), {{"epochs_done", epoch + 1},
                                           {"steps", f.steps()},
                                           {"kl_before", result.kl_before},
-                                          {"epoch_kl", result.epoch_kl}});
+                                          {"epoch_kl", result.epoch_kl},
+                                          {"seconds", earlier_seconds + elapsed()}});
     }
     result.kl_after = mean_kl();
     result.steps = f.steps();
-    result.seconds = elapsed();
+    result.seconds = earlier_seconds + elapsed();
     log_info(strprintf("finetune: KL %.5f -> %.5f after %lld steps", result.kl_before, result.kl_after,
                        (long long)result.steps));
     return result;

@@ -624,6 +624,8 @@ QuantizeResult quantize_model(const Checkpoint& ckpt, const Tokenizer& tokenizer
                 if (hidden_fp.defined()) hidden_fp = context.run(fp_block, hidden_fp);
                 hidden = context.run(block, hidden);
             }
+            ++result.restored_blocks;
+            result.restored_block_seconds += block_result.seconds;
             log_info(strprintf("%s restored from the interrupted run", hf_names::layer_prefix(layer).c_str()));
         } else {
             DecoderBlock block = load_block(*ckpt.tensors, config, PackedInfo{}, layer, compute);

@@ -8,19 +8,12 @@
 namespace saliq {
 namespace {
 
+using test::convert_stories;
+using test::poison_tensor;
 using test::run_saliq;
 using test::TempDir;
 
 std::string stories_args() { return "-m " + test::stories_bin() + " --tokenizer " + test::stories_tokenizer(); }
-
-// A converted HF folder of stories260K.
-std::string convert_stories(const TempDir& dir) {
-    const std::string out = dir.file("hf");
-    const auto r = run_saliq("convert --from-llama2c " + test::stories_bin() + " --tokenizer " +
-                             test::stories_tokenizer() + " --out " + out);
-    EXPECT_EQ(r.exit_code, 0) << r.output;
-    return out;
-}
 
 // llama.cpp's own stories260K.gguf converts to the same HF folder as the llama2.c checkpoint (q/k rows back to HF's
 // rotary order), and exactly one source must be given.
@@ -251,18 +244,6 @@ TEST(CliQuantize, RefusesBadRequestsWithClearMessages) {
     EXPECT_FALSE(path_exists(dir.file("c.partial")));
 }
 
-// Puts a NaN into the first float of `tensor` inside the folder's model.safetensors.
-void poison_tensor(const std::string& hf, const std::string& tensor) {
-    std::string bytes = test::read_bytes(hf + "/model.safetensors");
-    uint64_t header = 0;
-    for (int i = 7; i >= 0; --i) header = (header << 8) | static_cast<uint8_t>(bytes[static_cast<size_t>(i)]);
-    const auto json = nlohmann::json::parse(bytes.substr(8, header));
-    const uint64_t offset = 8 + header + json[tensor]["data_offsets"][0].get<uint64_t>();
-    const float nan = NAN;
-    std::memcpy(&bytes[offset], &nan, 4);
-    test::write_bytes(hf + "/model.safetensors", bytes);
-}
-
 TEST(CliQuantize, NonFiniteWeightsExitWithFormatError) {
     TempDir dir;
     const std::string hf = convert_stories(dir);
@@ -403,6 +384,12 @@ TEST(CliQuantize, ResumeWithOtherOptionsNamesTheDifference) {
     r = run_saliq(args + " --bits 2 --group-size 32");
     EXPECT_EQ(r.exit_code, 2) << r.output;  // finished blocks are never discarded silently
     EXPECT_NE(r.output.find("--resume"), std::string::npos) << r.output;
+    // --resume --force (what `saliq table` passes): a partial run of other settings is started over, said so.
+    r = run_saliq(args + " --bits 3 --group-size 32 --resume --force");
+    EXPECT_EQ(r.exit_code, 3) << r.output;  // the poisoned block again, now at 3 bits
+    EXPECT_NE(r.output.find("starting over, as --force asks"), std::string::npos) << r.output;
+    const auto state = nlohmann::json::parse(test::read_bytes(out + ".partial/state.json"));
+    EXPECT_EQ(state["fingerprint"]["bits"], 3);
 }
 
 }  // namespace

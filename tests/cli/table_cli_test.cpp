@@ -15,9 +15,10 @@ namespace {
 using test::run_saliq;
 using test::TempDir;
 
-std::string table_config(const TempDir& dir, const std::string& extra_rows) {
+std::string table_config(const TempDir& dir, const std::string& extra_rows,
+                         const std::string& model = test::stories_bin()) {
     const std::string path = dir.file("t.toml");
-    std::string text = "[table]\ntitle = \"tiny\"\nmodel = \"" + test::stories_bin() + "\"\ntokenizer = \"" +
+    std::string text = "[table]\ntitle = \"tiny\"\nmodel = \"" + model + "\"\ntokenizer = \"" +
                        test::stories_tokenizer() + "\"\nout = \"" + dir.file("out") +
                        "\"\nseeds = [0, 1]\nreference = \"gptq\"\n"
                        "quantize = \"--calib tinystories --calib-range 0:0.5 --nsamples 4 --seqlen 64 --group-size 32\"\n"
@@ -89,6 +90,38 @@ TEST(TableCli, AFinishedFolderIsScoredNotQuantizedAgain) {
     const auto again = nlohmann::json::parse(test::read_bytes(dir.file("out/rtn/s0/result.json")));
     EXPECT_EQ(again["ppl"], first["ppl"]);
     EXPECT_EQ(again["quantize_seconds"], first["quantize_seconds"]);  // the folder's own manifest
+}
+
+// A row whose run stopped after some blocks (killed, or failed as here) continues from them on the next table run,
+// its time counting what the interrupted run spent on them, and scores as the uninterrupted run does.
+TEST(TableCli, AnInterruptedRowContinuesFromItsFinishedBlocks) {
+    TempDir dir;
+    const std::string hf = test::convert_stories(dir);
+    test::poison_tensor(hf, "model.layers.2.mlp.up_proj.weight");  // blocks 0 and 1 finish, block 2 fails
+    const std::string config = table_config(dir, "", hf);
+    const std::string args = " --threads 1 --seeds 0 --rows gptq";
+    auto r = run_saliq("table " + config + args);
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    ASSERT_TRUE(path_exists(dir.file("out/gptq/s0/model.partial/block_0001.safetensors"))) << r.output;
+    ASSERT_FALSE(path_exists(dir.file("out/gptq/s0/result.json")));
+    ASSERT_TRUE(remove_tree(hf));
+    ASSERT_EQ(test::convert_stories(dir), hf);  // the model mended, at the same path
+    r = run_saliq("--log-level info table " + config + args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_NE(r.output.find("continuing the interrupted run in " + dir.file("out/gptq/s0/model.partial")),
+              std::string::npos)
+        << r.output;
+    const auto resumed = nlohmann::json::parse(test::read_bytes(dir.file("out/gptq/s0/result.json")));
+    EXPECT_EQ(resumed["restored_blocks"], 2);
+    EXPECT_FALSE(path_exists(dir.file("out/gptq/s0/model.partial")));
+
+    TempDir clean;  // the same row, never interrupted
+    r = run_saliq("table " + table_config(clean, "", hf) + args);
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    const auto whole = nlohmann::json::parse(test::read_bytes(clean.file("out/gptq/s0/result.json")));
+    EXPECT_FALSE(whole.contains("restored_blocks"));
+    EXPECT_EQ(resumed["ppl"], whole["ppl"]);
+    EXPECT_EQ(resumed["acc"], whole["acc"]);
 }
 
 TEST(TableCli, AFailingRowIsReportedAndTheOthersStillRun) {

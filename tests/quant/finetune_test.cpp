@@ -199,9 +199,16 @@ TEST(Finetune, AnInterruptedRunResumedEndsWhereAnUninterruptedOneDoes) {
     EXPECT_TRUE(path_exists(dir.file("ft") + ".partial/state.safetensors"));
     EXPECT_THROW(FinetuneFolderWriter(dir.file("ft"), student, fingerprint, false, false), ConfigError);
     EXPECT_THROW(FinetuneFolderWriter(dir.file("ft"), student, {{"run", "other"}}, false, true), ConfigError);
+    {  // --resume --force continues a state of these settings (one of other settings is started over: below)
+        FinetuneFolderWriter both(dir.file("ft"), student, fingerprint, true, true);
+        EXPECT_TRUE(both.has_state());
+    }
     FinetuneFolderWriter writer(dir.file("ft"), student, fingerprint, false, true);
     Finetuner resumed(student, teacher, o);
     const FinetuneResult r = run_finetune(resumed, *tok, o, &writer, nullptr);
+    EXPECT_EQ(r.resumed_epochs, 1);
+    EXPECT_EQ(full.resumed_epochs, 0);
+    EXPECT_GT(r.seconds, 0.0);
     EXPECT_EQ(r.steps, full.steps);
     EXPECT_NEAR(r.kl_after, full.kl_after, 1e-6 * full.kl_after);
     const auto a = straight.parameters(), b = resumed.parameters();
@@ -224,6 +231,43 @@ struct MemoryStore : FinetuneStore {
         meta = m;
     }
 };
+
+// What the first epoch of an interrupted run took is kept with its state and counted in the resumed run's time; and
+// --resume --force starts over from a state of other settings instead of refusing it.
+TEST(Finetune, AResumedRunCountsTheInterruptedRunsTimeAndForceStartsOverOtherSettings) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    test::TempDir dir;
+    const Checkpoint teacher = stories_teacher();
+    const Checkpoint student = load_checkpoint(rtn_folder(teacher, dir, "q", 32, 0));
+    const FinetuneOptions o = stories_options(2);
+    const nlohmann::json fingerprint = {{"run", "resume"}};
+    {
+        FinetuneFolderWriter writer(dir.file("ft"), student, fingerprint, false, false);
+        Finetuner f(student, teacher, o);
+        auto stop = [](const ProgressEvent& e) { return e.done < 3; };
+        EXPECT_THROW(run_finetune(f, *tok, o, &writer, stop), Cancelled);
+        nlohmann::json meta;
+        (void)writer.load_state(meta);
+        ASSERT_TRUE(meta.contains("seconds"));
+        EXPECT_GT(meta["seconds"].get<double>(), 0.0);
+    }
+    // The time an interrupted run records for its finished epochs is added to the resumed run's own.
+    MemoryStore store;
+    {
+        FinetuneFolderWriter writer(dir.file("ft"), student, fingerprint, false, true);
+        store.state = writer.load_state(store.meta);
+    }
+    store.meta["seconds"] = 1000.0;
+    Finetuner f(student, teacher, o);
+    const FinetuneResult r = run_finetune(f, *tok, o, &store, nullptr);
+    EXPECT_EQ(r.resumed_epochs, 1);
+    EXPECT_GT(r.seconds, 1000.0);
+    EXPECT_LT(r.seconds, 1000.0 + 600.0);
+    // Other settings with --resume alone: refused; with --force too: started over.
+    EXPECT_THROW(FinetuneFolderWriter(dir.file("ft"), student, {{"run", "other"}}, false, true), ConfigError);
+    FinetuneFolderWriter over(dir.file("ft"), student, {{"run", "other"}}, true, true);
+    EXPECT_FALSE(over.has_state());
+}
 
 // A resumed state must be a point this run reaches: negative steps zeroed Adam's bias corrections (NaN weights),
 // epochs past the run's skipped its training; non-finite tensors or a negative second moment poison every step.
@@ -263,6 +307,7 @@ TEST(Finetune, AResumeStateThisRunCannotHaveSavedIsRefused) {
         {[](MemoryStore& s) { s.meta["epochs_done"] = -1; }, "epochs_done -1 is not between"},
         {[](MemoryStore& s) { s.meta["epoch_kl"] = nlohmann::json::array(); }, "'epoch_kl' is not a list of 1"},
         {[&](MemoryStore& s) { s.meta["kl_before"] = nan; }, "'kl_before' is not a finite number"},
+        {[&](MemoryStore& s) { s.meta["seconds"] = -5.0; }, "'seconds' is not a finite number of seconds"},
         {[&](MemoryStore& s) { set_first(s, ".adam_v", -1.0); }, ".adam_v' holds a negative or non-finite value"},
         {[&](MemoryStore& s) { set_first(s, ".adam_m", nan); }, ".adam_m' holds a non-finite value"},
         {[&](MemoryStore& s) { set_first(s, ".log_scales", nan); }, ".log_scales' holds a non-finite value"},
