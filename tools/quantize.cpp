@@ -233,8 +233,9 @@ Command add_quantize_command(CLI::App& app, const std::string& command_line) {
     quantize->add_option("--lwc-lr", ao.lwc_lr, "learning rate of the quantizer's parameters (default: clipping "
                                                 "logits ApiQ 5e-3, OmniQuant 1e-2; db-llm 1e-3, binarymos 1e-2)");
     quantize->add_option("--lwc-init", ao.lwc_init,
-                         "where the clipping factors start: minmax (sigmoid(4), OmniQuant's and ApiQ's) or search "
-                         "(per group, the pair from {0.98, 0.95, ..., 0.5} with the least input-weighted error)")
+                         "where the clipping factors start: minmax (sigmoid(4), OmniQuant's and ApiQ's), search "
+                         "(per group, the pair from {0.98, 0.95, ..., 0.5} with the least input-weighted error) or "
+                         "auto (search at 2 bits on the uniform grid, minmax otherwise)")
         ->capture_default_str();
     quantize->add_option("--quantizer", ao.quantizer,
                          "fake quantizer trained with LoRA: uniform (learnable clipping), db-llm (DB-LLM's dual "

@@ -344,6 +344,40 @@ TEST(Apiq, SearchedClippingStartIsWhereTrainingStarts) {
     EXPECT_TRUE(refused("apiq-bw", [](QuantizeOptions& o) { o.apiq.lwc_init = "percentile"; }));
 }
 
+// --lwc-init auto (the default): the searched start at 2 bits on the uniform grid of a method that searches; min-max
+// at 3 bits, for binarizers, and for methods without a search; an explicit choice stands. The run records the
+// resolved start.
+TEST(Apiq, ClippingStartAutoSearchesAtTwoBitsOnly) {
+    auto tok = Tokenizer::load(test::stories_tokenizer());
+    const Checkpoint ckpt = read_llama2c(test::stories_bin());
+    auto resolved = [&](const std::string& method, int bits, auto&& change) {
+        QuantizeOptions o = tiny_apiq(method);
+        EXPECT_EQ(o.apiq.lwc_init, "auto");
+        o.spec.bits = bits;
+        change(o);
+        validate_quantize_options(ckpt, *tok, o);
+        return o.apiq.lwc_init;
+    };
+    const auto nothing = [](QuantizeOptions&) {};
+    EXPECT_EQ(resolved("apiq-bw", 2, nothing), "search");
+    EXPECT_EQ(resolved("omniquant", 2, nothing), "search");
+    EXPECT_EQ(resolved("apiq-bw", 3, nothing), "minmax");
+    EXPECT_EQ(resolved("apiq-bw", 4, nothing), "minmax");
+    EXPECT_EQ(resolved("apiq-lw", 2, nothing), "minmax");
+    EXPECT_EQ(resolved("gptq", 2, nothing), "minmax");
+    EXPECT_EQ(resolved("apiq-bw", 2, [](QuantizeOptions& o) { o.apiq.quantizer = "db-llm"; }), "minmax");
+    EXPECT_EQ(resolved("apiq-bw", 2, [](QuantizeOptions& o) { o.apiq.lwc_init = "minmax"; }), "minmax");
+    EXPECT_EQ(resolved("apiq-bw", 3, [](QuantizeOptions& o) { o.apiq.lwc_init = "search"; }), "search");
+
+    test::TempDir dir;
+    QuantizeOptions o = tiny_apiq("apiq-bw");
+    o.apiq.epochs = 0;
+    validate_quantize_options(ckpt, *tok, o);  // as the CLI does before it opens the folder
+    quantize_into(dir.file("q"), o);
+    const auto manifest = nlohmann::json::parse(test::read_bytes(dir.file("q/saliq_manifest.json")));
+    EXPECT_EQ(manifest["settings"]["apiq"]["lwc_init"], "search");
+}
+
 // --train-dtype: auto made concrete (bf16 where the CPU multiplies bf16 in hardware, fp64 for fp64 models), fp16 and
 // unknown names refused on CPU; bf16 training learns (the loss falls) and lands near fp32 training's result, and the
 // manifest records what ran.
