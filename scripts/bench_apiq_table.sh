@@ -6,6 +6,7 @@
 #   scripts/bench_apiq_table.sh [OUT_DIR]      env: NSAMPLES (32) SEQLEN (512) EPOCHS (20) JOBS (2) DEVICE (cpu)
 #   DTYPE (auto: fp32 on CPU, bf16 on CUDA) is the quantization's compute type; perplexity is always taken in fp32.
 #   ONLY (a grep -E pattern over run names, e.g. '^w2_') runs a subset, to split the table over time-limited calls.
+#   LWC_INIT (minmax: the methods as published; auto for saliq's default, which searches the 2-bit clipping start).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 data=${SALIQ_DATA_DIR:-$(cd .. && pwd)/shared/data}
@@ -18,6 +19,7 @@ device=${DEVICE:-cpu}
 threads=1; [ "$device" != cpu ] && threads=0
 src="-m $model/stories260K.bin --tokenizer $model/tok512.model --device $device --threads $threads"
 calib="--calib tinystories --calib-range 0:0.5 --nsamples ${NSAMPLES:-32} --seqlen ${SEQLEN:-512} --seed 0"
+lwc="--lwc-init ${LWC_INIT:-minmax}"
 epochs=${EPOCHS:-20}
 fisher=$out/fisher.safetensors
 [ -f "$fisher" ] || "$saliq" saliency $src --metric fisher --calib c4 --nsamples 100 --seqlen 512 --out "$fisher" -q >/dev/null
@@ -27,14 +29,14 @@ for bits in 2 3; do
   q="--bits $bits --group-size 32"
   jobs+=("w${bits}_rtn|--method rtn $q")
   jobs+=("w${bits}_gptq|--method gptq $q")
-  jobs+=("w${bits}_omniquant|--method omniquant $q --epochs $epochs")
+  jobs+=("w${bits}_omniquant|--method omniquant $q $lwc --epochs $epochs")
   jobs+=("w${bits}_apiq-lw|--method apiq-lw $q --epochs $epochs")
-  jobs+=("w${bits}_apiq-bw|--method apiq-bw $q --epochs $epochs")
-  jobs+=("w${bits}_apiq-bw+fisher|--method apiq-bw $q --saliency --fisher $fisher")
-  jobs+=("w${bits}_apiq-bw+l2|--method apiq-bw $q --saliency --plain-l2")
+  jobs+=("w${bits}_apiq-bw|--method apiq-bw $q $lwc --epochs $epochs")
+  jobs+=("w${bits}_apiq-bw+fisher|--method apiq-bw $q $lwc --saliency --fisher $fisher")
+  jobs+=("w${bits}_apiq-bw+l2|--method apiq-bw $q $lwc --saliency --plain-l2")
 done
 for lambda in 0.01 0.1 1; do
-  jobs+=("w2_apiq-bw+fisher-mixed-l$lambda|--method apiq-bw --bits 2 --group-size 32 --saliency --fisher $fisher --stages mixed:$epochs --lambda $lambda")
+  jobs+=("w2_apiq-bw+fisher-mixed-l$lambda|--method apiq-bw --bits 2 --group-size 32 $lwc --saliency --fisher $fisher --stages mixed:$epochs --lambda $lambda")
 done
 
 if [ -n "${ONLY:-}" ]; then

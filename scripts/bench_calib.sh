@@ -62,7 +62,7 @@ if [ "${FULL:-0}" = 1 ]; then
   model=${SALIQ_MODELS_DIR:-$HOME/.cache/saliq/models}/SmolLM2-135M-Instruct
   out=$(mktemp -d)
   /usr/bin/time -f "wall %e s, peak RSS %M KiB" "$bin" quantize -m "$model" --method apiq-bw --bits 2 \
-    --group-size 64 --calib c4 --calib-range 0:0.5 --nsamples 128 --seqlen 512 --epochs 20 \
+    --group-size 64 --lwc-init minmax --calib c4 --calib-range 0:0.5 --nsamples 128 --seqlen 512 --epochs 20 \
     --out "$out/q" --force -q
   rm -rf "$out"
 fi

@@ -5,7 +5,8 @@
 # share of ApiQ-bw's degradation it closes, (apiq - x) / (apiq - fp) of the means (the paper's measure), and on how
 # many seeds it beats apiq-bw of the same seed.
 #   scripts/bench_saliency.sh [OUT_DIR]   env: BITS (2; "2 3" for both), SEEDS, NSAMPLES, EPOCHS (20), JOBS (2),
-#   ONLY (grep -E over variant names), VARIANTS_FILE (lines "name|quantize args" replacing the built-in grid)
+#   ONLY (grep -E over variant names), VARIANTS_FILE (lines "name|quantize args" replacing the built-in grid),
+#   LWC_INIT (minmax, the start the README's tables used; auto for saliq's default; a variant's own --lwc-init wins)
 # Fisher files: C4 100 x 512 (the paper's) and in-domain (TinyStories 0:0.5, 100 x 512), computed once into OUT_DIR.
 # Runs that finished are kept (OUT_DIR/<variant>/s<seed>.ppl) and not redone: delete them to rerun.
 set -euo pipefail
@@ -17,6 +18,7 @@ out=${1:-bench-out/saliency}
 mkdir -p "$out"
 model=$data/models/stories260K
 src="-m $model/stories260K.bin --tokenizer $model/tok512.model --threads 1"
+start="--lwc-init ${LWC_INIT:-minmax}"
 epochs=${EPOCHS:-20}
 calib="--calib tinystories --calib-range 0:0.5 --nsamples ${NSAMPLES:-128} --seqlen 512"
 seeds=${SEEDS:-"0 1 2"}
@@ -77,7 +79,7 @@ run_one() {  # "name|args" seed
   mkdir -p "$dir"
   [ -f "$dir/s$seed.ppl" ] && return 0
   # shellcheck disable=SC2086
-  if ! "$saliq" quantize $src $calib --seed "$seed" $args --out "$dir/q$seed" --force -q >"$dir/s$seed.log" 2>&1; then
+  if ! "$saliq" quantize $src $calib $start --seed "$seed" $args --out "$dir/q$seed" --force -q >"$dir/s$seed.log" 2>&1; then
     echo "$name seed $seed failed (see $dir/s$seed.log)" >&2; return 0
   fi
   "$saliq" eval -m "$dir/q$seed" --threads 1 --dtype fp32 --dataset tinystories --eval-range 0.5:1 --seqlen 512 -q \
@@ -87,7 +89,7 @@ run_one() {  # "name|args" seed
   rm -rf "$dir/q$seed"
 }
 export -f run_one
-export saliq src calib out
+export saliq src calib out start
 # One job per variant and seed, "name|args#seed" (no argument holds a '#'), seed by seed: a run cut short still has
 # whole seeds to compare.
 for seed in $seeds; do for v in "${variants[@]}"; do printf '%s#%s\n' "$v" "$seed"; done; done |

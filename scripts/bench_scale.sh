@@ -52,7 +52,7 @@ for shape in $shapes; do
     case $method in
       rtn) extra="--bits 2 --group-size 64" ;;
       gptq) extra="--bits 2 --group-size 64 --calib wikitext2 --nsamples 16 --seqlen 512" ;;
-      apiq-bw) extra="--bits 2 --group-size 64 --calib wikitext2 --nsamples 4 --seqlen 512 --epochs 1" ;;
+      apiq-bw) extra="--bits 2 --group-size 64 --lwc-init minmax --calib wikitext2 --nsamples 4 --seqlen 512 --epochs 1" ;;
     esac
     read -r wall rss < <(SALIQ_DATA_DIR=$data measure "$bin" quantize -m "$dir" --method "$method" $extra \
                            --threads "$threads" --out "$out" -q)
