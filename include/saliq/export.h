@@ -7,6 +7,7 @@
 // assembled under a temporary name and renamed into place only when complete.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -64,8 +65,14 @@ private:
     nlohmann::json fingerprint_;
 };
 
-// The settings that differ between an interrupted run's fingerprint and the current one, named one by one.
-std::string describe_fingerprint_difference(const nlohmann::json& saved, const nlohmann::json& now);
+// --resume, for both writers: throws a ConfigError naming, one by one, the settings that differ between the interrupted
+// run in `partial` (its fingerprint `saved`) and this one (`now`).
+void check_same_settings(const std::string& partial, const nlohmann::json& saved, const nlohmann::json& now);
+
+// --resume, for both writers: true when the interrupted run in `partial` can be continued (`check` returns). When it
+// cannot (`check` throws), `force` beside it (what `saliq table` passes) removes `partial`, says so and returns false;
+// without `force` the error stands.
+bool continue_or_start_over(const std::string& partial, bool force, const std::function<void()>& check);
 
 // `gptq_symmetric_zeros`: every zero point is 2^(bits-1), GPTQ's symmetric zero (its symmetric kernels assume it
 // and ignore qzeros); only then does the config say sym true. OmniQuant's symmetric clipping uses 2^(bits-1) - 1.

@@ -26,22 +26,12 @@ FinetuneFolderWriter::FinetuneFolderWriter(const std::string& out_dir, const Che
     }
     if (resume) {
         if (!path_exists(state_path())) return;  // the run stopped before its first epoch ended
-        try {
+        (void)continue_or_start_over(partial_, force, [this] {
             nlohmann::json meta;
             (void)load_state(meta);
-            if (meta.value("fingerprint", nlohmann::json()) != fingerprint_)
-                throw ConfigError("the interrupted run in " + partial_ + " used other settings (" +
-                                  describe_fingerprint_difference(meta.value("fingerprint", nlohmann::json()),
-                                                                  fingerprint_) +
-                                  "); rerun with the same options, or --force to start over");
-            return;
-        } catch (const Error& e) {
-            if (!force) throw;
-            // --resume --force (what `saliq table` passes): continue what can be continued, else start over.
-            log_warn(std::string(e.what()) + " -- starting over, as --force asks");
-            remove_tree(partial_);
-            return;
-        }
+            check_same_settings(partial_, meta.value("fingerprint", nlohmann::json()), fingerprint_);
+        });
+        return;
     }
     if (!path_exists(state_path())) {  // no finished epoch there: nothing to lose
         remove_tree(partial_);

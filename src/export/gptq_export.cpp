@@ -319,12 +319,26 @@ void fingerprint_differences(const nlohmann::json& saved, const nlohmann::json& 
 
 }  // namespace
 
-std::string describe_fingerprint_difference(const nlohmann::json& saved, const nlohmann::json& now) {
+void check_same_settings(const std::string& partial, const nlohmann::json& saved, const nlohmann::json& now) {
+    if (saved == now) return;
     std::vector<std::string> diffs;
     fingerprint_differences(saved, now, "", diffs);
     std::string out;
     for (const auto& d : diffs) out += (out.empty() ? "" : "; ") + d;
-    return out;
+    throw ConfigError("the interrupted run in " + partial + " used other settings (" + out +
+                      "); rerun with the same options, or --force to start over");
+}
+
+bool continue_or_start_over(const std::string& partial, bool force, const std::function<void()>& check) {
+    try {
+        check();
+        return true;
+    } catch (const Error& e) {
+        if (!force) throw;
+        log_warn(std::string(e.what()) + " -- starting over, as --force asks");
+        remove_tree(partial);
+        return false;
+    }
 }
 
 GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint& source,
@@ -344,17 +358,8 @@ GptqFolderWriter::GptqFolderWriter(const std::string& out_dir, const Checkpoint&
         return;
     }
     if (resume) {
-        try {
-            check_resumable();
-            resumed_ = true;
-            return;
-        } catch (const Error& e) {
-            if (!force) throw;
-            // --resume --force (what `saliq table` passes): continue what can be continued, else start over.
-            log_warn(std::string(e.what()) + " -- starting over, as --force asks");
-            remove_tree(partial_);
-            return;
-        }
+        resumed_ = continue_or_start_over(partial_, force, [this] { check_resumable(); });
+        return;
     }
     if (finished_blocks() == 0) {  // nothing finished there: it cannot block a new run
         log_info(partial_ + " holds no finished block; starting over");
@@ -377,11 +382,7 @@ void GptqFolderWriter::check_resumable() const {
     if (!saved.is_object() || !saved.contains("fingerprint"))  // the fuzzer's finding: a bare number
         throw FormatError(partial_ + "/state.json", "not the state of an interrupted run (no fingerprint object); "
                                                     "use --force to start over");
-    const nlohmann::json& before = saved["fingerprint"];
-    if (before != fingerprint_)
-        throw ConfigError("the interrupted run in " + partial_ + " used other settings (" +
-                          describe_fingerprint_difference(before, fingerprint_) +
-                          "); rerun with the same options, or --force to start over");
+    check_same_settings(partial_, saved["fingerprint"], fingerprint_);
 }
 
 int64_t GptqFolderWriter::finished_blocks() const {

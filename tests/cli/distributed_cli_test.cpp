@@ -115,8 +115,7 @@ TEST(Distributed, SearchedClippingStartEqualsOneProcess) {
     const std::string args = "quantize " + stories_args() +
                              " --method apiq-bw --bits 2 --group-size 32 --calib tinystories --calib-range 0:0.5 "
                              "--nsamples 8 --seqlen 128 --epochs 0 --out ";
-    std::string launched;
-    ASSERT_TRUE(one_process_then_two_ranks(args + dir.file("one"), args + dir.file("two"), &launched));
+    ASSERT_TRUE(one_process_then_two_ranks(args + dir.file("one"), args + dir.file("two")));
     const auto manifest = nlohmann::json::parse(test::read_bytes(dir.file("two/saliq_manifest.json")));
     EXPECT_EQ(manifest["settings"]["apiq"]["lwc_init"], "search");
     const std::string a = test::read_bytes(dir.file("one/lwc.safetensors"));

@@ -178,24 +178,29 @@ TEST(Finetune, WritesTheAdaptersInTheStudentsDtype) {
     EXPECT_NO_THROW(LlamaModel::load(load_checkpoint(dir.file("ft")), {}));
 }
 
-TEST(Finetune, AnInterruptedRunResumedEndsWhereAnUninterruptedOneDoes) {
-    auto tok = Tokenizer::load(test::stories_tokenizer());
+// A finetune of stories260K (the RTN W2 g32 student, 2 epochs of 2 steps) cancelled in its second epoch's first step:
+// the first epoch's state is on disk in dir/ft.partial, where the resume tests start.
+class InterruptedFinetune : public ::testing::Test {
+protected:
+    void SetUp() override {
+        FinetuneFolderWriter writer(dir.file("ft"), student, fingerprint, false, false);
+        Finetuner f(student, teacher, o);
+        auto stop = [](const ProgressEvent& e) { return e.done < 3; };
+        EXPECT_THROW(run_finetune(f, *tok, o, &writer, stop), Cancelled);
+    }
+
+    std::shared_ptr<Tokenizer> tok = Tokenizer::load(test::stories_tokenizer());
     test::TempDir dir;
     const Checkpoint teacher = stories_teacher();
     const Checkpoint student = load_checkpoint(rtn_folder(teacher, dir, "q", 32, 0));
     const FinetuneOptions o = stories_options(2);
     const nlohmann::json fingerprint = {{"run", "resume"}};
+};
 
+TEST_F(InterruptedFinetune, ResumedItEndsWhereAnUninterruptedRunDoes) {
     Finetuner straight(student, teacher, o);
     const FinetuneResult full = run_finetune(straight, *tok, o, nullptr, nullptr);
 
-    {
-        FinetuneFolderWriter writer(dir.file("ft"), student, fingerprint, false, false);
-        Finetuner f(student, teacher, o);
-        // Cancelled in the second epoch's first step: the first epoch's state is on disk.
-        auto stop = [](const ProgressEvent& e) { return e.done < 3; };
-        EXPECT_THROW(run_finetune(f, *tok, o, &writer, stop), Cancelled);
-    }
     EXPECT_TRUE(path_exists(dir.file("ft") + ".partial/state.safetensors"));
     EXPECT_THROW(FinetuneFolderWriter(dir.file("ft"), student, fingerprint, false, false), ConfigError);
     EXPECT_THROW(FinetuneFolderWriter(dir.file("ft"), student, {{"run", "other"}}, false, true), ConfigError);
@@ -234,29 +239,15 @@ struct MemoryStore : FinetuneStore {
 
 // What the first epoch of an interrupted run took is kept with its state and counted in the resumed run's time; and
 // --resume --force starts over from a state of other settings instead of refusing it.
-TEST(Finetune, AResumedRunCountsTheInterruptedRunsTimeAndForceStartsOverOtherSettings) {
-    auto tok = Tokenizer::load(test::stories_tokenizer());
-    test::TempDir dir;
-    const Checkpoint teacher = stories_teacher();
-    const Checkpoint student = load_checkpoint(rtn_folder(teacher, dir, "q", 32, 0));
-    const FinetuneOptions o = stories_options(2);
-    const nlohmann::json fingerprint = {{"run", "resume"}};
-    {
-        FinetuneFolderWriter writer(dir.file("ft"), student, fingerprint, false, false);
-        Finetuner f(student, teacher, o);
-        auto stop = [](const ProgressEvent& e) { return e.done < 3; };
-        EXPECT_THROW(run_finetune(f, *tok, o, &writer, stop), Cancelled);
-        nlohmann::json meta;
-        (void)writer.load_state(meta);
-        ASSERT_TRUE(meta.contains("seconds"));
-        EXPECT_GT(meta["seconds"].get<double>(), 0.0);
-    }
+TEST_F(InterruptedFinetune, ItsTimeCountsInTheResumedRunAndForceStartsOverOtherSettings) {
     // The time an interrupted run records for its finished epochs is added to the resumed run's own.
     MemoryStore store;
     {
         FinetuneFolderWriter writer(dir.file("ft"), student, fingerprint, false, true);
         store.state = writer.load_state(store.meta);
     }
+    ASSERT_TRUE(store.meta.contains("seconds"));
+    EXPECT_GT(store.meta["seconds"].get<double>(), 0.0);
     store.meta["seconds"] = 1000.0;
     Finetuner f(student, teacher, o);
     const FinetuneResult r = run_finetune(f, *tok, o, &store, nullptr);
