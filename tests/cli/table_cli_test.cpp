@@ -211,9 +211,10 @@ TEST(TableCli, ShippedConfigsDryRun) {
     EXPECT_NE(r.output.find("--method slim-llm --bits 2 --group-size 8"), std::string::npos) << r.output;
 }
 
-// The SmolLM2 verdict table reruns two rows of the real-budget table: each of its quantize lines must be the big
-// table's line for the same row and seed (the output folder aside), or its figures would not be that table's.
-TEST(TableCli, SmolLM2SeedTableRepeatsTheRealBudgetTablesRows) {
+// The SmolLM2 side tables are read beside the real-budget table: the verdict table reruns two of its rows (each
+// quantize line must be the big table's for the same row and seed, the output folder aside, or its figures would not
+// be that table's), and the budget table's rows calibrate on its windows.
+TEST(TableCli, SmolLM2SideTablesRepeatTheRealBudgetTablesRowsAndWindows) {
     const auto lines = [](const std::string& name) {
         const std::string config = std::string(SALIQ_SOURCE_DIR) + "/configs/tables/" + name + ".toml";
         const auto r = run_saliq("table " + config + " --dry-run --out /nonexistent/OUT");
@@ -232,6 +233,17 @@ TEST(TableCli, SmolLM2SeedTableRepeatsTheRealBudgetTablesRows) {
     for (const auto& [row_seed, line] : seeds) {
         ASSERT_TRUE(big.count(row_seed)) << row_seed;
         EXPECT_EQ(line, big.at(row_seed)) << row_seed;
+    }
+    // The budget table's rows sit beside the big table's 20-epoch figures: the same model, windows and seed, and
+    // each names its clipping start (saliq's default differs between its 2- and 3-bit rows).
+    const auto budget = lines("smollm2-135m-budget");
+    ASSERT_EQ(budget.size(), 5u);
+    const std::string windows = " --calib c4 --calib-range 0:0.5 --nsamples 128 --seqlen 512 ";
+    ASSERT_NE(big.at("w2g64-apiq-bw seed 0").find(windows), std::string::npos);
+    for (const auto& [row_seed, line] : budget) {
+        EXPECT_NE(line.find(windows), std::string::npos) << row_seed << line;
+        EXPECT_NE(line.find(" --lwc-init "), std::string::npos) << row_seed << line;
+        EXPECT_NE(line.find(" --seed 0 "), std::string::npos) << row_seed << line;
     }
 }
 
