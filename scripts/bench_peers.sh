@@ -12,6 +12,8 @@
 #        another torch), PEERS (autoround gptqmodel llmcompressor),
 #        SALIQ_ROWS (gptq apiq-bw: saliq's rows), SPECS ("3:64 2:64": bits:group), NSAMPLES (128), SEQLEN (512),
 #        ITERS (200, AutoRound's default), EPOCHS (20, apiq-bw), THREADS (2), MAX_WINDOWS (40; 0 = the whole set)
+# The peers are pinned to the versions the README's figures were made with (auto-round 0.16.1, gptqmodel 7.7.0,
+# llm-compressor 0.14.0.1); an existing venv is kept as it is.
 # AutoRound folders are also scored by transformers with AutoRound's own dequantizer
 # (scripts/interop/ppl_peer_transformers.py): the cross-check of saliq's reading of a peer's folder.
 # A folder that exists is not made again: delete it to rerun a row.
@@ -58,8 +60,8 @@ for peer in $peers; do
     fi
   fi
   case $peer in
-    autoround) "$py" -c 'import auto_round' 2>/dev/null || "$py" -m pip install -q auto-round ;;
-    gptqmodel) "$py" -c 'import gptqmodel' 2>/dev/null || BUILD_CUDA_EXT=0 "$py" -m pip install -q gptqmodel ;;
+    autoround) "$py" -c 'import auto_round' 2>/dev/null || "$py" -m pip install -q auto-round==0.16.1 ;;
+    gptqmodel) "$py" -c 'import gptqmodel' 2>/dev/null || BUILD_CUDA_EXT=0 "$py" -m pip install -q gptqmodel==7.7.0 ;;
     llmcompressor)
       if ! "$py" -c 'import llmcompressor' 2>/dev/null; then
         # GPTQModel's venv lends torch, transformers and datasets (its pins would pull torch 2.14 with CUDA wheels)
