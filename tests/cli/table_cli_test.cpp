@@ -237,7 +237,7 @@ TEST(TableCli, SmolLM2SideTablesRepeatTheRealBudgetTablesRowsAndWindows) {
     // The budget table's rows sit beside the big table's 20-epoch figures: the same model, windows and seed, and
     // each names its clipping start (saliq's default differs between its 2- and 3-bit rows).
     const auto budget = lines("smollm2-135m-budget");
-    ASSERT_EQ(budget.size(), 8u);
+    ASSERT_EQ(budget.size(), 9u);
     const std::string windows = " --calib c4 --calib-range 0:0.5 --nsamples 128 --seqlen 512 ";
     ASSERT_NE(big.at("w2g64-apiq-bw seed 0").find(windows), std::string::npos);
     for (const auto& [row_seed, line] : budget) {
