@@ -231,7 +231,8 @@ Command add_quantize_command(CLI::App& app, const std::string& command_line) {
     quantize->add_option("--lora-rank", ao.lora_rank, "ApiQ: LoRA rank r")->capture_default_str();
     quantize->add_option("--lora-alpha", ao.lora_alpha, "ApiQ: LoRA alpha (scale alpha/r)")->capture_default_str();
     quantize->add_option("--lwc-lr", ao.lwc_lr, "learning rate of the quantizer's parameters (default: clipping "
-                                                "logits ApiQ 5e-3, OmniQuant 1e-2; db-llm 1e-3, binarymos 1e-2)");
+                                                "logits ApiQ 5e-3, OmniQuant 1e-2; db-llm 1e-3, binarymos 1e-2; "
+                                                "times --train-batch)");
     quantize->add_option("--lwc-init", ao.lwc_init,
                          "where the clipping factors start: minmax (sigmoid(4), OmniQuant's and ApiQ's), search "
                          "(per group, the pair from {0.98, 0.95, ..., 0.5} with the least input-weighted error) or "
@@ -244,7 +245,8 @@ Command add_quantize_command(CLI::App& app, const std::string& command_line) {
         ->capture_default_str();
     quantize->add_option("--mos-experts", ao.mos_experts, "binarymos: scale experts mixed by the router")
         ->capture_default_str();
-    quantize->add_option("--lora-lr", ao.lora_lr, "ApiQ: learning rate of the LoRA adapters")->capture_default_str();
+    quantize->add_option("--lora-lr", ao.lora_lr, "ApiQ: learning rate of the LoRA adapters (default: ApiQ's 5e-4 "
+                                                  "times --train-batch)");
     quantize->add_option("--adapter-dtype", ao.adapter_dtype,
                          "storage of the written LoRA adapters: fp32, fp16 or bf16 (training is unchanged; bf16 "
                          "halves the adapters' bits per weight)")
@@ -255,7 +257,10 @@ Command add_quantize_command(CLI::App& app, const std::string& command_line) {
                          "training stages in order, STAGE:EPOCHS with STAGE opt (MSE), wpt (lambda R) or mixed "
                          "(MSE + lambda R); default opt:EPOCHS, or mixed:EPOCHS with --saliency (the seed paper's README: "
                          "wpt:15 opt:5)");
-    quantize->add_option("--train-batch", ao.train_batch, "windows per optimizer step")->capture_default_str();
+    quantize->add_option("--train-batch", ao.train_batch,
+                         "windows per optimizer step; the default learning rates are per window and scale with it "
+                         "(the linear rule), given ones do not")
+        ->capture_default_str();
     quantize->add_option("--train-dtype", ao.train_dtype,
                          "dtype of the training matmuls (apiq-bw, omniquant, apiq-lw): fp32, bf16, fp16 or auto (bf16 "
                          "on CUDA and on CPUs with bf16 matrix units, else the model's); master weights, optimizer "

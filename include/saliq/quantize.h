@@ -63,13 +63,15 @@ struct TrainStage {
 struct ApiqOptions {
     int64_t lora_rank = 64;
     double lora_alpha = 16.0;
-    double lwc_lr = -1.0;              // < 0: the method's default (ApiQ 5e-3, OmniQuant 1e-2)
+    // Learning rates < 0: the method's default for one window a step (clipping ApiQ 5e-3, OmniQuant 1e-2; LoRA
+    // ApiQ's 5e-4), times the windows of a step (--train-batch x ranks); made concrete by validate_quantize_options.
+    double lwc_lr = -1.0;
     // Where the clipping logits start: "minmax" (sigmoid(4) of each group's range, OmniQuant's and ApiQ's), "search"
     // (each group's factors searched on the block's inputs, lwc_search_params) or "auto": search at 2 bits on the
     // uniform grid, where it was measured to help (README, "Where the clipping starts"), min-max otherwise. Resolved
     // before the run; the manifest records which.
     std::string lwc_init = "auto";
-    double lora_lr = 5e-4;
+    double lora_lr = -1.0;
     // Storage of the written adapters (adapter_model.safetensors): fp16 (PEFT's usual), fp32 or bf16. Training is
     // unchanged (fp32 masters); the folder's bits per weight count what is stored.
     std::string adapter_dtype = "fp16";

@@ -352,8 +352,11 @@ void check_options_apply(const QuantizeOptions& o, const MethodTraits& method) {
     // for a method that does not order columns; only an explicit --group-order is worth a warning.
     if (o.gptq.group_order.value_or(false) && !method.orders_columns) ignored.push_back("--group-order");
     float_dtype(o.apiq.adapter_dtype, "--adapter-dtype");
+    // The LoRA rate counts as set when it is not the default for this step's windows (the second validation pass sees
+    // the default made concrete; methods that do not train leave it unset).
+    const bool lora_lr_set = o.apiq.lora_lr >= 0 && o.apiq.lora_lr != default_lora_learning_rate(step_windows(o));
     if (!method.trains_adapters && (o.apiq.lora_rank != defaults.lora_rank || o.apiq.lora_alpha != defaults.lora_alpha ||
-                                      o.apiq.lora_lr != defaults.lora_lr || o.apiq.adapter_dtype != defaults.adapter_dtype))
+                                      lora_lr_set || o.apiq.adapter_dtype != defaults.adapter_dtype))
         ignored.push_back("--lora-rank/--lora-alpha/--lora-lr/--adapter-dtype");
     if (!method.trains) {
         if (o.apiq.epochs != defaults.epochs) ignored.push_back("--epochs");
@@ -413,6 +416,8 @@ void validate_quantize_options(const Checkpoint& ckpt, const Tokenizer& tokenize
     act_storage_dtype(o, compute);
     if (traits.trains) o.apiq.train_dtype = resolve_train_dtype(o.apiq.train_dtype, compute);  // the manifest's
     check_options_apply(o, traits);
+    if (traits.trains)  // after the check: the second validation pass sees the concrete rates
+        resolve_learning_rates(o, traits.trains_adapters);
     if (o.apiq.lwc_init == "auto") o.apiq.lwc_init = default_lwc_init(o, traits);
     if (o.spec.grid != GgmlGrid::kNone) check_ggml_grid(o, traits, config);
     if (o.gptq.act_order && o.gptq.group_order.value_or(false))

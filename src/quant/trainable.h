@@ -118,8 +118,16 @@ at::ScalarType training_compute_dtype(const QuantizeOptions& options, const at::
 // "auto" made concrete for a model computing in `model`: bf16 on CUDA and on CPUs with bf16 matrix units (when the
 // model computes in fp32 or bf16), else the model's dtype. ConfigError for an unknown name or fp16 on CPU.
 std::string resolve_train_dtype(const std::string& requested, const at::TensorOptions& model);
-// Default ApiQ 5e-3, OmniQuant 1e-2 for clipping logits; db-llm 1e-3, binarymos 1e-2 for the binarizers' scales.
+// Windows an optimizer step averages: --train-batch x the ranks.
+int64_t step_windows(const QuantizeOptions& options);
+// The learning rates a run trains with: the given one, else the default for one window a step times step_windows
+// (clipping logits ApiQ 5e-3, OmniQuant 1e-2; db-llm 1e-3, binarymos 1e-2 for the binarizers' scales; LoRA 5e-4).
 double lwc_learning_rate(const QuantizeOptions& options, bool with_lora);
+double lora_learning_rate(const QuantizeOptions& options);
+double default_lora_learning_rate(int64_t windows);  // 5e-4 x windows
+// Makes the defaults concrete for the manifest (the LoRA rate always, the clipping rate when a step has more than one
+// window) and logs the scaled rates. Given rates are kept.
+void resolve_learning_rates(QuantizeOptions& options, bool with_lora);
 double training_weight_decay(const QuantizeOptions& options, bool with_lora);  // default ApiQ 0.1, OmniQuant 0
 // Seeds LibTorch's generator from the run's seed and the block alone, so a resumed run draws the same LoRA init.
 void seed_block(const QuantizeOptions& options, int64_t layer);

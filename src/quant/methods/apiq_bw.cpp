@@ -91,7 +91,7 @@ public:
             stats["fisher"] = fisher_stats;
             stats["lambda"] = lambda;
         }
-        Trainer trainer(lwc_params, lora_params, lwc_learning_rate(o, lora_), o.apiq.lora_lr,
+        Trainer trainer(lwc_params, lora_params, lwc_learning_rate(o, lora_), lora_learning_rate(o),
                         training_weight_decay(o, lora_), fp16);
         const bool after_lora = o.saliency.reg_method == "after_lora";
 

@@ -77,7 +77,7 @@ public:
                     fisher = load_block_fisher(o, raw, {name}, fisher_stats);
                     layer_stats["fisher"] = fisher_stats[name];
                 }
-                Trainer trainer(t.quantizer_parameters(), t.lora_parameters(), lwc_lr, o.apiq.lora_lr, wd,
+                Trainer trainer(t.quantizer_parameters(), t.lora_parameters(), lwc_lr, lora_learning_rate(o), wd,
                                 compute == at::kHalf);
                 layer_stats["stages"] = run_stages(
                     stages, trainer, N, batch,
